@@ -1,0 +1,1 @@
+"""The `track` program, the frame pipeline and the profiler."""

@@ -1,0 +1,1 @@
+"""Benchmarks that print measured numbers (MOT17 accuracy, tracker and detector speed)."""

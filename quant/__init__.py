@@ -1,0 +1,1 @@
+"""Post-training int8 quantization: observers, fusion, equalization, calibration, ONNX int8 export."""
