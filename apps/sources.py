@@ -1,0 +1,269 @@
+"""Frame sources (video file, image folder, MOT sequence, camera, stream) and a read-ahead thread.
+
+``open_source(spec)`` turns what the user typed into a :class:`FrameSource`. :class:`ReadAhead` decodes on a
+background thread into a bounded buffer so decoding overlaps inference. For a file it never drops a frame
+(the reader waits when the buffer is full); for a live source (camera, stream) it keeps only the latest frames
+and counts the ones it dropped, so a slow pipeline does not fall ever further behind real time.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from apps.motchallenge import load_sequence
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+class SourceError(RuntimeError):
+    """A source that could not be opened or that stopped delivering frames; the message says which and why."""
+
+
+class SourceInterrupted(SourceError):
+    """A live source stopped mid-run; the frames read before it stopped are still valid."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the pipeline needs to know about a source."""
+
+    name: str  # short name for output folders and files (the stem)
+    kind: str  # "video", "images", "mot", "camera" or "stream"
+    location: str  # path, camera index or URL as given
+    fps: float | None  # nominal frame rate, None when unknown (an image folder)
+    frame_count: int | None  # None when unknown (live sources)
+    is_live: bool
+
+
+class FrameSource(ABC):
+    """Frames in order; :meth:`read` returns ``None`` at the end."""
+
+    info: SourceInfo
+
+    @abstractmethod
+    def read(self) -> np.ndarray | None: ...
+
+    def close(self) -> None:
+        """Release the underlying device or file."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CaptureSource(FrameSource):
+    """A video file, camera or stream read with ``cv2.VideoCapture``."""
+
+    def __init__(self, capture: cv2.VideoCapture, info: SourceInfo) -> None:
+        self._capture = capture
+        self.info = info
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class ImageSequenceSource(FrameSource):
+    """Image files read in the given order."""
+
+    def __init__(self, paths: list[Path], info: SourceInfo) -> None:
+        self.paths = paths
+        self.info = info
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        if self._next >= len(self.paths):
+            return None
+        path = self.paths[self._next]
+        self._next += 1
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise SourceError(f"{path}: cannot read image (corrupt or not an image)")
+        return frame
+
+
+def open_source(spec: str | int | Path, fps: float | None = None) -> FrameSource:
+    """Open a video file, image folder, MOT sequence folder (``img1/`` + ``seqinfo.ini``), camera index or URL.
+
+    ``fps`` overrides the source's own frame rate (needed for image folders, which have none).
+    Raises FileNotFoundError for a missing path and SourceError for anything that cannot be read.
+    """
+    text = str(spec)
+    if isinstance(spec, int) or text.isdigit():
+        return _open_capture(int(text), SourceInfo(f"camera{text}", "camera", text, fps, None, True), fps)
+    if text.lower().startswith(STREAM_SCHEMES):
+        name = Path(text.split("?")[0].rstrip("/")).stem or "stream"
+        return _open_capture(text, SourceInfo(name, "stream", text, fps, None, True), fps)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: source not found (expected a video, image folder, MOT sequence, camera index or URL)")
+    if path.is_dir():
+        if (path / "img1").is_dir():
+            return _open_mot_sequence(path, fps)
+        images = _list_images(path)
+        return ImageSequenceSource(images, SourceInfo(path.name, "images", text, fps, len(images), False))
+    return _open_video_file(path, fps)
+
+
+def _open_capture(target: str | int, info: SourceInfo, fps: float | None) -> CaptureSource:
+    capture = cv2.VideoCapture(target)
+    if not capture.isOpened():
+        raise SourceError(f"{info.location}: cannot open {info.kind}")
+    if fps is None:
+        reported = capture.get(cv2.CAP_PROP_FPS)
+        info = replace(info, fps=reported if reported and reported > 0 else None)
+    return CaptureSource(capture, info)
+
+
+def _open_video_file(path: Path, fps: float | None) -> CaptureSource:
+    if not _is_readable(path):
+        raise SourceError(f"{path}: cannot read file (permission denied)")
+    capture = cv2.VideoCapture(str(path))
+    ok = capture.isOpened()
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if ok else 0
+    if not ok or count == 0 and not capture.grab():
+        capture.release()
+        raise SourceError(f"{path}: cannot decode as video")
+    if count == 0:  # the probing grab consumed a frame; reopen to start at frame one
+        capture.release()
+        capture = cv2.VideoCapture(str(path))
+    reported = capture.get(cv2.CAP_PROP_FPS)
+    info = SourceInfo(
+        path.stem, "video", str(path), fps or (reported if reported > 0 else None), count or None, False
+    )
+    return CaptureSource(capture, info)
+
+
+def _open_mot_sequence(path: Path, fps: float | None) -> ImageSequenceSource:
+    sequence = load_sequence(path)
+    images = sequence.image_paths()
+    info = SourceInfo(path.name, "mot", str(path), fps or sequence.frame_rate, len(images), False)
+    return ImageSequenceSource(images, info)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    if not _is_readable(folder):
+        raise SourceError(f"{folder}: cannot read folder (permission denied)")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not images:
+        raise SourceError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return images
+
+
+def _is_readable(path: Path) -> bool:
+    return os.access(path, os.R_OK)
+
+
+# ---- read-ahead ------------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    """One decoded frame: 0-based position in the source, pixels (BGR) and the time decoding took."""
+
+    index: int
+    image: np.ndarray
+    read_ns: int
+
+
+class ReadAhead:
+    """Decode a source on a background thread into a bounded buffer; iterate to get :class:`Frame` s in order.
+
+    ``drop_oldest`` (default: the source is live) makes a full buffer discard its oldest frame instead of
+    waiting, counting it in :attr:`dropped`; with ``max_buffer=1`` the consumer always gets the newest frame.
+    After iteration ends, :attr:`error` holds the reason if the source failed or a live source stopped.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        max_buffer: int | None = None,
+        drop_oldest: bool | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        self.source = source
+        self.drop_oldest = source.info.is_live if drop_oldest is None else drop_oldest
+        self.max_buffer = max_buffer or (1 if self.drop_oldest else 8)
+        self.max_frames = max_frames
+        self.dropped = 0
+        self.frames_read = 0
+        self.error: SourceError | None = None
+        self._buffer: collections.deque = collections.deque()
+        self._condition = threading.Condition()
+        self._stopped = False
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped and (self.max_frames is None or self.frames_read < self.max_frames):
+                start = time.perf_counter_ns()
+                image = self.source.read()
+                elapsed = time.perf_counter_ns() - start
+                if image is None:
+                    if self.source.info.is_live:
+                        self.error = SourceInterrupted(
+                            f"{self.source.info.location}: {self.source.info.kind} stopped delivering frames "
+                            f"after {self.frames_read} frames"
+                        )
+                    break
+                self._push(Frame(self.frames_read, image, elapsed))
+                self.frames_read += 1
+        except SourceError as exc:
+            self.error = exc
+        except Exception as exc:  # a decoder failure must reach the consumer, not die silently on this thread
+            self.error = SourceError(f"{self.source.info.location}: reading failed: {exc}")
+        finally:
+            with self._condition:
+                self._finished = True
+                self._condition.notify_all()
+
+    def _push(self, frame: Frame) -> None:
+        with self._condition:
+            while len(self._buffer) >= self.max_buffer and not self._stopped:
+                if self.drop_oldest:
+                    self._buffer.popleft()
+                    self.dropped += 1
+                    break
+                self._condition.wait()
+            self._buffer.append(frame)
+            self._condition.notify_all()
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            with self._condition:
+                while not self._buffer and not self._finished:
+                    self._condition.wait()
+                if not self._buffer:
+                    return
+                frame = self._buffer.popleft()
+                self._condition.notify_all()
+            yield frame
+
+    def close(self) -> None:
+        """Stop the reader thread and release the source."""
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+        self._thread.join(timeout=10)
+        self.source.close()
+
+    def __enter__(self) -> "ReadAhead":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
