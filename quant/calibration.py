@@ -1,0 +1,108 @@
+"""Calibration: frames from a list/video/image folder/MOT sequence, pushed through ``det.preprocess``,
+and activation ranges observed at every conv input and output (see ``quant.simulate`` for the points)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from quant.observers import make_observer
+from quant.simulate import conv_layers
+
+DEFAULT_NUM_FRAMES = 200
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+
+
+def _evenly(count: int, num: int | None, offset: int = 0, step: int | None = None) -> list[int]:
+    """Indices into ``count`` items: every ``step``-th from ``offset``, or ``num`` evenly spaced."""
+    if step is not None:
+        idx = list(range(offset, count, step))
+        return idx if num is None else idx[:num]
+    if num is None or num >= count:
+        return list(range(count))
+    return sorted({int(round(i)) for i in np.linspace(0, count - 1, num)})
+
+
+def _read_image(path: Path) -> np.ndarray:
+    frame = cv2.imread(str(path))
+    if frame is None:
+        raise ValueError(f"cannot read calibration image {path}")
+    return frame
+
+
+def _video_frames(path: Path, num: int | None, offset: int, step: int | None) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise ValueError(f"cannot open calibration video {path}")
+    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    wanted = set(_evenly(count, num, offset, step))
+    frames, k = [], 0
+    while len(frames) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k in wanted:
+            frames.append(frame)
+        k += 1
+    cap.release()
+    if not frames:
+        raise ValueError(f"no frames decoded from calibration video {path}")
+    return frames
+
+
+def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = DEFAULT_NUM_FRAMES,
+                offset: int = 0, step: int | None = None) -> list[np.ndarray]:
+    """BGR frames from a list of frames, a video file, an image folder or a MOT sequence (its ``img1``).
+
+    ``num`` frames evenly spaced over the source, or with ``step`` every ``step``-th frame from
+    ``offset`` (at most ``num``) — e.g. ``step=4, offset=0`` to keep the other frames for evaluation.
+    """
+    if not isinstance(source, (str, Path)):
+        frames = list(source)
+        return [frames[i] for i in _evenly(len(frames), num, offset, step)]
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"calibration source not found: {path}")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"calibration file {path} is not a video ({', '.join(VIDEO_SUFFIXES)})")
+        return _video_frames(path, num, offset, step)
+    folder = path / "img1" if (path / "img1").is_dir() else path
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
+    return [_read_image(images[i]) for i in _evenly(len(images), num, offset, step)]
+
+
+def preprocess_frames(preprocess: Callable[[np.ndarray], tuple[np.ndarray, object]],
+                      frames: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Blobs exactly as the detector sees them (``det.preprocess``)."""
+    return [np.ascontiguousarray(preprocess(f)[0], dtype=np.float32) for f in frames]
+
+
+@torch.no_grad()
+def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str = "minmax",
+                   layers: Iterable[str] | None = None, progress: bool = True) -> dict[str, tuple[float, float]]:
+    """Observed ``(lo, hi)`` of the input and the output (pre-activation) of every conv (or ``layers``)."""
+    convs = conv_layers(model)
+    names = list(convs) if layers is None else list(layers)
+    observers = {f"{n}:{side}": make_observer(observer) for n in names for side in ("in", "out")}
+    handles = []
+    for n in names:
+        handles.append(convs[n].register_forward_pre_hook(
+            lambda _m, args, o=observers[f"{n}:in"]: o.update(args[0])))
+        handles.append(convs[n].register_forward_hook(
+            lambda _m, _a, out, o=observers[f"{n}:out"]: o.update(out)))
+    try:
+        for blob in tqdm(blobs, desc=f"calibrating ({observer})", unit="frame", disable=not progress):
+            model(torch.from_numpy(blob))
+    finally:
+        for h in handles:
+            h.remove()
+    return {point: tuple(float(v) for v in obs.range()) for point, obs in observers.items()}
