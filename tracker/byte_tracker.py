@@ -1,0 +1,309 @@
+"""ByteTrack multi-object tracker, vectorised over tracks (struct-of-arrays state)."""
+from __future__ import annotations
+
+from time import perf_counter_ns
+
+import numpy as np
+
+from tracker import kalman
+from tracker.matching import fuse_score, iou_cost, linear_assignment, mask_classes
+from tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
+from tracker.validation import check_frame_step, clean_detections
+
+ID_MODES = ("compact", "official")
+OUTPUT_COLUMNS = ("x1", "y1", "x2", "y2", "track_id", "score", "class", "det_index")
+
+
+class ByteTracker:
+    """ByteTrack (Zhang et al., ECCV 2022) reproducing the official ``BYTETracker`` exactly.
+
+    ``update(detections)`` takes an (N, 5) or (N, 6) array ``x1, y1, x2, y2, score[, class]``
+    for one frame and returns an (M, 8) float64 array
+    ``x1, y1, x2, y2, track_id, score, class, det_index`` of the confirmed tracks on that
+    frame: the box is the Kalman-filtered box, ``score`` the score of the detection matched
+    on this frame, ``class`` that detection's class (-1 when the input has no class column)
+    and ``det_index`` its row in the ``detections`` passed in.
+
+    With the defaults ``iou_inclusive=True, id_mode="official"`` the output equals the
+    official tracker's (``track_thresh=T`` there means ``track_high_thresh=T,
+    new_track_thresh=T+0.1`` here). Official quirks kept on purpose:
+
+    - a score exactly equal to ``track_high_thresh`` is used by neither stage;
+    - unconfirmed tracks (created on the previous frame) are not Kalman-predicted before
+      they are matched and updated;
+    - a lost track that times out stays matchable for one more frame, and a track that
+      came back from that state is dropped as soon as it is lost again;
+    - duplicate removal (tracked vs lost pairs with IoU distance < ``duplicate_iou_thresh``)
+      drops the one with the shorter history, the tracked one on ties.
+
+    Options beyond the official tracker:
+
+    - ``iou_inclusive``: True counts box sides in pixels (``x2 - x1 + 1``, as official /
+      cython_bbox); False uses continuous geometry (``x2 - x1``), which is right for
+      sub-pixel boxes and makes small boxes overlap less. Default False: this project's
+      detectors output continuous coordinates. Use True to reproduce ByteTrack.
+    - ``id_mode``: "compact" (default) numbers a track when it is first output, so ids
+      start at 1 and never skip; "official" numbers it at creation like ByteTrack, so ids
+      of unconfirmed tracks that die are skipped. Ids are per tracker instance and restart
+      at 1 after ``reset()``; both modes give the same tracks, the compact ids being the
+      rank of the official ids.
+    - ``class_aware``: tracks only match detections (and are only de-duplicated against
+      tracks) of the same class; the class column must then be given.
+    - ``return_lost``: also return the lost tracks after the confirmed ones, with their
+      predicted box, last score and class, and ``det_index = -1`` (the marker of a row not
+      matched on this frame). ``lost_tracks()`` returns the same rows on demand.
+    - ``update(..., frame_gap=k)`` (or ``timestamp=`` seconds, converted with
+      ``round(dt * frame_rate)``, at least 1): k frame periods passed since the last
+      update (k - 1 frames were not processed). The Kalman prediction is applied k times
+      (the per-frame motion model, k steps ahead; velocities kept) and the frame counter
+      advances by k, so lost tracks age by k towards ``max_time_lost``.
+
+    Bad input: wrong number of dimensions or columns, or a non-numeric dtype, raise
+    ``ValueError``. Empty arrays of shape (0,), (0, 5), (0, 6) mean no detections. Rows
+    with NaN/inf or with x2 <= x1 or y2 <= y1 are dropped (``last_dropped`` counts them;
+    ``det_index`` still refers to the original rows). Scores are clipped into [0, 1].
+
+    Memory is bounded: removed tracks are not kept.
+    """
+
+    def __init__(
+        self,
+        frame_rate: float = 30,
+        track_high_thresh: float = 0.5,
+        track_low_thresh: float = 0.1,
+        new_track_thresh: float = 0.6,
+        match_thresh: float = 0.8,
+        track_buffer: int = 30,
+        fuse_score: bool = True,
+        *,
+        second_match_thresh: float = 0.5,
+        unconfirmed_match_thresh: float = 0.7,
+        duplicate_iou_thresh: float = 0.15,
+        iou_inclusive: bool = False,
+        id_mode: str = "compact",
+        class_aware: bool = False,
+        return_lost: bool = False,
+    ) -> None:
+        if id_mode not in ID_MODES:
+            raise ValueError(f"id_mode must be one of {ID_MODES}, got {id_mode!r}")
+        if not frame_rate > 0:
+            raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
+        if track_buffer < 0:
+            raise ValueError(f"track_buffer must be >= 0, got {track_buffer}")
+        if not track_low_thresh <= track_high_thresh:
+            raise ValueError(f"track_low_thresh ({track_low_thresh}) must be <= track_high_thresh ({track_high_thresh})")
+        self.frame_rate = frame_rate
+        self.track_high_thresh = track_high_thresh
+        self.track_low_thresh = track_low_thresh
+        self.new_track_thresh = new_track_thresh
+        self.match_thresh = match_thresh
+        self.track_buffer = track_buffer
+        self.fuse_score = fuse_score
+        self.second_match_thresh = second_match_thresh
+        self.unconfirmed_match_thresh = unconfirmed_match_thresh
+        self.duplicate_iou_thresh = duplicate_iou_thresh
+        self.iou_inclusive = iou_inclusive
+        self.id_mode = id_mode
+        self.class_aware = class_aware
+        self.return_lost = return_lost
+        self.max_time_lost = int(frame_rate / 30.0 * track_buffer)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks and restart frame counting and ids (call between videos)."""
+        self.frame_id = 0
+        self.update_count = 0
+        self.last_dropped = 0
+        self.last_stage_ns = {"predict": 0, "iou": 0, "assignment": 0, "bookkeeping": 0}
+        self._tracks = TrackTable.empty()
+        self._created = 0
+        self._shown = 0
+        self._last_timestamp: float | None = None
+
+    @property
+    def num_tracks(self) -> int:
+        """Tracks held in memory (tracked, unconfirmed and lost)."""
+        return len(self._tracks)
+
+    def update(self, detections: object, frame_gap: int | None = None, timestamp: float | None = None) -> np.ndarray:
+        """Track one frame; returns (M, 8) rows ``x1, y1, x2, y2, track_id, score, class, det_index``."""
+        start = perf_counter_ns()
+        dets = clean_detections(detections)
+        if self.class_aware and not dets.has_class and dets.rows.size:
+            raise ValueError("class_aware=True needs detections with a class column (N, 6)")
+        steps = check_frame_step(frame_gap, timestamp, self._last_timestamp, self.frame_rate)
+        if timestamp is not None:
+            self._last_timestamp = float(timestamp)
+        self.frame_id += steps
+        self.update_count += 1
+        self.last_dropped = dets.dropped
+        timer = _StageTimer(start)
+
+        det_boxes = dets.boxes.copy()
+        # The official tracker measures detections as tlwh and converts back: x2 = x1 + w.
+        det_boxes[:, 2:] = det_boxes[:, :2] + (det_boxes[:, 2:] - det_boxes[:, :2])
+        det_xyah = kalman.tlbr_to_xyah(dets.boxes)
+        scores = dets.scores
+        high = np.flatnonzero(scores > self.track_high_thresh)
+        low = np.flatnonzero((scores > self.track_low_thresh) & (scores < self.track_high_thresh))
+
+        tracks = self._tracks
+        count = len(tracks)
+        frame = self.frame_id
+
+        # Stage 1: confirmed tracked + lost tracks vs high-score detections.
+        timer.lap("bookkeeping")
+        pool = np.flatnonzero(tracks.activated | tracks.in_lost)
+        pool_mean = tracks.mean[pool]
+        pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
+        pool_mean, pool_cov = kalman.predict(pool_mean, tracks.cov[pool], steps)
+        tracks.mean[pool] = pool_mean
+        tracks.cov[pool] = pool_cov
+        timer.lap("predict")
+        pool_boxes = kalman.xyah_to_tlbr(pool_mean)
+        match_rows, match_cols, free_rows, free_high = self._associate(
+            pool_boxes, tracks.cls[pool], high, det_boxes, dets, self.fuse_score, self.match_thresh, timer)
+        matched_tracks = pool[match_rows]
+        refound = matched_tracks[tracks.state[matched_tracks] != TRACKED]
+        self._apply_matches(matched_tracks, high[match_cols], det_xyah, dets)
+
+        # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
+        still_tracked = free_rows[tracks.state[pool[free_rows]] == TRACKED]
+        second_pool = pool[still_tracked]
+        match_rows, match_cols, free_rows, _ = self._associate(
+            pool_boxes[still_tracked], tracks.cls[second_pool], low, det_boxes, dets, False,
+            self.second_match_thresh, timer)
+        self._apply_matches(second_pool[match_rows], low[match_cols], det_xyah, dets)
+        newly_lost = second_pool[free_rows]
+        tracks.state[newly_lost] = LOST
+
+        # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
+        unconfirmed = np.flatnonzero(~tracks.activated & ~tracks.in_lost)
+        match_rows, match_cols, free_rows, free_cols = self._associate(
+            kalman.xyah_to_tlbr(tracks.mean[unconfirmed]), tracks.cls[unconfirmed], high[free_high], det_boxes,
+            dets, self.fuse_score, self.unconfirmed_match_thresh, timer)
+        self._apply_matches(unconfirmed[match_rows], high[free_high][match_cols], det_xyah, dets)
+        tracks.state[unconfirmed[free_rows]] = REMOVED
+
+        # New tracks from confident unmatched high detections.
+        new_dets = high[free_high][free_cols]
+        new_dets = new_dets[scores[new_dets] >= self.new_track_thresh]
+        tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
+
+        # Lost tracks that waited too long (they stay in the lost list one more frame).
+        timed_out = np.flatnonzero(tracks.in_lost & (frame - tracks.last_frame > self.max_time_lost))
+        tracks.state[timed_out] = REMOVED
+
+        # Rebuild the lists in the official order.
+        old_rows = np.arange(count)
+        kept_tracked = old_rows[~tracks.in_lost[:count] & (tracks.state[:count] == TRACKED)]
+        created = np.arange(count, len(tracks))
+        kept_lost = old_rows[tracks.in_lost[:count] & (tracks.state[:count] != TRACKED)]
+        lost_list = np.concatenate((kept_lost, newly_lost))
+        lost_list = lost_list[~tracks.removal_recorded[lost_list]]
+        tracks.removal_recorded[timed_out] = True
+        tracked_list = np.concatenate((kept_tracked, created, refound))
+        tracks.in_lost[tracked_list] = False
+        tracks.in_lost[lost_list] = True
+        tracked_list, lost_list = self._remove_duplicates(tracks, tracked_list, lost_list, timer)
+        self._tracks = tracks = tracks.take(np.concatenate((tracked_list, lost_list)))
+
+        output = self._output_rows(np.flatnonzero(tracks.activated & ~tracks.in_lost))
+        if self.return_lost:
+            output = np.concatenate((output, self.lost_tracks()))
+        timer.lap("bookkeeping")
+        self.last_stage_ns = timer.totals
+        return output
+
+    def lost_tracks(self) -> np.ndarray:
+        """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1."""
+        tracks = self._tracks
+        lost = np.flatnonzero(tracks.in_lost & (tracks.state == LOST))
+        rows = self._output_rows(lost)
+        rows[:, 7] = -1
+        return rows
+
+    def _associate(self, track_boxes: np.ndarray, track_classes: np.ndarray, det_ids: np.ndarray,
+                   det_boxes: np.ndarray, dets, fuse: bool, thresh: float, timer: _StageTimer):
+        """Match tracks to the detections ``det_ids``; returns matched/unmatched index arrays."""
+        timer.lap("bookkeeping")
+        cost = iou_cost(track_boxes, det_boxes[det_ids], self.iou_inclusive)
+        if fuse and cost.size:
+            cost = fuse_score(cost, dets.scores[det_ids])
+        if self.class_aware and cost.size:
+            mask_classes(cost, track_classes, dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
+        timer.lap("iou")
+        result = linear_assignment(cost, thresh)
+        timer.lap("assignment")
+        return result
+
+    def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets) -> None:
+        """Kalman-update matched tracks and (re)activate them (official update / re_activate)."""
+        if rows.size == 0:
+            return
+        tracks = self._tracks
+        tracks.mean[rows], tracks.cov[rows] = kalman.update(tracks.mean[rows], tracks.cov[rows], det_xyah[det_ids])
+        tracks.state[rows] = TRACKED
+        tracks.activated[rows] = True
+        tracks.last_frame[rows] = self.frame_id
+        tracks.score[rows] = dets.scores[det_ids]
+        tracks.cls[rows] = dets.classes[det_ids]
+        tracks.det_row[rows] = dets.rows[det_ids]
+
+    def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets) -> TrackTable:
+        """Tracks started from detections ``det_ids``; confirmed at once only on the first update."""
+        mean, cov = kalman.initiate(det_xyah[det_ids])
+        ids = np.arange(self._created + 1, self._created + 1 + det_ids.size, dtype=np.int64)
+        self._created += det_ids.size
+        return TrackTable.create(mean, cov, ids, dets.scores[det_ids], dets.classes[det_ids], dets.rows[det_ids],
+                                 self.frame_id, activated=self.update_count == 1)
+
+    def _remove_duplicates(self, tracks: TrackTable, tracked: np.ndarray, lost: np.ndarray,
+                           timer: _StageTimer) -> tuple[np.ndarray, np.ndarray]:
+        """Drop tracked/lost pairs that overlap almost fully: the shorter history goes (tracked on ties)."""
+        if tracked.size == 0 or lost.size == 0:
+            return tracked, lost
+        timer.lap("bookkeeping")
+        close = iou_cost(kalman.xyah_to_tlbr(tracks.mean[tracked]), kalman.xyah_to_tlbr(tracks.mean[lost]),
+                         self.iou_inclusive) < self.duplicate_iou_thresh
+        if self.class_aware:
+            close &= tracks.cls[tracked][:, None] == tracks.cls[lost][None, :]
+        timer.lap("iou")
+        if not close.any():
+            return tracked, lost
+        age_tracked = tracks.last_frame[tracked] - tracks.start_frame[tracked]
+        age_lost = tracks.last_frame[lost] - tracks.start_frame[lost]
+        tracked_older = age_tracked[:, None] > age_lost[None, :]
+        drop_lost = (close & tracked_older).any(axis=0)
+        drop_tracked = (close & ~tracked_older).any(axis=1)
+        return tracked[~drop_tracked], lost[~drop_lost]
+
+    def _output_rows(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 8) output array for table rows ``rows``; gives compact ids to new ones."""
+        tracks = self._tracks
+        unnamed = rows[tracks.display_id[rows] == 0]
+        tracks.display_id[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
+        self._shown += unnamed.size
+        out = np.empty((rows.size, 8))
+        out[:, :4] = kalman.xyah_to_tlbr(tracks.mean[rows])
+        out[:, 4] = tracks.display_id[rows] if self.id_mode == "compact" else tracks.track_id[rows]
+        out[:, 5] = tracks.score[rows]
+        out[:, 6] = tracks.cls[rows]
+        out[:, 7] = tracks.det_row[rows]
+        return out
+
+
+class _StageTimer:
+    """Accumulates perf_counter_ns intervals into named stages."""
+
+    __slots__ = ("origin", "totals")
+
+    def __init__(self, origin: int) -> None:
+        self.totals = {"predict": 0, "iou": 0, "assignment": 0, "bookkeeping": 0}
+        self.origin = origin
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap to ``stage``."""
+        now = perf_counter_ns()
+        self.totals[stage] += now - self.origin
+        self.origin = now

@@ -1,0 +1,124 @@
+"""Batched constant-velocity Kalman filter for boxes in (cx, cy, a, h) space.
+
+Same model as ByteTrack's (DeepSORT's) ``KalmanFilter``: state
+``(cx, cy, a, h, vcx, vcy, va, vh)``, observation ``(cx, cy, a, h)``, process
+and measurement noise proportional to the box height with the official weights
+and constants. Each of the four coordinates evolves independently of the
+others (F, H, Q and R never couple them), so the 8x8 covariance is exactly four
+2x2 blocks. We store it as ``(T, 4, 3)`` = ``[P_pos_pos, P_pos_vel, P_vel_vel]``
+per coordinate: predicting or updating all T tracks is a handful of
+element-wise array operations, and the innovation covariance is diagonal, so
+no matrix factorisation is needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+STD_WEIGHT_POSITION = 1.0 / 20
+STD_WEIGHT_VELOCITY = 1.0 / 160
+# Fixed standard deviations of the aspect ratio (official constants).
+ASPECT_INIT_STD = (1e-2, 1e-5)   # initiate: position, velocity
+ASPECT_PROCESS_STD = (1e-2, 1e-5)  # predict: position, velocity
+ASPECT_MEASUREMENT_STD = 1e-1    # project/update
+
+PP, PV, VV = 0, 1, 2  # columns of the block covariance
+
+
+def _height_scaled(height: np.ndarray, weight: float, aspect_value: float) -> np.ndarray:
+    """(T, 4) standard deviations ``weight*h`` for cx, cy, h and a constant for a."""
+    std = np.empty((height.shape[0], 4))
+    scaled = weight * height
+    std[:, 0] = scaled
+    std[:, 1] = scaled
+    std[:, 2] = aspect_value
+    std[:, 3] = scaled
+    return std
+
+
+def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start tracks from (T, 4) xyah measurements: zero velocity, height-scaled covariance."""
+    count = measurements.shape[0]
+    mean = np.zeros((count, 8))
+    mean[:, :4] = measurements
+    height = measurements[:, 3]
+    std_pos = _height_scaled(height, 2 * STD_WEIGHT_POSITION, ASPECT_INIT_STD[0])
+    std_vel = _height_scaled(height, 10 * STD_WEIGHT_VELOCITY, ASPECT_INIT_STD[1])
+    cov = np.zeros((count, 4, 3))
+    cov[:, :, PP] = np.square(std_pos)
+    cov[:, :, VV] = np.square(std_vel)
+    return mean, cov
+
+
+def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Advance (T, 8) means and (T, 4, 3) covariances by ``steps`` unit time steps.
+
+    One step is exactly the official ``multi_predict``: x' = F x, P' = F P F^T + Q
+    with Q computed from the height before the step. ``steps > 1`` applies that
+    step repeatedly (the noise model is defined per frame).
+    """
+    mean = mean.copy()
+    cov = cov.copy()
+    for _ in range(steps):
+        height = mean[:, 3]
+        q_pos = np.square(_height_scaled(height, STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0]))
+        q_vel = np.square(_height_scaled(height, STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1]))
+        mean[:, :4] += mean[:, 4:]
+        pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
+        # Same summation order as F P F^T: (Ppp + Pvp) + (Ppv + Pvv).
+        new_pp = (pp + pv) + (pv + vv) + q_pos
+        new_pv = pv + vv
+        cov[:, :, PP] = new_pp
+        cov[:, :, PV] = new_pv
+        cov[:, :, VV] = vv + q_vel
+    return mean, cov
+
+
+def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements."""
+    height = mean[:, 3]
+    r = np.square(_height_scaled(height, STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD))
+    pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
+    innovation_cov = pp + r
+    gain_pos = pp / innovation_cov
+    gain_vel = pv / innovation_cov
+    innovation = measurements - mean[:, :4]
+    new_mean = np.empty_like(mean)
+    new_mean[:, :4] = mean[:, :4] + gain_pos * innovation
+    new_mean[:, 4:] = mean[:, 4:] + gain_vel * innovation
+    new_cov = np.empty_like(cov)
+    new_cov[:, :, PP] = pp - gain_pos * innovation_cov * gain_pos
+    new_cov[:, :, PV] = pv - gain_pos * innovation_cov * gain_vel
+    new_cov[:, :, VV] = vv - gain_vel * innovation_cov * gain_vel
+    return new_mean, new_cov
+
+
+def block_to_full(cov: np.ndarray) -> np.ndarray:
+    """Expand (T, 4, 3) block covariances to the equivalent (T, 8, 8) matrices."""
+    full = np.zeros((cov.shape[0], 8, 8))
+    dims = np.arange(4)
+    full[:, dims, dims] = cov[:, :, PP]
+    full[:, dims, dims + 4] = cov[:, :, PV]
+    full[:, dims + 4, dims] = cov[:, :, PV]
+    full[:, dims + 4, dims + 4] = cov[:, :, VV]
+    return full
+
+
+def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:
+    """(T, 4) x1, y1, x2, y2 boxes from the (cx, cy, a, h) part of (T, 8) means.
+
+    Same operation order as the official ``STrack.tlwh``/``tlbr`` so boxes agree bit for bit.
+    """
+    box = mean[:, :4].copy()
+    box[:, 2] *= box[:, 3]
+    box[:, :2] -= box[:, 2:] / 2
+    box[:, 2:] += box[:, :2]
+    return box
+
+
+def tlbr_to_xyah(boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) x1, y1, x2, y2 boxes to (cx, cy, a, h) measurements (official operation order)."""
+    xyah = boxes.copy()
+    xyah[:, 2:] -= xyah[:, :2]
+    xyah[:, :2] += xyah[:, 2:] / 2
+    xyah[:, 2] /= xyah[:, 3]
+    return xyah

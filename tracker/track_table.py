@@ -1,0 +1,70 @@
+"""Struct-of-arrays storage for the tracker's live tracks (one row per track)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+TRACKED, LOST, REMOVED = 1, 2, 3
+
+
+@dataclass
+class TrackTable:
+    """All live tracks as parallel arrays.
+
+    Row order is the official list order: the ``tracked`` list first (rows with
+    ``in_lost`` False), then the ``lost`` list. ``REMOVED`` rows are lost tracks that
+    timed out this frame: the official tracker keeps them in its lost list (and
+    even matchable) for one more frame, so we do too.
+    """
+
+    mean: np.ndarray              # (T, 8) Kalman mean (cx, cy, a, h, vx, vy, va, vh)
+    cov: np.ndarray               # (T, 4, 3) block covariance, see tracker.kalman
+    state: np.ndarray             # (T,) int8: TRACKED, LOST or REMOVED
+    activated: np.ndarray         # (T,) bool: confirmed (False = created last frame, unconfirmed)
+    in_lost: np.ndarray           # (T,) bool: member of the lost list
+    removal_recorded: np.ndarray  # (T,) bool: already in the official "removed" list
+    track_id: np.ndarray          # (T,) int64: id given at creation (official numbering)
+    display_id: np.ndarray        # (T,) int64: compact id given at first output, 0 before
+    score: np.ndarray             # (T,) float64: score of the last matched detection
+    cls: np.ndarray               # (T,) float64: class of the last matched detection
+    det_row: np.ndarray           # (T,) int64: input row of the last matched detection
+    start_frame: np.ndarray       # (T,) int64: frame of creation
+    last_frame: np.ndarray        # (T,) int64: frame of the last match (official ``frame_id``)
+
+    @classmethod
+    def empty(cls) -> TrackTable:
+        return cls.create(np.empty((0, 8)), np.empty((0, 4, 3)), np.empty(0, np.int64), np.empty(0),
+                          np.empty(0), np.empty(0, np.int64), 0, False)
+
+    @classmethod
+    def create(cls, mean: np.ndarray, cov: np.ndarray, track_id: np.ndarray, score: np.ndarray,
+               classes: np.ndarray, det_row: np.ndarray, frame_id: int, activated: bool) -> TrackTable:
+        """New tracks (state TRACKED, in the tracked list) from initiated Kalman states."""
+        count = mean.shape[0]
+        return cls(
+            mean=mean,
+            cov=cov,
+            state=np.full(count, TRACKED, dtype=np.int8),
+            activated=np.full(count, activated),
+            in_lost=np.zeros(count, dtype=bool),
+            removal_recorded=np.zeros(count, dtype=bool),
+            track_id=track_id,
+            display_id=np.zeros(count, dtype=np.int64),
+            score=score,
+            cls=classes,
+            det_row=det_row.astype(np.int64),
+            start_frame=np.full(count, frame_id, dtype=np.int64),
+            last_frame=np.full(count, frame_id, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return self.state.shape[0]
+
+    def take(self, index: np.ndarray) -> TrackTable:
+        """The rows ``index``, in that order."""
+        return TrackTable(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def append(self, other: TrackTable) -> TrackTable:
+        """This table's rows followed by ``other``'s."""
+        return TrackTable(*(np.concatenate((getattr(self, f.name), getattr(other, f.name))) for f in fields(self)))

@@ -1,0 +1,87 @@
+"""Checking and cleaning the detections handed to ``ByteTracker.update``.
+
+Policy (documented in ``ByteTracker``):
+- structural problems raise ``ValueError`` naming the problem: not numeric,
+  wrong number of dimensions, not 5 or 6 columns;
+- an empty array of shape (0,), (0, 5) or (0, 6) means "no detections";
+- rows with a non-finite value, or a box with non-positive width or height,
+  are dropped (they cannot be tracked); their row numbers are skipped, so
+  ``det_index`` in the output always refers to the caller's original rows;
+- scores are clipped into [0, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NO_CLASS = -1.0
+
+
+@dataclass(frozen=True)
+class CleanDetections:
+    """Valid detections, with the row each came from in the caller's array."""
+
+    boxes: np.ndarray      # (N, 4) float64 x1, y1, x2, y2
+    scores: np.ndarray     # (N,) float64 in [0, 1]
+    classes: np.ndarray    # (N,) float64, NO_CLASS when the input had no class column
+    rows: np.ndarray       # (N,) intp: row index in the input
+    dropped: int           # rows removed as invalid
+    has_class: bool        # the input had a class column
+
+
+def _as_float_array(detections: object) -> np.ndarray:
+    array = np.asarray(detections)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ValueError(f"detections must be a numeric array, got dtype {array.dtype}")
+    return array.astype(np.float64, copy=False)
+
+
+def clean_detections(detections: object) -> CleanDetections:
+    """Validate ``detections`` ((N, 5) or (N, 6): x1, y1, x2, y2, score[, class])."""
+    array = _as_float_array(detections)
+    if array.size == 0 and (array.ndim == 1 or (array.ndim == 2 and array.shape[1] in (0, 5, 6))):
+        array = np.empty((0, 5))
+    if array.ndim != 2:
+        raise ValueError(f"detections must be a 2-D (N, 5) or (N, 6) array, got shape {array.shape}")
+    if array.shape[1] not in (5, 6):
+        raise ValueError(
+            f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
+        )
+    valid = np.isfinite(array).all(axis=1)
+    valid &= array[:, 2] > array[:, 0]
+    valid &= array[:, 3] > array[:, 1]
+    rows = np.flatnonzero(valid)
+    kept = array[rows]
+    classes = kept[:, 5] if array.shape[1] == 6 else np.full(rows.shape[0], NO_CLASS)
+    return CleanDetections(
+        boxes=kept[:, :4],
+        scores=np.clip(kept[:, 4], 0.0, 1.0),
+        classes=classes,
+        rows=rows,
+        dropped=int(array.shape[0] - rows.shape[0]),
+        has_class=array.shape[1] == 6,
+    )
+
+
+def check_frame_step(frame_gap: int | None, timestamp: float | None, last_timestamp: float | None, frame_rate: float) -> int:
+    """Number of frame periods since the previous update (>= 1).
+
+    ``frame_gap`` is given directly; ``timestamp`` (seconds) is converted with
+    ``round((timestamp - last_timestamp) * frame_rate)``, at least 1. Only one may be given.
+    """
+    if frame_gap is not None and timestamp is not None:
+        raise ValueError("give either frame_gap or timestamp, not both")
+    if timestamp is not None:
+        if not np.isfinite(timestamp):
+            raise ValueError(f"timestamp must be finite, got {timestamp}")
+        if last_timestamp is None:
+            return 1
+        if timestamp <= last_timestamp:
+            raise ValueError(f"timestamp must increase: {timestamp} after {last_timestamp}")
+        return max(1, int(round((timestamp - last_timestamp) * frame_rate)))
+    if frame_gap is None:
+        return 1
+    if isinstance(frame_gap, bool) or not isinstance(frame_gap, (int, np.integer)) or frame_gap < 1:
+        raise ValueError(f"frame_gap must be an integer >= 1, got {frame_gap!r}")
+    return int(frame_gap)
