@@ -158,6 +158,7 @@ class StageProfiler:
         self._stages: list[str] = list(stages)
         self._frames: list[dict[str, int]] = []
         self._current: dict[str, int] | None = None
+        self._late: dict[int, dict[str, int]] = {}
 
     def begin_frame(self) -> None:
         self._current = {}
@@ -179,20 +180,28 @@ class StageProfiler:
         self._current = None
 
     def add_to_frame(self, frame_index: int, stage: str, duration_ns: int) -> None:
-        """Add time to an already closed frame (e.g. the writer thread reports its encode time later)."""
+        """Add time to frame ``frame_index`` from another thread (e.g. the video writer's encode time).
+
+        The frame may still be open; additions are merged when the report is made.
+        """
         if stage not in self._stages:
             self._stages.append(stage)
-        frame = self._frames[frame_index]
-        frame[stage] = frame.get(stage, 0) + int(duration_ns)
+        late = self._late.setdefault(frame_index, {})
+        late[stage] = late.get(stage, 0) + int(duration_ns)
 
     @property
     def num_frames(self) -> int:
         return len(self._frames)
 
     def report(self, info: dict | None = None) -> TimingReport:
+        """The frames recorded so far (closed frames only) as a :class:`TimingReport`."""
+        frames = [dict(f) for f in self._frames]
+        for index, extra in list(self._late.items()):
+            if index < len(frames):
+                for stage, ns in extra.items():
+                    frames[index][stage] = frames[index].get(stage, 0) + ns
         samples = {
-            s: np.fromiter((f.get(s, 0) for f in self._frames), dtype=np.int64, count=len(self._frames))
-            for s in self._stages
+            s: np.fromiter((f.get(s, 0) for f in frames), dtype=np.int64, count=len(frames)) for s in self._stages
         }
         return TimingReport(stages=list(self._stages), samples_ns=samples, info=dict(info or {}))
 

@@ -1,24 +1,213 @@
-"""`track` command line entry point."""
+"""`track` command line program: detect and track objects in a video, folder, MOT sequence, camera or stream.
+
+Writes into the output folder: the annotated video, a MOTChallenge results file, the per-stage timing report
+(JSON, CSV) and its plot, and prints the timing table at the end. ``--int8`` calibrates the detector on the
+source's own frames once and caches the int8 model for later runs.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
+from apps.profiler import plot_reports
+from apps.sources import FrameSource, ReadAhead, SourceError, open_source
+
+DEFAULT_MODEL = "bytetrack_nano_mot17"
+DEFAULT_CALIB_FRAMES = 200
+DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as in the official demo
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults_tracker, defaults_filter = TrackerSettings(), OutputFilter()
     parser = argparse.ArgumentParser(
         prog="track",
-        description="Track objects in a video with an int8 YOLOX/YOLOv5 detector and ByteTrack.",
+        description="Track objects with a YOLOX/YOLOv5 detector (fp32 or int8, ONNX Runtime) and ByteTrack.",
     )
-    parser.add_argument("source", nargs="?", help="video file, image folder, MOT sequence, camera index or URL")
-    parser.add_argument("--int8", action="store_true", help="run the detector in int8")
+    parser.add_argument("source", help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--model", default=DEFAULT_MODEL, help=f"model zoo name (default {DEFAULT_MODEL})")
+    model.add_argument("--weights", type=Path, help="weights file (.onnx, .pth, .pt) instead of a zoo name")
+    parser.add_argument("--output-dir", type=Path, help="where to write outputs (default runs/track/<source name>)")
+    parser.add_argument("--int8", action="store_true", help="run the detector in int8 (calibrated once, then cached)")
+    parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
+                        help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
+    parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
+    parser.add_argument("--recalibrate", action="store_true", help="quantize again even if a cached int8 model exists")
+    parser.add_argument("--conf", type=float, help="detector score threshold (default: the model's)")
+    parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
+    parser.add_argument("--classes", default="person",
+                        help="comma-separated class names or ids to track (default person)")
+    parser.add_argument("--track-thresh", type=float, default=defaults_tracker.track_thresh,
+                        help="ByteTrack high-score threshold; new tracks need +0.1 (default %(default)s)")
+    parser.add_argument("--track-buffer", type=int, default=defaults_tracker.track_buffer,
+                        help="frames (at 30 fps) a lost track is kept (default %(default)s)")
+    parser.add_argument("--match-thresh", type=float, default=defaults_tracker.match_thresh,
+                        help="association IoU-cost threshold (default %(default)s)")
+    parser.add_argument("--min-box-area", type=float, default=defaults_filter.min_box_area,
+                        help="tracks with a smaller box are not drawn or written (default %(default)s)")
+    parser.add_argument("--aspect-ratio-thresh", type=float, default=defaults_filter.aspect_ratio_thresh,
+                        help="tracks with width/height above this are not drawn or written (default %(default)s)")
+    parser.add_argument("--fps", type=float, help="source frame rate, overriding what the source says")
+    parser.add_argument("--threads", type=int, help="inference threads (default: ONNX Runtime's choice)")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--no-video", action="store_true", help="do not write the annotated video")
+    parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        source = open_source(args.source, fps=args.fps)
+    except (OSError, SourceError, ValueError) as exc:
+        return _fail(exc, EXIT_USAGE)
+    try:
+        output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
+        detector, precision = _load_detector(args, source)
+        classes = _class_ids(args.classes, detector.spec.class_names)
+        result = _run(args, source, detector, precision, classes, output_dir)
+    except (UserError, OSError, ValueError) as exc:
+        source.close()
+        return _fail(exc, EXIT_USAGE)
+    _write_report(result, output_dir, source.info.name, precision)
+    if result.error is not None:
+        return _fail(f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
+    if result.frames == 0:
+        return _fail(f"{source.info.location}: no frames read", EXIT_FAILED)
     return 0
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"track: error: {message}", file=sys.stderr)
+    return code
+
+
+def _prepare_output_dir(path: Path) -> Path:
+    """Create the folder and prove it is writable, or raise UserError."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise UserError(f"{path}: output folder is not writable ({exc.strerror or exc})") from exc
+    return path
+
+
+def _weights_path(args: argparse.Namespace) -> Path:
+    """The weights file: ``--weights`` or the zoo's cached copy (downloaded when possible)."""
+    if args.weights is not None:
+        if not args.weights.is_file():
+            raise UserError(f"{args.weights}: weights file not found")
+        return args.weights
+    from detectors.zoo import zoo_spec, zoo_weights
+
+    try:
+        return zoo_weights(zoo_spec(args.model))
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc} (or pass --weights PATH)") from exc
+
+
+def _load_detector(args: argparse.Namespace, source: FrameSource):
+    """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision)."""
+    from detectors import load_detector
+
+    weights = _weights_path(args)
+    detector = load_detector(str(weights), num_threads=args.threads, conf_thresh=args.conf, nms_thresh=args.nms)
+    if not args.int8:
+        return detector, "fp32"
+    from apps.model_cache import Int8ModelCache
+
+    settings = {"calib_frames": args.calib_frames, "calib": str(args.calib) if args.calib else "source"}
+    cached = Int8ModelCache().get(
+        detector, weights, lambda: _calibration_frames(args, source), settings,
+        num_threads=args.threads, refresh=args.recalibrate,
+    )
+    verb = "reusing cached" if cached.reused else "calibrated and cached"
+    print(f"track: {verb} int8 model {cached.path}", file=sys.stderr)
+    return cached.detector, "int8"
+
+
+def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:
+    """``--calib-frames`` frames evenly spaced over ``--calib`` or the source; the first ones of a live source."""
+    from quant.calibration import load_frames
+
+    print(f"track: calibrating int8 on {args.calib_frames} frames of {args.calib or source.info.location}",
+          file=sys.stderr)
+    if args.calib is not None or not source.info.is_live:
+        return load_frames(args.calib or source.info.location, num=args.calib_frames)
+    live = open_source(source.info.location)
+    reader = ReadAhead(live, drop_oldest=False, max_frames=args.calib_frames)
+    frames = [frame.image for frame in reader]
+    reader.close()
+    if not frames:
+        raise UserError(f"{source.info.location}: no frames to calibrate on")
+    return frames
+
+
+def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
+    """Class ids from a comma-separated list of names or ids, checked against the model's classes."""
+    ids = []
+    for item in (part.strip() for part in spec.split(",") if part.strip()):
+        if item.isdigit() and int(item) < len(class_names):
+            ids.append(int(item))
+        elif item in class_names:
+            ids.append(list(class_names).index(item))
+        else:
+            raise UserError(f"--classes: {item!r} is not a class of this model ({len(class_names)} classes, "
+                            f"e.g. {', '.join(class_names[:5])})")
+    return ids
+
+
+def _run(args, source: FrameSource, detector, precision: str, classes: list[int], output_dir: Path) -> RunResult:
+    show = args.show
+    if show and not os.environ.get("DISPLAY"):
+        print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
+        show = False
+    settings = TrackerSettings(track_thresh=args.track_thresh, track_buffer=args.track_buffer,
+                               match_thresh=args.match_thresh)
+    tracker = settings.create(source.info.fps or DEFAULT_TRACKER_FPS)
+    stem = source.info.name
+    return run_tracking(
+        source, detector, tracker,
+        classes=classes,
+        output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
+        results_path=output_dir / f"{stem}.txt",
+        video_path=None if args.no_video else output_dir / f"{stem}.mp4",
+        show=show,
+        max_frames=args.max_frames,
+        progress=not args.quiet,
+        info={"model": detector.spec.name, "precision": precision, "threads": args.threads},
+    )
+
+
+def _write_report(result: RunResult, output_dir: Path, stem: str, precision: str) -> None:
+    """Timing JSON, CSV and plot; the table and the list of outputs on stdout."""
+    if result.frames == 0:
+        return
+    report = result.report
+    paths = [
+        report.save_json(output_dir / f"{stem}_timing.json"),
+        report.save_csv(output_dir / f"{stem}_timing.csv"),
+        plot_reports({precision: report}, output_dir / f"{stem}_timing.png", title=f"{stem} ({precision})"),
+    ]
+    print(report.format_table(f"per-stage timing, {result.frames} frames ({precision})"))
+    for path in [result.results_path, result.video_path, *paths]:
+        if path is not None:
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""Cache of int8-quantized detectors, so calibration runs once per model and setting.
+
+An entry is the int8 ONNX file that ``quant`` saves (with its ``int8track_spec`` metadata), stored under
+``$INT8TRACK_HOME/int8/`` (default ``~/.cache/int8track/int8/``) with a name made from a hash of the weights
+file's bytes, the input size and the quantization settings: change any of them and a new model is made.
+Entries are written to a temporary name and renamed, so a crash never leaves a broken model behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+KEY_LENGTH = 20  # hex characters of the sha256 used in file names
+
+
+def cache_root() -> Path:
+    """``$INT8TRACK_HOME/int8`` or ``~/.cache/int8track/int8``."""
+    home = Path(os.environ.get("INT8TRACK_HOME", Path.home() / ".cache" / "int8track")).expanduser()
+    return home / "int8"
+
+
+def cache_key(weights: str | Path, input_size: Sequence[int], settings: dict) -> str:
+    """Hash of the weights file's bytes, the (h, w) input size and the JSON of ``settings``."""
+    digest = hashlib.sha256()
+    with open(weights, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    digest.update(json.dumps({"input_size": [int(v) for v in input_size], "settings": settings},
+                             sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:KEY_LENGTH]
+
+
+@dataclass
+class CachedModel:
+    """A cache lookup's answer: the int8 detector, its file and whether it was already cached."""
+
+    detector: object
+    path: Path
+    reused: bool
+
+
+class Int8ModelCache:
+    """Find or make the int8 version of a detector.
+
+    ``quantize(detector, frames, **settings)`` and ``load(path, num_threads)`` default to
+    ``quant.quantize_detector`` and ``detectors.load_detector``; they are parameters so a caller can use
+    other implementations of the same contract.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        quantize: Callable | None = None,
+        load: Callable | None = None,
+    ) -> None:
+        self.root = Path(root) if root is not None else cache_root()
+        self._quantize = quantize
+        self._load = load
+
+    def path_for(self, model_name: str, key: str) -> Path:
+        return self.root / f"{model_name}-int8-{key}.onnx"
+
+    def get(
+        self,
+        detector,
+        weights: str | Path,
+        calibration_frames: Callable[[], list[np.ndarray]],
+        settings: dict,
+        num_threads: int | None = None,
+        refresh: bool = False,
+    ) -> CachedModel:
+        """The int8 model of ``detector`` (loaded from ``weights``), quantizing it with
+        ``calibration_frames()`` only when the cache has no entry for these weights and settings (or ``refresh``)."""
+        key = cache_key(weights, detector.spec.input_size, settings)
+        path = self.path_for(detector.spec.name, key)
+        reused = path.is_file() and not refresh
+        if not reused:
+            self._make(detector, calibration_frames(), settings, path)
+        return CachedModel(self._loader()(str(path), num_threads=num_threads), path, reused)
+
+    def _make(self, detector, frames: list[np.ndarray], settings: dict, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
+                          "set INT8TRACK_HOME to a writable folder") from exc
+        quantized = self._quantizer()(detector, frames, **settings)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            quantized.save(partial)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _quantizer(self) -> Callable:
+        if self._quantize is None:
+            from quant import quantize_detector
+
+            self._quantize = quantize_detector
+        return self._quantize
+
+    def _loader(self) -> Callable:
+        if self._load is None:
+            from detectors import load_detector
+
+            self._load = load_detector
+        return self._load

@@ -1,0 +1,277 @@
+"""The frame pipeline shared by the ``track`` program and the benchmarks.
+
+read (background thread) -> preprocess -> infer -> postprocess (decode + NMS) -> tracker update (Kalman
+predict, association, bookkeeping) -> draw -> write (background thread). Every stage of every frame is timed
+by a :class:`~apps.profiler.StageProfiler`.
+
+:func:`track_frames` is the embeddable core (``for frame_id, frame, tracks in track_frames(...)``);
+:func:`run_tracking` adds the outputs: MOTChallenge results, annotated video, optional window, progress bar.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+
+from apps.drawing import TrailHistory, draw_tracks
+from apps.motchallenge import MotResultWriter
+from apps.profiler import StageProfiler, TimingReport
+from apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from apps.writers import VideoWriterThread
+
+#: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
+STAGES = (
+    "read", "preprocess", "infer", "postprocess",
+    "track_predict", "track_association", "track_bookkeeping",
+    "draw", "write",
+)
+TRACKER_STAGES = ("track_predict", "track_association", "track_bookkeeping")
+
+
+@dataclass(frozen=True)
+class TrackerSettings:
+    """ByteTrack settings as the official demo names them (``tools/demo_track.py`` defaults).
+
+    The official tracker derives its thresholds from ``track_thresh``: detections above it are matched first,
+    those between ``low_thresh`` and it second, and a new track needs ``track_thresh + 0.1``.
+    """
+
+    track_thresh: float = 0.5
+    track_buffer: int = 30
+    match_thresh: float = 0.8
+    low_thresh: float = 0.1
+    fuse_score: bool = True
+
+    def create(self, frame_rate: float):
+        """A fresh ``tracker.ByteTracker`` for a source running at ``frame_rate`` fps."""
+        from tracker import ByteTracker
+
+        return ByteTracker(
+            frame_rate=frame_rate,
+            track_high_thresh=self.track_thresh,
+            track_low_thresh=self.low_thresh,
+            new_track_thresh=self.track_thresh + 0.1,
+            match_thresh=self.match_thresh,
+            track_buffer=self.track_buffer,
+            fuse_score=self.fuse_score,
+        )
+
+
+@dataclass(frozen=True)
+class OutputFilter:
+    """Which tracks are drawn and written, as in the official demo: area above ``min_box_area`` and
+    width/height not above ``aspect_ratio_thresh`` (people are taller than wide). The tracker itself keeps all."""
+
+    min_box_area: float = 10.0
+    aspect_ratio_thresh: float = 1.6
+
+    def __call__(self, tracks: np.ndarray) -> np.ndarray:
+        w = tracks[:, 2] - tracks[:, 0]
+        h = tracks[:, 3] - tracks[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = (w * h > self.min_box_area) & ~(w / h > self.aspect_ratio_thresh)
+        return tracks[keep]
+
+
+def detect(detector, image: np.ndarray, profiler: StageProfiler, classes: Sequence[int] | None = None) -> np.ndarray:
+    """Run the detector's three stages on one BGR frame, timing each; (N,6) x1,y1,x2,y2,score,class."""
+    with profiler.stage("preprocess"):
+        blob, meta = detector.preprocess(image)
+    with profiler.stage("infer"):
+        raw = detector.infer(blob)
+    with profiler.stage("postprocess"):
+        boxes = detector.postprocess(raw, meta)
+        if classes is not None:
+            boxes = boxes[np.isin(boxes[:, 5], classes)]
+    return boxes
+
+
+def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler) -> np.ndarray:
+    """``tracker.update`` split into predict / association (IoU + assignment) / bookkeeping.
+
+    The split comes from ``tracker.last_stage_ns``; bookkeeping is the rest of the measured update, so the
+    three stages add up to the whole call.
+    """
+    start = time.perf_counter_ns()
+    tracks = tracker.update(detections)
+    total = time.perf_counter_ns() - start
+    stages = tracker.last_stage_ns
+    predict = stages["predict"]
+    association = stages["iou"] + stages["assignment"]
+    profiler.add("track_predict", predict)
+    profiler.add("track_association", association)
+    profiler.add("track_bookkeeping", max(0, total - predict - association))
+    return tracks
+
+
+def track_frames(
+    source: FrameSource | str | int,
+    detector,
+    tracker,
+    *,
+    classes: Sequence[int] | None = None,
+    profiler: StageProfiler | None = None,
+    max_frames: int | None = None,
+    reader: ReadAhead | None = None,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(frame_id, frame_bgr, tracks)`` for every frame; frame ids are 1-based source positions.
+
+    ``tracks`` is the tracker's (M,8) output (x1,y1,x2,y2,track_id,score,class,det_index). Time the caller
+    spends in its loop body can be added to the same frame's record with ``profiler.stage(...)``. If the
+    source fails or a live source stops, the frames read so far are yielded first, then SourceError is raised.
+    """
+    profiler = profiler if profiler is not None else StageProfiler(STAGES)
+    if reader is None:
+        reader = ReadAhead(source if isinstance(source, FrameSource) else open_source(source), max_frames=max_frames)
+    try:
+        for frame in reader:
+            profiler.begin_frame()
+            profiler.add("read", frame.read_ns)
+            detections = detect(detector, frame.image, profiler, classes)
+            tracks = update_tracker(tracker, detections, profiler)
+            yield frame.index + 1, frame.image, tracks
+            profiler.end_frame()
+    finally:
+        reader.close()
+    if reader.error is not None:
+        raise reader.error
+
+
+@dataclass
+class RunResult:
+    """What a :func:`run_tracking` call produced."""
+
+    report: TimingReport
+    frames: int
+    dropped: int
+    error: SourceError | None
+    results_path: Path | None
+    video_path: Path | None
+    outputs: list[np.ndarray] = field(default_factory=list)  # per-frame written tracks, when kept
+
+
+def run_tracking(
+    source: FrameSource,
+    detector,
+    tracker,
+    *,
+    classes: Sequence[int] | None = None,
+    output_filter: OutputFilter = OutputFilter(),
+    results_path: Path | None = None,
+    video_path: Path | None = None,
+    show: bool = False,
+    max_frames: int | None = None,
+    progress: bool = True,
+    info: dict | None = None,
+) -> RunResult:
+    """Run the whole pipeline over ``source``: MOT results and annotated video (each optional, both atomic).
+
+    A source that fails mid-run does not raise: the frames read are finished and written, and the error is
+    returned in :attr:`RunResult.error` for the caller to report. Any other exception leaves no output file.
+    """
+    from tqdm import tqdm
+
+    profiler = StageProfiler(STAGES)
+    reader = ReadAhead(source, max_frames=max_frames)
+    total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
+    trails = TrailHistory()
+    fps_meter = _RateMeter()
+    video: VideoWriterThread | None = None
+    error: SourceError | None = None
+    start = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        results = stack.enter_context(MotResultWriter(results_path)) if results_path is not None else None
+        bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress, desc=source.info.name))
+        if show:
+            stack.callback(cv2.destroyAllWindows)
+        try:
+            for frame_id, image, tracks in track_frames(source, detector, tracker, classes=classes,
+                                                        profiler=profiler, reader=reader):
+                shown = output_filter(tracks)
+                if results is not None:
+                    results.write(frame_id, shown)
+                fps_meter.tick()
+                if video_path is not None or show:
+                    with profiler.stage("draw"):
+                        trails.update(shown)
+                        draw_tracks(image, shown, trails, fps_meter.rate)
+                    if video_path is not None:
+                        video = video or _open_video(video_path, source, image, profiler)
+                        video.write(profiler.num_frames, image)
+                    if show and not _show(image, source.info.name):
+                        break
+                bar.update(1)
+        except SourceError as exc:  # finish and write what was read; the caller reports the error
+            error = exc
+        except BaseException:
+            if video is not None:
+                video.close(keep=False)
+            raise
+    written_video = video.close(keep=True) if video is not None else None
+    wall = time.perf_counter() - start
+    frames = profiler.num_frames
+    run_info = dict(info or {})
+    run_info.update(_throughput_info(source, frames, wall, reader.dropped))
+    return RunResult(
+        report=profiler.report(run_info),
+        frames=frames,
+        dropped=reader.dropped,
+        error=error,
+        results_path=results_path if results is not None else None,
+        video_path=written_video,
+    )
+
+
+def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: int) -> dict:
+    """End-to-end rate and whether it kept up with the source's frame rate."""
+    fps = frames / wall_s if wall_s > 0 else 0.0
+    info = {
+        "source": source.info.location,
+        "frames": frames,
+        "wall_s": wall_s,
+        "end_to_end_fps": fps,
+        "source_fps": source.info.fps,
+        "dropped_frames": dropped,
+    }
+    if source.info.is_live:
+        info["kept_up"] = dropped == 0
+    elif source.info.fps:
+        info["kept_up"] = fps >= source.info.fps
+    return info
+
+
+def _open_video(path: Path, source: FrameSource, first: np.ndarray, profiler: StageProfiler) -> VideoWriterThread:
+    height, width = first.shape[:2]
+    return VideoWriterThread(
+        path, source.info.fps or 30.0, (width, height),
+        on_written=lambda index, ns: profiler.add_to_frame(index, "write", ns),
+    )
+
+
+def _show(image: np.ndarray, title: str) -> bool:
+    """Display a frame; False once the user pressed q or Esc."""
+    cv2.imshow(title, image)
+    return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+
+
+class _RateMeter:
+    """Frames per second over the last ``window`` frames, for the on-frame overlay."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times: list[float] = []
+        self._window = window
+
+    def tick(self) -> None:
+        self._times.append(time.perf_counter())
+        del self._times[: -self._window - 1]
+
+    @property
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
