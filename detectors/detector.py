@@ -1,0 +1,51 @@
+"""Detector: preprocess -> runner (any backend) -> float postprocess, kept as three separately timed stages."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+from torch import nn
+
+from .postprocess import postprocess
+from .preprocess import preprocess
+from .spec import ModelSpec
+
+
+class Detector:
+    """A full detector around any ``runner`` (callable blob -> raw).
+
+    ``conf_thresh``/``nms_thresh``/``classes`` default to the spec's values (all classes).
+    ``model`` is the float torch model when there is one (None for a pure-ONNX int8 detector).
+    """
+
+    def __init__(self, spec: ModelSpec, runner: Callable[[np.ndarray], np.ndarray], model: nn.Module | None = None,
+                 conf_thresh: float | None = None, nms_thresh: float | None = None,
+                 classes: list[int] | None = None) -> None:
+        self.spec = spec
+        self.runner = runner
+        self.model = model
+        self.conf_thresh = spec.conf_thresh if conf_thresh is None else float(conf_thresh)
+        self.nms_thresh = spec.nms_thresh if nms_thresh is None else float(nms_thresh)
+        if classes is not None and any(not 0 <= c < spec.num_classes for c in classes):
+            raise ValueError(f"{spec.name}: classes {classes} outside 0..{spec.num_classes - 1}")
+        self.classes = None if classes is None else [int(c) for c in classes]
+
+    def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Frame -> (blob (1,3,H,W) float32, meta for mapping boxes back)."""
+        return preprocess(frame_bgr, self.spec.input_size, self.spec.preprocessing)
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        """Blob -> raw undecoded head output (1, A, 5+C) float32."""
+        return np.asarray(self.runner(blob), dtype=np.float32)
+
+    def postprocess(self, raw: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+        """Raw -> (N, 6) float32 boxes x1,y1,x2,y2,score,class in frame pixels."""
+        return postprocess(raw, meta, self.spec, self.conf_thresh, self.nms_thresh, self.classes)
+
+    def __call__(self, frame_bgr: np.ndarray) -> np.ndarray:
+        blob, meta = self.preprocess(frame_bgr)
+        return self.postprocess(self.infer(blob), meta)
+
+    def __repr__(self) -> str:
+        backend = type(self.runner).__name__
+        return f"Detector({self.spec.name}, {backend}, conf={self.conf_thresh}, nms={self.nms_thresh})"

@@ -1,0 +1,70 @@
+"""Building blocks shared by the YOLOX and YOLOv5 models: activations and Conv+BN folding."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "silu": lambda: nn.SiLU(inplace=True),
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "lrelu": lambda: nn.LeakyReLU(0.1, inplace=True),
+    "leakyrelu": lambda: nn.LeakyReLU(0.1, inplace=True),
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Activation module by name (silu, relu, relu6, lrelu/leakyrelu with slope 0.1)."""
+    try:
+        return ACTIVATIONS[name.lower()]()
+    except KeyError:
+        raise ValueError(f"unsupported activation {name!r}, expected one of {sorted(ACTIVATIONS)}") from None
+
+
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias equal to ``bn(conv(x))`` in eval mode (what ONNX exporters emit)."""
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+        conv.dilation, conv.groups, bias=True,
+    ).to(conv.weight.device)
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((conv_bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+def fuse_conv_bn(model: nn.Module) -> nn.Module:
+    """Fold every ``(conv, bn)`` attribute pair (the official ``BaseConv``/``Conv`` layout) in place.
+
+    Afterwards the block has ``conv`` with bias and ``bn = Identity``: the folded form whose
+    state dict matches an ONNX export with BatchNorm folded.
+    """
+    for module in model.modules():
+        conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            module.conv = fold_batchnorm(conv, bn)
+            module.bn = nn.Identity()
+    return model
+
+
+def is_fused(model: nn.Module) -> bool:
+    """True when no BatchNorm layer is left (folded form)."""
+    return not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+class ConvBnAct(nn.Module):
+    """Conv2d -> BatchNorm2d -> activation with ``conv``/``bn``/``act`` attribute names (YOLOX BaseConv, YOLOv5 Conv)."""
+
+    def __init__(self, c_in: int, c_out: int, ksize: int, stride: int = 1, groups: int = 1,
+                 act: str = "silu", padding: int | None = None, bn_eps: float = 1e-3) -> None:
+        super().__init__()
+        pad = (ksize - 1) // 2 if padding is None else padding
+        self.conv = nn.Conv2d(c_in, c_out, ksize, stride, pad, groups=groups, bias=False)
+        # Both official repos train with eps=1e-3 (YOLOX init_yolo, YOLOv5 initialize_weights).
+        self.bn = nn.BatchNorm2d(c_out, eps=bn_eps, momentum=0.03)
+        self.act = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
