@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        cv2.setNumThreads(args.threads)
     try:
         source = open_source(args.source, fps=args.fps)
     except (OSError, SourceError, ValueError) as exc:
@@ -126,7 +129,8 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
     from detectors import load_detector
 
     weights = _weights_path(args)
-    detector = load_detector(str(weights), num_threads=args.threads, conf_thresh=args.conf, nms_thresh=args.nms)
+    detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
+                             conf_thresh=args.conf, nms_thresh=args.nms)
     if not args.int8:
         return detector, "fp32"
     from apps.model_cache import Int8ModelCache
