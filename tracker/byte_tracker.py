@@ -6,9 +6,9 @@ from time import perf_counter_ns
 import numpy as np
 
 from tracker import kalman
-from tracker.matching import fuse_score, iou_cost, linear_assignment, mask_classes
+from tracker.matching import EMPTY_INDEX, fuse_score, iou_cost, iou_matrix, linear_assignment, mask_classes
 from tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
-from tracker.validation import check_frame_step, clean_detections
+from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 ID_MODES = ("compact", "official")
 OUTPUT_COLUMNS = ("x1", "y1", "x2", "y2", "track_id", "score", "class", "det_index")
@@ -144,8 +144,8 @@ class ByteTracker:
         det_boxes[:, 2:] = det_boxes[:, :2] + (det_boxes[:, 2:] - det_boxes[:, :2])
         det_xyah = kalman.tlbr_to_xyah(dets.boxes)
         scores = dets.scores
-        high = np.flatnonzero(scores > self.track_high_thresh)
-        low = np.flatnonzero((scores > self.track_low_thresh) & (scores < self.track_high_thresh))
+        high = (scores > self.track_high_thresh).nonzero()[0]
+        low = ((scores > self.track_low_thresh) & (scores < self.track_high_thresh)).nonzero()[0]
 
         tracks = self._tracks
         count = len(tracks)
@@ -153,45 +153,50 @@ class ByteTracker:
 
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
         timer.lap("bookkeeping")
-        pool = np.flatnonzero(tracks.activated | tracks.in_lost)
-        pool_mean = tracks.mean[pool]
-        pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
-        pool_mean, pool_cov = kalman.predict(pool_mean, tracks.cov[pool], steps)
-        tracks.mean[pool] = pool_mean
-        tracks.cov[pool] = pool_cov
+        pool = (tracks.activated | tracks.in_lost).nonzero()[0]
+        if pool.size == count:  # no unconfirmed tracks: predict the whole table in place
+            tracks.mean[tracks.state != TRACKED, 7] = 0.0
+            kalman.predict(tracks.mean, tracks.cov, steps)
+        else:
+            pool_mean = tracks.mean[pool]
+            pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
+            tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)
         timer.lap("predict")
-        pool_boxes = kalman.xyah_to_tlbr(pool_mean)
+        # One IoU matrix serves all three associations: every row is either a predicted pool
+        # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
+        iou = iou_matrix(kalman.xyah_to_tlbr(tracks.mean), det_boxes, self.iou_inclusive)
+        timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
-            pool_boxes, tracks.cls[pool], high, det_boxes, dets, self.fuse_score, self.match_thresh, timer)
+            iou, pool, high, dets, self.fuse_score, self.match_thresh, timer)
         matched_tracks = pool[match_rows]
         refound = matched_tracks[tracks.state[matched_tracks] != TRACKED]
         self._apply_matches(matched_tracks, high[match_cols], det_xyah, dets)
 
         # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
-        still_tracked = free_rows[tracks.state[pool[free_rows]] == TRACKED]
-        second_pool = pool[still_tracked]
+        second_pool = pool[free_rows]
+        second_pool = second_pool[tracks.state[second_pool] == TRACKED]
         match_rows, match_cols, free_rows, _ = self._associate(
-            pool_boxes[still_tracked], tracks.cls[second_pool], low, det_boxes, dets, False,
-            self.second_match_thresh, timer)
+            iou, second_pool, low, dets, False, self.second_match_thresh, timer)
         self._apply_matches(second_pool[match_rows], low[match_cols], det_xyah, dets)
         newly_lost = second_pool[free_rows]
         tracks.state[newly_lost] = LOST
 
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
-        unconfirmed = np.flatnonzero(~tracks.activated & ~tracks.in_lost)
+        unconfirmed = (~tracks.activated & ~tracks.in_lost).nonzero()[0]
+        remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
-            kalman.xyah_to_tlbr(tracks.mean[unconfirmed]), tracks.cls[unconfirmed], high[free_high], det_boxes,
-            dets, self.fuse_score, self.unconfirmed_match_thresh, timer)
-        self._apply_matches(unconfirmed[match_rows], high[free_high][match_cols], det_xyah, dets)
+            iou, unconfirmed, remaining, dets, self.fuse_score, self.unconfirmed_match_thresh, timer)
+        self._apply_matches(unconfirmed[match_rows], remaining[match_cols], det_xyah, dets)
         tracks.state[unconfirmed[free_rows]] = REMOVED
 
         # New tracks from confident unmatched high detections.
-        new_dets = high[free_high][free_cols]
+        new_dets = remaining[free_cols]
         new_dets = new_dets[scores[new_dets] >= self.new_track_thresh]
-        tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
+        if new_dets.size:
+            tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
 
         # Lost tracks that waited too long (they stay in the lost list one more frame).
-        timed_out = np.flatnonzero(tracks.in_lost & (frame - tracks.last_frame > self.max_time_lost))
+        timed_out = (tracks.in_lost & (frame - tracks.last_frame > self.max_time_lost)).nonzero()[0]
         tracks.state[timed_out] = REMOVED
 
         # Rebuild the lists in the official order.
@@ -206,9 +211,12 @@ class ByteTracker:
         tracks.in_lost[tracked_list] = False
         tracks.in_lost[lost_list] = True
         tracked_list, lost_list = self._remove_duplicates(tracks, tracked_list, lost_list, timer)
-        self._tracks = tracks = tracks.take(np.concatenate((tracked_list, lost_list)))
+        order = np.concatenate((tracked_list, lost_list))
+        if order.size != len(tracks) or (order != np.arange(order.size)).any():
+            tracks = tracks.take(order)
+        self._tracks = tracks
 
-        output = self._output_rows(np.flatnonzero(tracks.activated & ~tracks.in_lost))
+        output = self._output_rows((tracks.activated & ~tracks.in_lost).nonzero()[0])
         if self.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")
@@ -218,26 +226,32 @@ class ByteTracker:
     def lost_tracks(self) -> np.ndarray:
         """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1."""
         tracks = self._tracks
-        lost = np.flatnonzero(tracks.in_lost & (tracks.state == LOST))
+        lost = (tracks.in_lost & (tracks.state == LOST)).nonzero()[0]
         rows = self._output_rows(lost)
         rows[:, 7] = -1
         return rows
 
-    def _associate(self, track_boxes: np.ndarray, track_classes: np.ndarray, det_ids: np.ndarray,
-                   det_boxes: np.ndarray, dets, fuse: bool, thresh: float, timer: _StageTimer):
-        """Match tracks to the detections ``det_ids``; returns matched/unmatched index arrays."""
+    def _associate(self, iou: np.ndarray, rows: np.ndarray, det_ids: np.ndarray, dets: CleanDetections,
+                   fuse: bool, thresh: float, timer: _StageTimer) -> tuple[np.ndarray, ...]:
+        """Match table rows ``rows`` to detections ``det_ids`` (cost 1 - IoU, optionally score-fused).
+
+        Returns (matched rows, matched columns, unmatched rows, unmatched columns) as
+        positions in ``rows`` / ``det_ids``.
+        """
         timer.lap("bookkeeping")
-        cost = iou_cost(track_boxes, det_boxes[det_ids], self.iou_inclusive)
-        if fuse and cost.size:
+        if rows.size == 0 or det_ids.size == 0:
+            return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
+        cost = 1.0 - iou[rows][:, det_ids]
+        if fuse:
             cost = fuse_score(cost, dets.scores[det_ids])
-        if self.class_aware and cost.size:
-            mask_classes(cost, track_classes, dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
+        if self.class_aware:
+            mask_classes(cost, self._tracks.cls[rows], dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
         timer.lap("iou")
         result = linear_assignment(cost, thresh)
         timer.lap("assignment")
         return result
 
-    def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets) -> None:
+    def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> None:
         """Kalman-update matched tracks and (re)activate them (official update / re_activate)."""
         if rows.size == 0:
             return
@@ -250,7 +264,7 @@ class ByteTracker:
         tracks.cls[rows] = dets.classes[det_ids]
         tracks.det_row[rows] = dets.rows[det_ids]
 
-    def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets) -> TrackTable:
+    def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> TrackTable:
         """Tracks started from detections ``det_ids``; confirmed at once only on the first update."""
         mean, cov = kalman.initiate(det_xyah[det_ids])
         ids = np.arange(self._created + 1, self._created + 1 + det_ids.size, dtype=np.int64)
@@ -264,8 +278,8 @@ class ByteTracker:
         if tracked.size == 0 or lost.size == 0:
             return tracked, lost
         timer.lap("bookkeeping")
-        close = iou_cost(kalman.xyah_to_tlbr(tracks.mean[tracked]), kalman.xyah_to_tlbr(tracks.mean[lost]),
-                         self.iou_inclusive) < self.duplicate_iou_thresh
+        boxes = kalman.xyah_to_tlbr(tracks.mean)
+        close = iou_cost(boxes[tracked], boxes[lost], self.iou_inclusive) < self.duplicate_iou_thresh
         if self.class_aware:
             close &= tracks.cls[tracked][:, None] == tracks.cls[lost][None, :]
         timer.lap("iou")

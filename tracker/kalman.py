@@ -24,15 +24,21 @@ ASPECT_MEASUREMENT_STD = 1e-1    # project/update
 PP, PV, VV = 0, 1, 2  # columns of the block covariance
 
 
-def _height_scaled(height: np.ndarray, weight: float, aspect_value: float) -> np.ndarray:
-    """(T, 4) standard deviations ``weight*h`` for cx, cy, h and a constant for a."""
-    std = np.empty((height.shape[0], 4))
-    scaled = weight * height
-    std[:, 0] = scaled
-    std[:, 1] = scaled
-    std[:, 2] = aspect_value
-    std[:, 3] = scaled
-    return std
+def _std_rows(weight: float, aspect_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (w, w, 0, w) and (0, 0, c, 0): std = h * first + second for (cx, cy, a, h)."""
+    return np.array([weight, weight, 0.0, weight]), np.array([0.0, 0.0, aspect_value, 0.0])
+
+
+INIT_POS = _std_rows(2 * STD_WEIGHT_POSITION, ASPECT_INIT_STD[0])
+INIT_VEL = _std_rows(10 * STD_WEIGHT_VELOCITY, ASPECT_INIT_STD[1])
+PROCESS_POS = _std_rows(STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0])
+PROCESS_VEL = _std_rows(STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1])
+MEASUREMENT = _std_rows(STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD)
+
+
+def _variance(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(T, 4) variances: squared height-proportional std for cx, cy, h, constant std for a."""
+    return np.square(height[:, None] * rows[0] + rows[1])
 
 
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,42 +47,38 @@ def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = np.zeros((count, 8))
     mean[:, :4] = measurements
     height = measurements[:, 3]
-    std_pos = _height_scaled(height, 2 * STD_WEIGHT_POSITION, ASPECT_INIT_STD[0])
-    std_vel = _height_scaled(height, 10 * STD_WEIGHT_VELOCITY, ASPECT_INIT_STD[1])
     cov = np.zeros((count, 4, 3))
-    cov[:, :, PP] = np.square(std_pos)
-    cov[:, :, VV] = np.square(std_vel)
+    cov[:, :, PP] = _variance(height, INIT_POS)
+    cov[:, :, VV] = _variance(height, INIT_VEL)
     return mean, cov
 
 
 def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Advance (T, 8) means and (T, 4, 3) covariances by ``steps`` unit time steps.
+    """Advance (T, 8) means and (T, 4, 3) covariances by ``steps`` unit time steps, in place.
 
     One step is exactly the official ``multi_predict``: x' = F x, P' = F P F^T + Q
     with Q computed from the height before the step. ``steps > 1`` applies that
-    step repeatedly (the noise model is defined per frame).
+    step repeatedly (the noise model is defined per frame). Returns the same arrays.
     """
-    mean = mean.copy()
-    cov = cov.copy()
     for _ in range(steps):
         height = mean[:, 3]
-        q_pos = np.square(_height_scaled(height, STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0]))
-        q_vel = np.square(_height_scaled(height, STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1]))
+        q_pos = _variance(height, PROCESS_POS)
+        q_vel = _variance(height, PROCESS_VEL)
         mean[:, :4] += mean[:, 4:]
         pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
-        # Same summation order as F P F^T: (Ppp + Pvp) + (Ppv + Pvv).
-        new_pp = (pp + pv) + (pv + vv) + q_pos
-        new_pv = pv + vv
-        cov[:, :, PP] = new_pp
-        cov[:, :, PV] = new_pv
-        cov[:, :, VV] = vv + q_vel
+        # Same summation order as F P F^T: (Ppp + Pvp) + (Ppv + Pvv); pp is updated last.
+        pp += pv
+        pv += vv
+        pp += pv
+        pp += q_pos
+        vv += q_vel
     return mean, cov
 
 
 def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements."""
     height = mean[:, 3]
-    r = np.square(_height_scaled(height, STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD))
+    r = _variance(height, MEASUREMENT)
     pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
     innovation_cov = pp + r
     gain_pos = pp / innovation_cov

@@ -55,8 +55,9 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
     unmatched_cols)`` as ascending index arrays (matched pairs in row order).
     """
     rows, cols = cost.shape
-    if rows == 0 or cols == 0:
+    if rows == 0 or cols == 0 or cost.min() > thresh:
+        # Nothing can be matched (pairs above the limit never are): skip the solver.
         return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
     _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
-    matched = np.flatnonzero(row_to_col >= 0)
-    return matched, row_to_col[matched], np.flatnonzero(row_to_col < 0), np.flatnonzero(col_to_row < 0)
+    matched = (row_to_col >= 0).nonzero()[0]
+    return matched, row_to_col[matched], (row_to_col < 0).nonzero()[0], (col_to_row < 0).nonzero()[0]

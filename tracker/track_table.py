@@ -63,8 +63,13 @@ class TrackTable:
 
     def take(self, index: np.ndarray) -> TrackTable:
         """The rows ``index``, in that order."""
-        return TrackTable(*(getattr(self, f.name)[index] for f in fields(self)))
+        return TrackTable(*[getattr(self, name)[index] for name in _FIELDS])
 
     def append(self, other: TrackTable) -> TrackTable:
         """This table's rows followed by ``other``'s."""
-        return TrackTable(*(np.concatenate((getattr(self, f.name), getattr(other, f.name))) for f in fields(self)))
+        if len(other) == 0:
+            return self
+        return TrackTable(*[np.concatenate((getattr(self, name), getattr(other, name))) for name in _FIELDS])
+
+
+_FIELDS = tuple(f.name for f in fields(TrackTable))

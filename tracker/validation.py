@@ -51,12 +51,15 @@ def clean_detections(detections: object) -> CleanDetections:
     valid = np.isfinite(array).all(axis=1)
     valid &= array[:, 2] > array[:, 0]
     valid &= array[:, 3] > array[:, 1]
-    rows = np.flatnonzero(valid)
-    kept = array[rows]
+    if valid.all():
+        rows, kept = np.arange(array.shape[0]), array
+    else:
+        rows = valid.nonzero()[0]
+        kept = array[rows]
     classes = kept[:, 5] if array.shape[1] == 6 else np.full(rows.shape[0], NO_CLASS)
     return CleanDetections(
         boxes=kept[:, :4],
-        scores=np.clip(kept[:, 4], 0.0, 1.0),
+        scores=np.minimum(np.maximum(kept[:, 4], 0.0), 1.0),
         classes=classes,
         rows=rows,
         dropped=int(array.shape[0] - rows.shape[0]),
