@@ -1,0 +1,39 @@
+"""The MOT17 benchmark end to end on the 48-frame MOT17-05 excerpt: results files, metrics, JSON report."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import require_data
+
+from apps.motchallenge import read_results
+from benchmarks import mot17
+
+
+def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = require_data("MOT17-mini/train")
+    report_path = tmp_path / "report.json"
+    assert mot17.main(["--data", str(data), "--detections", "public", "--out-dir", str(tmp_path / "res"),
+                       "--json", str(report_path), "--track-thresh", "0.6"]) == 0
+
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["tracker"] == {"track_thresh": 0.6, "match_thresh": 0.8, "track_buffer": 30}
+    row = report["sequences"]["MOT17-05-FRCNN"]
+    metrics = row["metrics"]
+    with open(data / "MOT17-05-FRCNN" / "gt" / "gt.txt", newline="") as handle:
+        scored_gt = sum(1 for r in csv.reader(handle) if r and r[6] == "1" and r[7] == "1")
+    assert metrics["num_objects"] == scored_gt  # only considered pedestrians are scored
+    for key in ("mota", "idf1", "num_switches", "num_false_positives", "num_misses", "motp", "recall"):
+        assert key in metrics
+    assert metrics["mota"] == pytest.approx(1 - (metrics["num_misses"] + metrics["num_false_positives"]
+                                                 + metrics["num_switches"]) / scored_gt)
+    assert 0.3 < metrics["recall"] < 1  # the tracker really follows people on the public detections
+    assert row["frames"] == 48 and set(row["ms_per_frame"]["tracker"]) >= {"median", "mean"}
+    assert report["overall"]["metrics"] == metrics  # one sequence: pooled = per sequence
+
+    results = read_results(row["results_file"])
+    assert results.frames.max() <= 48 and len(results) >= metrics["num_predictions"] > 0
+    output = capsys.readouterr().out
+    assert "MOT17-05-FRCNN" in output and "OVERALL" in output and "MOTA" in output
