@@ -1,7 +1,8 @@
 """MOT17 benchmark: ByteTrack accuracy (MOTChallenge protocol) and per-frame speed on the train sequences.
 
 ``--detections public`` feeds each sequence's ``det/det.txt`` (the public FRCNN detections) to
-``tracker.ByteTracker`` frame by frame, at the sequence's frame rate from seqinfo.ini, writes one MOTChallenge
+``tracker.ByteTracker`` (settings: ``apps.pipeline.TrackerSettings``, as the ``track`` program) frame by frame,
+at the sequence's frame rate from seqinfo.ini, writes one MOTChallenge
 results file per sequence, scores it with ``apps.evaluation`` and prints a table per sequence plus an overall
 row (all sequences' events pooled, as motmetrics' ``generate_overall``; not a mean of MOTAs).
 
@@ -9,54 +10,38 @@ row (all sequences' events pooled, as motmetrics' ``generate_overall``; not a me
         --json runs/mot17/public.json
 
 The pieces are separate so that other detection sources can plug in: ``detection_frames`` yields
-``(frame_id, detections)``, ``run_sequence`` tracks any such stream and times named stages per frame,
-``build_report`` and ``format_table`` work on every stage found in the timings.
+``(frame_id, detections)`` and may time its own stages in the frame's ``StageProfiler`` (e.g.
+``apps.pipeline.detect``); ``run_sequence`` tracks the stream (``apps.pipeline.update_tracker`` stages);
+``build_report`` keeps every stage's statistics in the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from time import perf_counter_ns
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
 from apps.motchallenge import MotResultWriter, MotSequence, find_sequences
+from apps.pipeline import TRACKER_STAGES, TrackerSettings, update_tracker
+from apps.profiler import StageProfiler, TimingReport
 from benchmarks.common import PROJECT_ROOT, SHARED_DATA, require_path
-from tracker import ByteTracker
 
 DETECTION_SOURCES = ("public",)
 
 
-@dataclass(frozen=True)
-class TrackerSettings:
-    """ByteTracker options exposed on the command line (defaults = the ByteTracker API defaults).
-
-    ``track_thresh`` follows the official ByteTrack meaning: high-score threshold T, new tracks need T + 0.1.
-    """
-
-    track_thresh: float = 0.5
-    match_thresh: float = 0.8
-    track_buffer: int = 30
-
-    def create(self, frame_rate: float) -> ByteTracker:
-        return ByteTracker(frame_rate=frame_rate, track_high_thresh=self.track_thresh,
-                           new_track_thresh=self.track_thresh + 0.1, match_thresh=self.match_thresh,
-                           track_buffer=self.track_buffer)
-
-
 @dataclass
 class SequenceRun:
-    """Outcome of tracking one sequence: its results file and per-frame times (ns) of each timed stage."""
+    """Outcome of tracking one sequence: its results file and the per-frame stage times."""
 
     sequence: MotSequence
     results_path: Path
-    stage_ns: dict[str, np.ndarray] = field(default_factory=dict)
+    timing: TimingReport
 
 
 def benchmark_sequences(data_root: Path, detections: str) -> list[MotSequence]:
@@ -71,63 +56,76 @@ def benchmark_sequences(data_root: Path, detections: str) -> list[MotSequence]:
     return sequences
 
 
-def detection_frames(sequence: MotSequence, detections: str) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame_id, (N,5) x1,y1,x2,y2,score)`` for frames 1..length from the chosen detection source."""
+def detection_frames(sequence: MotSequence, detections: str,
+                     profiler: StageProfiler) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame_id, (N,5|6) detections)`` for frames 1..length from the chosen source.
+
+    Called once per frame inside an open profiler frame, so a source that computes detections (a detector)
+    can time its own stages in ``profiler``; public detections are read upfront and cost nothing per frame.
+    """
+    del profiler  # public detections have no per-frame stages
     if detections != "public":
         raise ValueError(f"unknown detection source {detections!r}; expected one of {DETECTION_SOURCES}")
     yield from enumerate(sequence.detections(), start=1)
 
 
-def run_sequence(sequence: MotSequence, frames: Iterable[tuple[int, np.ndarray]], settings: TrackerSettings,
+def run_sequence(sequence: MotSequence, detections: str, settings: TrackerSettings,
                  results_path: Path) -> SequenceRun:
-    """Track ``frames`` with a fresh ByteTracker, write the results file, time every ``update`` call."""
+    """Track one sequence with a fresh ByteTracker, write its results file, time every stage of every frame."""
     tracker = settings.create(sequence.frame_rate)
-    tracker_ns = np.zeros(sequence.length, dtype=np.int64)
+    profiler = StageProfiler()
+    frames = detection_frames(sequence, detections, profiler)
     with MotResultWriter(results_path) as writer, \
             tqdm(total=sequence.length, desc=sequence.name, unit="frame", file=sys.stderr) as progress:
-        for frame_id, dets in frames:
-            start = perf_counter_ns()
-            tracks = tracker.update(dets)
-            tracker_ns[frame_id - 1] = perf_counter_ns() - start
-            writer.write(frame_id, tracks)
+        while True:
+            profiler.begin_frame()
+            frame = next(frames, None)  # runs the source's per-frame work inside the open frame
+            if frame is None:
+                break  # the frame opened last is never closed, so it is not reported
+            frame_id, dets = frame
+            writer.write(frame_id, update_tracker(tracker, dets, profiler))
+            profiler.end_frame()
             progress.update()
-    return SequenceRun(sequence, results_path, {"tracker": tracker_ns})
+    return SequenceRun(sequence, results_path, profiler.report({"sequence": sequence.name}))
 
 
-def _timing_ms(ns: np.ndarray) -> dict[str, float]:
-    ms = ns / 1e6
-    return {"median": float(np.median(ms)), "mean": float(ms.mean()), "p95": float(np.percentile(ms, 95)),
-            "max": float(ms.max())}
+def _timing_row(timing: TimingReport) -> dict:
+    """Median/mean/p95 ms per frame of the tracker (its stages summed), of every stage, and of the whole frame."""
+    tracker_stages = [stage for stage in timing.stages if stage in TRACKER_STAGES]
+    tracker_ms = np.sum([timing.samples_ns[s] for s in tracker_stages], axis=0) / 1e6
+    return {"tracker_ms": {"median": float(np.median(tracker_ms)), "mean": float(tracker_ms.mean()),
+                           "p95": float(np.percentile(tracker_ms, 95))},
+            "stages": [row.as_row() for row in timing.summary()]}
 
 
-def _row(metrics: MotMetrics, frames: int, stage_ns: dict[str, np.ndarray]) -> dict:
-    return {"frames": frames, "metrics": metrics.to_dict(),
-            "ms_per_frame": {stage: _timing_ms(ns) for stage, ns in stage_ns.items()}}
+def _pooled(timings: list[TimingReport]) -> TimingReport:
+    stages = list(dict.fromkeys(stage for timing in timings for stage in timing.stages))
+    samples = {stage: np.concatenate([t.samples_ns.get(stage, np.zeros(t.num_frames, np.int64)) for t in timings])
+               for stage in stages}
+    return TimingReport(stages, samples)
 
 
 def build_report(runs: list[SequenceRun], summary: dict[str, MotMetrics], settings: dict) -> dict:
     """JSON-ready report: settings, one row per sequence and the overall row (times pooled over all frames)."""
-    stages = runs[0].stage_ns.keys()
-    pooled = {stage: np.concatenate([run.stage_ns[stage] for run in runs]) for stage in stages}
-    sequences = {run.sequence.name: {**_row(summary[run.sequence.name], run.sequence.length, run.stage_ns),
+    def row(metrics: MotMetrics, timing: TimingReport) -> dict:
+        return {"frames": timing.num_frames, "metrics": metrics.to_dict(), **_timing_row(timing)}
+
+    sequences = {run.sequence.name: {**row(summary[run.sequence.name], run.timing),
                                      "results_file": str(run.results_path)} for run in runs}
     return {"settings": settings, "sequences": sequences,
-            OVERALL.lower(): _row(summary[OVERALL], sum(run.sequence.length for run in runs), pooled)}
+            "overall": row(summary[OVERALL], _pooled([run.timing for run in runs]))}
 
 
 def format_table(report: dict) -> str:
-    """Fixed-width table: accuracy (ratios in %) and median/mean ms per frame of each timed stage."""
-    stages = list(report[OVERALL.lower()]["ms_per_frame"])
+    """Fixed-width table: accuracy (ratios in %) and the tracker's median/mean ms per frame."""
     header = (f"{'sequence':<16}{'frames':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'FP':>7}{'FN':>8}"
-              + "".join(f"{stage + ' ms med/mean':>24}" for stage in stages))
-    rows = [*report["sequences"].items(), (OVERALL, report[OVERALL.lower()])]
+              f"{'tracker ms median':>19}{'mean':>7}")
     lines = [header, "-" * len(header)]
-    for name, row in rows:
-        m = row["metrics"]
-        timing = "".join(f"{row['ms_per_frame'][s]['median']:>15.3f} /{row['ms_per_frame'][s]['mean']:>7.3f}"
-                         for s in stages)
+    for name, row in [*report["sequences"].items(), (OVERALL, report["overall"])]:
+        m, ms = row["metrics"], row["tracker_ms"]
         lines.append(f"{name:<16}{row['frames']:>7}{100 * m['mota']:>7.1f}{100 * m['idf1']:>7.1f}"
-                     f"{m['num_switches']:>6}{m['num_false_positives']:>7}{m['num_misses']:>8}{timing}")
+                     f"{m['num_switches']:>6}{m['num_false_positives']:>7}{m['num_misses']:>8}"
+                     f"{ms['median']:>19.3f}{ms['mean']:>7.3f}")
     return "\n".join(lines)
 
 
@@ -153,15 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     data_root = require_path(args.data, "MOT17 data folder")
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
-    settings = TrackerSettings(args.track_thresh, args.match_thresh, args.track_buffer)
+    settings = TrackerSettings(track_thresh=args.track_thresh, match_thresh=args.match_thresh,
+                               track_buffer=args.track_buffer)
 
-    runs = []
-    for sequence in benchmark_sequences(data_root, args.detections):
-        frames = detection_frames(sequence, args.detections)
-        runs.append(run_sequence(sequence, frames, settings, out_dir / f"{sequence.name}.txt"))
+    runs = [run_sequence(sequence, args.detections, settings, out_dir / f"{sequence.name}.txt")
+            for sequence in benchmark_sequences(data_root, args.detections)]
     summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path) for run in runs})
     report = build_report(runs, summary, {"data": str(data_root), "detections": args.detections,
-                                          "tracker": vars(settings), "results_dir": str(out_dir)})
+                                          "tracker": asdict(settings), "results_dir": str(out_dir)})
     print(format_table(report))
     print(f"results files: {out_dir}")
     if args.json:
