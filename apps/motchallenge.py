@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import configparser
 import os
-import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -417,9 +417,9 @@ class MotResultWriter:
 
     def __enter__(self) -> MotResultWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        self._temp_path = Path(temp_name)
-        self._handle = os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+        # a unique name opened exclusively ("x"): unlike mkstemp, the file gets the usual umask permissions
+        self._temp_path = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.part")
+        self._handle = open(self._temp_path, "x", encoding="utf-8", newline="\n")
         return self
 
     def write(self, frame_id: int, tracks: np.ndarray) -> None:

@@ -216,6 +216,8 @@ def test_written_results_read_back(tmp_path: Path) -> None:
     np.testing.assert_allclose(back.boxes[:, :2], expected[:, :2], atol=0.005)
     np.testing.assert_allclose(back.boxes[:, :2] + back.boxes[:, 2:], expected[:, 2:4], atol=0.01)
     np.testing.assert_allclose(back.scores, expected[:, 5], atol=5e-5)
+    (tmp_path / "plain.txt").write_text("")
+    assert path.stat().st_mode == (tmp_path / "plain.txt").stat().st_mode  # usual permissions, not mkstemp's 0600
 
 
 def test_writer_is_atomic(tmp_path: Path) -> None:
