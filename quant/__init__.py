@@ -1,1 +1,91 @@
-"""Post-training int8 quantization: observers, fusion, equalization, calibration, ONNX int8 export."""
+"""Post-training int8 quantization: observers, fusion, equalization, calibration, ONNX int8 export.
+
+Public API::
+
+    qdet = quant.quantize_detector(det, "path/to/MOT/sequence", observer="percentile")
+    boxes = qdet(frame)           # same call signature as the fp32 detector, int8 in ONNX Runtime
+    qdet.save("model_int8.onnx")  # detectors.load_detector("model_int8.onnx") loads it back
+    quant.report(qdet.sensitivity, "out/sensitivity")   # per-layer table (CSV/JSON/PNG)
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from detectors.detector import Detector
+from detectors.layers import fuse_conv_bn
+from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, load_frames, preprocess_frames
+from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
+from quant.sensitivity import EvalSet, LayerSensitivity, choose_float_layers, evaluate_plan, layer_sensitivity, report
+from quant.simulate import QuantPlan, conv_layers
+
+__all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity"]
+
+DEFAULT_OBSERVER = "percentile"
+EVAL_FRAMES = 8
+
+
+def _split_eval(frames: list[np.ndarray], eval_frames: Sequence[np.ndarray] | None,
+                needed: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Calibration frames and held-out frames for the agreement search (every k-th frame, never both)."""
+    if eval_frames is not None:
+        return frames, list(eval_frames)
+    if not needed:
+        return frames, []
+    if len(frames) < 2:
+        raise ValueError("a target agreement needs at least 2 frames (calibration + held-out)")
+    step = max(2, len(frames) // EVAL_FRAMES)
+    held = set(range(step // 2, len(frames), step))
+    return [f for i, f in enumerate(frames) if i not in held], [frames[i] for i in sorted(held)]
+
+
+def quantize_detector(detector: Detector, calibration_frames: str | Path | Sequence[np.ndarray], *,
+                      observer: str = DEFAULT_OBSERVER, scheme: str = "uint8",
+                      float_layers: Sequence[str] | None = None, stem_float: int = 2, head_float: bool = True,
+                      target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
+                      num_frames: int | None = DEFAULT_NUM_FRAMES, num_threads: int | None = None,
+                      progress: bool = True) -> QuantizedDetector:
+    """Calibrate ``detector`` (needs ``detector.model``) and return an int8 detector running in ONNX Runtime.
+
+    Float set = ``float_layers`` if given, else the first ``stem_float`` convs plus (``head_float``) the
+    head's pred convs; with ``target_agreement`` (detection F1 vs fp32 on held-out frames) the most
+    sensitive convs are added greedily until the simulated F1 reaches it. ``calibration_frames``: a list
+    of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
+    The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
+    ``sensitivity`` the per-layer table when a target was given.
+    """
+    if detector.model is None:
+        raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
+    model = fuse_conv_bn(copy.deepcopy(detector.model).float().eval())
+    frames = load_frames(calibration_frames, num_frames)
+    calib, held = _split_eval(frames, eval_frames, target_agreement is not None)
+    ranges = collect_ranges(model, preprocess_frames(detector.preprocess, calib), observer, progress=progress)
+    proto = export_fp32(model, detector.spec.input_size)
+    base_float = list(float_layers) if float_layers is not None else default_float_layers(
+        proto, model, stem=stem_float, head=head_float)
+    unknown = sorted(set(base_float) - set(conv_layers(model)))
+    if unknown:
+        raise ValueError(f"float_layers names no conv of {detector.spec.name}: {unknown[:5]}")
+    plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
+    info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
+    table: list[LayerSensitivity] = []
+    if held:
+        metas = [detector.preprocess(f) for f in held]
+        evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
+        if target_agreement is not None:
+            table = layer_sensitivity(model, plan, evalset, progress=progress)
+            extra, _ = choose_float_layers(model, plan, evalset, table, target_agreement, progress=progress)
+            plan = plan.with_float(extra)
+        info["simulated_agreement"] = vars(evaluate_plan(model, plan, evalset))
+        info["eval_frames"] = len(held)
+    info["float_layers"] = [n for n in conv_layers(model) if n not in plan.quantized]
+    info["plan"] = plan.to_dict()
+    qproto = fuse_silu(insert_qdq(proto, model, plan))
+    qdet = QuantizedDetector(detector.spec, qproto, info, num_threads, detector.conf_thresh,
+                             detector.nms_thresh, detector.classes)
+    qdet.sensitivity = table
+    qdet.float_model, qdet.plan = model, plan
+    return qdet

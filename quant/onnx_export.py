@@ -23,6 +23,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
+from detectors.detector import Detector
+from detectors.runtime import OrtRunner, create_session
+from detectors.spec import ModelSpec
 from quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias, quantize_weight
 
 OPSET = 13
@@ -58,6 +61,75 @@ def conv_nodes(proto: onnx.ModelProto, model: nn.Module) -> dict[str, onnx.NodeP
                              "fold BatchNorm in torch before export")
         found[name] = node
     return found
+
+
+def conv_order(proto: onnx.ModelProto, model: nn.Module) -> list[str]:
+    """Torch conv names in ONNX graph order (= forward execution order for a traced export)."""
+    by_output = {node.output[0]: name for name, node in conv_nodes(proto, model).items()}
+    return [by_output[n.output[0]] for n in proto.graph.node if n.op_type == "Conv"]
+
+
+def output_convs(proto: onnx.ModelProto, model: nn.Module) -> list[str]:
+    """Convs whose output reaches a graph output without passing another conv (the head's pred convs)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in proto.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in proto.graph.output}
+
+    def reaches_output(tensor: str, seen: set[str]) -> bool:
+        if tensor in outputs:
+            return True
+        seen.add(tensor)
+        return any(reaches_output(out, seen) for node in consumers.get(tensor, []) if node.op_type != "Conv"
+                   for out in node.output if out not in seen)
+
+    return [name for name, node in conv_nodes(proto, model).items() if reaches_output(node.output[0], set())]
+
+
+def default_float_layers(proto: onnx.ModelProto, model: nn.Module, stem: int = 2, head: bool = True) -> list[str]:
+    """The measured default float set: the first ``stem`` convs (they see raw pixels; with BN folded their
+    per-channel weight ranges differ ~800x, so per-tensor activation quantization wipes out small channels)
+    and, with ``head``, the final pred convs (box regression and scores share the output tensor)."""
+    chosen = conv_order(proto, model)[:stem] + (output_convs(proto, model) if head else [])
+    return list(dict.fromkeys(chosen))
+
+
+def fuse_silu(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace every ``Mul(x, Sigmoid(x))`` by one ``com.microsoft.QuickGelu(x, alpha=1)`` (same math).
+
+    ORT fuses this itself in a float graph, but not when ``x`` comes from a DequantizeLinear, and the
+    unfused Sigmoid + Mul pair costs about 1.6x the fused kernel on the big early feature maps.
+    """
+    graph = proto.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    fused_muls: dict[str, onnx.NodeProto] = {}
+    dead_sigmoids: set[str] = set()
+    for node in graph.node:
+        if node.op_type != "Mul":
+            continue
+        for x, s in (tuple(node.input), tuple(reversed(node.input))):
+            sig = producer.get(s)
+            if sig is not None and sig.op_type == "Sigmoid" and sig.input[0] == x and users[s] == 1:
+                fused_muls[node.output[0]] = helper.make_node(
+                    "QuickGelu", [x], [node.output[0]], name=f"{node.name or node.output[0]}_silu",
+                    domain="com.microsoft", alpha=1.0)
+                dead_sigmoids.add(s)
+                break
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Sigmoid" and node.output[0] in dead_sigmoids:
+            continue
+        kept.append(fused_muls.get(node.output[0], node))
+    del graph.node[:]
+    graph.node.extend(kept)
+    if fused_muls and not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.add(domain="com.microsoft", version=1)
+    return proto
 
 
 def _init(name: str, array: np.ndarray) -> TensorProto:
@@ -180,3 +252,23 @@ def save_model(proto: onnx.ModelProto, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
     return path
+
+
+class QuantizedDetector(Detector):
+    """An int8 detector: the fp32 detector's preprocess/postprocess around an ORT session on the QDQ model.
+
+    ``proto`` is the int8 ONNX (with metadata), ``quant_info`` the settings and measurements behind it.
+    """
+
+    def __init__(self, spec: ModelSpec, proto: onnx.ModelProto, quant_info: dict, num_threads: int | None = None,
+                 conf_thresh: float | None = None, nms_thresh: float | None = None,
+                 classes: list[int] | None = None) -> None:
+        set_metadata(proto, spec.to_dict(), quant_info)
+        session = create_session(proto.SerializeToString(), num_threads)
+        super().__init__(spec, OrtRunner(session), None, conf_thresh, nms_thresh, classes)
+        self.proto = proto
+        self.quant_info = quant_info
+
+    def save(self, path: str | Path) -> Path:
+        """Write the int8 ONNX; ``detectors.load_detector(path)`` loads it without calibration."""
+        return save_model(self.proto, path)

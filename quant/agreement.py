@@ -1,0 +1,57 @@
+"""Detection agreement between two box sets (e.g. int8 vs fp32 detections of the same frame)."""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of (N,4) and (M,4) x1,y1,x2,y2 boxes -> (N,M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_count(reference: np.ndarray, candidate: np.ndarray, iou_thresh: float = 0.5) -> int:
+    """Greedy one-to-one matches (highest IoU first) between boxes of the same class with IoU >= ``iou_thresh``.
+
+    Boxes are (N,6) x1,y1,x2,y2,score,class (a missing class column means one class).
+    """
+    ref, cand = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
+    if len(ref) == 0 or len(cand) == 0:
+        return 0
+    iou = box_iou(ref[:, :4], cand[:, :4])
+    if ref.shape[1] > 5 and cand.shape[1] > 5:
+        iou = np.where(ref[:, None, 5] == cand[None, :, 5], iou, 0.0)
+    matches = 0
+    order = np.argsort(-iou, axis=None, kind="stable")
+    used_r, used_c = set(), set()
+    for flat in order:
+        i, j = divmod(int(flat), iou.shape[1])
+        if iou[i, j] < iou_thresh:
+            break
+        if i in used_r or j in used_c:
+            continue
+        used_r.add(i)
+        used_c.add(j)
+        matches += 1
+    return matches
+
+
+def detection_f1(references: Iterable[np.ndarray], candidates: Iterable[np.ndarray], iou_thresh: float = 0.5) -> float:
+    """F1 of ``candidates`` against ``references`` over all frames: ``2 * matches / (n_ref + n_cand)``.
+
+    1.0 when both sets are empty on every frame (perfect agreement on "nothing there").
+    """
+    matches = total = 0
+    for ref, cand in zip(references, candidates, strict=True):
+        matches += match_count(ref, cand, iou_thresh)
+        total += len(ref) + len(cand)
+    return 1.0 if total == 0 else 2.0 * matches / total

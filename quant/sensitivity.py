@@ -1,0 +1,158 @@
+"""Per-layer quantization sensitivity (simulation), greedy choice of the float set, and the report.
+
+Sensitivity of a conv = how far the detector output moves when *only that conv* is int8 (everything
+else float): L1 and SQNR of the raw head output and detection F1 against the fp32 detections.
+The float set is then grown greedily, most sensitive first, until the whole plan reaches the
+target agreement — the smallest float set the measurements justify.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from quant.agreement import detection_f1
+from quant.qparams import sqnr_db
+from quant.simulate import QuantPlan, run_simulated
+
+Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
+
+
+@dataclass
+class EvalSet:
+    """Held-out blobs with their frame metas, the fp32 raw outputs and fp32 detections (the reference)."""
+
+    blobs: list[np.ndarray]
+    metas: list[Any]
+    decode: Decode
+    raw_fp32: list[np.ndarray]
+    boxes_fp32: list[np.ndarray]
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model: nn.Module, blobs: Sequence[np.ndarray], metas: Sequence[Any], decode: Decode) -> "EvalSet":
+        raw = [model(torch.from_numpy(b)).numpy() for b in blobs]
+        return cls(list(blobs), list(metas), decode, raw, [decode(r, m) for r, m in zip(raw, metas)])
+
+
+@dataclass
+class Agreement:
+    """How close a quantized output is to fp32: detection F1, mean |error|, SQNR (dB), cosine."""
+
+    f1: float
+    l1: float
+    sqnr_db: float
+    cosine: float
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened arrays."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / denom) if denom > 0 else float(np.array_equal(a, b))
+
+
+def compare(evalset: EvalSet, raw: Sequence[np.ndarray]) -> Agreement:
+    """Agreement of ``raw`` outputs (one per eval blob) with the fp32 reference."""
+    ref, out = np.concatenate([r.ravel() for r in evalset.raw_fp32]), np.concatenate([r.ravel() for r in raw])
+    boxes = [evalset.decode(r, m) for r, m in zip(raw, evalset.metas)]
+    return Agreement(detection_f1(evalset.boxes_fp32, boxes), float(np.abs(ref - out).mean()),
+                     sqnr_db(torch.from_numpy(ref), torch.from_numpy(out)), cosine(ref, out))
+
+
+def evaluate_plan(model: nn.Module, plan: QuantPlan, evalset: EvalSet) -> Agreement:
+    """Simulated agreement of a whole plan with fp32 on the eval set."""
+    return compare(evalset, [run_simulated(model, plan, b) for b in evalset.blobs])
+
+
+@dataclass
+class LayerSensitivity:
+    """One row of the per-layer table: the conv quantized alone, everything else float."""
+
+    layer: str
+    f1: float
+    l1: float
+    sqnr_db: float
+    cosine: float
+
+
+def layer_sensitivity(model: nn.Module, plan: QuantPlan, evalset: EvalSet, layers: Sequence[str] | None = None,
+                      progress: bool = True) -> list[LayerSensitivity]:
+    """Quantize one conv at a time (simulation) and measure agreement with fp32; most sensitive first."""
+    rows = []
+    for layer in tqdm(list(plan.quantized if layers is None else layers), desc="sensitivity", unit="layer",
+                      disable=not progress):
+        single = QuantPlan(plan.ranges, [layer], plan.scheme, plan.observer)
+        rows.append(LayerSensitivity(layer, **asdict(evaluate_plan(model, single, evalset))))
+    return sorted(rows, key=lambda r: (r.f1, r.sqnr_db))
+
+
+def choose_float_layers(model: nn.Module, plan: QuantPlan, evalset: EvalSet, table: Sequence[LayerSensitivity],
+                        target_f1: float, max_float: int | None = None,
+                        progress: bool = True) -> tuple[list[str], Agreement]:
+    """Grow the float set greedily (most sensitive first) until the simulated plan's F1 >= ``target_f1``.
+
+    Steps double in size (1, 2, 4, ... layers), then the last step is bisected back to the smallest
+    prefix of the sensitivity order that meets the target. Returns the layers to keep float (on top
+    of those ``plan`` already keeps float) and the agreement reached.
+    """
+    order = [row.layer for row in table if row.layer in plan.quantized]
+    limit = len(order) if max_float is None else min(max_float, len(order))
+    cache: dict[int, Agreement] = {}
+    bar = tqdm(desc=f"float set for F1>={target_f1}", unit="eval", disable=not progress)
+
+    def agreement(k: int) -> Agreement:
+        if k not in cache:
+            cache[k] = evaluate_plan(model, plan.with_float(order[:k]), evalset)
+            bar.update(1)
+            bar.set_postfix(float_layers=k, f1=f"{cache[k].f1:.3f}")
+        return cache[k]
+
+    lo, hi = -1, 0  # invariant: prefix lo fails (or is "none"), prefix hi is the candidate
+    while agreement(hi).f1 < target_f1 and hi < limit:
+        lo, hi = hi, min(limit, max(1, 2 * hi))
+    if agreement(hi).f1 >= target_f1:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if agreement(mid).f1 >= target_f1 else (mid, hi)
+    bar.close()
+    return order[:hi], agreement(hi)
+
+
+def report(table: Sequence[LayerSensitivity], out_prefix: str | Path, title: str = "") -> dict[str, Path]:
+    """Write the per-layer table as CSV and JSON and a bar plot (PNG); returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) for r in table]
+    paths = {"csv": prefix.with_suffix(".csv"), "json": prefix.with_suffix(".json"), "png": prefix.with_suffix(".png")}
+    with open(paths["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["layer"])
+        writer.writeheader()
+        writer.writerows(rows)
+    paths["json"].write_text(json.dumps(rows, indent=1))
+    ordered = sorted(table, key=lambda r: r.sqnr_db)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.12 * len(table)), 7), sharex=True)
+    x = np.arange(len(ordered))
+    ax1.bar(x, [r.sqnr_db for r in ordered])
+    ax1.set_ylabel("output SQNR (dB)")
+    ax2.bar(x, [r.f1 for r in ordered], color="tab:orange")
+    ax2.set_ylabel("detection F1 vs fp32")
+    ax2.set_ylim(min([r.f1 for r in ordered] + [0.9]) - 0.02, 1.0)
+    ax2.set_xticks(x, [r.layer for r in ordered], rotation=90, fontsize=5)
+    ax1.set_title(title or "per-layer sensitivity (one conv int8 at a time)")
+    fig.tight_layout()
+    fig.savefig(paths["png"], dpi=120)
+    plt.close(fig)
+    return paths
