@@ -113,8 +113,9 @@ def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
         if gt.classes is None:
             raise ValueError(f"{gt.path}: gt has no class column (MOT15 layout); evaluate it with benchmark='MOT15'")
         _check_gt_classes(gt)
-    if len(results) and (results.frames.min() < 1 or results.frames.max() > num_frames):
-        raise ValueError(f"{results.path}: results on frame {results.frames.max()} outside the sequence's "
+    outside = results.frames[(results.frames < 1) | (results.frames > num_frames)]
+    if len(outside):
+        raise ValueError(f"{results.path}: results on frame {outside[0]} outside the sequence's "
                          f"frames 1..{num_frames}")
     distractors = _distractor_classes(benchmark)
     scored_gt = gt.consider & (gt.classes == PEDESTRIAN) if use_classes else gt.consider
@@ -128,8 +129,9 @@ def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
         if len(g) and len(h):
             distance = mm.distances.iou_matrix(gt.boxes[g], results.boxes[h], max_iou=1.0)  # 1 - IoU
             if use_classes:
-                h = np.delete(h, drop := _hyps_on_distractors(1.0 - distance, gt.classes[g], distractors))
-                distance = np.delete(distance, drop, axis=1)
+                on_distractor = _hyps_on_distractors(1.0 - distance, gt.classes[g], distractors)
+                h = np.delete(h, on_distractor)
+                distance = np.delete(distance, on_distractor, axis=1)
         keep = scored_gt[g]
         distance = distance[keep]
         distance[distance > 1.0 - IOU_THRESHOLD + _EPS] = np.nan
