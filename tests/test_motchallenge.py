@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import require_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apps.motchallenge import (
     MotResultWriter,
@@ -16,6 +18,7 @@ from apps.motchallenge import (
     format_tracks,
     load_sequence,
     read_ground_truth,
+    read_mot_table,
     read_results,
     write_results,
 )
@@ -244,3 +247,35 @@ def test_duplicate_id_appended_to_real_gt_is_named_by_line(tmp_path: Path) -> No
         handle.write("1,1,0,0,5,5,1,1,1\n")
     with pytest.raises(ValueError, match=r"gt.txt:8014: track id 1 appears more than once in frame 1"):
         read_ground_truth(tmp_path / "gt.txt")
+
+
+# ---------------------------------------------------------------------------------------------- fast path vs line rules
+
+_VALUES = st.sampled_from(["1", "2", "0", "-1", "3.5", "-2.5", "12", "x", "nan", ""])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(_VALUES, min_size=6, max_size=8), min_size=1, max_size=6))
+def test_any_file_is_either_read_exactly_or_rejected_at_its_first_bad_line(tmp_path_factory, rows) -> None:
+    """The one-call numpy parse and the line-by-line diagnosis agree with plain rules written out here."""
+    path = tmp_path_factory.mktemp("t") / "det.txt"
+    path.write_text("".join(",".join(row) + "\n" for row in rows))
+
+    def first_problem() -> int | None:
+        width = len(rows[0])
+        for number, row in enumerate(rows, start=1):
+            try:
+                values = [float(v) for v in row]
+            except ValueError:
+                return number
+            if (len(row) != width or len(row) < 7 or any(np.isnan(values)) or values[0] < 1
+                    or values[0] != int(values[0]) or values[4] < 0 or values[5] < 0):
+                return number
+        return None
+
+    bad_line = first_problem()
+    if bad_line is None:
+        np.testing.assert_array_equal(read_mot_table(path, 7), np.array(rows, dtype=float))
+    else:
+        with pytest.raises(ValueError, match=rf"det.txt:{bad_line}: "):
+            read_mot_table(path, 7)
