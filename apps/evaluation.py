@@ -197,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--benchmark", choices=BENCHMARKS, help="protocol (default: from the gt layout/name)")
     parser.add_argument("--json", type=Path, help="also write the metrics as JSON to this path")
     args = parser.parse_args(argv)
-    summary = evaluate_results_dir(args.data, args.results, args.benchmark)
+    try:
+        summary = evaluate_results_dir(args.data, args.results, args.benchmark)
+    except (FileNotFoundError, ValueError) as error:  # the message names the file and the problem
+        parser.exit(1, f"error: {error}\n")
     print(format_metrics_table(summary))
     if args.json:
         args.json.write_text(json.dumps({name: m.to_dict() for name, m in summary.items()}, indent=2))

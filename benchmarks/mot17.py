@@ -153,10 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
     settings = TrackerSettings(track_thresh=args.track_thresh, match_thresh=args.match_thresh,
                                track_buffer=args.track_buffer)
-
-    runs = [run_sequence(sequence, args.detections, settings, out_dir / f"{sequence.name}.txt")
-            for sequence in benchmark_sequences(data_root, args.detections)]
-    summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path) for run in runs})
+    try:
+        runs = [run_sequence(sequence, args.detections, settings, out_dir / f"{sequence.name}.txt")
+                for sequence in benchmark_sequences(data_root, args.detections)]
+        summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path)
+                             for run in runs})
+    except (FileNotFoundError, ValueError) as error:  # bad or missing data files: the message names them
+        sys.exit(f"error: {error}")
     report = build_report(runs, summary, {"data": str(data_root), "detections": args.detections,
                                           "tracker": asdict(settings), "results_dir": str(out_dir)})
     print(format_table(report))
