@@ -211,3 +211,20 @@ def test_metrics_agree_with_trackeval(case: str, tmp_path: Path) -> None:
         assert abs(mine.num_switches - theirs["IDSW"]) <= 1, name
         assert abs(mine.num_false_positives - theirs["CLR_FP"]) <= max(2, mine.num_objects // 2000), name
         assert abs(mine.num_misses - theirs["CLR_FN"]) <= max(2, mine.num_objects // 2000), name
+
+
+def test_command_line_scores_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from apps.evaluation import main
+
+    data = require_data("MOT17-mini/train")
+    sequence = load_sequence(data / "MOT17-05-FRCNN")
+    results = _track_public_detections(sequence, tmp_path / "res" / "MOT17-05-FRCNN.txt")
+    assert main(["--data", str(data), "--results", str(tmp_path / "res"), "--json", str(tmp_path / "m.json")]) == 0
+    expected = summarize({sequence.name: evaluate_sequence(sequence, results)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {k: v.to_dict() for k, v in expected.items()}
+    assert "MOT17-05-FRCNN" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(data), "--results", str(tmp_path / "missing")])
+    assert exit_info.value.code == 1 and "no results for sequence MOT17-05-FRCNN" in capsys.readouterr().err
