@@ -1,0 +1,448 @@
+"""Calibration observers: watch activations batch by batch, then propose a clipping range.
+
+Every observer has the same small interface::
+
+    obs = make_observer("entropy")
+    for batch in calibration:            # cheap per call: running state only
+        obs.update(activation)
+    lo, hi = obs.range()                 # feed to quant.qparams.activation_qparams(lo, hi, scheme)
+
+Range-search observers (``percentile``, ``histogram``, ``mse`` on x; ``entropy`` on |x|) keep a
+running histogram (:class:`RunningHistogram`) whose grid always has 0 as a bin edge and grows by
+merging an integer number of old bins into each new bin, so updating batch by batch gives exactly
+the histogram of the concatenated data on the final grid (no interpolation error from re-binning);
+only the final grid (its bin width) depends on how the data was split into batches.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
+
+
+def _finite_values(x: torch.Tensor) -> torch.Tensor:
+    """Flattened float64 values; a NaN/inf in an activation is a bug upstream, so it raises."""
+    v = x.detach().reshape(-1).double()
+    if v.numel() and not bool(torch.isfinite(v).all()):
+        raise ValueError("observer got non-finite values (NaN or inf) in the activation tensor")
+    return v
+
+
+class Observer:
+    """Common interface: ``update(x)`` per calibration batch, ``range() -> (lo, hi)``."""
+
+    def update(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def range(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _require_data(seen: bool, name: str) -> None:
+        if not seen:
+            raise ValueError(f"{name}.range() called before any non-empty update()")
+
+
+class MinMaxObserver(Observer):
+    """Running global minimum and maximum (exact: batching does not change the result)."""
+
+    def __init__(self) -> None:
+        self.lo = math.inf
+        self.hi = -math.inf
+
+    def update(self, x: torch.Tensor) -> None:
+        v = _finite_values(x)
+        if v.numel():
+            self.lo = min(self.lo, float(v.min()))
+            self.hi = max(self.hi, float(v.max()))
+
+    def range(self) -> tuple[float, float]:
+        self._require_data(self.lo <= self.hi, type(self).__name__)
+        return self.lo, self.hi
+
+
+class MovingAverageMinMaxObserver(Observer):
+    """Exponential moving average of per-batch min and max (PyTorch's formula).
+
+    First batch initialises; afterwards ``m <- m + c (batch_m - m)`` with ``c = averaging_constant``.
+    Damps one-off outlier batches at the cost of depending on batch order.
+    """
+
+    def __init__(self, averaging_constant: float = 0.01) -> None:
+        if not 0.0 < averaging_constant <= 1.0:
+            raise ValueError(f"averaging_constant must be in (0, 1], got {averaging_constant}")
+        self.c = averaging_constant
+        self.lo: float | None = None
+        self.hi: float | None = None
+
+    def update(self, x: torch.Tensor) -> None:
+        v = _finite_values(x)
+        if not v.numel():
+            return
+        b_lo, b_hi = float(v.min()), float(v.max())
+        if self.lo is None or self.hi is None:
+            self.lo, self.hi = b_lo, b_hi
+        else:
+            self.lo += self.c * (b_lo - self.lo)
+            self.hi += self.c * (b_hi - self.hi)
+
+    def range(self) -> tuple[float, float]:
+        self._require_data(self.lo is not None, type(self).__name__)
+        return float(self.lo), float(self.hi)
+
+
+class RunningHistogram:
+    """Fixed-bin-count histogram over a growing range ``[origin, origin + bins * width]``.
+
+    Invariants: 0 is a bin edge (``origin = -k width`` for an integer ``k``) and the range covers
+    every value seen. When a batch falls outside, the bin width is multiplied by an integer factor
+    and the origin shifted by whole old bins so each old bin lands entirely inside one new bin.
+    """
+
+    def __init__(self, bins: int = 2048) -> None:
+        if bins < 16:
+            raise ValueError(f"histogram needs at least 16 bins, got {bins}")
+        self.bins = bins
+        self.counts = torch.zeros(bins, dtype=torch.float64)
+        self.width = 0.0
+        self.neg_bins = 0  # number of bins below zero: origin = -neg_bins * width
+        self.min = math.inf
+        self.max = -math.inf
+        self.exact_zeros = 0.0  # values exactly 0 (ReLU outputs, padding); they sit in the bin [0, w)
+
+    @property
+    def origin(self) -> float:
+        return -self.neg_bins * self.width
+
+    @property
+    def edges(self) -> torch.Tensor:
+        return self.origin + self.width * torch.arange(self.bins + 1, dtype=torch.float64)
+
+    @property
+    def centers(self) -> torch.Tensor:
+        return self.origin + self.width * (torch.arange(self.bins, dtype=torch.float64) + 0.5)
+
+    @property
+    def total(self) -> float:
+        return float(self.counts.sum())
+
+    def update(self, x: torch.Tensor) -> None:
+        v = _finite_values(x)
+        if not v.numel():
+            return
+        self.min = min(self.min, float(v.min()))
+        self.max = max(self.max, float(v.max()))
+        lo, hi = min(self.min, 0.0), max(self.max, 0.0)
+        if self.width == 0.0:
+            self._init_grid(lo, hi)
+        elif lo < self.origin or hi > self.origin + self.bins * self.width:
+            self._grow(lo, hi)
+        idx = torch.floor((v - self.origin) / self.width).long().clamp_(0, self.bins - 1)
+        self.counts += torch.bincount(idx, minlength=self.bins).double()
+        self.exact_zeros += float((v == 0).sum())
+
+    def _init_grid(self, lo: float, hi: float) -> None:
+        width = (hi - lo) / (self.bins - 1)
+        self.width = width if width > 0.0 else 1e-12
+        self.neg_bins = math.ceil(-lo / self.width)
+
+    def _grow(self, lo: float, hi: float) -> None:
+        """Widen bins by an integer factor so the grid covers [lo, hi] and 0 stays an edge."""
+        old_width, old_neg = self.width, self.neg_bins
+        factor = max(1, math.ceil((hi - lo) / (self.bins * old_width)))
+        while True:
+            # negative bins at the new width, enough to reach lo; new origin = -neg * factor * old_width
+            neg = max(math.ceil(old_neg / factor), math.ceil(-lo / (factor * old_width)))
+            if (self.bins - neg) * factor * old_width >= hi:
+                break
+            factor += 1
+        shift = neg * factor - old_neg  # old bin i starts at new fine index i + shift
+        # old bins past the new top are empty (all data <= hi), so clamping them loses nothing
+        new_index = torch.div(torch.arange(self.bins) + shift, factor, rounding_mode="floor").clamp_(max=self.bins - 1)
+        counts = torch.zeros(self.bins, dtype=torch.float64)
+        counts.index_add_(0, new_index, self.counts)
+        self.counts, self.width, self.neg_bins = counts, factor * old_width, neg
+
+    def quantile(self, q: torch.Tensor | float) -> torch.Tensor:
+        """Inverse CDF, clamped to the seen min/max."""
+        return histogram_quantile(self.counts, self.origin, self.width, q).clamp(self.min, self.max)
+
+    def folded_abs(self) -> torch.Tensor:
+        """Histogram of |x| on bins ``[j w, (j+1) w)``, j = 0..max(neg, pos)-1 (exact: 0 is an edge)."""
+        neg = self.counts[: self.neg_bins].flip(0)
+        pos = self.counts[self.neg_bins :]
+        n = max(neg.numel(), pos.numel())
+        out = torch.zeros(n, dtype=torch.float64)
+        out[: neg.numel()] += neg
+        out[: pos.numel()] += pos
+        last = int(torch.nonzero(out).max()) + 1 if bool((out > 0).any()) else 1
+        return out[:last]
+
+
+def histogram_quantile(counts: torch.Tensor, origin: float, width: float, q: torch.Tensor | float) -> torch.Tensor:
+    """Inverse CDF of a histogram on edges ``origin + k width``, values spread uniformly in each bin."""
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(counts.double(), 0)])
+    cdf = cdf / cdf[-1]
+    q = torch.as_tensor(q, dtype=torch.float64).reshape(-1)
+    j = torch.searchsorted(cdf, q, right=False).clamp(1, counts.numel())
+    c0, c1 = cdf[j - 1], cdf[j]
+    frac = torch.where(c1 > c0, (q - c0) / (c1 - c0), torch.zeros_like(q))
+    return origin + (j - 1 + frac) * width
+
+
+class _HistogramBased(Observer):
+    """Shared state for observers that search a range on a running histogram."""
+
+    def __init__(self, bins: int = 2048) -> None:
+        self.hist = RunningHistogram(bins)
+
+    def update(self, x: torch.Tensor) -> None:
+        self.hist.update(x)
+
+    def _checked_hist(self) -> RunningHistogram:
+        self._require_data(self.hist.total > 0, type(self).__name__)
+        return self.hist
+
+
+class PercentileObserver(_HistogramBased):
+    """Clip to percentiles of the data: per side ``(100 - p, p)`` or symmetric ``|x|`` percentile p.
+
+    Percentiles are read from the running histogram by interpolating its CDF, so they match
+    ``numpy.percentile`` to within about one bin width. Non-negative data always gets ``lo = 0``
+    in symmetric mode.
+    """
+
+    def __init__(self, percentile: float = 99.99, symmetric: bool = False, bins: int = 2048) -> None:
+        if not 50.0 < percentile <= 100.0:
+            raise ValueError(f"percentile must be in (50, 100], got {percentile}")
+        super().__init__(bins)
+        self.percentile = percentile
+        self.symmetric = symmetric
+
+    def range(self) -> tuple[float, float]:
+        h = self._checked_hist()
+        p = self.percentile / 100.0
+        if not self.symmetric:
+            lo, hi = h.quantile(torch.tensor([1.0 - p, p])).tolist()
+            return lo, hi
+        t = min(float(histogram_quantile(h.folded_abs(), 0.0, h.width, p)[0]), max(-h.min, h.max))
+        return (0.0 if h.min >= 0.0 else -t), t
+
+
+def _candidate_bounds(h: RunningHistogram, per_side: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate lower (<= 0) and upper (>= 0) clipping bounds on bin edges, at most ``per_side`` each."""
+    lo_bins = max(h.neg_bins, 0)
+    hi_bins = h.bins - h.neg_bins
+    lo_c = -h.width * torch.unique(torch.linspace(0, lo_bins, min(per_side, lo_bins + 1), dtype=torch.float64).round())
+    hi_c = h.width * torch.unique(torch.linspace(0, hi_bins, min(per_side, hi_bins + 1), dtype=torch.float64).round())
+    lo_c = torch.clamp(lo_c, min=min(h.min, 0.0))
+    hi_c = torch.clamp(hi_c, max=max(h.max, 0.0))
+    return torch.unique(lo_c), torch.unique(hi_c)
+
+
+def _candidate_grid(
+    h: RunningHistogram, scheme: QScheme, per_side: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flattened candidate (lo, hi) pairs; symmetric schemes use ``[-t, t]`` (or ``[0, t]`` for x >= 0)."""
+    if scheme.symmetric:
+        amax = max(-h.min, h.max, 0.0)
+        t = amax * torch.linspace(1.0 / per_side, 1.0, per_side, dtype=torch.float64)
+        return (torch.zeros_like(t) if h.min >= 0.0 else -t), t
+    lo_c, hi_c = _candidate_bounds(h, per_side)
+    lo_g, hi_g = torch.meshgrid(lo_c, hi_c, indexing="ij")
+    keep = (hi_g - lo_g) > 0
+    if not bool(keep.any()):  # all values are 0: the only range is the degenerate one
+        return lo_c[:1], hi_c[:1]
+    return lo_g[keep], hi_g[keep]
+
+
+class HistogramObserver(_HistogramBased):
+    """Minimise the expected L2 error (rounding + clipping) over candidate ranges, from the histogram.
+
+    Same idea as PyTorch's HistogramObserver, with an exhaustive search instead of its greedy one:
+    for a candidate ``[a, b]`` (containing 0) with grid step ``D`` (``(b - a) / (qmax - qmin)``, or
+    ``2 t / (qmax - qmin)`` symmetric), values inside contribute the uniform rounding noise
+    ``D^2 / 12``; values outside contribute their squared distance to the clip bound (bin contents
+    spread uniformly: each clipped bin adds ``n ((c - b)^2 + w^2 / 12)``). Prefix sums make every
+    candidate O(1).
+    """
+
+    def __init__(self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 256) -> None:
+        super().__init__(bins)
+        self.scheme = get_scheme(scheme)
+        self.per_side = candidates_per_side
+
+    def expected_errors(self, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """Expected total squared error for each candidate range ``[lo_k, hi_k]`` (float64 tensors)."""
+        h = self._checked_hist()
+        n, c, w = h.counts, h.centers, h.width
+        zero = torch.zeros(1, dtype=torch.float64)
+        cum0, cum1, cum2 = (torch.cat([zero, torch.cumsum(n * c**p, 0)]) for p in (0, 1, 2))
+        # bins entirely below lo are clipped to lo, bins entirely above hi to hi
+        i_lo = torch.floor((lo - h.origin) / w + 1e-9).long().clamp(0, h.bins)
+        i_hi = torch.ceil((hi - h.origin) / w - 1e-9).long().clamp(0, h.bins)
+        b0, b1, b2 = cum0[i_lo], cum1[i_lo], cum2[i_lo]
+        a0, a1, a2 = cum0[-1] - cum0[i_hi], cum1[-1] - cum1[i_hi], cum2[-1] - cum2[i_hi]
+        clip_lo = b2 - 2 * lo * b1 + lo**2 * b0 + b0 * w**2 / 12
+        clip_hi = a2 - 2 * hi * a1 + hi**2 * a0 + a0 * w**2 / 12
+        step = qparams_span(lo, hi, self.scheme) / (self.scheme.qmax - self.scheme.qmin)
+        inside = cum0[-1] - b0 - a0
+        return clip_lo + clip_hi + inside * step**2 / 12
+
+    def range(self) -> tuple[float, float]:
+        lo, hi = _candidate_grid(self._checked_hist(), self.scheme, self.per_side)
+        k = int(torch.argmin(self.expected_errors(lo, hi)))
+        return float(lo[k]) + 0.0, float(hi[k])  # + 0.0 turns -0.0 into 0.0
+
+
+class MSEObserver(_HistogramBased):
+    """Choose the range minimising the MSE between x and fake_quant(x) over a grid of candidates.
+
+    Unlike :class:`HistogramObserver` (noise model), this applies the real quantizer, including
+    float32 scale and zero-point rounding, to the histogram's bin centres: the error of a candidate
+    is ``sum_i n_i (c_i - fq(c_i))^2``. Candidates: ``candidates_per_side`` bounds per side (an
+    ``[a, b]`` grid) or ``[-t, t]`` thresholds for symmetric schemes.
+    """
+
+    def __init__(self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 64) -> None:
+        super().__init__(bins)
+        self.scheme = get_scheme(scheme)
+        self.per_side = candidates_per_side
+
+    def range(self) -> tuple[float, float]:
+        h = self._checked_hist()
+        lo, hi = _candidate_grid(h, self.scheme, self.per_side)
+        keep = h.counts > 0
+        c, n = h.centers[keep], h.counts[keep]
+        err = torch.cat([_fake_quant_sse(c, n, lo[k], hi[k], self.scheme) for k in torch.split(torch.arange(lo.numel()), 256)])
+        k = int(torch.argmin(err))
+        return float(lo[k]) + 0.0, float(hi[k])
+
+
+def qparams_span(lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme) -> torch.Tensor:
+    """Width of the real interval the integer grid spans for each candidate (as activation_qparams)."""
+    lo, hi = torch.clamp(lo, max=0.0), torch.clamp(hi, min=0.0)
+    return 2.0 * torch.maximum(-lo, hi) if scheme.symmetric else hi - lo
+
+
+def _fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme) -> torch.Tensor:
+    """Weighted squared fake-quantization error of values ``c`` (weights ``n``) for each candidate range."""
+    scale = (qparams_span(lo, hi, scheme) / (scheme.qmax - scheme.qmin)).float().double().clamp_min(1e-30)[:, None]
+    if scheme.symmetric:
+        zp = torch.zeros_like(scale)
+    else:
+        zp = torch.round(scheme.qmin - torch.clamp(lo, max=0.0)[:, None] / scale).clamp(scheme.qmin, scheme.qmax)
+    fq = (torch.clamp(torch.round(c[None, :] / scale) + zp, scheme.qmin, scheme.qmax) - zp) * scale
+    return ((c[None, :] - fq) ** 2 * n[None, :]).sum(1)
+
+
+class EntropyObserver(Observer):
+    """TensorRT's KL-divergence calibration on a 2048-bin running histogram of ``|x|``.
+
+    For every threshold bin ``i >= start_bin`` the reference distribution P is the first ``i``
+    bins with all outliers added to the last one; Q merges those ``i`` bins into ``levels`` equal
+    groups and spreads each group's mass back over its non-empty bins. Both are smoothed (zeros get
+    ``eps``, taken from the non-zeros, as MXNet/TVM do) and the threshold ``T = i * bin_width``
+    with the smallest KL(P || Q) wins. ``levels`` is 128 (int8 magnitude) for signed data and 256
+    for non-negative data, which is quantized to uint8 over ``[0, T]``; signed data returns
+    ``(max(min, -T), min(max, T))`` so an asymmetric grid wastes nothing on unseen values.
+    ``skip_zeros`` (pytorch-quantization's option; on by default here) leaves exact zeros out of P:
+    after a ReLU half the mass can be exactly 0, which is always representable but dominates the KL
+    term of the first group and drags the threshold far down (ReLU(Laplace): T ~ 2.8 b instead of
+    ~ 9 b, with 500x the quantization MSE).
+    """
+
+    def __init__(
+        self, bins: int = 2048, start_bin: int = 128, stride: int = 1, eps: float = 1e-4, skip_zeros: bool = True
+    ) -> None:
+        self.abs_hist = RunningHistogram(bins)
+        self.min = math.inf
+        self.start_bin, self.stride, self.eps, self.skip_zeros = start_bin, stride, eps, skip_zeros
+
+    def update(self, x: torch.Tensor) -> None:
+        if x.numel():
+            self.abs_hist.update(x.abs())
+            self.min = min(self.min, float(x.min()))
+
+    def range(self) -> tuple[float, float]:
+        h = self.abs_hist
+        self._require_data(h.total > 0, type(self).__name__)
+        counts = h.counts.clone()
+        if self.skip_zeros:
+            counts[0] -= h.exact_zeros
+        nonempty = torch.nonzero(counts)
+        unsigned = self.min >= 0.0
+        if not nonempty.numel():
+            return min(self.min, 0.0), h.max
+        counts = counts[: int(nonempty.max()) + 1]
+        levels = 256 if unsigned else 128
+        candidates = torch.arange(min(self.start_bin, counts.numel()), counts.numel() + 1, self.stride)
+        kl = torch.cat([kl_divergences(counts, block, levels, self.eps) for block in torch.split(candidates, 128)])
+        t = min(float(candidates[int(torch.argmin(kl))]) * h.width, h.max)
+        return (0.0, t) if unsigned else (max(self.min, -t), t)
+
+
+def kl_divergences(hist: torch.Tensor, thresholds: torch.Tensor, levels: int, eps: float = 1e-4) -> torch.Tensor:
+    """KL(P_i || Q_i) for each threshold bin count ``i`` in ``thresholds`` (vectorized over i).
+
+    P_i: ``hist[:i]`` with ``sum(hist[i:])`` added to bin ``i-1``. Q_i: bin ``j < i`` belongs to group
+    ``floor(j * levels / i)``; each group's mass of ``hist[:i]`` is shared equally among the group's
+    bins where P_i is non-zero. Zeros are smoothed on counts (MXNet's rule, which keeps each total)
+    before normalising. Bins past ``i`` are masked out of every sum.
+    """
+    i = thresholds.long()[:, None]
+    width = int(i.max())
+    j = torch.arange(width)[None, :]
+    valid = j < i
+    sliced = hist[:width].double()[None, :] * valid
+    p = sliced.clone()
+    p.scatter_add_(1, i - 1, hist.sum() - sliced.sum(1, keepdim=True))
+    nonzero = p > 0
+    group = torch.div(j * levels, i, rounding_mode="floor").clamp_(max=levels - 1)
+    group_mass = torch.zeros(i.shape[0], levels, dtype=torch.float64).scatter_add_(1, group, sliced)
+    group_bins = torch.zeros(i.shape[0], levels, dtype=torch.float64).scatter_add_(1, group, nonzero.double())
+    q = (group_mass / group_bins.clamp_min(1)).gather(1, group) * nonzero
+    p, q = _smooth(p, valid, eps), _smooth(q, valid, eps)
+    p = p / p.sum(1, keepdim=True)
+    q = q / q.sum(1, keepdim=True)
+    # p = q = 0 outside the valid region; 0 * log(0 / 0) is taken as 0
+    return (p * torch.log(p / q.masked_fill(~valid, 1.0)).masked_fill(~valid, 0.0)).sum(1)
+
+
+def _smooth(dist: torch.Tensor, valid: torch.Tensor, eps: float) -> torch.Tensor:
+    """Give each empty valid bin ``eps`` and take the same total from the non-empty ones (MXNet's rule)."""
+    zeros = (dist == 0) & valid
+    nonzeros = dist > 0
+    eps_nonzero = eps * zeros.sum(1, keepdim=True) / nonzeros.sum(1, keepdim=True).clamp_min(1)
+    smoothed = torch.where(zeros, eps, dist - eps_nonzero)
+    return torch.where(valid, smoothed.clamp_min(eps * 1e-3), 0.0)
+
+
+_FACTORIES: dict[str, Callable[..., Observer]] = {
+    "minmax": MinMaxObserver,
+    "moving_average_minmax": MovingAverageMinMaxObserver,
+    "percentile": PercentileObserver,
+    "histogram": HistogramObserver,
+    "entropy": EntropyObserver,
+    "mse": MSEObserver,
+}
+OBSERVER_NAMES = tuple(_FACTORIES)
+
+
+def make_observer(name: str, **kwargs: object) -> Observer:
+    """Build an observer by name: minmax, moving_average_minmax, percentile, histogram, entropy, mse."""
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown observer {name!r}; expected one of {list(_FACTORIES)}")
+    try:
+        return _FACTORIES[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad options for observer {name!r}: {exc}") from exc
+
+
+def observer_qparams(obs: Observer, scheme: str | QScheme = ASYMMETRIC_UINT8) -> tuple[float, int]:
+    """Convenience: ``activation_qparams(*obs.range(), scheme)``."""
+    lo, hi = obs.range()
+    return activation_qparams(lo, hi, scheme)
