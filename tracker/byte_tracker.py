@@ -170,14 +170,14 @@ class ByteTracker:
             iou, pool, high, dets, self.fuse_score, self.match_thresh, timer)
         matched_tracks = pool[match_rows]
         refound = matched_tracks[tracks.state[matched_tracks] != TRACKED]
-        self._apply_matches(matched_tracks, high[match_cols], det_xyah, dets)
+        matched_dets = high[match_cols]
 
         # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
         second_pool = pool[free_rows]
         second_pool = second_pool[tracks.state[second_pool] == TRACKED]
         match_rows, match_cols, free_rows, _ = self._associate(
             iou, second_pool, low, dets, False, self.second_match_thresh, timer)
-        self._apply_matches(second_pool[match_rows], low[match_cols], det_xyah, dets)
+        second_tracks, second_dets = second_pool[match_rows], low[match_cols]
         newly_lost = second_pool[free_rows]
         tracks.state[newly_lost] = LOST
 
@@ -186,8 +186,10 @@ class ByteTracker:
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
             iou, unconfirmed, remaining, dets, self.fuse_score, self.unconfirmed_match_thresh, timer)
-        self._apply_matches(unconfirmed[match_rows], remaining[match_cols], det_xyah, dets)
         tracks.state[unconfirmed[free_rows]] = REMOVED
+        # The three stages matched disjoint tracks to disjoint detections: update them at once.
+        self._apply_matches(np.concatenate((matched_tracks, second_tracks, unconfirmed[match_rows])),
+                            np.concatenate((matched_dets, second_dets, remaining[match_cols])), det_xyah, dets)
 
         # New tracks from confident unmatched high detections.
         new_dets = remaining[free_cols]
@@ -200,23 +202,24 @@ class ByteTracker:
         tracks.state[timed_out] = REMOVED
 
         # Rebuild the lists in the official order.
-        old_rows = np.arange(count)
-        kept_tracked = old_rows[~tracks.in_lost[:count] & (tracks.state[:count] == TRACKED)]
+        old_in_lost, old_tracked = tracks.in_lost[:count], tracks.state[:count] == TRACKED
+        kept_tracked = (~old_in_lost & old_tracked).nonzero()[0]
         created = np.arange(count, len(tracks))
-        kept_lost = old_rows[tracks.in_lost[:count] & (tracks.state[:count] != TRACKED)]
+        kept_lost = (old_in_lost & ~old_tracked).nonzero()[0]
         lost_list = np.concatenate((kept_lost, newly_lost))
         lost_list = lost_list[~tracks.removal_recorded[lost_list]]
         tracks.removal_recorded[timed_out] = True
         tracked_list = np.concatenate((kept_tracked, created, refound))
         tracks.in_lost[tracked_list] = False
         tracks.in_lost[lost_list] = True
-        tracked_list, lost_list = self._remove_duplicates(tracks, tracked_list, lost_list, timer)
+        boxes = kalman.xyah_to_tlbr(tracks.mean)
+        tracked_list, lost_list = self._remove_duplicates(tracks, boxes, tracked_list, lost_list, timer)
         order = np.concatenate((tracked_list, lost_list))
         if order.size != len(tracks) or (order != np.arange(order.size)).any():
-            tracks = tracks.take(order)
+            tracks, boxes = tracks.take(order), boxes[order]
         self._tracks = tracks
 
-        output = self._output_rows((tracks.activated & ~tracks.in_lost).nonzero()[0])
+        output = self._output_rows((tracks.activated & ~tracks.in_lost).nonzero()[0], boxes)
         if self.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")
@@ -227,7 +230,7 @@ class ByteTracker:
         """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1."""
         tracks = self._tracks
         lost = (tracks.in_lost & (tracks.state == LOST)).nonzero()[0]
-        rows = self._output_rows(lost)
+        rows = self._output_rows(lost, kalman.xyah_to_tlbr(tracks.mean))
         rows[:, 7] = -1
         return rows
 
@@ -272,13 +275,12 @@ class ByteTracker:
         return TrackTable.create(mean, cov, ids, dets.scores[det_ids], dets.classes[det_ids], dets.rows[det_ids],
                                  self.frame_id, activated=self.update_count == 1)
 
-    def _remove_duplicates(self, tracks: TrackTable, tracked: np.ndarray, lost: np.ndarray,
+    def _remove_duplicates(self, tracks: TrackTable, boxes: np.ndarray, tracked: np.ndarray, lost: np.ndarray,
                            timer: _StageTimer) -> tuple[np.ndarray, np.ndarray]:
         """Drop tracked/lost pairs that overlap almost fully: the shorter history goes (tracked on ties)."""
         if tracked.size == 0 or lost.size == 0:
             return tracked, lost
         timer.lap("bookkeeping")
-        boxes = kalman.xyah_to_tlbr(tracks.mean)
         close = iou_cost(boxes[tracked], boxes[lost], self.iou_inclusive) < self.duplicate_iou_thresh
         if self.class_aware:
             close &= tracks.cls[tracked][:, None] == tracks.cls[lost][None, :]
@@ -292,14 +294,14 @@ class ByteTracker:
         drop_tracked = (close & ~tracked_older).any(axis=1)
         return tracked[~drop_tracked], lost[~drop_lost]
 
-    def _output_rows(self, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), 8) output array for table rows ``rows``; gives compact ids to new ones."""
+    def _output_rows(self, rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """(len(rows), 8) output for table rows ``rows`` (``boxes``: all rows' boxes); names new ones."""
         tracks = self._tracks
         unnamed = rows[tracks.display_id[rows] == 0]
         tracks.display_id[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
         self._shown += unnamed.size
         out = np.empty((rows.size, 8))
-        out[:, :4] = kalman.xyah_to_tlbr(tracks.mean[rows])
+        out[:, :4] = boxes[rows]
         out[:, 4] = tracks.display_id[rows] if self.id_mode == "compact" else tracks.track_id[rows]
         out[:, 5] = tracks.score[rows]
         out[:, 6] = tracks.cls[rows]

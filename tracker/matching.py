@@ -17,18 +17,18 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
     one = 1.0 if inclusive else 0.0
-    ax1, ay1, ax2, ay2 = (boxes_a[:, i : i + 1] for i in range(4))
-    bx1, by1, bx2, by2 = (boxes_b[:, i] for i in range(4))
-    inter_w = np.minimum(ax2, bx2) - np.maximum(ax1, bx1) + one
-    inter_h = np.minimum(ay2, by2) - np.maximum(ay1, by1) + one
-    np.maximum(inter_w, 0.0, out=inter_w)
-    np.maximum(inter_h, 0.0, out=inter_h)
-    inter = inter_w * inter_h
-    area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
-    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
-    union = area_a + area_b - inter
-    # inter > 0 implies union > 0; elsewhere the IoU is 0 (avoids 0/0 for degenerate boxes).
-    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
+    a = boxes_a[:, None, :]
+    b = boxes_b[None, :, :]
+    overlap = np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])
+    if inclusive:
+        overlap += one
+    np.maximum(overlap, 0.0, out=overlap)
+    inter = overlap[..., 0] * overlap[..., 1]
+    size_a = boxes_a[:, 2:] - boxes_a[:, :2] + one
+    size_b = boxes_b[:, 2:] - boxes_b[:, :2] + one
+    union = (size_a[:, 0] * size_a[:, 1])[:, None] + size_b[:, 0] * size_b[:, 1] - inter
+    # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
+    return inter / np.maximum(union, np.finfo(np.float64).tiny)
 
 
 def iou_cost(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
@@ -50,14 +50,33 @@ def mask_classes(cost: np.ndarray, track_classes: np.ndarray, det_classes: np.nd
 def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Minimum-cost matching where no matched pair costs more than ``thresh``.
 
-    Same solver call as the official code: ``lap.lapjv(cost, extend_cost=True,
-    cost_limit=thresh)``. Returns ``(matched_rows, matched_cols, unmatched_rows,
-    unmatched_cols)`` as ascending index arrays (matched pairs in row order).
+    Same optimum as the official ``lap.lapjv(cost, extend_cost=True, cost_limit=thresh)``,
+    found faster: pairs above the limit are never matched, and a row and a column that
+    are each other's only pair within the limit (cost strictly below it) are matched in
+    every optimum, so the solver only sees the rows and columns that compete. Returns
+    ``(matched_rows, matched_cols, unmatched_rows, unmatched_cols)`` as ascending index
+    arrays (matched pairs in row order).
     """
     rows, cols = cost.shape
-    if rows == 0 or cols == 0 or cost.min() > thresh:
-        # Nothing can be matched (pairs above the limit never are): skip the solver.
+    if rows == 0 or cols == 0:
         return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
-    _, row_to_col, col_to_row = lap.lapjv(cost, extend_cost=True, cost_limit=thresh)
+    feasible = cost <= thresh
+    row_options = feasible.sum(axis=1)
+    col_options = feasible.sum(axis=0)
+    row_to_col = np.full(rows, -1, dtype=np.intp)
+    col_to_row = np.full(cols, -1, dtype=np.intp)
+    single_rows = (row_options == 1).nonzero()[0]
+    single_cols = feasible[single_rows].argmax(axis=1)
+    sole = (col_options[single_cols] == 1) & (cost[single_rows, single_cols] < thresh)
+    row_to_col[single_rows[sole]] = single_cols[sole]
+    col_to_row[single_cols[sole]] = single_rows[sole]
+    compete_rows = ((row_options > 0) & (row_to_col < 0)).nonzero()[0]
+    if compete_rows.size:
+        compete_cols = ((col_options > 0) & (col_to_row < 0)).nonzero()[0]
+        _, sub_rows, sub_cols = lap.lapjv(cost[np.ix_(compete_rows, compete_cols)], extend_cost=True,
+                                          cost_limit=thresh)
+        matched_sub = (sub_rows >= 0).nonzero()[0]
+        row_to_col[compete_rows[matched_sub]] = compete_cols[sub_rows[matched_sub]]
+        col_to_row[compete_cols[sub_rows[matched_sub]]] = compete_rows[matched_sub]
     matched = (row_to_col >= 0).nonzero()[0]
     return matched, row_to_col[matched], (row_to_col < 0).nonzero()[0], (col_to_row < 0).nonzero()[0]

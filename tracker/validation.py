@@ -11,15 +11,14 @@ Policy (documented in ``ByteTracker``):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 NO_CLASS = -1.0
 
 
-@dataclass(frozen=True)
-class CleanDetections:
+class CleanDetections(NamedTuple):
     """Valid detections, with the row each came from in the caller's array."""
 
     boxes: np.ndarray      # (N, 4) float64 x1, y1, x2, y2
@@ -31,6 +30,8 @@ class CleanDetections:
 
 
 def _as_float_array(detections: object) -> np.ndarray:
+    if type(detections) is np.ndarray and detections.dtype == np.float64:
+        return detections
     array = np.asarray(detections)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
         raise ValueError(f"detections must be a numeric array, got dtype {array.dtype}")
@@ -48,9 +49,9 @@ def clean_detections(detections: object) -> CleanDetections:
         raise ValueError(
             f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
         )
-    valid = np.isfinite(array).all(axis=1)
-    valid &= array[:, 2] > array[:, 0]
-    valid &= array[:, 3] > array[:, 1]
+    valid = (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
+    if not np.isfinite(array).all():
+        valid &= np.isfinite(array).all(axis=1)
     if valid.all():
         rows, kept = np.arange(array.shape[0]), array
     else:
@@ -58,7 +59,7 @@ def clean_detections(detections: object) -> CleanDetections:
         kept = array[rows]
     classes = kept[:, 5] if array.shape[1] == 6 else np.full(rows.shape[0], NO_CLASS)
     return CleanDetections(
-        boxes=kept[:, :4],
+        boxes=kept[:, :4].copy(),
         scores=np.minimum(np.maximum(kept[:, 4], 0.0), 1.0),
         classes=classes,
         rows=rows,
