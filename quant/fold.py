@@ -1,0 +1,170 @@
+"""Graph transforms before quantization: BatchNorm folding, ReLU6 -> ReLU, fusable-pattern listing.
+
+All transforms work on module structure (no torch.fx), following the attribute names of the
+YOLOX / YOLOv5 blocks: ``BaseConv``/``Conv`` hold ``conv``, ``bn``, ``act``; ``DWConv`` holds
+``dconv``/``pconv``; ``Bottleneck`` holds ``conv1``/``conv2`` + ``use_add`` (YOLOX) or
+``cv1``/``cv2`` + ``add`` (YOLOv5). ``nn.Sequential`` containers with consecutive
+``Conv2d, BatchNorm2d[, activation]`` children are handled as well.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardtanh, nn.Sigmoid, nn.GELU, nn.Mish
+)
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """New Conv2d (with bias) equal to ``bn(conv(x))`` with BN in eval mode (running statistics).
+
+    ``W'_o = W_o * g_o``, ``b'_o = (b_o - mean_o) * g_o + beta_o`` with ``g = gamma / sqrt(var + eps)``;
+    dim 0 of a conv weight is the output channel for any ``groups`` (depthwise included).
+    """
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise ValueError(f"fold_conv_bn needs (Conv2d, BatchNorm2d), got ({type(conv).__name__}, {type(bn).__name__})")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"BatchNorm2d has {bn.num_features} features but the conv has {conv.out_channels} output channels")
+    fused = copy.deepcopy(conv)
+    with torch.no_grad():
+        var = bn.running_var.double()
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+        g = gamma / torch.sqrt(var + bn.eps)
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
+        shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+        fused.weight = nn.Parameter((conv.weight.double() * g.view(shape)).to(conv.weight.dtype))
+        fused.bias = nn.Parameter(((bias - bn.running_mean.double()) * g + beta).to(conv.weight.dtype))
+    return fused
+
+
+def _sequential_pairs(seq: nn.Sequential) -> list[tuple[str, str]]:
+    names = list(seq._modules)
+    return [
+        (a, b)
+        for a, b in zip(names, names[1:])
+        if isinstance(seq._modules[a], nn.Conv2d) and isinstance(seq._modules[b], nn.BatchNorm2d)
+    ]
+
+
+def fold_batchnorm(model: nn.Module, inplace: bool = False, example_input: torch.Tensor | None = None) -> nn.Module:
+    """Fold every Conv2d -> BatchNorm2d pair found by module structure; BN becomes ``nn.Identity``.
+
+    Pairs: any module with attributes ``conv`` (Conv2d) and ``bn`` (BatchNorm2d), and consecutive
+    ``Conv2d, BatchNorm2d`` children of an ``nn.Sequential``. The structural rule assumes ``bn``
+    consumes ``conv``'s output; with ``example_input`` this is checked with forward hooks before
+    anything is changed (ValueError naming the block otherwise). Returns the (copied unless
+    ``inplace``) model in eval mode.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    pairs: list[tuple[nn.Module, str, str, str]] = []  # (parent, conv attr, bn attr, qualified name)
+    for name, module in target.named_modules():
+        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(getattr(module, "bn", None), nn.BatchNorm2d):
+            pairs.append((module, "conv", "bn", name))
+        if isinstance(module, nn.Sequential):
+            pairs.extend((module, a, b, f"{name}.{a}" if name else a) for a, b in _sequential_pairs(module))
+    if example_input is not None:
+        _check_bn_follows_conv(target, pairs, example_input)
+    for parent, conv_attr, bn_attr, _ in pairs:
+        setattr(parent, conv_attr, fold_conv_bn(getattr(parent, conv_attr), getattr(parent, bn_attr)))
+        setattr(parent, bn_attr, nn.Identity())
+    return target.eval()
+
+
+def _check_bn_follows_conv(
+    model: nn.Module, pairs: list[tuple[nn.Module, str, str, str]], example_input: torch.Tensor
+) -> None:
+    """Run the model once and verify each paired BN's input is the very tensor its conv produced."""
+    outputs: dict[int, torch.Tensor] = {}  # keyed by module id; tensors kept alive so identity is meaningful
+    inputs: dict[int, torch.Tensor] = {}
+    handles = []
+    for parent, conv_attr, bn_attr, _ in pairs:
+        conv, bn = getattr(parent, conv_attr), getattr(parent, bn_attr)
+        handles.append(conv.register_forward_hook(lambda m, a, out: outputs.__setitem__(id(m), out)))
+        handles.append(bn.register_forward_pre_hook(lambda m, a: inputs.__setitem__(id(m), a[0])))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    for parent, conv_attr, bn_attr, name in pairs:
+        conv_out = outputs.get(id(getattr(parent, conv_attr)))
+        if conv_out is None or inputs.get(id(getattr(parent, bn_attr))) is not conv_out:
+            raise ValueError(f"cannot fold BatchNorm in {name or 'model'!r}: its {bn_attr!r} does not consume {conv_attr!r}'s output")
+
+
+def relu6_to_relu(model: nn.Module, inplace: bool = False) -> tuple[nn.Module, int]:
+    """Replace every ``nn.ReLU6`` by ``nn.ReLU``; returns (model, number replaced).
+
+    A quantization-friendliness transform, not an identity: outputs change wherever a
+    pre-activation exceeds 6 (ReLU6 caps it), so measure the output change on real data. The gain
+    is that the activation range is no longer tied to 6 and ReLU fuses into the conv in ORT.
+    """
+    target = model if inplace else copy.deepcopy(model)
+    replaced = 0
+    for module in list(target.modules()):
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.ReLU6):
+                setattr(module, child_name, nn.ReLU(inplace=child.inplace))
+                replaced += 1
+    return target, replaced
+
+
+@dataclass(frozen=True)
+class FusablePattern:
+    """A fusion candidate: ``kind`` is ``"conv_act"`` (``first`` = conv, ``second`` = activation, ``op`` = its
+    class name) or ``"conv_add"`` (``first`` = the block whose output is added, ``second`` = the
+    residual block, ``op = "add"``). Names are qualified module names."""
+
+    kind: str
+    first: str
+    second: str
+    op: str
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def find_fusable_patterns(model: nn.Module) -> list[FusablePattern]:
+    """List (conv, activation) and (conv, add) fusion candidates from module structure.
+
+    conv_act: modules with ``conv`` (Conv2d) and ``act`` (an activation), and Sequential runs
+    ``Conv2d[, BatchNorm2d/Identity], activation``. conv_add: residual blocks whose add is on
+    (YOLOX ``Bottleneck.use_add`` -> last conv ``conv2``; YOLOv5 ``Bottleneck.add`` -> ``cv2``).
+    """
+    found: list[FusablePattern] = []
+    for name, module in model.named_modules():
+        conv, act = getattr(module, "conv", None), getattr(module, "act", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(act, ACTIVATION_TYPES):
+            found.append(FusablePattern("conv_act", _join(name, "conv"), _join(name, "act"), type(act).__name__))
+        if isinstance(module, nn.Sequential):
+            found.extend(_sequential_conv_act(module, name))
+        for flag, last in (("use_add", "conv2"), ("add", "cv2")):
+            if getattr(module, flag, None) is True and isinstance(getattr(module, last, None), nn.Module):
+                found.append(FusablePattern("conv_add", _join(name, last), name, "add"))
+    return found
+
+
+def _sequential_conv_act(seq: nn.Sequential, prefix: str) -> list[FusablePattern]:
+    children = list(seq.named_children())
+    found = []
+    for k, (conv_name, conv) in enumerate(children):
+        if not isinstance(conv, nn.Conv2d):
+            continue
+        rest = children[k + 1 :]
+        while rest and isinstance(rest[0][1], (nn.BatchNorm2d, nn.Identity)):
+            rest = rest[1:]
+        if rest and isinstance(rest[0][1], ACTIVATION_TYPES):
+            act_name, act = rest[0]
+            found.append(FusablePattern("conv_act", _join(prefix, conv_name), _join(prefix, act_name), type(act).__name__))
+    return found
