@@ -138,6 +138,10 @@ class ByteTracker:
         self.update_count += 1
         self.last_dropped = dets.dropped
         timer = _StageTimer(start)
+        if len(self._tracks) == 0 and dets.rows.size == 0:  # nothing to track, nothing to start
+            timer.lap("bookkeeping")
+            self.last_stage_ns = timer.totals
+            return np.empty((0, 8))
 
         det_boxes = dets.boxes.copy()
         # The official tracker measures detections as tlwh and converts back: x2 = x1 + w.
@@ -154,10 +158,10 @@ class ByteTracker:
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
         timer.lap("bookkeeping")
         pool = (tracks.activated | tracks.in_lost).nonzero()[0]
-        if pool.size == count:  # no unconfirmed tracks: predict the whole table in place
+        if 0 < pool.size == count:  # no unconfirmed tracks: predict the whole table in place
             tracks.mean[tracks.state != TRACKED, 7] = 0.0
             kalman.predict(tracks.mean, tracks.cov, steps)
-        else:
+        elif pool.size:
             pool_mean = tracks.mean[pool]
             pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
             tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)

@@ -61,6 +61,8 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
     if rows == 0 or cols == 0:
         return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
     feasible = cost <= thresh
+    if not feasible.any():
+        return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
     row_options = feasible.sum(axis=1)
     col_options = feasible.sum(axis=0)
     row_to_col = np.full(rows, -1, dtype=np.intp)
