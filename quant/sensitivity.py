@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from quant.agreement import detection_f1
+from quant.onnx_export import conv_nodes
 from quant.qparams import sqnr_db
 from quant.simulate import QuantPlan, run_simulated
 
@@ -156,3 +161,67 @@ def report(table: Sequence[LayerSensitivity], out_prefix: str | Path, title: str
     fig.savefig(paths["png"], dpi=120)
     plt.close(fig)
     return paths
+
+
+def profile_nodes(model_bytes: bytes, blob: np.ndarray, runs: int = 10, num_threads: int = 1) -> dict[str, float]:
+    """Mean kernel time (ms) of every node of the ORT-optimized graph (ORT's own profiler), after one warm-up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = num_threads
+        options.enable_profiling = True
+        options.profile_file_prefix = os.path.join(tmp, "profile")
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"],
+                                       disabled_optimizers=["WeightBiasQuantization"])
+        feed = {session.get_inputs()[0].name: blob}
+        session.run(None, feed)  # warm-up, dropped below
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, list[float]] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals.setdefault(event["name"][: -len("_kernel_time")], []).append(event["dur"] / 1000.0)
+    return {name: float(np.sum(times[-runs:])) / runs for name, times in totals.items()}
+
+
+@dataclass
+class LayerSpeed:
+    """ORT time of one conv in float (its Conv kernel) and in int8 (QLinearConv + output DQ + share of input Q)."""
+
+    layer: str
+    float_ms: float
+    int8_ms: float
+
+    @property
+    def gain_ms(self) -> float:
+        return self.float_ms - self.int8_ms
+
+
+def layer_speed(fp32_proto: onnx.ModelProto, int8_proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan,
+                blob: np.ndarray, runs: int = 10, num_threads: int = 1) -> list[LayerSpeed]:
+    """Per quantized conv: measured float vs int8 cost in ORT, so the plan can keep float what int8 slows down.
+
+    ``fp32_proto`` is the float export, ``int8_proto`` ``insert_qdq(fp32_proto, model, plan)`` (both with
+    the same SiLU fusion). Kernel names are matched through the exported node/tensor names.
+    """
+    fp_times = profile_nodes(fp32_proto.SerializeToString(), blob, runs, num_threads)
+    q_times = profile_nodes(int8_proto.SerializeToString(), blob, runs, num_threads)
+    nodes = conv_nodes(fp32_proto, model)
+    quantized = set(plan.quantized)
+    readers: dict[str, int] = {}
+    for name in quantized:
+        readers[nodes[name].input[0]] = readers.get(nodes[name].input[0], 0) + 1
+
+    def kernel_ms(times: dict[str, float], node_name: str, output: str) -> float:
+        return sum(t for k, t in times.items() if k.startswith(f"{node_name}_token") or k == node_name
+                   or k.startswith(f"{output}_nchwc") or k == output)
+
+    rows = []
+    for name in plan.quantized:
+        node = nodes[name]
+        src, out = node.input[0], node.output[0]
+        q_in = q_times.get(f"{src}_in_Q", 0.0) / readers[src]
+        int8 = kernel_ms(q_times, node.name, out) + q_times.get(f"{out}_out_DQ", 0.0) + q_in
+        rows.append(LayerSpeed(name, kernel_ms(fp_times, node.name, out), int8))
+    return rows

@@ -1,0 +1,75 @@
+"""Per-layer sensitivity, greedy float set, speed table and the report files, on the tiny conv net."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from quant.calibration import collect_ranges
+from quant.onnx_export import export_fp32, fuse_silu, insert_qdq
+from quant.sensitivity import (EvalSet, choose_float_layers, evaluate_plan, layer_sensitivity, layer_speed,
+                               report)
+from quant.simulate import QuantPlan, conv_layers
+from test_quant_simulate import tiny_setup
+
+
+def decode(raw: np.ndarray, _meta) -> np.ndarray:
+    """Toy decoding: anchors with channel 4 > 0 become boxes at their grid position (channels 0/1 = size)."""
+    rows = raw[0]
+    keep = np.flatnonzero(rows[:, 4] > 0.0)
+    x = (keep % 16).astype(np.float64) * 4
+    y = (keep // 16).astype(np.float64) * 4
+    w, h = 2 + np.abs(rows[keep, 0]) * 4, 2 + np.abs(rows[keep, 1]) * 4
+    return np.stack([x, y, x + w, y + h, rows[keep, 4], np.zeros(len(keep))], axis=1)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, blobs = tiny_setup(seed=3, frames=8)
+    ranges = collect_ranges(model, blobs[:5], "minmax", progress=False)
+    evalset = EvalSet.build(model, blobs[5:], [None] * 3, decode)
+    assert sum(len(b) for b in evalset.boxes_fp32) > 20  # the toy decoding yields enough boxes to compare
+    return model, blobs, QuantPlan(ranges, list(conv_layers(model))), evalset
+
+
+def test_sensitivity_table_has_every_layer_most_sensitive_first(setup):
+    model, _, plan, evalset = setup
+    table = layer_sensitivity(model, plan, evalset, progress=False)
+    assert sorted(r.layer for r in table) == sorted(plan.quantized)
+    keys = [(r.f1, r.sqnr_db) for r in table]
+    assert keys == sorted(keys)
+    assert all(0.0 <= r.f1 <= 1.0 and r.l1 > 0 and np.isfinite(r.sqnr_db) for r in table)
+    # quantizing everything is worse (lower SQNR) than quantizing the least sensitive layer alone
+    assert evaluate_plan(model, plan, evalset).sqnr_db < table[-1].sqnr_db
+
+
+def test_float_set_is_the_shortest_prefix_meeting_the_target(setup):
+    model, _, plan, evalset = setup
+    table = layer_sensitivity(model, plan, evalset, progress=False)
+    order = [r.layer for r in table]
+    none, reached = choose_float_layers(model, plan, evalset, table, target_f1=0.0, progress=False)
+    assert none == [] and reached.f1 == evaluate_plan(model, plan, evalset).f1
+    chosen, reached = choose_float_layers(model, plan, evalset, table, target_f1=1.0, progress=False)
+    assert chosen == order[:len(chosen)] and reached.f1 == 1.0
+    if chosen:  # one layer fewer misses the target (bisection found the boundary)
+        assert evaluate_plan(model, plan.with_float(order[:len(chosen) - 1]), evalset).f1 < 1.0
+
+
+def test_report_writes_csv_json_png(setup, tmp_path):
+    model, _, plan, evalset = setup
+    table = layer_sensitivity(model, plan, evalset, progress=False)
+    paths = report(table, tmp_path / "sens", title="tiny")
+    rows = list(csv.DictReader(open(paths["csv"])))
+    assert [r["layer"] for r in rows] == [r.layer for r in table]
+    assert json.loads(paths["json"].read_text())[0]["layer"] == table[0].layer
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_layer_speed_measures_every_quantized_conv(setup):
+    model, blobs, plan, _ = setup
+    proto = fuse_silu(export_fp32(model, (32, 32)))
+    rows = layer_speed(proto, insert_qdq(proto, model, plan), model, plan, blobs[0], runs=3)
+    assert [r.layer for r in rows] == plan.quantized
+    assert all(r.float_ms > 0 and r.int8_ms > 0 for r in rows)
