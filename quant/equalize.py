@@ -1,0 +1,288 @@
+"""Cross-layer equalization and high-bias absorption (Nagel et al. 2019, "Data-Free Quantization
+through Weight Equalization and Bias Correction", Sec. 4.1).
+
+For conv1 -> f -> conv2 with f positively homogeneous (``f(s z) = s f(z)`` for ``s > 0``: ReLU,
+LeakyReLU, PReLU, identity), scaling conv1's output channel i by ``1 / s_i`` and conv2's input
+channel i by ``s_i`` leaves the function unchanged. With per-channel weight ranges ``r1_i``
+(conv1 output channel) and ``r2_i`` (conv2 input channel), ``s_i = (1 / r2_i) sqrt(r1_i r2_i)``
+makes both ranges ``sqrt(r1_i r2_i)``, which is what per-tensor (and helps per-channel) int8 weight
+quantization wants. Chains (conv -> dw -> pw) are swept pair by pair until the scales converge.
+
+SiLU (YOLOX, YOLOv5) and ReLU6 are NOT positively homogeneous: equalizing through them changes the
+network. Such pairs are skipped unless ``allow_non_homogeneous=True``; measure the output change
+if you enable it. BatchNorm must be folded first (quant.fold.fold_batchnorm).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from quant.fold import ACTIVATION_TYPES
+
+POSITIVELY_HOMOGENEOUS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity)
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One link of a chain: a conv (qualified ``name``) and the activation applied to its output.
+
+    ``unfolded_bn`` marks a BatchNorm still sitting between the conv and its activation.
+    """
+
+    name: str
+    conv: nn.Conv2d
+    act: nn.Module
+    unfolded_bn: bool = False
+
+
+@dataclass
+class EqualizationReport:
+    """What ``cross_layer_equalize`` did: pairs equalized, pairs skipped (with reason), sweeps run."""
+
+    equalized: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    sweeps: int = 0
+
+
+def output_channel_ranges(conv: nn.Conv2d) -> torch.Tensor:
+    """``max |W|`` per output channel (dim 0), shape (out_channels,)."""
+    return conv.weight.detach().abs().reshape(conv.out_channels, -1).amax(dim=1)
+
+
+def input_channel_ranges(conv: nn.Conv2d) -> torch.Tensor:
+    """``max |W|`` over every weight that reads input channel i, shape (in_channels,), any ``groups``."""
+    g = conv.groups
+    w = conv.weight.detach().abs().reshape(g, conv.out_channels // g, conv.in_channels // g, -1)
+    return w.amax(dim=(1, 3)).reshape(conv.in_channels)
+
+
+def is_positively_homogeneous(act: nn.Module) -> bool:
+    """True for activations with ``f(s z) = s f(z)``, s > 0 (ReLU, LeakyReLU, PReLU, Identity)."""
+    return isinstance(act, POSITIVELY_HOMOGENEOUS)
+
+
+def equalization_scales(conv1: nn.Conv2d, conv2: nn.Conv2d) -> torch.Tensor:
+    """Per-channel ``s_i = sqrt(r1_i / r2_i)``; 1 where either range is 0 (dead channel: nothing to balance)."""
+    r1, r2 = output_channel_ranges(conv1).double(), input_channel_ranges(conv2).double()
+    if r1.numel() != r2.numel():
+        raise ValueError(f"conv1 has {r1.numel()} output channels but conv2 reads {r2.numel()} input channels")
+    s = torch.sqrt(r1 / r2)
+    return torch.where((r1 > 0) & (r2 > 0), s, torch.ones_like(s))
+
+
+def apply_equalization(conv1: nn.Conv2d, conv2: nn.Conv2d, s: torch.Tensor) -> None:
+    """In place: conv1 output channel i (weights and bias) ``/ s_i``, conv2 input channel i ``* s_i``."""
+    with torch.no_grad():
+        shape1 = (-1,) + (1,) * (conv1.weight.dim() - 1)
+        conv1.weight.div_(s.to(conv1.weight.dtype).view(shape1))
+        if conv1.bias is not None:
+            conv1.bias.div_(s.to(conv1.bias.dtype))
+        g = conv2.groups
+        w2 = conv2.weight.view(g, conv2.out_channels // g, conv2.in_channels // g, -1)
+        w2.mul_(s.to(conv2.weight.dtype).view(g, 1, conv2.in_channels // g, 1))
+
+
+def equalize_chain(
+    chain: list[Layer], max_sweeps: int = 20, tol: float = 1e-6, allow_non_homogeneous: bool = False
+) -> EqualizationReport:
+    """Equalize consecutive pairs of one chain in place, sweeping until every ``|log s| < tol``."""
+    report = EqualizationReport()
+    pairs = []
+    for a, b in zip(chain, chain[1:]):
+        reason = _skip_reason(a, allow_non_homogeneous)
+        if reason:
+            report.skipped.append((a.name, b.name, reason))
+        else:
+            pairs.append((a, b))
+            report.equalized.append((a.name, b.name))
+    for sweep in range(1, max_sweeps + 1):
+        report.sweeps = sweep
+        worst = 0.0
+        for a, b in pairs:
+            s = equalization_scales(a.conv, b.conv)
+            apply_equalization(a.conv, b.conv, s)
+            worst = max(worst, float(s.log().abs().max()))
+        if worst < tol:
+            break
+    return report
+
+
+def _skip_reason(layer: Layer, allow_non_homogeneous: bool) -> str:
+    if layer.unfolded_bn:
+        return "BatchNorm between the convs: fold it first (quant.fold.fold_batchnorm)"
+    if not is_positively_homogeneous(layer.act) and not allow_non_homogeneous:
+        return f"{type(layer.act).__name__} is not positively homogeneous (allow_non_homogeneous=False)"
+    return ""
+
+
+def _block_layers(module: nn.Module | None, name: str) -> list[Layer] | None:
+    """Layers of a conv block in execution order, or None if ``module`` is not one.
+
+    ``conv``/``bn``/``act`` blocks (YOLOX BaseConv, YOLOv5 Conv), ``dconv``/``pconv`` (YOLOX DWConv)
+    and a bare Conv2d (activation Identity).
+    """
+    if isinstance(module, nn.Conv2d):
+        return [Layer(name, module, nn.Identity())]
+    conv = getattr(module, "conv", None)
+    if isinstance(conv, nn.Conv2d) and isinstance(getattr(module, "act", None), nn.Module):
+        unfolded = isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
+        return [Layer(f"{name}.conv", conv, module.act, unfolded)]
+    if module is not None and hasattr(module, "dconv") and hasattr(module, "pconv"):
+        first, second = _block_layers(module.dconv, f"{name}.dconv"), _block_layers(module.pconv, f"{name}.pconv")
+        return first + second if first and second else None
+    return None
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def find_equalization_chains(model: nn.Module) -> list[list[Layer]]:
+    """Conv chains in which each conv's activation output feeds only the next conv, by module structure.
+
+    Sources: DWConv (dconv -> pconv); Bottleneck (``conv1 -> conv2`` YOLOX, ``cv1 -> cv2`` YOLOv5, conv2
+    possibly a DWConv; not CSP/C3 layers, whose conv1/conv2 run in parallel); runs of consecutive
+    conv blocks in an ``nn.Sequential`` (a bare Conv2d takes the BN/activation children after it).
+    A chain whose convs all appear in an outer chain already found is not repeated.
+    """
+    chains: list[list[Layer]] = []
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        candidates = _sequential_chains(module, name) if isinstance(module, nn.Sequential) else []
+        if not hasattr(module, "conv3") and not hasattr(module, "cv3"):
+            for first, second in (("conv1", "conv2"), ("cv1", "cv2")):
+                a = _block_layers(getattr(module, first, None), _join(name, first))
+                b = _block_layers(getattr(module, second, None), _join(name, second))
+                if a and b:
+                    candidates.append(a + b)
+        if hasattr(module, "dconv"):
+            candidates.append(_block_layers(module, name) or [])
+        for chain in candidates:
+            ids = {id(layer.conv) for layer in chain}
+            if len(chain) > 1 and not ids <= seen:
+                chains.append(chain)
+                seen |= ids
+    return chains
+
+
+def _sequential_chains(seq: nn.Sequential, prefix: str) -> list[list[Layer]]:
+    """Runs of conv blocks among the children of ``seq``; anything else ends a run."""
+    children = list(seq.named_children())
+    runs: list[list[Layer]] = [[]]
+    k = 0
+    while k < len(children):
+        child_name, child = children[k]
+        layers = _block_layers(child, _join(prefix, child_name))
+        k += 1
+        if layers is None:
+            runs.append([])
+            continue
+        if isinstance(child, nn.Conv2d):  # a bare conv owns the BN / activation children after it
+            tail = []
+            while k < len(children) and isinstance(children[k][1], ACTIVATION_TYPES + (nn.Identity, nn.PReLU, nn.BatchNorm2d)):
+                tail.append(children[k][1])
+                k += 1
+            layers = [_bare_conv_layer(layers[0], tail)]
+        runs[-1].extend(layers)
+    return [r for r in runs if len(r) > 1]
+
+
+def _bare_conv_layer(layer: Layer, tail: list[nn.Module]) -> Layer:
+    """The Layer for a Sequential's bare conv followed by ``tail`` (BN / activations / Identity)."""
+    acts = [m for m in tail if not isinstance(m, (nn.Identity, nn.BatchNorm2d))]
+    act = nn.Identity() if not acts else acts[0] if len(acts) == 1 else nn.Sequential(*acts)
+    return Layer(layer.name, layer.conv, act, any(isinstance(m, nn.BatchNorm2d) for m in tail))
+
+
+def cross_layer_equalize(
+    model: nn.Module,
+    chains: list[list[Layer]] | None = None,
+    allow_non_homogeneous: bool = False,
+    max_sweeps: int = 20,
+    tol: float = 1e-6,
+) -> EqualizationReport:
+    """Equalize every chain (default: ``find_equalization_chains(model)``) in place; BN must be folded.
+
+    Pairs through SiLU/ReLU6/... are skipped (and listed) unless ``allow_non_homogeneous``.
+    """
+    total = EqualizationReport()
+    for chain in find_equalization_chains(model) if chains is None else chains:
+        r = equalize_chain(chain, max_sweeps, tol, allow_non_homogeneous)
+        total.equalized += r.equalized
+        total.skipped += r.skipped
+        total.sweeps = max(total.sweeps, r.sweeps)
+    return total
+
+
+def high_bias_from_bn(bn: nn.BatchNorm2d, n_sigma: float = 3.0) -> torch.Tensor:
+    """Data-free absorbable bias ``c = max(0, beta - n_sigma |gamma|)`` (pre-activation ~ N(beta, gamma^2))."""
+    beta = bn.bias.detach() if bn.bias is not None else torch.zeros(bn.num_features)
+    gamma = bn.weight.detach() if bn.weight is not None else torch.ones(bn.num_features)
+    return torch.clamp(beta - n_sigma * gamma.abs(), min=0.0)
+
+
+def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torch.Tensor) -> None:
+    """In place: ``b1 -= c`` and ``b2 += W2 c`` (W2 summed over its kernel taps, per group).
+
+    Exact where the pre-activation ``z >= c`` (then ``f(z - c) = f(z) - c`` for ReLU-like f) and
+    conv2 sees no zero padding; at padded borders of a k > 1 conv2 the padded zeros now stand for
+    ``-c``, so border outputs move by the padded taps times c. Measure it on real data.
+    """
+    if not is_positively_homogeneous(act):
+        raise ValueError(f"high-bias absorption needs a ReLU-like activation, got {type(act).__name__}")
+    c = c.detach().to(conv1.weight.dtype).reshape(-1)
+    if c.numel() != conv1.out_channels or bool((c < 0).any()):
+        raise ValueError(f"absorbed bias must be {conv1.out_channels} non-negative values")
+    kh = (conv2.kernel_size[0] - 1) * conv2.dilation[0] + 1
+    kw = (conv2.kernel_size[1] - 1) * conv2.dilation[1] + 1
+    constant = c.view(1, -1, 1, 1).expand(1, -1, kh, kw)
+    with torch.no_grad():
+        shift = F.conv2d(constant, conv2.weight, None, 1, 0, conv2.dilation, conv2.groups).reshape(-1)
+        if conv1.bias is None:
+            conv1.bias = nn.Parameter(torch.zeros(conv1.out_channels, dtype=conv1.weight.dtype))
+        if conv2.bias is None:
+            conv2.bias = nn.Parameter(torch.zeros(conv2.out_channels, dtype=conv2.weight.dtype))
+        conv1.bias.sub_(c)
+        conv2.bias.add_(shift)
+
+
+def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-channel minimum of each conv's output (its pre-activation once BN is folded) over ``inputs``.
+
+    The data-driven estimate of the absorbable bias when BN statistics are gone: ``c = max(0, min z)``.
+    """
+    mins = [torch.full((conv.out_channels,), float("inf")) for conv in convs]
+
+    def record(k: int):
+        def hook(_m: nn.Module, _a: tuple, out: torch.Tensor) -> None:
+            mins[k] = torch.minimum(mins[k], out.detach().float().transpose(0, 1).reshape(out.shape[1], -1).amin(1))
+        return hook
+
+    handles = [conv.register_forward_hook(record(k)) for k, conv in enumerate(convs)]
+    try:
+        with torch.no_grad():
+            for x in inputs:
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return mins
+
+
+def absorb_high_biases(
+    model: nn.Module, inputs: list[torch.Tensor], chains: list[list[Layer]] | None = None
+) -> list[tuple[str, str]]:
+    """Data-driven high-bias absorption on every ReLU-like pair of ``chains`` (default: found ones).
+
+    ``c_i = max(0, min over the data of conv1's pre-activation i)``, so ``z >= c`` holds on ``inputs``.
+    Returns the (conv1, conv2) name pairs changed.
+    """
+    chains = find_equalization_chains(model) if chains is None else chains
+    pairs = [(a, b) for chain in chains for a, b in zip(chain, chain[1:]) if is_positively_homogeneous(a.act)]
+    mins = preactivation_minimum(model, [a.conv for a, _ in pairs], inputs)
+    for (a, b), m in zip(pairs, mins):
+        absorb_high_bias(a.conv, a.act, b.conv, torch.clamp(m, min=0.0))
+    return [(a.name, b.name) for a, b in pairs]
