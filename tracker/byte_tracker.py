@@ -231,9 +231,13 @@ class ByteTracker:
         return output
 
     def lost_tracks(self) -> np.ndarray:
-        """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1."""
+        """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1.
+
+        These are all tracks that can still be recovered, including one that just timed out
+        (the official tracker keeps it matchable for one more frame).
+        """
         tracks = self._tracks
-        lost = (tracks.in_lost & (tracks.state == LOST)).nonzero()[0]
+        lost = tracks.in_lost.nonzero()[0]
         rows = self._output_rows(lost, kalman.xyah_to_tlbr(tracks.mean))
         rows[:, 7] = -1
         return rows
