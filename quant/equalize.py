@@ -217,6 +217,20 @@ def cross_layer_equalize(
     return total
 
 
+def constant_input_response(conv: nn.Conv2d, values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv`` (no bias) applied to an input that is ``values[i]`` everywhere on channel i, away from padding.
+
+    Per output channel ``sum over taps and the group's input channels of W[o, i] values[i]``;
+    ``weight`` replaces ``conv.weight`` (e.g. a weight difference). Shape (out_channels,).
+    """
+    w = conv.weight if weight is None else weight
+    kh = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1
+    kw = (conv.kernel_size[1] - 1) * conv.dilation[1] + 1
+    constant = values.detach().to(w.dtype).view(1, -1, 1, 1).expand(1, -1, kh, kw)
+    with torch.no_grad():
+        return F.conv2d(constant, w.detach(), None, 1, 0, conv.dilation, conv.groups).reshape(-1)
+
+
 def high_bias_from_bn(bn: nn.BatchNorm2d, n_sigma: float = 3.0) -> torch.Tensor:
     """Data-free absorbable bias ``c = max(0, beta - n_sigma |gamma|)`` (pre-activation ~ N(beta, gamma^2))."""
     beta = bn.bias.detach() if bn.bias is not None else torch.zeros(bn.num_features)
@@ -236,11 +250,8 @@ def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torc
     c = c.detach().to(conv1.weight.dtype).reshape(-1)
     if c.numel() != conv1.out_channels or bool((c < 0).any()):
         raise ValueError(f"absorbed bias must be {conv1.out_channels} non-negative values")
-    kh = (conv2.kernel_size[0] - 1) * conv2.dilation[0] + 1
-    kw = (conv2.kernel_size[1] - 1) * conv2.dilation[1] + 1
-    constant = c.view(1, -1, 1, 1).expand(1, -1, kh, kw)
     with torch.no_grad():
-        shift = F.conv2d(constant, conv2.weight, None, 1, 0, conv2.dilation, conv2.groups).reshape(-1)
+        shift = constant_input_response(conv2, c)
         if conv1.bias is None:
             conv1.bias = nn.Parameter(torch.zeros(conv1.out_channels, dtype=conv1.weight.dtype))
         if conv2.bias is None:

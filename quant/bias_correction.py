@@ -1,0 +1,173 @@
+"""Bias correction for quantized weights (Nagel et al. 2019, Sec. 4.2).
+
+Quantizing a conv's weights ``W -> W_q`` shifts the mean of its output by ``E[(W - W_q) x]`` per
+output channel (rounding errors do not average out when the input mean is non-zero, e.g. after a
+ReLU). Adding that mean back into the bias removes the shift:
+
+* empirical: ``E[W x] - E[W_q x]`` measured on calibration inputs (per conv, or for a whole model,
+  layer by layer so later layers see already-corrected inputs);
+* analytical (data-free): ``(W - W_q) E[x]`` with ``E[x]`` from the preceding BatchNorm's
+  statistics: the pre-activation is ``N(beta, gamma^2)`` per channel and ``E[ReLU(z)]`` has the
+  clipped-normal closed form ``mu Phi(mu / sigma) + sigma phi(mu / sigma)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from quant.equalize import constant_input_response
+
+
+def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over batch and positions of ``conv(x)`` without bias, per output channel (float64).
+
+    ``weight`` replaces ``conv.weight``; the conv is linear, so a weight difference gives the mean error.
+    """
+    w = conv.weight if weight is None else weight
+    total = torch.zeros(conv.out_channels, dtype=torch.float64)
+    count = 0
+    with torch.no_grad():
+        for x in inputs:
+            y = conv._conv_forward(x.to(w.dtype), w.detach(), None)
+            total += y.double().sum(dim=(0, 2, 3))
+            count += y.shape[0] * y.shape[2] * y.shape[3]
+    if count == 0:
+        raise ValueError("bias correction needs at least one non-empty input batch")
+    return total / count
+
+
+def _add_to_bias(conv: nn.Conv2d, delta: torch.Tensor) -> None:
+    with torch.no_grad():
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype))
+        conv.bias.add_(delta.to(conv.bias.dtype))
+
+
+def _check_pair(float_conv: nn.Conv2d, quant_conv: nn.Conv2d) -> None:
+    if float_conv.weight.shape != quant_conv.weight.shape or float_conv.groups != quant_conv.groups:
+        raise ValueError(
+            f"float and quantized convs differ: {tuple(float_conv.weight.shape)}/groups={float_conv.groups} "
+            f"vs {tuple(quant_conv.weight.shape)}/groups={quant_conv.groups}"
+        )
+
+
+def empirical_bias_correction(
+    float_conv: nn.Conv2d,
+    quant_conv: nn.Conv2d,
+    inputs: Iterable[torch.Tensor],
+    quant_inputs: Iterable[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Shift ``quant_conv``'s bias so that ``E[quant_conv(x_q)] = E[float_conv(x)]`` per channel; returns the shift.
+
+    The shift is ``E[W x] - E[W_q x_q] + b - b_q``. ``quant_inputs`` defaults to ``inputs`` (same
+    input for both: corrects the weight error alone); pass the quantized network's own inputs to
+    also absorb the mean error arriving from upstream.
+    """
+    _check_pair(float_conv, quant_conv)
+    inputs = list(inputs)
+    if quant_inputs is None:
+        weight_error = float_conv.weight.detach() - quant_conv.weight.detach().to(float_conv.weight.dtype)
+        correction = output_channel_mean(float_conv, inputs, weight_error)
+    else:
+        correction = output_channel_mean(float_conv, inputs) - output_channel_mean(quant_conv, quant_inputs)
+    correction += _bias_or_zero(float_conv) - _bias_or_zero(quant_conv)
+    _add_to_bias(quant_conv, correction)
+    return correction
+
+
+def _bias_or_zero(conv: nn.Conv2d) -> torch.Tensor:
+    return conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+
+
+def relu_normal_mean(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """``E[max(0, z)]`` for ``z ~ N(mu, sigma^2)``: ``mu Phi(mu/sigma) + sigma phi(mu/sigma)`` (``max(mu, 0)`` at sigma 0)."""
+    mu, sigma = mu.double(), sigma.double().abs()
+    t = mu / sigma.clamp_min(1e-300)
+    mean = mu * torch.special.ndtr(t) + sigma * torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi)
+    return torch.where(sigma > 0, mean, mu.clamp_min(0.0))
+
+
+def expected_input_from_bn(bn: nn.BatchNorm2d, act: nn.Module) -> torch.Tensor:
+    """Per-channel ``E[act(z)]`` with ``z ~ N(beta, gamma^2)`` (the BN output distribution it was trained to).
+
+    Supported: ReLU (clipped-normal mean) and Identity (``beta``).
+    """
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(bn.num_features, dtype=torch.float64)
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones(bn.num_features, dtype=torch.float64)
+    if isinstance(act, nn.ReLU):
+        return relu_normal_mean(beta, gamma)
+    if isinstance(act, nn.Identity):
+        return beta
+    raise ValueError(f"analytical bias correction supports ReLU or Identity after BatchNorm, got {type(act).__name__}")
+
+
+def analytical_bias_correction(float_conv: nn.Conv2d, quant_conv: nn.Conv2d, expected_input: torch.Tensor) -> torch.Tensor:
+    """Data-free: add ``(W - W_q) E[x]`` (per output channel, over taps and group inputs) to ``quant_conv``'s bias.
+
+    Assumes ``E[x]`` is the same at every position (true away from zero padding). Returns the correction.
+    """
+    _check_pair(float_conv, quant_conv)
+    if expected_input.numel() != float_conv.in_channels:
+        raise ValueError(f"expected_input has {expected_input.numel()} values, conv has {float_conv.in_channels} input channels")
+    diff = float_conv.weight.detach().double() - quant_conv.weight.detach().double()
+    correction = constant_input_response(float_conv, expected_input.double(), weight=diff)
+    _add_to_bias(quant_conv, correction)
+    return correction
+
+
+def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-channel mean (with bias) of the named convs' outputs over ``batches``, in one pass."""
+    modules = dict(model.named_modules())
+    sums = {n: torch.zeros(modules[n].out_channels, dtype=torch.float64) for n in names}
+    counts = dict.fromkeys(names, 0)
+
+    def hook(name: str):
+        def record(_m: nn.Module, _a: tuple, out: torch.Tensor) -> None:
+            sums[name] += out.detach().double().sum(dim=(0, 2, 3))
+            counts[name] += out.shape[0] * out.shape[2] * out.shape[3]
+        return record
+
+    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: sums[n] / max(counts[n], 1) for n in names}
+
+
+def correct_model_biases(
+    float_model: nn.Module,
+    quant_model: nn.Module,
+    batches: Iterable[torch.Tensor],
+    names: list[str] | None = None,
+    sequential: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Empirical bias correction of every named Conv2d of ``quant_model`` (a same-structure copy of
+    ``float_model`` with quantized weights and possibly quantized activations), in place.
+
+    Each conv's bias gets ``mean float output - mean quantized output`` over ``batches`` (full model
+    runs). ``sequential`` corrects convs one at a time in module order, re-measuring the quantized
+    model after each (the paper's layer-by-layer scheme: later layers see corrected inputs);
+    otherwise all corrections come from one pass. Returns the corrections by name.
+    """
+    batches = list(batches)
+    quant_convs = {n: m for n, m in quant_model.named_modules() if isinstance(m, nn.Conv2d)}
+    names = list(quant_convs) if names is None else names
+    missing = [n for n in names if n not in quant_convs]
+    if missing:
+        raise ValueError(f"not Conv2d layers of the quantized model: {missing}")
+    target = _conv_output_means(float_model, names, batches)
+    corrections: dict[str, torch.Tensor] = {}
+    groups = [[n] for n in names] if sequential else [names]
+    for group in groups:
+        current = _conv_output_means(quant_model, group, batches)
+        for n in group:
+            corrections[n] = target[n] - current[n]
+            _add_to_bias(quant_convs[n], corrections[n])
+    return corrections
