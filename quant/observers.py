@@ -390,35 +390,36 @@ def kl_divergences(hist: torch.Tensor, thresholds: torch.Tensor, levels: int, ep
 
     P_i: ``hist[:i]`` with ``sum(hist[i:])`` added to bin ``i-1``. Q_i: bin ``j < i`` belongs to group
     ``floor(j * levels / i)``; each group's mass of ``hist[:i]`` is shared equally among the group's
-    bins where P_i is non-zero. Zeros are smoothed on counts (MXNet's rule, which keeps each total)
-    before normalising. Bins past ``i`` are masked out of every sum.
+    bins where P_i is non-zero. Both are smoothed on counts (MXNet's rule: each empty bin gets
+    ``eps``, taken evenly from the non-empty ones, which keeps the totals P = sum(hist) and
+    Q = sum(hist[:i])) and normalised. A bin empty in both then contributes
+    ``(eps / P) log(Q / P)``, summed in closed form; only non-empty bins are evaluated one by one.
     """
     i = thresholds.long()[:, None]
     width = int(i.max())
     j = torch.arange(width)[None, :]
-    valid = j < i
-    sliced = hist[:width].double()[None, :] * valid
-    p = sliced.clone()
-    p.scatter_add_(1, i - 1, hist.sum() - sliced.sum(1, keepdim=True))
+    hist = hist.double()
+    total = hist.sum()
+    p = hist[:width][None, :] * (j < i)
+    inside = p.sum(1, keepdim=True)  # Q's total
+    p.scatter_add_(1, i - 1, total - inside)
     nonzero = p > 0
     group = torch.div(j * levels, i, rounding_mode="floor").clamp_(max=levels - 1)
+    sliced = p.scatter(1, i - 1, hist[i - 1])  # hist[:i] again, without the outliers
     group_mass = torch.zeros(i.shape[0], levels, dtype=torch.float64).scatter_add_(1, group, sliced)
     group_bins = torch.zeros(i.shape[0], levels, dtype=torch.float64).scatter_add_(1, group, nonzero.double())
     q = (group_mass / group_bins.clamp_min(1)).gather(1, group) * nonzero
-    p, q = _smooth(p, valid, eps), _smooth(q, valid, eps)
-    p = p / p.sum(1, keepdim=True)
-    q = q / q.sum(1, keepdim=True)
-    # p = q = 0 outside the valid region; 0 * log(0 / 0) is taken as 0
-    return (p * torch.log(p / q.masked_fill(~valid, 1.0)).masked_fill(~valid, 0.0)).sum(1)
-
-
-def _smooth(dist: torch.Tensor, valid: torch.Tensor, eps: float) -> torch.Tensor:
-    """Give each empty valid bin ``eps`` and take the same total from the non-empty ones (MXNet's rule)."""
-    zeros = (dist == 0) & valid
-    nonzeros = dist > 0
-    eps_nonzero = eps * zeros.sum(1, keepdim=True) / nonzeros.sum(1, keepdim=True).clamp_min(1)
-    smoothed = torch.where(zeros, eps, dist - eps_nonzero)
-    return torch.where(valid, smoothed.clamp_min(eps * 1e-3), 0.0)
+    n_p = nonzero.sum(1, keepdim=True)
+    p_zeros = i - n_p
+    q_nonzero = q > 0
+    n_q = q_nonzero.sum(1, keepdim=True)
+    p_s = p - eps * p_zeros / n_p.clamp_min(1)
+    q_s = torch.where(q_nonzero, q - eps * (i - n_q) / n_q.clamp_min(1), eps)
+    floor = eps * 1e-3  # keeps a bin that smoothing would push below zero positive
+    p_s, q_s = p_s.clamp_min_(floor), q_s.clamp_min_(floor)
+    terms = p_s * torch.log(p_s * (inside / total) / q_s)
+    both_empty = eps * p_zeros * torch.log(inside / total)
+    return (torch.where(nonzero, terms, 0.0).sum(1, keepdim=True) + both_empty).squeeze(1) / total
 
 
 _FACTORIES: dict[str, Callable[..., Observer]] = {
