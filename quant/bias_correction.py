@@ -18,7 +18,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from quant.equalize import constant_input_response
+from quant.equalize import constant_input_response, run_with_output_hooks
 
 
 def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -121,24 +121,15 @@ def analytical_bias_correction(float_conv: nn.Conv2d, quant_conv: nn.Conv2d, exp
 def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-channel mean (with bias) of the named convs' outputs over ``batches``, in one pass."""
     modules = dict(model.named_modules())
-    sums = {n: torch.zeros(modules[n].out_channels, dtype=torch.float64) for n in names}
-    counts = dict.fromkeys(names, 0)
+    sums = [torch.zeros(modules[n].out_channels, dtype=torch.float64) for n in names]
+    counts = [0] * len(names)
 
-    def hook(name: str):
-        def record(_m: nn.Module, _a: tuple, out: torch.Tensor) -> None:
-            sums[name] += out.detach().double().sum(dim=(0, 2, 3))
-            counts[name] += out.shape[0] * out.shape[2] * out.shape[3]
-        return record
+    def record(k: int, out: torch.Tensor) -> None:
+        sums[k] += out.double().sum(dim=(0, 2, 3))
+        counts[k] += out.shape[0] * out.shape[2] * out.shape[3]
 
-    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return {n: sums[n] / max(counts[n], 1) for n in names}
+    run_with_output_hooks(model, [modules[n] for n in names], batches, record)
+    return {n: sums[k] / max(counts[k], 1) for k, n in enumerate(names)}
 
 
 def correct_model_biases(

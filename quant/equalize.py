@@ -15,6 +15,7 @@ if you enable it. BatchNorm must be folded first (quant.fold.fold_batchnorm).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -260,19 +261,11 @@ def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torc
         conv2.bias.add_(shift)
 
 
-def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-channel minimum of each conv's output (its pre-activation once BN is folded) over ``inputs``.
-
-    The data-driven estimate of the absorbable bias when BN statistics are gone: ``c = max(0, min z)``.
-    """
-    mins = [torch.full((conv.out_channels,), float("inf")) for conv in convs]
-
-    def record(k: int):
-        def hook(_m: nn.Module, _a: tuple, out: torch.Tensor) -> None:
-            mins[k] = torch.minimum(mins[k], out.detach().float().transpose(0, 1).reshape(out.shape[1], -1).amin(1))
-        return hook
-
-    handles = [conv.register_forward_hook(record(k)) for k, conv in enumerate(convs)]
+def run_with_output_hooks(
+    model: nn.Module, modules: list[nn.Module], inputs: Iterable[torch.Tensor], record: Callable[[int, torch.Tensor], None]
+) -> None:
+    """Run ``model`` on every input without gradients, calling ``record(k, output)`` for ``modules[k]``."""
+    handles = [m.register_forward_hook(lambda _m, _a, out, k=k: record(k, out.detach())) for k, m in enumerate(modules)]
     try:
         with torch.no_grad():
             for x in inputs:
@@ -280,6 +273,19 @@ def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list
     finally:
         for h in handles:
             h.remove()
+
+
+def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-channel minimum of each conv's output (its pre-activation once BN is folded) over ``inputs``.
+
+    The data-driven estimate of the absorbable bias when BN statistics are gone: ``c = max(0, min z)``.
+    """
+    mins = [torch.full((conv.out_channels,), float("inf")) for conv in convs]
+
+    def record(k: int, out: torch.Tensor) -> None:
+        mins[k] = torch.minimum(mins[k], out.float().transpose(0, 1).reshape(out.shape[1], -1).amin(1))
+
+    run_with_output_hooks(model, list(convs), inputs, record)
     return mins
 
 

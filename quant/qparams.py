@@ -128,6 +128,16 @@ def _broadcast(param: torch.Tensor | float | int, x: torch.Tensor, axis: int | N
     return p.reshape(shape)
 
 
+def _quantize_float(
+    x: torch.Tensor, scale: torch.Tensor | float, zero_point: torch.Tensor | int, qmin: int, qmax: int, axis: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(integer values held in float32, broadcast scale, broadcast zero point) of QuantizeLinear."""
+    xf = x.float()
+    s = _broadcast(scale, xf, axis, torch.float32)
+    zp = _broadcast(zero_point, xf, axis, torch.float32)
+    return torch.clamp(torch.round(xf / s) + zp, qmin, qmax), s, zp
+
+
 def quantize(
     x: torch.Tensor,
     scale: torch.Tensor | float,
@@ -137,10 +147,7 @@ def quantize(
     axis: int | None = None,
 ) -> torch.Tensor:
     """ONNX QuantizeLinear: integer tensor ``clamp(round_half_even(x / scale) + zp, qmin, qmax)``."""
-    xf = x.float()
-    s = _broadcast(scale, xf, axis, torch.float32)
-    zp = _broadcast(zero_point, xf, axis, torch.float32)
-    q = torch.clamp(torch.round(xf / s) + zp, qmin, qmax)
+    q, _, _ = _quantize_float(x, scale, zero_point, qmin, qmax, axis)
     return q.to(integer_dtype(qmin, qmax))
 
 
@@ -165,10 +172,8 @@ def fake_quantize(
 
     Per-tensor when ``scale`` is a scalar; per-channel along ``axis`` when it has one value per channel.
     """
-    xf = x.float()
-    s = _broadcast(scale, xf, axis, torch.float32)
-    zp = _broadcast(zero_point, xf, axis, torch.float32)
-    return (torch.clamp(torch.round(xf / s) + zp, qmin, qmax) - zp) * s
+    q, s, zp = _quantize_float(x, scale, zero_point, qmin, qmax, axis)
+    return (q - zp) * s
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
