@@ -52,7 +52,7 @@ def conv_weights_in_graph_order(proto: onnx.ModelProto) -> list[tuple[str, np.nd
     return out
 
 
-def convs_in_execution_order(model: nn.Module, input_size: tuple[int, int]) -> list[tuple[str, nn.Conv2d]]:
+def convs_in_execution_order(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     """(qualified name, module) of each Conv2d in the order a forward pass calls them."""
     names = {module: name for name, module in model.named_modules()}
     order: list[tuple[str, nn.Conv2d]] = []
@@ -60,7 +60,7 @@ def convs_in_execution_order(model: nn.Module, input_size: tuple[int, int]) -> l
              for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, *input_size))
+            model(torch.zeros(1, 3, 64, 64))  # call order does not depend on the input size
     finally:
         for hook in hooks:
             hook.remove()
@@ -70,7 +70,7 @@ def convs_in_execution_order(model: nn.Module, input_size: tuple[int, int]) -> l
 def load_onnx_weights(model: nn.Module, proto: onnx.ModelProto, source: str | Path) -> None:
     """Copy Conv weights/biases of ``proto`` into the folded ``model`` (shapes checked layer by layer)."""
     onnx_convs = conv_weights_in_graph_order(proto)
-    torch_convs = convs_in_execution_order(model, onnx_input_size(proto))
+    torch_convs = convs_in_execution_order(model)
     if len(onnx_convs) != len(torch_convs):
         raise ValueError(
             f"{source}: ONNX graph has {len(onnx_convs)} Conv nodes, the {type(model).__name__} model has "

@@ -71,13 +71,15 @@ def postprocess(raw: np.ndarray, meta: dict[str, Any], spec: ModelSpec, conf_thr
     expected = _expected_locations(spec)
     if raw.shape != (expected, 5 + spec.num_classes):
         raise ValueError(f"{spec.name}: raw output has {raw.shape} rows x channels, expected ({expected}, {5 + spec.num_classes})")
-    class_id = raw[:, 5:].argmax(axis=1)
-    score = raw[:, 4] * raw[np.arange(raw.shape[0]), 5 + class_id]
+    # score = obj * cls <= obj: rows with obj below the threshold cannot pass (the official YOLOv5 pre-filter)
+    rows = np.flatnonzero(raw[:, 4] >= conf_thresh)
+    class_id = raw[rows, 5:].argmax(axis=1)
+    score = raw[rows, 4] * raw[rows, 5 + class_id]
     keep = score >= conf_thresh
     if classes is not None:
         keep &= np.isin(class_id, classes)
-    raw, class_id, score = raw[keep], class_id[keep], score[keep]
-    boxes = _cxcywh_to_xyxy(decode(raw, spec, keep))
+    rows, class_id, score = rows[keep], class_id[keep], score[keep]
+    boxes = _cxcywh_to_xyxy(decode(raw[rows], spec, rows))
     kept = batched_nms(boxes, score, class_id, nms_thresh)
     boxes, score, class_id = boxes[kept], score[kept], class_id[kept]
     boxes = _to_frame(boxes, meta)
@@ -85,7 +87,7 @@ def postprocess(raw: np.ndarray, meta: dict[str, Any], spec: ModelSpec, conf_thr
 
 
 def decode(raw_kept: np.ndarray, spec: ModelSpec, keep: np.ndarray) -> np.ndarray:
-    """cx, cy, w, h in input pixels of the locations selected by boolean mask ``keep`` (rows of ``raw_kept``).
+    """cx, cy, w, h in input pixels of the locations with indices (or boolean mask) ``keep``; ``raw_kept`` their rows.
 
     Only the kept rows are decoded, which is cheap when few pass the confidence threshold.
     """

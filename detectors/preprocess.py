@@ -71,22 +71,39 @@ def letterbox_centred(frame: np.ndarray, input_size: tuple[int, int]) -> tuple[n
     return canvas, r, (left, top)
 
 
+def _channel_affine(convention: str) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """Per output channel: value = uint8 * scale + offset, and which BGR channel feeds it.
+
+    Every convention is such an affine map of the uint8 canvas, so the blob is written plane by plane
+    with one multiply and one add, without full-size float temporaries.
+    """
+    if convention == "yolox":
+        return np.ones(3, np.float32), np.zeros(3, np.float32), (0, 1, 2)
+    if convention == "yolov5":
+        return np.full(3, 1 / 255.0, np.float32), np.zeros(3, np.float32), (2, 1, 0)
+    mean, std = IMAGENET_MEAN.astype(np.float64), IMAGENET_STD.astype(np.float64)
+    return (1 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32), (2, 1, 0)
+
+
+CHANNEL_AFFINE = {name: _channel_affine(name) for name in ("yolox", "yolox_legacy", "yolov5")}
+
+
 def preprocess(frame: np.ndarray, input_size: tuple[int, int], convention: str) -> tuple[np.ndarray, dict[str, Any]]:
     """Frame (uint8 BGR/grey/BGRA) -> blob (1, 3, H, W) float32 and meta {scale, pad, frame_shape}."""
+    if convention not in CHANNEL_AFFINE:
+        raise ValueError(f"unknown preprocessing convention {convention!r}, expected one of {sorted(CHANNEL_AFFINE)}")
     frame = as_bgr(frame)
     pad = (0, 0)
     if convention == "yolov5":
         canvas, r, pad = letterbox_centred(frame, input_size)
-    elif convention in ("yolox", "yolox_legacy"):
+    else:
         canvas, r = letterbox_top_left(frame, input_size)
-    else:
-        raise ValueError(f"unknown preprocessing convention {convention!r}")
-    if convention == "yolox":
-        image = canvas.astype(np.float32)
-    else:
-        image = canvas[:, :, ::-1].astype(np.float32) / np.float32(255.0)
-        if convention == "yolox_legacy":
-            image = (image - IMAGENET_MEAN) / IMAGENET_STD
-    blob = np.ascontiguousarray(image.transpose(2, 0, 1)[None])
+    scales, offsets, sources = CHANNEL_AFFINE[convention]
+    planes = cv2.split(canvas)
+    blob = np.empty((1, 3, *input_size), dtype=np.float32)
+    for channel, source in enumerate(sources):
+        np.multiply(planes[source], scales[channel], out=blob[0, channel], casting="unsafe")
+        if offsets[channel]:
+            blob[0, channel] += offsets[channel]
     meta = {"scale": r, "pad": pad, "frame_shape": frame.shape[:2]}
     return blob, meta
