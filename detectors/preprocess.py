@@ -52,7 +52,7 @@ def letterbox_top_left(frame: np.ndarray, input_size: tuple[int, int]) -> tuple[
     """YOLOX letterbox: scale by r and paste at (0, 0) of a 114 canvas. Returns (canvas, r)."""
     h, w = frame.shape[:2]
     r = min(input_size[0] / h, input_size[1] / w)
-    resized = _resize(frame, (int(w * r), int(h * r)))
+    resized = _resize(frame, (max(int(w * r), 1), max(int(h * r), 1)))  # max: 1-pixel-thin frames
     canvas = np.full((input_size[0], input_size[1], 3), PAD_VALUE, dtype=np.uint8)
     canvas[: resized.shape[0], : resized.shape[1]] = resized
     return canvas, r
@@ -62,7 +62,7 @@ def letterbox_centred(frame: np.ndarray, input_size: tuple[int, int]) -> tuple[n
     """YOLOv5 letterbox (auto=False, scaleup=True). Returns (canvas, r, (left, top))."""
     h, w = frame.shape[:2]
     r = min(input_size[0] / h, input_size[1] / w)
-    new_w, new_h = int(round(w * r)), int(round(h * r))
+    new_w, new_h = max(int(round(w * r)), 1), max(int(round(h * r)), 1)
     dw, dh = (input_size[1] - new_w) / 2, (input_size[0] - new_h) / 2
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))

@@ -97,6 +97,13 @@ def test_yolov5_letterbox_matches_official(shape):
     assert meta["pad"] == pad
 
 
+@pytest.mark.parametrize("convention", ["yolox", "yolov5"])
+def test_extreme_aspect_ratio_frames(convention):
+    for shape in [(1, 1000, 3), (1000, 1, 3), (1, 1, 3)]:
+        blob, meta = preprocess(np.full(shape, 200, np.uint8), (64, 64), convention)
+        assert blob.shape == (1, 3, 64, 64) and np.isfinite(blob).all()
+
+
 def test_grey_and_bgra_frames_are_converted(frame):
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     as_bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
