@@ -19,14 +19,15 @@ from detectors.detector import Detector
 from detectors.layers import fuse_conv_bn
 from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, load_frames, preprocess_frames
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
-from quant.sensitivity import (EvalSet, LayerSensitivity, choose_float_layers, evaluate_plan, layer_sensitivity,
-                               layer_speed, report)
+from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
+                               layer_sensitivity, layer_speed, local_sensitivity, report)
 from quant.simulate import QuantPlan, conv_layers
 
 __all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity"]
 
 DEFAULT_OBSERVER = "percentile"
 EVAL_FRAMES = 8
+RANKING_FRAMES = 8
 
 
 def _split_eval(frames: list[np.ndarray], eval_frames: Sequence[np.ndarray] | None,
@@ -47,26 +48,31 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
                       observer: str = DEFAULT_OBSERVER, scheme: str = "uint8",
                       float_layers: Sequence[str] | None = None, stem_float: int = 2, head_float: bool = True,
                       target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
-                      speed_aware: bool = True, num_frames: int | None = DEFAULT_NUM_FRAMES,
+                      ranking: str = "local", speed_aware: bool = True, num_frames: int | None = DEFAULT_NUM_FRAMES,
                       num_threads: int | None = None,
                       progress: bool = True) -> QuantizedDetector:
     """Calibrate ``detector`` (needs ``detector.model``) and return an int8 detector running in ONNX Runtime.
 
     Float set = ``float_layers`` if given, else the first ``stem_float`` convs plus (``head_float``) the
     head's pred convs; with ``target_agreement`` (detection F1 vs fp32 on held-out frames) the most
-    sensitive convs are added greedily until the simulated F1 reaches it. With ``speed_aware`` every conv
+    sensitive convs are added greedily until the simulated F1 reaches it; ``ranking`` orders them by
+    "local" error (each conv's own int8 output vs float, one pass) or "full" (detector output with
+    that conv alone int8: one simulation per conv, slow). With ``speed_aware`` every conv
     that ORT runs slower in int8 (QLinearConv + its Q/DQ) than in float (profiled at 1 thread) is kept
     float too, so the int8 model is not slower than fp32. ``calibration_frames``: a list
     of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
     The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
     ``sensitivity`` the per-layer table when a target was given.
     """
+    if ranking not in ("local", "full"):
+        raise ValueError(f"ranking must be 'local' or 'full', got {ranking!r}")
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
     model = fuse_conv_bn(copy.deepcopy(detector.model).float().eval())
     frames = load_frames(calibration_frames, num_frames)
     calib, held = _split_eval(frames, eval_frames, target_agreement is not None)
-    ranges = collect_ranges(model, preprocess_frames(detector.preprocess, calib), observer, progress=progress)
+    calib_blobs = preprocess_frames(detector.preprocess, calib)
+    ranges = collect_ranges(model, calib_blobs, observer, progress=progress)
     proto = fuse_silu(export_fp32(model, detector.spec.input_size))
     base_float = list(float_layers) if float_layers is not None else default_float_layers(
         proto, model, stem=stem_float, head=head_float)
@@ -75,21 +81,24 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         raise ValueError(f"float_layers names no conv of {detector.spec.name}: {unknown[:5]}")
     plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
     info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
-    table: list[LayerSensitivity] = []
-    if held:
-        metas = [detector.preprocess(f) for f in held]
-        evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
-        if target_agreement is not None:
-            table = layer_sensitivity(model, plan, evalset, progress=progress)
-            extra, _ = choose_float_layers(model, plan, evalset, table, target_agreement, progress=progress)
-            plan = plan.with_float(extra)
+    table: list[LayerSensitivity | LocalError] = []
     if speed_aware:
-        speed = layer_speed(proto, insert_qdq(proto, model, plan), model, plan,
-                            preprocess_frames(detector.preprocess, calib[:1])[0])
+        speed = layer_speed(proto, insert_qdq(proto, model, plan), model, plan, calib_blobs[0])
         slower = [row.layer for row in speed if row.gain_ms < 0]
         plan = plan.with_float(slower)
         info["speed_float_layers"] = slower
         info["layer_speed_ms"] = {row.layer: [round(row.float_ms, 4), round(row.int8_ms, 4)] for row in speed}
+    if held:
+        metas = [detector.preprocess(f) for f in held]
+        evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
+        if target_agreement is not None:
+            if ranking == "full":
+                table = layer_sensitivity(model, plan, evalset, progress=progress)
+            else:
+                table = local_sensitivity(model, plan, calib_blobs[:RANKING_FRAMES], progress=progress)
+            extra, _ = choose_float_layers(model, plan, evalset, [r.layer for r in table], target_agreement,
+                                           progress=progress)
+            plan = plan.with_float(extra)
     if held:
         info["simulated_agreement"] = vars(evaluate_plan(model, plan, evalset))
         info["eval_frames"] = len(held)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from quant.agreement import detection_f1
 from quant.onnx_export import conv_nodes
 from quant.qparams import sqnr_db
-from quant.simulate import QuantPlan, run_simulated
+from quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
 
 Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
 
@@ -99,16 +99,54 @@ def layer_sensitivity(model: nn.Module, plan: QuantPlan, evalset: EvalSet, layer
     return sorted(rows, key=lambda r: (r.f1, r.sqnr_db))
 
 
-def choose_float_layers(model: nn.Module, plan: QuantPlan, evalset: EvalSet, table: Sequence[LayerSensitivity],
+@dataclass
+class LocalError:
+    """Error of one conv's own int8 output against its float output, given the float input (cheap ranking)."""
+
+    layer: str
+    sqnr_db: float
+    l1: float
+
+
+@torch.no_grad()
+def local_sensitivity(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray],
+                      progress: bool = True) -> list[LocalError]:
+    """SQNR of every quantized conv's int8 output vs float (float network, one pass); worst first.
+
+    ~2 forward passes per frame instead of one per layer: used to *rank* layers for the float set,
+    whose effect on detections is then measured on the whole plan (``choose_float_layers``).
+    """
+    convs = conv_layers(model)
+    sims = {n: conv_sim(convs[n], plan.act(f"{n}:in"), plan.act(f"{n}:out")) for n in plan.quantized}
+    stats = {n: np.zeros(3) for n in plan.quantized}  # signal energy, noise energy, |error| sum / count
+
+    def hook(name: str):
+        def record(conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
+            err = (sims[name](conv, args[0]) - out).double()
+            stats[name] += [float((out.double() ** 2).sum()), float((err**2).sum()), float(err.abs().mean())]
+        return record
+
+    handles = [convs[n].register_forward_hook(hook(n)) for n in plan.quantized]
+    try:
+        for blob in tqdm(blobs, desc="local sensitivity", unit="frame", disable=not progress):
+            model(torch.from_numpy(blob))
+    finally:
+        for h in handles:
+            h.remove()
+    rows = [LocalError(n, float(10 * np.log10(s[0] / max(s[1], 1e-30))), s[2] / len(blobs)) for n, s in stats.items()]
+    return sorted(rows, key=lambda r: r.sqnr_db)
+
+
+def choose_float_layers(model: nn.Module, plan: QuantPlan, evalset: EvalSet, order: Sequence[str],
                         target_f1: float, max_float: int | None = None,
                         progress: bool = True) -> tuple[list[str], Agreement]:
-    """Grow the float set greedily (most sensitive first) until the simulated plan's F1 >= ``target_f1``.
+    """Grow the float set greedily in ``order`` (most sensitive first) until the simulated F1 >= ``target_f1``.
 
     Steps double in size (1, 2, 4, ... layers), then the last step is bisected back to the smallest
     prefix of the sensitivity order that meets the target. Returns the layers to keep float (on top
     of those ``plan`` already keeps float) and the agreement reached.
     """
-    order = [row.layer for row in table if row.layer in plan.quantized]
+    order = [layer for layer in order if layer in plan.quantized]
     limit = len(order) if max_float is None else min(max_float, len(order))
     cache: dict[int, Agreement] = {}
     bar = tqdm(desc=f"float set for F1>={target_f1}", unit="eval", disable=not progress)
@@ -131,8 +169,8 @@ def choose_float_layers(model: nn.Module, plan: QuantPlan, evalset: EvalSet, tab
     return order[:hi], agreement(hi)
 
 
-def report(table: Sequence[LayerSensitivity], out_prefix: str | Path, title: str = "") -> dict[str, Path]:
-    """Write the per-layer table as CSV and JSON and a bar plot (PNG); returns the paths."""
+def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Path, title: str = "") -> dict[str, Path]:
+    """Write the per-layer table (full or local) as CSV and JSON and a bar plot (PNG); returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -148,15 +186,18 @@ def report(table: Sequence[LayerSensitivity], out_prefix: str | Path, title: str
         writer.writerows(rows)
     paths["json"].write_text(json.dumps(rows, indent=1))
     ordered = sorted(table, key=lambda r: r.sqnr_db)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 0.12 * len(table)), 7), sharex=True)
+    has_f1 = all(isinstance(r, LayerSensitivity) for r in table)
+    fig, axes = plt.subplots(2 if has_f1 else 1, 1, figsize=(max(8, 0.12 * len(table)), 7 if has_f1 else 4),
+                             sharex=True, squeeze=False)
     x = np.arange(len(ordered))
-    ax1.bar(x, [r.sqnr_db for r in ordered])
-    ax1.set_ylabel("output SQNR (dB)")
-    ax2.bar(x, [r.f1 for r in ordered], color="tab:orange")
-    ax2.set_ylabel("detection F1 vs fp32")
-    ax2.set_ylim(min([r.f1 for r in ordered] + [0.9]) - 0.02, 1.0)
-    ax2.set_xticks(x, [r.layer for r in ordered], rotation=90, fontsize=5)
-    ax1.set_title(title or "per-layer sensitivity (one conv int8 at a time)")
+    axes[0, 0].bar(x, [r.sqnr_db for r in ordered])
+    axes[0, 0].set_ylabel("detector output SQNR (dB)" if has_f1 else "conv output SQNR (dB)")
+    if has_f1:
+        axes[1, 0].bar(x, [r.f1 for r in ordered], color="tab:orange")
+        axes[1, 0].set_ylabel("detection F1 vs fp32")
+        axes[1, 0].set_ylim(min([r.f1 for r in ordered] + [0.9]) - 0.02, 1.0)
+    axes[-1, 0].set_xticks(x, [r.layer for r in ordered], rotation=90, fontsize=5)
+    axes[0, 0].set_title(title or ("one conv int8 at a time" if has_f1 else "each conv's own int8 error"))
     fig.tight_layout()
     fig.savefig(paths["png"], dpi=120)
     plt.close(fig)

@@ -110,20 +110,27 @@ def fake_quant(x: torch.Tensor, q: ActQuant) -> torch.Tensor:
 
 
 @dataclass
-class _ConvSim:
+class ConvSim:
+    """A conv's int8 version as float tensors on the integer grids (weights, bias) plus its activation qparams."""
+
     weight: torch.Tensor
     bias: torch.Tensor
     act_in: ActQuant
     act_out: ActQuant
 
+    def __call__(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """What the QLinearConv computes for float input ``x`` (dequantized output)."""
+        return fake_quant(conv._conv_forward(fake_quant(x, self.act_in), self.weight, self.bias), self.act_out)
 
-def _conv_sim(conv: nn.Conv2d, act_in: ActQuant, act_out: ActQuant) -> _ConvSim:
+
+def conv_sim(conv: nn.Conv2d, act_in: ActQuant, act_out: ActQuant) -> ConvSim:
+    """Quantized weight/bias of ``conv`` for the given input/output activation qparams."""
     wq, ws = quantize_weight(conv.weight)
     bq = quantize_bias(conv.bias, act_in.scale, ws)
     shape = (-1,) + (1,) * (conv.weight.dim() - 1)
     weight = torch.from_numpy(wq.astype(np.float32) * ws.reshape(shape)).to(conv.weight)
     bias = torch.from_numpy(bq.astype(np.float64) * (np.float32(act_in.scale) * ws)).to(conv.weight)
-    return _ConvSim(weight, bias, act_in, act_out)
+    return ConvSim(weight, bias, act_in, act_out)
 
 
 @contextmanager
@@ -138,7 +145,7 @@ def simulated(model: nn.Module, plan: QuantPlan) -> Iterator[nn.Module]:
     try:
         for name in plan.quantized:
             conv = convs[name]
-            sim = _conv_sim(conv, plan.act(f"{name}:in"), plan.act(f"{name}:out"))
+            sim = conv_sim(conv, plan.act(f"{name}:in"), plan.act(f"{name}:out"))
             saved[name] = (conv.weight.data, None if conv.bias is None else conv.bias.data)
             conv.weight.data = sim.weight
             if conv.bias is None:

@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from quant.calibration import collect_ranges
 from quant.onnx_export import export_fp32, fuse_silu, insert_qdq
+from quant.qparams import sqnr_db
 from quant.sensitivity import (EvalSet, choose_float_layers, evaluate_plan, layer_sensitivity, layer_speed,
-                               report)
-from quant.simulate import QuantPlan, conv_layers
+                               local_sensitivity, report)
+from quant.simulate import QuantPlan, conv_layers, conv_sim
 from test_quant_simulate import tiny_setup
 
 
@@ -49,9 +51,9 @@ def test_float_set_is_the_shortest_prefix_meeting_the_target(setup):
     model, _, plan, evalset = setup
     table = layer_sensitivity(model, plan, evalset, progress=False)
     order = [r.layer for r in table]
-    none, reached = choose_float_layers(model, plan, evalset, table, target_f1=0.0, progress=False)
+    none, reached = choose_float_layers(model, plan, evalset, order, target_f1=0.0, progress=False)
     assert none == [] and reached.f1 == evaluate_plan(model, plan, evalset).f1
-    chosen, reached = choose_float_layers(model, plan, evalset, table, target_f1=1.0, progress=False)
+    chosen, reached = choose_float_layers(model, plan, evalset, order, target_f1=1.0, progress=False)
     assert chosen == order[:len(chosen)] and reached.f1 == 1.0
     if chosen:  # one layer fewer misses the target (bisection found the boundary)
         assert evaluate_plan(model, plan.with_float(order[:len(chosen) - 1]), evalset).f1 < 1.0
@@ -73,3 +75,14 @@ def test_layer_speed_measures_every_quantized_conv(setup):
     rows = layer_speed(proto, insert_qdq(proto, model, plan), model, plan, blobs[0], runs=3)
     assert [r.layer for r in rows] == plan.quantized
     assert all(r.float_ms > 0 and r.int8_ms > 0 for r in rows)
+
+
+def test_local_sensitivity_matches_a_direct_computation(setup):
+    model, blobs, plan, _ = setup
+    rows = local_sensitivity(model, plan, blobs[:1], progress=False)
+    assert [r.sqnr_db for r in rows] == sorted(r.sqnr_db for r in rows) and len(rows) == 4
+    x = torch.from_numpy(blobs[0])
+    with torch.no_grad():
+        sim = conv_sim(model.stem, plan.act("stem:in"), plan.act("stem:out"))
+        expected = sqnr_db(model.stem(x), sim(model.stem, x))
+    assert next(r for r in rows if r.layer == "stem").sqnr_db == pytest.approx(expected, abs=1e-6)
