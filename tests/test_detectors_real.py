@@ -151,3 +151,24 @@ def test_other_family_convention_fails(name, other, detectors, pets):
     finally:
         det.spec = original
     assert recall < 0.7
+
+
+def test_zoo_name_finds_onnx_in_cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path))
+    (tmp_path / "bytetrack_nano_mot17.onnx").symlink_to(require_data("weights/bytetrack_nano_mot17.onnx"))
+    det = load_detector("bytetrack_nano_mot17", backend="onnxruntime")
+    assert det.spec.name == "bytetrack_nano_mot17" and det.spec.input_size == (608, 1088)
+    assert det.spec.preprocessing == "yolox_legacy" and det.spec.nms_thresh == 0.7 and det.model is not None
+
+
+def test_yolov5n_checkpoint_layout_is_the_v6_layout():
+    from detectors.checkpoints import yolov5_checkpoint
+    from detectors.yolov5 import yolov5_yaml
+
+    ckpt = yolov5_checkpoint(require_data("weights/yolov5n.pt"))
+    ours = yolov5_yaml("n")
+    for key in ("nc", "depth_multiple", "width_multiple", "anchors", "backbone"):
+        assert ckpt["yaml"][key] == ours[key], key
+    as_text = [[f, n, m, [str(a) for a in args]] for f, n, m, args in ckpt["yaml"]["head"]]
+    assert as_text == [[f, n, m, [str(a) for a in args]] for f, n, m, args in ours["head"]]
+    assert ckpt["activation"] == "SiLU" and ckpt["names"][0] == "person" and len(ckpt["state_dict"]) == 349
