@@ -144,17 +144,21 @@ def _join(prefix: str, name: str) -> str:
 def find_equalization_chains(model: nn.Module) -> list[list[Layer]]:
     """Conv chains in which each conv's activation output feeds only the next conv, by module structure.
 
-    Sources: DWConv (dconv -> pconv); Bottleneck (``conv1 -> conv2`` YOLOX, ``cv1 -> cv2`` YOLOv5, conv2
-    possibly a DWConv; not CSP/C3 layers, whose conv1/conv2 run in parallel); runs of consecutive
-    conv blocks in an ``nn.Sequential`` (a bare Conv2d takes the BN/activation children after it).
-    A chain whose convs all appear in an outer chain already found is not repeated.
+    Sources: DWConv (dconv -> pconv); Bottleneck, recognised by its residual flag (``conv1 -> conv2``
+    + ``use_add`` in YOLOX, ``cv1 -> cv2`` + ``add`` in YOLOv5; conv2 possibly a DWConv; SPP blocks
+    and CSP/C3 layers also have conv1/conv2 but pool/concat in between); runs of consecutive conv
+    blocks in an ``nn.Sequential`` (a bare Conv2d takes the BN/activation children after it). A
+    chain whose convs all appear in an outer chain already found is not repeated.
+
+    Module structure cannot prove data flow (YOLOv5 keeps its layers in a Sequential but routes
+    outputs to later Concats): pass the chains through :func:`verify_chains` with an example input.
     """
     chains: list[list[Layer]] = []
     seen: set[int] = set()
     for name, module in model.named_modules():
         candidates = _sequential_chains(module, name) if isinstance(module, nn.Sequential) else []
-        if not hasattr(module, "conv3") and not hasattr(module, "cv3"):
-            for first, second in (("conv1", "conv2"), ("cv1", "cv2")):
+        for first, second, flag in (("conv1", "conv2", "use_add"), ("cv1", "cv2", "add")):
+            if isinstance(getattr(module, flag, None), bool):
                 a = _block_layers(getattr(module, first, None), _join(name, first))
                 b = _block_layers(getattr(module, second, None), _join(name, second))
                 if a and b:
@@ -198,19 +202,100 @@ def _bare_conv_layer(layer: Layer, tail: list[nn.Module]) -> Layer:
     return Layer(layer.name, layer.conv, act, any(isinstance(m, nn.BatchNorm2d) for m in tail))
 
 
+def _tensors(obj: object) -> list[torch.Tensor]:
+    """Every tensor inside nested lists/tuples/dicts."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def verify_chains(
+    model: nn.Module, chains: list[list[Layer]], example_input: torch.Tensor
+) -> tuple[list[list[Layer]], list[tuple[str, str, str]]]:
+    """Keep only the links ``a -> b`` that one forward pass confirms; split chains at the others.
+
+    Confirmed means: each conv runs once, b's input equals ``a.act(a.conv(x))``, and no other leaf
+    module consumes that tensor (YOLOv5 routes Sequential outputs to later Concat modules); leaves
+    returning the very tensor they got (Identity, in-place activations) are pass-throughs.
+    Consumers inside a parent's ``forward`` (``torch.cat``, ``+``) are invisible to module hooks;
+    the structural patterns of :func:`find_equalization_chains` exclude those. Every leaf input is
+    held during the pass, so use a small ``example_input``. Returns (chains, rejected links + reason).
+    """
+    calls: list[tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]]] = []  # (leaf, inputs, outputs)
+    conv_out: dict[int, list[torch.Tensor]] = {}
+    a_convs = {id(layer.conv): layer.conv for chain in chains for layer in chain[:-1]}
+    handles = [m.register_forward_hook(lambda m, args, out: calls.append((m, _tensors(args), _tensors(out))))
+               for m in model.modules() if not any(True for _ in m.children())]
+    handles += [c.register_forward_hook(lambda m, _a, out: conv_out.setdefault(id(m), []).append(out.detach().clone()))
+                for c in a_convs.values()]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    kept: list[list[Layer]] = []
+    rejected: list[tuple[str, str, str]] = []
+    for chain in chains:
+        current = [chain[0]]
+        for a, b in zip(chain, chain[1:]):
+            reason = _link_problem(a, b, calls, conv_out)
+            if reason:
+                rejected.append((a.name, b.name, reason))
+                kept.append(current)
+                current = [b]
+            else:
+                current.append(b)
+        kept.append(current)
+    return [c for c in kept if len(c) > 1], rejected
+
+
+def _link_problem(
+    a: Layer,
+    b: Layer,
+    calls: list[tuple[nn.Module, list[torch.Tensor], list[torch.Tensor]]],
+    conv_out: dict[int, list[torch.Tensor]],
+) -> str:
+    """Why the link a -> b is not confirmed by the recorded leaf calls ('' when it is)."""
+    b_inputs = [ins for m, ins, _ in calls if m is b.conv]
+    outs = conv_out.get(id(a.conv), [])
+    if len(b_inputs) != 1 or len(outs) != 1:
+        return f"convs ran {len(outs)} and {len(b_inputs)} times in the example pass (need once each)"
+    u = b_inputs[0][0]
+    with torch.no_grad():
+        expected = a.act(outs[0].clone())
+    if u.shape != expected.shape or not torch.allclose(u, expected, rtol=1e-5, atol=1e-6):
+        return f"{b.name} does not read {a.name}'s activation"
+    # pass-through leaves (Identity, in-place activations) hand the same tensor on: not consumers
+    others = {
+        type(m).__name__ for m, ins, outs in calls
+        if m is not b.conv and any(t is u for t in ins) and not any(t is u for t in outs)
+    }
+    return f"{a.name}'s activation also feeds {sorted(others)}" if others else ""
+
+
 def cross_layer_equalize(
     model: nn.Module,
     chains: list[list[Layer]] | None = None,
     allow_non_homogeneous: bool = False,
     max_sweeps: int = 20,
     tol: float = 1e-6,
+    example_input: torch.Tensor | None = None,
 ) -> EqualizationReport:
     """Equalize every chain (default: ``find_equalization_chains(model)``) in place; BN must be folded.
 
-    Pairs through SiLU/ReLU6/... are skipped (and listed) unless ``allow_non_homogeneous``.
+    Pairs through SiLU/ReLU6/... are skipped (and listed) unless ``allow_non_homogeneous``. With
+    ``example_input`` the chains first go through :func:`verify_chains` (rejected links are skipped).
     """
     total = EqualizationReport()
-    for chain in find_equalization_chains(model) if chains is None else chains:
+    chains = find_equalization_chains(model) if chains is None else chains
+    if example_input is not None:
+        chains, total.skipped = verify_chains(model, chains, example_input)
+    for chain in chains:
         r = equalize_chain(chain, max_sweeps, tol, allow_non_homogeneous)
         total.equalized += r.equalized
         total.skipped += r.skipped
@@ -295,9 +380,12 @@ def absorb_high_biases(
     """Data-driven high-bias absorption on every ReLU-like pair of ``chains`` (default: found ones).
 
     ``c_i = max(0, min over the data of conv1's pre-activation i)``, so ``z >= c`` holds on ``inputs``.
-    Returns the (conv1, conv2) name pairs changed.
+    Links are verified on ``inputs[0]`` first (:func:`verify_chains`). Returns the (conv1, conv2) pairs changed.
     """
+    if not inputs:
+        raise ValueError("absorb_high_biases needs at least one input batch")
     chains = find_equalization_chains(model) if chains is None else chains
+    chains, _ = verify_chains(model, chains, inputs[0])
     pairs = [(a, b) for chain in chains for a, b in zip(chain, chain[1:]) if is_positively_homogeneous(a.act)]
     mins = preactivation_minimum(model, [a.conv for a, _ in pairs], inputs)
     for (a, b), m in zip(pairs, mins):
