@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 from torch import nn
 
 from .checkpoints import (YOLOX_WIDTH_TO_VARIANT, load_state_strict, read_torch_checkpoint, yolov5_checkpoint,
                           yolox_arch_of_state, yolox_state_dict)
 from .detector import Detector
 from .layers import fuse_conv_bn
-from .onnx_import import load_onnx_weights, onnx_input_size, onnx_output_channels, read_onnx
+from .onnx_import import (conv_weights_in_graph_order, load_onnx_weights, onnx_input_size, onnx_output_channels,
+                          read_onnx)
 from .runtime import OrtRunner, TorchRunner, create_session, export_onnx
 from .spec import COCO80, ModelSpec
 from .yolov5 import YOLOv5, activation_name, variant_of_yaml, yolov5_yaml
@@ -110,7 +112,7 @@ def _model_from_yolox_pth(path: Path, declared: ModelSpec | None) -> tuple[nn.Mo
     return model, spec
 
 
-def _model_from_onnx(proto, path: Path, declared: ModelSpec | None) -> tuple[nn.Module, ModelSpec]:
+def _model_from_onnx(proto: onnx.ModelProto, path: Path, declared: ModelSpec | None) -> tuple[nn.Module, ModelSpec]:
     """Folded YOLOX whose conv weights are copied from a BN-folded official ONNX export."""
     input_size = onnx_input_size(proto)
     num_classes = onnx_output_channels(proto) - 5
@@ -124,9 +126,7 @@ def _model_from_onnx(proto, path: Path, declared: ModelSpec | None) -> tuple[nn.
     return model, spec
 
 
-def _yolox_variant_of_onnx(proto, path: Path) -> str:
-    from .onnx_import import conv_weights_in_graph_order
-
+def _yolox_variant_of_onnx(proto: onnx.ModelProto, path: Path) -> str:
     convs = conv_weights_in_graph_order(proto)
     if any(w.shape[1] == 1 and w.shape[0] > 1 for _, w, _ in convs):
         return "nano"

@@ -76,8 +76,3 @@ class Unpickler(pickle.Unpickler):
 def load(file: Any, **kwargs: Any) -> Any:
     return Unpickler(file, **kwargs).load()
 
-
-def loads(data: bytes, **kwargs: Any) -> Any:
-    import io
-
-    return Unpickler(io.BytesIO(data), **kwargs).load()

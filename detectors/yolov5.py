@@ -130,13 +130,6 @@ class Detect(nn.Module):
         self.stride = stride
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
-    def initialize_biases(self) -> None:
-        """Official prior biases (obj ~ 8 objects per 640 image, cls ~ 0.6/nc), for freshly built models."""
-        for conv, s in zip(self.m, self.stride):
-            b = conv.bias.detach().view(self.na, -1)
-            b[:, 4] += math.log(8 / (640 / float(s)) ** 2)
-            b[:, 5:] += math.log(0.6 / (self.nc - 0.99999))
-
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         out = []
         for conv, x in zip(self.m, xs):
