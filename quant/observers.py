@@ -23,12 +23,14 @@ import torch
 from quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
 
 
-def _finite_values(x: torch.Tensor) -> torch.Tensor:
-    """Flattened float64 values; a NaN/inf in an activation is a bug upstream, so it raises."""
-    v = x.detach().reshape(-1).double()
-    if v.numel() and not bool(torch.isfinite(v).all()):
+def _extrema(x: torch.Tensor) -> tuple[float, float] | None:
+    """(min, max) of a tensor, None when empty; NaN/inf in an activation is a bug upstream, so it raises."""
+    if x.numel() == 0:
+        return None
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into min/max, inf shows up there
         raise ValueError("observer got non-finite values (NaN or inf) in the activation tensor")
-    return v
+    return lo, hi
 
 
 class Observer:
@@ -54,10 +56,9 @@ class MinMaxObserver(Observer):
         self.hi = -math.inf
 
     def update(self, x: torch.Tensor) -> None:
-        v = _finite_values(x)
-        if v.numel():
-            self.lo = min(self.lo, float(v.min()))
-            self.hi = max(self.hi, float(v.max()))
+        ext = _extrema(x)
+        if ext:
+            self.lo, self.hi = min(self.lo, ext[0]), max(self.hi, ext[1])
 
     def range(self) -> tuple[float, float]:
         self._require_data(self.lo <= self.hi, type(self).__name__)
@@ -79,10 +80,10 @@ class MovingAverageMinMaxObserver(Observer):
         self.hi: float | None = None
 
     def update(self, x: torch.Tensor) -> None:
-        v = _finite_values(x)
-        if not v.numel():
+        ext = _extrema(x)
+        if ext is None:
             return
-        b_lo, b_hi = float(v.min()), float(v.max())
+        b_lo, b_hi = ext
         if self.lo is None or self.hi is None:
             self.lo, self.hi = b_lo, b_hi
         else:
@@ -130,11 +131,11 @@ class RunningHistogram:
         return float(self.counts.sum())
 
     def update(self, x: torch.Tensor) -> None:
-        v = _finite_values(x)
-        if not v.numel():
+        ext = _extrema(x)
+        if ext is None:
             return
-        self.min = min(self.min, float(v.min()))
-        self.max = max(self.max, float(v.max()))
+        self.min, self.max = min(self.min, ext[0]), max(self.max, ext[1])
+        v = x.detach().reshape(-1).double()
         lo, hi = min(self.min, 0.0), max(self.max, 0.0)
         if self.width == 0.0:
             self._init_grid(lo, hi)
