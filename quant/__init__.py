@@ -20,7 +20,7 @@ from detectors.layers import fuse_conv_bn
 from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, load_frames, preprocess_frames
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
 from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
-                               layer_sensitivity, layer_speed, local_sensitivity, report)
+                               layer_sensitivity, local_sensitivity, report, speed_plan)
 from quant.simulate import QuantPlan, conv_layers
 
 __all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity"]
@@ -57,9 +57,10 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     head's pred convs; with ``target_agreement`` (detection F1 vs fp32 on held-out frames) the most
     sensitive convs are added greedily until the simulated F1 reaches it; ``ranking`` orders them by
     "local" error (each conv's own int8 output vs float, one pass) or "full" (detector output with
-    that conv alone int8: one simulation per conv, slow). With ``speed_aware`` every conv
-    that ORT runs slower in int8 (QLinearConv + its Q/DQ) than in float (profiled at 1 thread) is kept
-    float too, so the int8 model is not slower than fp32. ``calibration_frames``: a list
+    that conv alone int8: one simulation per conv, slow). With ``speed_aware`` the early
+    high-resolution stages stay float where whole-graph ORT timings (1 thread) show int8 there costs
+    more than it saves (``quant.sensitivity.speed_plan``, run before the accuracy search); if no int8
+    variant beats fp32, every conv stays float. ``calibration_frames``: a list
     of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
     The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
     ``sensitivity`` the per-layer table when a target was given.
@@ -83,11 +84,7 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:
-        speed = layer_speed(proto, insert_qdq(proto, model, plan), model, plan, calib_blobs[0])
-        slower = [row.layer for row in speed if row.gain_ms < 0]
-        plan = plan.with_float(slower)
-        info["speed_float_layers"] = slower
-        info["layer_speed_ms"] = {row.layer: [round(row.float_ms, 4), round(row.int8_ms, 4)] for row in speed}
+        plan, info["speed_ms"] = speed_plan(proto, model, plan, calib_blobs[0])
     if held:
         metas = [detector.preprocess(f) for f in held]
         evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from quant.agreement import detection_f1
-from quant.onnx_export import conv_nodes
+from detectors.runtime import create_session
+from quant.onnx_export import insert_qdq
 from quant.qparams import sqnr_db
 from quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
 
@@ -204,65 +203,53 @@ def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Pat
     return paths
 
 
-def profile_nodes(model_bytes: bytes, blob: np.ndarray, runs: int = 10, num_threads: int = 1) -> dict[str, float]:
-    """Mean kernel time (ms) of every node of the ORT-optimized graph (ORT's own profiler), after one warm-up."""
-    with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = num_threads
-        options.enable_profiling = True
-        options.profile_file_prefix = os.path.join(tmp, "profile")
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"],
-                                       disabled_optimizers=["WeightBiasQuantization"])
-        feed = {session.get_inputs()[0].name: blob}
-        session.run(None, feed)  # warm-up, dropped below
-        for _ in range(runs):
-            session.run(None, feed)
-        events = json.loads(Path(session.end_profiling()).read_text())
-    totals: dict[str, list[float]] = {}
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals.setdefault(event["name"][: -len("_kernel_time")], []).append(event["dur"] / 1000.0)
-    return {name: float(np.sum(times[-runs:])) / runs for name, times in totals.items()}
+def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 5, num_threads: int = 1) -> dict[str, float]:
+    """Median ms per inference of each ONNX model on ``blob``, runs interleaved round-robin to cancel drift."""
+    sessions = {name: create_session(data, num_threads) for name, data in models.items()}
+    feeds = {name: {s.get_inputs()[0].name: blob} for name, s in sessions.items()}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for name, session in sessions.items():
+        session.run(None, feeds[name])  # warm-up
+    for _ in range(rounds):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feeds[name])
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-@dataclass
-class LayerSpeed:
-    """ORT time of one conv in float (its Conv kernel) and in int8 (QLinearConv + output DQ + share of input Q)."""
+@torch.no_grad()
+def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
+    """Output stride (input height / output height) of every conv."""
+    strides: dict[str, int] = {}
+    handles = [conv.register_forward_hook(
+        lambda _m, _a, out, n=name: strides.__setitem__(n, int(round(input_hw[0] / out.shape[-2]))))
+        for name, conv in conv_layers(model).items()]
+    try:
+        model(torch.zeros(1, 3, *input_hw))
+    finally:
+        for h in handles:
+            h.remove()
+    return strides
 
-    layer: str
-    float_ms: float
-    int8_ms: float
 
-    @property
-    def gain_ms(self) -> float:
-        return self.float_ms - self.int8_ms
+def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: np.ndarray, num_threads: int = 1,
+               rounds: int = 5) -> tuple[QuantPlan, dict[str, float]]:
+    """The fastest of: the plan, and the plan with every conv of output stride < s kept float (s = 4, 8, ...).
 
-
-def layer_speed(fp32_proto: onnx.ModelProto, int8_proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan,
-                blob: np.ndarray, runs: int = 10, num_threads: int = 1) -> list[LayerSpeed]:
-    """Per quantized conv: measured float vs int8 cost in ORT, so the plan can keep float what int8 slows down.
-
-    ``fp32_proto`` is the float export, ``int8_proto`` ``insert_qdq(fp32_proto, model, plan)`` (both with
-    the same SiLU fusion). Kernel names are matched through the exported node/tensor names.
+    Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
+    convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
+    high-resolution maps with few channels the int8 conv saves less than its Q/DQ costs. If even the
+    fastest candidate is slower than fp32, every conv stays float (the int8 model is never slower).
+    Returns the chosen plan and the timings (ms) of fp32 and every candidate.
     """
-    fp_times = profile_nodes(fp32_proto.SerializeToString(), blob, runs, num_threads)
-    q_times = profile_nodes(int8_proto.SerializeToString(), blob, runs, num_threads)
-    nodes = conv_nodes(fp32_proto, model)
-    quantized = set(plan.quantized)
-    readers: dict[str, int] = {}
-    for name in quantized:
-        readers[nodes[name].input[0]] = readers.get(nodes[name].input[0], 0) + 1
-
-    def kernel_ms(times: dict[str, float], node_name: str, output: str) -> float:
-        return sum(t for k, t in times.items() if k.startswith(f"{node_name}_token") or k == node_name
-                   or k.startswith(f"{output}_nchwc") or k == output)
-
-    rows = []
-    for name in plan.quantized:
-        node = nodes[name]
-        src, out = node.input[0], node.output[0]
-        q_in = q_times.get(f"{src}_in_Q", 0.0) / readers[src]
-        int8 = kernel_ms(q_times, node.name, out) + q_times.get(f"{out}_out_DQ", 0.0) + q_in
-        rows.append(LayerSpeed(name, kernel_ms(fp_times, node.name, out), int8))
-    return rows
+    strides = conv_strides(model, tuple(blob.shape[-2:]))
+    candidates = {f"int8 from stride {s}": plan.with_float([n for n in plan.quantized if strides[n] < s])
+                  for s in sorted({strides[n] for n in plan.quantized})}
+    models = {"fp32": proto.SerializeToString()}
+    models.update({name: insert_qdq(proto, model, p).SerializeToString() for name, p in candidates.items()})
+    timings = time_models(models, blob, rounds, num_threads)
+    best = min(candidates, key=lambda name: timings[name])
+    if timings[best] >= timings["fp32"]:
+        return plan.with_float(plan.quantized), timings
+    return candidates[best], timings

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from quant.calibration import collect_ranges
-from quant.onnx_export import export_fp32, fuse_silu, insert_qdq
+from quant.onnx_export import export_fp32, fuse_silu
 from quant.qparams import sqnr_db
-from quant.sensitivity import (EvalSet, choose_float_layers, evaluate_plan, layer_sensitivity, layer_speed,
-                               local_sensitivity, report)
+from quant.sensitivity import (EvalSet, choose_float_layers, conv_strides, evaluate_plan, layer_sensitivity,
+                               local_sensitivity, report, speed_plan)
 from quant.simulate import QuantPlan, conv_layers, conv_sim
 from test_quant_simulate import tiny_setup
 
@@ -69,12 +69,14 @@ def test_report_writes_csv_json_png(setup, tmp_path):
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_layer_speed_measures_every_quantized_conv(setup):
+def test_speed_plan_times_fp32_and_stage_candidates(setup):
     model, blobs, plan, _ = setup
     proto = fuse_silu(export_fp32(model, (32, 32)))
-    rows = layer_speed(proto, insert_qdq(proto, model, plan), model, plan, blobs[0], runs=3)
-    assert [r.layer for r in rows] == plan.quantized
-    assert all(r.float_ms > 0 and r.int8_ms > 0 for r in rows)
+    assert conv_strides(model, (32, 32)) == {"stem": 2, "dw": 2, "pw": 2, "pred": 2}
+    chosen, timings = speed_plan(proto, model, plan, blobs[0], rounds=3)
+    assert set(timings) == {"fp32", "int8 from stride 2"} and all(t > 0 for t in timings.values())
+    faster = timings["int8 from stride 2"] < timings["fp32"]
+    assert chosen.quantized == (plan.quantized if faster else [])
 
 
 def test_local_sensitivity_matches_a_direct_computation(setup):
