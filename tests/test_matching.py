@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from cython_bbox import bbox_overlaps
 
-from tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes
+from tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes, overlapping_pairs, sparse_assignment
 
 
 def random_boxes(rng: np.random.Generator, count: int, scale: float = 100.0) -> np.ndarray:
@@ -114,3 +114,29 @@ def test_assignment_empty_and_infeasible() -> None:
     assert m_rows.size == 0 and m_cols.size == 0 and list(f_rows) == [0, 1, 2] and f_cols.size == 0
     m_rows, _, f_rows, f_cols = linear_assignment(np.full((2, 2), 0.9), 0.5)
     assert m_rows.size == 0 and list(f_rows) == [0, 1] and list(f_cols) == [0, 1]
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("sizes", [(5, 7), (90, 70), (300, 1)])  # dense path and sort-and-sweep path
+def test_overlapping_pairs_are_exactly_the_positive_iou_entries(inclusive: bool, sizes: tuple[int, int]) -> None:
+    rng = np.random.default_rng(sum(sizes))
+    a, b = random_boxes(rng, sizes[0], scale=400), random_boxes(rng, sizes[1], scale=400)
+    b[: len(b) // 3, :2] = np.floor(b[: len(b) // 3, :2])  # boxes touching edge to edge
+    b[: len(b) // 3, 2:] = b[: len(b) // 3, :2] + 10
+    dense = iou_matrix(a, b, inclusive)
+    rows, cols, iou = overlapping_pairs(a, b, inclusive)
+    expected_rows, expected_cols = dense.nonzero()
+    order = np.lexsort((cols, rows))
+    np.testing.assert_array_equal(rows[order], expected_rows)
+    np.testing.assert_array_equal(cols[order], expected_cols)
+    np.testing.assert_array_equal(iou[order], dense[expected_rows, expected_cols])
+
+
+def test_sparse_assignment_equals_dense_on_iou_costs() -> None:
+    rng = np.random.default_rng(11)
+    a, b = random_boxes(rng, 60, scale=300), random_boxes(rng, 50, scale=300)
+    cost = fuse_score(1.0 - iou_matrix(a, b, True), rng.uniform(0.5, 1.0, 50))
+    rows, cols, iou = overlapping_pairs(a, b, True)
+    sparse = sparse_assignment(rows, cols, cost[rows, cols], cost.shape, 0.8,
+                               lambda r, c: cost[np.ix_(r, c)])
+    assert set(zip(sparse[0].tolist(), sparse[1].tolist())) == official_assignment(cost, 0.8)

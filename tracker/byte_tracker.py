@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from time import perf_counter_ns
+from typing import NamedTuple
 
 import numpy as np
 
 from tracker import kalman
-from tracker.matching import EMPTY_INDEX, fuse_score, iou_cost, iou_matrix, linear_assignment, mask_classes
+from tracker.matching import EMPTY_INDEX, fuse_score, iou_cost, iou_pairs, mask_classes, sparse_assignment
 from tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
@@ -107,6 +108,8 @@ class ByteTracker:
         self.class_aware = class_aware
         self.return_lost = return_lost
         self.max_time_lost = int(frame_rate / 30.0 * track_buffer)
+        # A cost limit >= 1 admits pairs that do not overlap at all.
+        self._match_disjoint = max(match_thresh, second_match_thresh, unconfirmed_match_thresh) >= 1
         self.reset()
 
     def reset(self) -> None:
@@ -168,10 +171,12 @@ class ByteTracker:
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
-        iou = iou_matrix(kalman.xyah_to_tlbr(tracks.mean), det_boxes, self.iou_inclusive)
+        boxes = kalman.xyah_to_tlbr(tracks.mean)
+        frame_data = _FrameData(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, self.iou_inclusive,
+                                                                  self._match_disjoint))
         timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
-            iou, pool, high, dets, self.fuse_score, self.match_thresh, timer)
+            frame_data, pool, high, self.fuse_score, self.match_thresh, timer)
         matched_tracks = pool[match_rows]
         refound = matched_tracks[tracks.state[matched_tracks] != TRACKED]
         matched_dets = high[match_cols]
@@ -180,7 +185,7 @@ class ByteTracker:
         second_pool = pool[free_rows]
         second_pool = second_pool[tracks.state[second_pool] == TRACKED]
         match_rows, match_cols, free_rows, _ = self._associate(
-            iou, second_pool, low, dets, False, self.second_match_thresh, timer)
+            frame_data, second_pool, low, False, self.second_match_thresh, timer)
         second_tracks, second_dets = second_pool[match_rows], low[match_cols]
         newly_lost = second_pool[free_rows]
         tracks.state[newly_lost] = LOST
@@ -189,7 +194,7 @@ class ByteTracker:
         unconfirmed = (~tracks.activated & ~tracks.in_lost).nonzero()[0]
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
-            iou, unconfirmed, remaining, dets, self.fuse_score, self.unconfirmed_match_thresh, timer)
+            frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
         tracks.state[unconfirmed[free_rows]] = REMOVED
         # The three stages matched disjoint tracks to disjoint detections: update them at once.
         self._apply_matches(np.concatenate((matched_tracks, second_tracks, unconfirmed[match_rows])),
@@ -242,8 +247,8 @@ class ByteTracker:
         rows[:, 7] = -1
         return rows
 
-    def _associate(self, iou: np.ndarray, rows: np.ndarray, det_ids: np.ndarray, dets: CleanDetections,
-                   fuse: bool, thresh: float, timer: _StageTimer) -> tuple[np.ndarray, ...]:
+    def _associate(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool, thresh: float,
+                   timer: _StageTimer) -> tuple[np.ndarray, ...]:
         """Match table rows ``rows`` to detections ``det_ids`` (cost 1 - IoU, optionally score-fused).
 
         Returns (matched rows, matched columns, unmatched rows, unmatched columns) as
@@ -252,15 +257,37 @@ class ByteTracker:
         timer.lap("bookkeeping")
         if rows.size == 0 or det_ids.size == 0:
             return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
-        cost = 1.0 - iou[rows][:, det_ids]
+        pair_rows, pair_cols, iou = frame.pairs
+        row_pos = np.full(frame.boxes.shape[0], -1)
+        row_pos[rows] = np.arange(rows.size)
+        col_pos = np.full(frame.det_boxes.shape[0], -1)
+        col_pos[det_ids] = np.arange(det_ids.size)
+        local_rows, local_cols = row_pos[pair_rows], col_pos[pair_cols]
+        wanted = (local_rows >= 0) & (local_cols >= 0)
+        local_rows, local_cols = local_rows[wanted], local_cols[wanted]
+        cost = 1.0 - iou[wanted]
         if fuse:
-            cost = fuse_score(cost, dets.scores[det_ids])
+            cost = fuse_score(cost, frame.dets.scores[det_ids[local_cols]])
         if self.class_aware:
-            mask_classes(cost, self._tracks.cls[rows], dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
+            cost[self._tracks.cls[rows[local_rows]] != frame.dets.classes[det_ids[local_cols]]] = np.inf
+
+        def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
+            return self._dense_cost(frame, rows[sub_rows], det_ids[sub_cols], fuse, thresh)
+
         timer.lap("iou")
-        result = linear_assignment(cost, thresh)
+        result = sparse_assignment(local_rows, local_cols, cost, (rows.size, det_ids.size), thresh, dense_cost)
         timer.lap("assignment")
         return result
+
+    def _dense_cost(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool,
+                    thresh: float) -> np.ndarray:
+        """Full cost matrix of table rows ``rows`` vs detections ``det_ids`` (as official)."""
+        cost = iou_cost(frame.boxes[rows], frame.det_boxes[det_ids], self.iou_inclusive)
+        if fuse:
+            cost = fuse_score(cost, frame.dets.scores[det_ids])
+        if self.class_aware:
+            mask_classes(cost, self._tracks.cls[rows], frame.dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
+        return cost
 
     def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> None:
         """Kalman-update matched tracks and (re)activate them (official update / re_activate)."""
@@ -289,17 +316,22 @@ class ByteTracker:
         if tracked.size == 0 or lost.size == 0:
             return tracked, lost
         timer.lap("bookkeeping")
-        close = iou_cost(boxes[tracked], boxes[lost], self.iou_inclusive) < self.duplicate_iou_thresh
+        pair_tracked, pair_lost, iou = iou_pairs(boxes[tracked], boxes[lost], self.iou_inclusive,
+                                                 include_disjoint=self.duplicate_iou_thresh > 1)
+        close = 1.0 - iou < self.duplicate_iou_thresh
         if self.class_aware:
-            close &= tracks.cls[tracked][:, None] == tracks.cls[lost][None, :]
+            close &= tracks.cls[tracked[pair_tracked]] == tracks.cls[lost[pair_lost]]
         timer.lap("iou")
         if not close.any():
             return tracked, lost
+        pair_tracked, pair_lost = pair_tracked[close], pair_lost[close]
         age_tracked = tracks.last_frame[tracked] - tracks.start_frame[tracked]
         age_lost = tracks.last_frame[lost] - tracks.start_frame[lost]
-        tracked_older = age_tracked[:, None] > age_lost[None, :]
-        drop_lost = (close & tracked_older).any(axis=0)
-        drop_tracked = (close & ~tracked_older).any(axis=1)
+        tracked_older = age_tracked[pair_tracked] > age_lost[pair_lost]
+        drop_tracked = np.zeros(tracked.size, dtype=bool)
+        drop_lost = np.zeros(lost.size, dtype=bool)
+        drop_lost[pair_lost[tracked_older]] = True
+        drop_tracked[pair_tracked[~tracked_older]] = True
         return tracked[~drop_tracked], lost[~drop_lost]
 
     def _output_rows(self, rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -315,6 +347,15 @@ class ByteTracker:
         out[:, 6] = tracks.cls[rows]
         out[:, 7] = tracks.det_row[rows]
         return out
+
+
+class _FrameData(NamedTuple):
+    """What the associations of one frame share."""
+
+    boxes: np.ndarray       # (T, 4) boxes of all table rows at association time
+    det_boxes: np.ndarray   # (N, 4) detection boxes
+    dets: CleanDetections
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # (track row, detection, IoU) candidates
 
 
 class _StageTimer:

@@ -1,10 +1,13 @@
 """Association costs and assignment: vectorised IoU, score fusion, thresholded LAP."""
 from __future__ import annotations
 
+from typing import Callable
+
 import lap
 import numpy as np
 
 EMPTY_INDEX = np.empty(0, dtype=np.intp)
+DENSE_PAIRS_LIMIT = 2048  # below this many box pairs a dense IoU matrix beats the sweep
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
@@ -17,18 +20,69 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
     one = 1.0 if inclusive else 0.0
-    a = boxes_a[:, None, :]
-    b = boxes_b[None, :, :]
-    overlap = np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2])
+    # Column-wise broadcasting (A, 1) x (B,): numpy's inner loops then run over B elements.
+    ax1, ay1, ax2, ay2 = (boxes_a[:, i : i + 1] for i in range(4))
+    bx1, by1, bx2, by2 = (boxes_b[:, i] for i in range(4))
+    inter_w = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
+    inter_h = np.minimum(ay2, by2) - np.maximum(ay1, by1)
     if inclusive:
-        overlap += one
-    np.maximum(overlap, 0.0, out=overlap)
-    inter = overlap[..., 0] * overlap[..., 1]
-    size_a = boxes_a[:, 2:] - boxes_a[:, :2] + one
-    size_b = boxes_b[:, 2:] - boxes_b[:, :2] + one
-    union = (size_a[:, 0] * size_a[:, 1])[:, None] + size_b[:, 0] * size_b[:, 1] - inter
+        inter_w += one
+        inter_h += one
+    np.maximum(inter_w, 0.0, out=inter_w)
+    np.maximum(inter_h, 0.0, out=inter_h)
+    inter = inter_w * inter_h
+    area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
+    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
+    union = area_a + area_b - inter
     # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
     return inter / np.maximum(union, np.finfo(np.float64).tiny)
+
+
+def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray,
+                      inclusive: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs with IoU > 0 as ``(rows, cols, iou)``, rows ascending.
+
+    Sort-and-sweep on x: only boxes of ``b`` whose left edge lies within reach of a box of
+    ``a`` are compared, so crowds cost about O(A + B + pairs) instead of O(A * B). The IoU
+    values are bit-identical to ``iou_matrix`` (same formula, element by element).
+    """
+    if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
+        return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
+    if boxes_a.shape[0] * boxes_b.shape[0] <= DENSE_PAIRS_LIMIT:  # small: the dense matrix is cheaper
+        iou = iou_matrix(boxes_a, boxes_b, inclusive)
+        rows, cols = iou.nonzero()
+        return rows, cols, iou[rows, cols]
+    one = 1.0 if inclusive else 0.0
+    order = np.argsort(boxes_b[:, 0], kind="stable")
+    left_sorted = boxes_b[order, 0]
+    widest = (boxes_b[:, 2] - boxes_b[:, 0]).max()
+    # Overlap in x needs b.x1 < a.x2 + one and b.x1 > a.x1 - width(b) - one.
+    lo = np.searchsorted(left_sorted, boxes_a[:, 0] - widest - one, side="right")
+    hi = np.searchsorted(left_sorted, boxes_a[:, 2] + one, side="left")
+    counts = np.maximum(hi - lo, 0)
+    rows = np.repeat(np.arange(boxes_a.shape[0]), counts)
+    starts = np.cumsum(counts) - counts
+    cols = order[np.repeat(lo - starts, counts) + np.arange(rows.size)]
+    a, b = boxes_a[rows], boxes_b[cols]
+    inter_w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one
+    inter_h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one
+    keep = (inter_w > 0) & (inter_h > 0)
+    rows, cols, a, b = rows[keep], cols[keep], a[keep], b[keep]
+    inter = inter_w[keep] * inter_h[keep]
+    union = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one) + (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one) - inter
+    return rows, cols, inter / np.maximum(union, np.finfo(np.float64).tiny)
+
+
+def iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool,
+              include_disjoint: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, iou)`` of the overlapping pairs, or of all pairs if ``include_disjoint``.
+
+    Callers whose cost limit admits IoU 0 (a limit >= 1) need the disjoint pairs too.
+    """
+    if not include_disjoint:
+        return overlapping_pairs(boxes_a, boxes_b, inclusive)
+    rows, cols = np.indices((boxes_a.shape[0], boxes_b.shape[0])).reshape(2, -1)
+    return rows, cols, iou_matrix(boxes_a, boxes_b, inclusive).ravel()
 
 
 def iou_cost(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
@@ -48,37 +102,47 @@ def mask_classes(cost: np.ndarray, track_classes: np.ndarray, det_classes: np.nd
 
 
 def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Minimum-cost matching where no matched pair costs more than ``thresh``.
+    """Minimum-cost matching of a dense cost matrix where no matched pair costs more than ``thresh``.
 
-    Same optimum as the official ``lap.lapjv(cost, extend_cost=True, cost_limit=thresh)``,
-    found faster: pairs above the limit are never matched, and a row and a column that
-    are each other's only pair within the limit (cost strictly below it) are matched in
-    every optimum, so the solver only sees the rows and columns that compete. Returns
-    ``(matched_rows, matched_cols, unmatched_rows, unmatched_cols)`` as ascending index
-    arrays (matched pairs in row order).
+    Same optimum as the official ``lap.lapjv(cost, extend_cost=True, cost_limit=thresh)``;
+    see ``sparse_assignment``. Returns ``(matched_rows, matched_cols, unmatched_rows,
+    unmatched_cols)`` as ascending index arrays (matched pairs in row order).
     """
-    rows, cols = cost.shape
-    if rows == 0 or cols == 0:
-        return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
-    feasible = cost <= thresh
-    if not feasible.any():
-        return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows), np.arange(cols)
-    row_options = feasible.sum(axis=1)
-    col_options = feasible.sum(axis=0)
-    row_to_col = np.full(rows, -1, dtype=np.intp)
-    col_to_row = np.full(cols, -1, dtype=np.intp)
-    single_rows = (row_options == 1).nonzero()[0]
-    single_cols = feasible[single_rows].argmax(axis=1)
-    sole = (col_options[single_cols] == 1) & (cost[single_rows, single_cols] < thresh)
-    row_to_col[single_rows[sole]] = single_cols[sole]
-    col_to_row[single_cols[sole]] = single_rows[sole]
+    rows, cols = (cost <= thresh).nonzero()
+    return sparse_assignment(rows, cols, cost[rows, cols], cost.shape, thresh,
+                             lambda sub_rows, sub_cols: cost[np.ix_(sub_rows, sub_cols)])
+
+
+def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, shape: tuple[int, int], thresh: float,
+                      dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+    """Thresholded minimum-cost matching from candidate pairs ``(rows, cols, costs)``.
+
+    Every pair of the (n_rows, n_cols) problem whose cost is <= ``thresh`` must be among the
+    candidates. Pairs above the limit are never matched, and a row and a column that are
+    each other's only candidate (cost strictly below the limit) are matched in every
+    optimum. Only the remaining, competing rows and columns go to the official solver,
+    ``lap.lapjv(extend_cost=True, cost_limit=thresh)``, on their exact dense sub-matrix
+    ``dense_cost(sub_rows, sub_cols)``. The result is the official optimum.
+    Returns ``(matched_rows, matched_cols, unmatched_rows, unmatched_cols)``, ascending.
+    """
+    n_rows, n_cols = shape
+    feasible = costs <= thresh
+    rows, cols, costs = rows[feasible], cols[feasible], costs[feasible]
+    if rows.size == 0:
+        return EMPTY_INDEX, EMPTY_INDEX, np.arange(n_rows), np.arange(n_cols)
+    row_options = np.bincount(rows, minlength=n_rows)
+    col_options = np.bincount(cols, minlength=n_cols)
+    row_to_col = np.full(n_rows, -1, dtype=np.intp)
+    col_to_row = np.full(n_cols, -1, dtype=np.intp)
+    sole = (row_options[rows] == 1) & (col_options[cols] == 1) & (costs < thresh)
+    row_to_col[rows[sole]] = cols[sole]
+    col_to_row[cols[sole]] = rows[sole]
     compete_rows = ((row_options > 0) & (row_to_col < 0)).nonzero()[0]
     if compete_rows.size:
         compete_cols = ((col_options > 0) & (col_to_row < 0)).nonzero()[0]
-        _, sub_rows, sub_cols = lap.lapjv(cost[np.ix_(compete_rows, compete_cols)], extend_cost=True,
-                                          cost_limit=thresh)
-        matched_sub = (sub_rows >= 0).nonzero()[0]
-        row_to_col[compete_rows[matched_sub]] = compete_cols[sub_rows[matched_sub]]
-        col_to_row[compete_cols[sub_rows[matched_sub]]] = compete_rows[matched_sub]
+        _, sub_row_to_col, _ = lap.lapjv(dense_cost(compete_rows, compete_cols), extend_cost=True, cost_limit=thresh)
+        matched_sub = (sub_row_to_col >= 0).nonzero()[0]
+        row_to_col[compete_rows[matched_sub]] = compete_cols[sub_row_to_col[matched_sub]]
+        col_to_row[compete_cols[sub_row_to_col[matched_sub]]] = compete_rows[matched_sub]
     matched = (row_to_col >= 0).nonzero()[0]
     return matched, row_to_col[matched], (row_to_col < 0).nonzero()[0], (col_to_row < 0).nonzero()[0]
