@@ -68,7 +68,7 @@ def timing(weights: Path, backend: str, threads: int, frames: list[np.ndarray], 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=None, help="limit the AP pass to the first N frames (default all)")
+    parser.add_argument("--frames", type=int, default=None, help="AP pass on the first N frames only (default all)")
     parser.add_argument("--timing-frames", type=int, default=60, help="frames per backend/thread timing run")
     parser.add_argument("--conf", type=float, default=0.01, help="confidence threshold for the AP pass")
     parser.add_argument("--models", nargs="+", default=MODELS, help="files in shared/data/weights")

@@ -25,7 +25,7 @@ YOLOX_WIDTH_TO_VARIANT = {24: "tiny", 32: "s", 48: "m", 64: "l", 80: "x"}
 
 
 def read_torch_checkpoint(path: str | Path) -> Any:
-    """``torch.load`` through the restricted unpickler; unreadable/truncated files raise a ValueError naming the file."""
+    """``torch.load`` through the restricted unpickler; unreadable/truncated files: ValueError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
@@ -40,7 +40,8 @@ def yolox_state_dict(checkpoint: Any, source: str | Path) -> dict[str, torch.Ten
     """The model state dict of an official YOLOX/ByteTrack checkpoint (``ckpt["model"]`` or the dict itself)."""
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{source}: expected a YOLOX checkpoint {{'model': state_dict}}, got {type(checkpoint).__name__}")
+        raise ValueError(f"{source}: expected a YOLOX checkpoint {{'model': state_dict}}, "
+                         f"got {type(checkpoint).__name__}")
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
@@ -87,7 +88,7 @@ def yolov5_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``load_state_dict(strict=True)`` with an error listing missing/unexpected/mis-shaped keys (a few, with counts)."""
+    """``load_state_dict(strict=True)``; on failure an error listing missing/unexpected/mis-shaped keys (counts)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -83,7 +83,8 @@ def average_precision(detections: Sequence[np.ndarray], ground_truth: Sequence[n
     return ap
 
 
-def coco_summary(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray], max_dets: int = 100) -> dict[str, float]:
+def coco_summary(detections: Sequence[np.ndarray], ground_truth: Sequence[np.ndarray],
+                 max_dets: int = 100) -> dict[str, float]:
     """{"AP50", "AP75", "AP50:95"} over the COCO IoU thresholds 0.50:0.05:0.95."""
     ap = average_precision(detections, ground_truth, COCO_IOU_THRESHOLDS, max_dets)
     return {"AP50": float(ap[0]), "AP75": float(ap[5]), "AP50:95": float(ap.mean())}

@@ -55,7 +55,7 @@ def is_fused(model: nn.Module) -> bool:
 
 
 class ConvBnAct(nn.Module):
-    """Conv2d -> BatchNorm2d -> activation with ``conv``/``bn``/``act`` attribute names (YOLOX BaseConv, YOLOv5 Conv)."""
+    """Conv2d -> BatchNorm2d -> activation named ``conv``/``bn``/``act`` (YOLOX BaseConv, YOLOv5 Conv)."""
 
     def __init__(self, c_in: int, c_out: int, ksize: int, stride: int = 1, groups: int = 1,
                  act: str = "silu", padding: int | None = None, bn_eps: float = 1e-3) -> None:

@@ -30,6 +30,8 @@ from .zoo import ZOO, cache_dir, sha256_of, zoo_spec, zoo_weights
 
 SPEC_METADATA_KEY = "int8track_spec"
 BACKENDS = ("torch", "onnxruntime")
+#: Part of the exported-ONNX cache key: bump when the models' graph or raw output layout changes.
+EXPORT_FORMAT = 1
 
 
 def load_detector(source: str | Path, backend: str = "torch", num_threads: int | None = None,
@@ -165,7 +167,8 @@ def _require_family(spec: ModelSpec, family: str, path: Path) -> None:
 def _exported_onnx(model: nn.Module, spec: ModelSpec, weights: Path) -> Path:
     """Our model exported to ONNX, cached by weights hash + input size (second loads skip the export)."""
     h, w = spec.input_size
-    target = cache_dir() / "onnx" / f"{spec.name}-{sha256_of(weights)[:16]}-{h}x{w}-{spec.activation}.onnx"
+    key = f"{spec.name}-{sha256_of(weights)[:16]}-{h}x{w}-{spec.activation}-v{EXPORT_FORMAT}"
+    target = cache_dir() / "onnx" / f"{key}.onnx"
     if not target.is_file():
         export_onnx(model, spec.input_size, target)
     return target

@@ -70,7 +70,8 @@ def postprocess(raw: np.ndarray, meta: dict[str, Any], spec: ModelSpec, conf_thr
     raw = raw[0]
     expected = _expected_locations(spec)
     if raw.shape != (expected, 5 + spec.num_classes):
-        raise ValueError(f"{spec.name}: raw output has {raw.shape} rows x channels, expected ({expected}, {5 + spec.num_classes})")
+        raise ValueError(f"{spec.name}: raw output has {raw.shape} rows x channels, "
+                         f"expected ({expected}, {5 + spec.num_classes})")
     # score = obj * cls <= obj: rows with obj below the threshold cannot pass (the official YOLOv5 pre-filter)
     rows = np.flatnonzero(raw[:, 4] >= conf_thresh)
     class_id = raw[rows, 5:].argmax(axis=1)

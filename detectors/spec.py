@@ -55,7 +55,8 @@ class ModelSpec:
             raise ValueError(f"ModelSpec {self.name!r}: unknown family {self.family!r}, expected one of {FAMILIES}")
         if self.preprocessing not in PREPROCESSINGS:
             raise ValueError(
-                f"ModelSpec {self.name!r}: unknown preprocessing {self.preprocessing!r}, expected one of {PREPROCESSINGS}"
+                f"ModelSpec {self.name!r}: unknown preprocessing {self.preprocessing!r}, "
+                f"expected one of {PREPROCESSINGS}"
             )
         if len(self.class_names) != self.num_classes:
             raise ValueError(
@@ -64,7 +65,8 @@ class ModelSpec:
         self.input_size = (int(self.input_size[0]), int(self.input_size[1]))
         self.strides = tuple(int(s) for s in self.strides)
         if any(side % max(self.strides) for side in self.input_size):
-            raise ValueError(f"ModelSpec {self.name!r}: input size {self.input_size} not a multiple of {max(self.strides)}")
+            raise ValueError(f"ModelSpec {self.name!r}: input size {self.input_size} "
+                             f"not a multiple of {max(self.strides)}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""

@@ -126,7 +126,8 @@ class Detect(nn.Module):
         super().__init__()
         self.nc, self.no, self.nl, self.na = nc, nc + 5, len(anchors), len(anchors[0]) // 2
         stride = torch.tensor(strides, dtype=torch.float32)
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2) / stride.view(-1, 1, 1))
+        pixels = torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2)
+        self.register_buffer("anchors", pixels / stride.view(-1, 1, 1))
         self.stride = stride
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
@@ -147,7 +148,8 @@ def _make_divisible(x: float, divisor: int = 8) -> int:
 class YOLOv5(nn.Module):
     """``model`` Sequential built from a yaml dict as the official ``parse_model`` does."""
 
-    def __init__(self, cfg: dict[str, Any], num_classes: int | None = None, strides: tuple[int, ...] = (8, 16, 32)) -> None:
+    def __init__(self, cfg: dict[str, Any], num_classes: int | None = None,
+                 strides: tuple[int, ...] = (8, 16, 32)) -> None:
         super().__init__()
         self.yaml = copy.deepcopy(cfg)
         if num_classes is not None:

@@ -170,8 +170,8 @@ class YOLOXHead(nn.Module):
         self.obj_preds = nn.ModuleList()
         for c in in_channels:
             self.stems.append(BaseConv(int(c * width), hidden, 1, 1, act=act))
-            self.cls_convs.append(nn.Sequential(conv(hidden, hidden, 3, 1, act=act), conv(hidden, hidden, 3, 1, act=act)))
-            self.reg_convs.append(nn.Sequential(conv(hidden, hidden, 3, 1, act=act), conv(hidden, hidden, 3, 1, act=act)))
+            for branch in (self.cls_convs, self.reg_convs):
+                branch.append(nn.Sequential(conv(hidden, hidden, 3, 1, act=act), conv(hidden, hidden, 3, 1, act=act)))
             self.cls_preds.append(nn.Conv2d(hidden, num_classes, 1))
             self.reg_preds.append(nn.Conv2d(hidden, 4, 1))
             self.obj_preds.append(nn.Conv2d(hidden, 1, 1))

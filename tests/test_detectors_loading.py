@@ -173,8 +173,8 @@ def test_zoo_name_finds_weights_in_cache(tmp_path):
 
 
 def test_yolov5_activation_is_selectable():
-    for name, cls in [("nn.ReLU()", torch.nn.ReLU), ("nn.ReLU6()", torch.nn.ReLU6), ("nn.LeakyReLU(0.1)", torch.nn.LeakyReLU),
-                      (None, torch.nn.SiLU)]:
+    for name, cls in [("nn.ReLU()", torch.nn.ReLU), ("nn.ReLU6()", torch.nn.ReLU6),
+                      ("nn.LeakyReLU(0.1)", torch.nn.LeakyReLU), (None, torch.nn.SiLU)]:
         model = YOLOv5(yolov5_yaml("n", 2, name))
         acts = {type(m) for m in model.modules() if isinstance(m, (torch.nn.SiLU, torch.nn.ReLU, torch.nn.ReLU6,
                                                                    torch.nn.LeakyReLU))}

@@ -108,7 +108,8 @@ def test_grey_and_bgra_frames_are_converted(frame):
     grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     as_bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
     for variant in (grey, grey[:, :, None]):
-        np.testing.assert_array_equal(preprocess(variant, (416, 416), "yolox")[0], preprocess(as_bgr, (416, 416), "yolox")[0])
+        expected = preprocess(as_bgr, (416, 416), "yolox")[0]
+        np.testing.assert_array_equal(preprocess(variant, (416, 416), "yolox")[0], expected)
     bgra = np.dstack([frame, np.full(frame.shape[:2], 7, np.uint8)])
     np.testing.assert_array_equal(preprocess(bgra, (416, 416), "yolox")[0], preprocess(frame, (416, 416), "yolox")[0])
 
@@ -187,8 +188,8 @@ def pycocotools_ap(dets: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
     gt = coco_mod.COCO()
     gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "person"}]}
     gt.createIndex()
-    results = [{"image_id": i + 1, "category_id": 1, "bbox": [d[0], d[1], d[2] - d[0], d[3] - d[1]], "score": float(d[4])}
-               for i, ds in enumerate(dets) for d in ds]
+    results = [{"image_id": i + 1, "category_id": 1, "bbox": [d[0], d[1], d[2] - d[0], d[3] - d[1]],
+                "score": float(d[4])} for i, ds in enumerate(dets) for d in ds]
     ev = cocoeval.COCOeval(gt, gt.loadRes(results), "bbox")
     ev.evaluate()
     ev.accumulate()
