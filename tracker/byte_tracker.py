@@ -161,13 +161,7 @@ class ByteTracker:
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
         timer.lap("bookkeeping")
         pool = (tracks.activated | tracks.in_lost).nonzero()[0]
-        if 0 < pool.size == count:  # no unconfirmed tracks: predict the whole table in place
-            tracks.mean[tracks.state != TRACKED, 7] = 0.0
-            kalman.predict(tracks.mean, tracks.cov, steps)
-        elif pool.size:
-            pool_mean = tracks.mean[pool]
-            pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
-            tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)
+        _predict_pool(tracks, pool, steps)
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
@@ -210,17 +204,7 @@ class ByteTracker:
         timed_out = (tracks.in_lost & (frame - tracks.last_frame > self.max_time_lost)).nonzero()[0]
         tracks.state[timed_out] = REMOVED
 
-        # Rebuild the lists in the official order.
-        old_in_lost, old_tracked = tracks.in_lost[:count], tracks.state[:count] == TRACKED
-        kept_tracked = (~old_in_lost & old_tracked).nonzero()[0]
-        created = np.arange(count, len(tracks))
-        kept_lost = (old_in_lost & ~old_tracked).nonzero()[0]
-        lost_list = np.concatenate((kept_lost, newly_lost))
-        lost_list = lost_list[~tracks.removal_recorded[lost_list]]
-        tracks.removal_recorded[timed_out] = True
-        tracked_list = np.concatenate((kept_tracked, created, refound))
-        tracks.in_lost[tracked_list] = False
-        tracks.in_lost[lost_list] = True
+        tracked_list, lost_list = _rebuild_lists(tracks, count, refound, newly_lost, timed_out)
         boxes = kalman.xyah_to_tlbr(tracks.mean)
         tracked_list, lost_list = self._remove_duplicates(tracks, boxes, tracked_list, lost_list, timer)
         order = np.concatenate((tracked_list, lost_list))
@@ -347,6 +331,37 @@ class ByteTracker:
         out[:, 6] = tracks.cls[rows]
         out[:, 7] = tracks.det_row[rows]
         return out
+
+
+def _predict_pool(tracks: TrackTable, pool: np.ndarray, steps: int) -> None:
+    """Kalman-predict the rows ``pool`` in place; non-tracked ones get their height velocity zeroed first."""
+    if 0 < pool.size == len(tracks):  # no unconfirmed tracks: the whole table, without copies
+        tracks.mean[tracks.state != TRACKED, 7] = 0.0
+        kalman.predict(tracks.mean, tracks.cov, steps)
+    elif pool.size:
+        pool_mean = tracks.mean[pool]
+        pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
+        tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)
+
+
+def _rebuild_lists(tracks: TrackTable, count: int, refound: np.ndarray, newly_lost: np.ndarray,
+                   timed_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the new tracked and lost lists, in the official order.
+
+    tracked = old tracked still TRACKED + tracks created now (rows >= ``count``) + refound;
+    lost = old lost not refound + newly lost, minus those already in the official
+    "removed" list (tracks that timed out before this frame); ``timed_out`` ones join it now.
+    """
+    old_in_lost, old_tracked = tracks.in_lost[:count], tracks.state[:count] == TRACKED
+    kept_tracked = (~old_in_lost & old_tracked).nonzero()[0]
+    kept_lost = (old_in_lost & ~old_tracked).nonzero()[0]
+    lost_list = np.concatenate((kept_lost, newly_lost))
+    lost_list = lost_list[~tracks.removal_recorded[lost_list]]
+    tracks.removal_recorded[timed_out] = True
+    tracked_list = np.concatenate((kept_tracked, np.arange(count, len(tracks)), refound))
+    tracks.in_lost[tracked_list] = False
+    tracks.in_lost[lost_list] = True
+    return tracked_list, lost_list
 
 
 class _FrameData(NamedTuple):
