@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--models", nargs="+", default=MODELS, help="files in shared/data/weights")
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--skip-ap", action="store_true", help="timing only")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     args = parser.parse_args(argv)
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "timing_frames": len(timing_frames), "models": {}}
     for name in args.models:
         weights = require_path(SHARED_DATA / "weights" / name, f"weights {name}")
-        entry = {"accuracy": accuracy(weights, paths, gt, args.conf), "speed": {}}
+        entry = {"accuracy": None if args.skip_ap else accuracy(weights, paths, gt, args.conf), "speed": {}}
         for backend in args.backends:
             for threads in args.threads:
                 entry["speed"][f"{backend}/{threads}t"] = timing(weights, backend, threads, timing_frames)
@@ -111,6 +112,8 @@ def print_table(results: dict) -> None:
     print(f"{'model':28s} {'AP50':>6s} {'AP75':>6s} {'AP50:95':>8s} {'rec@.5':>7s}")
     for name, entry in results["models"].items():
         a = entry["accuracy"]
+        if a is None:
+            continue
         print(f"{name:28s} {a['AP50']:6.3f} {a['AP75']:6.3f} {a['AP50:95']:8.3f} {a['recall@0.5score']:7.3f}")
     print(f"\nms per frame over {results['timing_frames']} frames (mean; p50 of total)")
     print(f"{'model':28s} {'backend':16s} {'pre':>6s} {'infer':>7s} {'post':>6s} {'total':>7s} {'p50':>7s} {'fps':>6s}")

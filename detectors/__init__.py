@@ -1,4 +1,15 @@
-"""YOLOX and YOLOv5 detectors in PyTorch, checkpoint loading, pre/post-processing, ONNX Runtime backend."""
+"""YOLOX and YOLOv5 detectors in PyTorch, checkpoint loading, pre/post-processing, ONNX Runtime backend.
+
+    det = load_detector("bytetrack_nano_mot17" | "path/to/weights", backend="torch" | "onnxruntime")
+    boxes = det(frame_bgr)   # (N, 6) float32 x1, y1, x2, y2, score, class in frame pixels
+
+Modules: ``spec`` (ModelSpec), ``zoo`` (names, cache, downloads), ``yolox`` / ``yolov5`` (models with
+official parameter names), ``layers`` (Conv+BN+act block, BN folding), ``checkpoints`` (.pth/.pth.tar/.pt
+reading, strict loading), ``safe_pickle`` (restricted unpickler), ``onnx_import`` (weights of BN-folded
+ONNX exports), ``preprocess`` / ``postprocess`` / ``nms`` (float numpy stages), ``runtime`` (ORT
+sessions, runners, ONNX export), ``detector`` (Detector), ``loading`` (load_detector), ``evaluation``
+(COCO-style AP).
+"""
 from __future__ import annotations
 
 from .detector import Detector
