@@ -110,14 +110,19 @@ def download(url: str, target: Path, sha256: str | None = None) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
-    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            for chunk in iter(lambda: response.read(1 << 16), b""):
-                out.write(chunk)
-                bar.update(len(chunk))
-    if sha256 is not None and sha256_of(partial) != sha256:
-        partial.unlink()
-        raise OSError(f"sha256 mismatch for {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+            if response.headers.get_content_type() == "text/html":  # e.g. a Google Drive confirmation page
+                raise OSError(f"{url} answered with an HTML page, not the weights file")
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
+                for chunk in iter(lambda: response.read(1 << 16), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        if sha256 is not None and sha256_of(partial) != sha256:
+            raise OSError(f"sha256 mismatch for {url}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(target)
     return target

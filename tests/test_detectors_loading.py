@@ -208,3 +208,19 @@ def test_onnxruntime_export_is_cached_and_quantized_spec_metadata_loads(tmp_path
     assert isinstance(det_saved, Detector) and det_saved.model is None and isinstance(det_saved.runner, OrtRunner)
     assert det_saved.spec == det_ort.spec and det_saved.nms_thresh == 0.5
     np.testing.assert_allclose(det_saved.infer(blob), det_ort.infer(blob), rtol=1e-5, atol=1e-6)
+
+
+def test_download_verifies_sha256_and_leaves_no_partial_file(tmp_path):
+    import hashlib
+
+    from detectors.zoo import download
+
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"weights" * 1000)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    target = tmp_path / "cache" / "model.pth"
+    assert download(source.as_uri(), target, digest).read_bytes() == source.read_bytes()
+    wrong = tmp_path / "cache" / "other.pth"
+    with pytest.raises(OSError, match="sha256"):
+        download(source.as_uri(), wrong, "0" * 64)
+    assert not wrong.exists() and not list(wrong.parent.glob("*.part"))
