@@ -41,7 +41,7 @@ def load_detector(source: str | Path, backend: str = "torch", num_threads: int |
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}, expected one of {BACKENDS}")
     declared = zoo_spec(spec) if isinstance(spec, str) else spec
-    path = _resolve(source, declared)
+    path = _resolve(source)
     if declared is None and _stem(path) in ZOO:
         declared = zoo_spec(_stem(path))
     options = {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "classes": classes}
@@ -78,7 +78,7 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def _resolve(source: str | Path, declared: ModelSpec | None) -> Path:
+def _resolve(source: str | Path) -> Path:
     """A zoo name -> cached (or downloaded) weights; anything else must be an existing file."""
     path = Path(source).expanduser()
     if path.is_file():

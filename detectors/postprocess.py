@@ -20,32 +20,31 @@ from .nms import batched_nms
 from .spec import ModelSpec
 
 
+def _cells(input_size: tuple[int, int], stride: int) -> np.ndarray:
+    """(ny * nx, 2) integer (x, y) cell offsets of one level, row-major (y outer, x inner) like the heads."""
+    yv, xv = np.meshgrid(np.arange(input_size[0] // stride), np.arange(input_size[1] // stride), indexing="ij")
+    return np.stack((xv, yv), axis=-1).reshape(-1, 2)
+
+
 @lru_cache(maxsize=16)
 def yolox_grid(input_size: tuple[int, int], strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(A, 2) cell offsets (x, y) and (A, 1) strides for all YOLOX locations."""
-    grids, stride_col = [], []
-    for stride in strides:
-        ny, nx = input_size[0] // stride, input_size[1] // stride
-        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        grids.append(np.stack((xv, yv), axis=-1).reshape(-1, 2))
-        stride_col.append(np.full((ny * nx, 1), stride))
-    return np.concatenate(grids).astype(np.float32), np.concatenate(stride_col).astype(np.float32)
+    cells = [_cells(input_size, stride) for stride in strides]
+    stride_col = [np.full((len(c), 1), stride) for c, stride in zip(cells, strides)]
+    return np.concatenate(cells).astype(np.float32), np.concatenate(stride_col).astype(np.float32)
 
 
 @lru_cache(maxsize=16)
 def yolov5_grid(input_size: tuple[int, int], strides: tuple[int, ...],
                 anchors: tuple[tuple[float, ...], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A, 2) cell offsets, (A, 1) strides and (A, 2) anchor sizes (pixels) for all YOLOv5 locations."""
+    """(A, 2) cell offsets, (A, 1) strides and (A, 2) anchor sizes (pixels); level -> anchor -> cell order."""
     grids, stride_col, anchor_wh = [], [], []
     for stride, level_anchors in zip(strides, anchors):
-        ny, nx = input_size[0] // stride, input_size[1] // stride
-        yv, xv = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-        cell = np.stack((xv, yv), axis=-1).reshape(-1, 2)
-        pairs = np.asarray(level_anchors, dtype=np.float32).reshape(-1, 2)
-        for wh in pairs:
-            grids.append(cell)
-            stride_col.append(np.full((ny * nx, 1), stride))
-            anchor_wh.append(np.broadcast_to(wh, (ny * nx, 2)))
+        cells = _cells(input_size, stride)
+        for wh in np.asarray(level_anchors, dtype=np.float32).reshape(-1, 2):
+            grids.append(cells)
+            stride_col.append(np.full((len(cells), 1), stride))
+            anchor_wh.append(np.broadcast_to(wh, (len(cells), 2)))
     return (np.concatenate(grids).astype(np.float32), np.concatenate(stride_col).astype(np.float32),
             np.concatenate(anchor_wh).astype(np.float32))
 
