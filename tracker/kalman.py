@@ -31,9 +31,11 @@ def _std_rows(weight: float, aspect_value: float) -> tuple[np.ndarray, np.ndarra
 
 INIT_POS = _std_rows(2 * STD_WEIGHT_POSITION, ASPECT_INIT_STD[0])
 INIT_VEL = _std_rows(10 * STD_WEIGHT_VELOCITY, ASPECT_INIT_STD[1])
-PROCESS_POS = _std_rows(STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0])
-PROCESS_VEL = _std_rows(STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1])
+_PROCESS_POS = _std_rows(STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0])
+_PROCESS_VEL = _std_rows(STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1])
 MEASUREMENT = _std_rows(STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD)
+# Process noise of position and velocity together, as (2, 4) rows.
+PROCESS = (np.stack((_PROCESS_POS[0], _PROCESS_VEL[0])), np.stack((_PROCESS_POS[1], _PROCESS_VEL[1])))
 
 
 def _variance(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -61,17 +63,15 @@ def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarr
     step repeatedly (the noise model is defined per frame). Returns the same arrays.
     """
     for _ in range(steps):
-        height = mean[:, 3]
-        q_pos = _variance(height, PROCESS_POS)
-        q_vel = _variance(height, PROCESS_VEL)
+        q = np.square(mean[:, 3, None, None] * PROCESS[0] + PROCESS[1])  # (T, 2, 4): position, velocity
         mean[:, :4] += mean[:, 4:]
         pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
         # Same summation order as F P F^T: (Ppp + Pvp) + (Ppv + Pvv); pp is updated last.
         pp += pv
         pv += vv
         pp += pv
-        pp += q_pos
-        vv += q_vel
+        pp += q[:, 0]
+        vv += q[:, 1]
     return mean, cov
 
 
@@ -80,13 +80,14 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     height = mean[:, 3]
     r = _variance(height, MEASUREMENT)
     pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
-    innovation_cov = pp + r
+    innovation_cov = pp + r  # S is diagonal: one variance per coordinate
     gain_pos = pp / innovation_cov
     gain_vel = pv / innovation_cov
     innovation = measurements - mean[:, :4]
     new_mean = np.empty_like(mean)
     new_mean[:, :4] = mean[:, :4] + gain_pos * innovation
     new_mean[:, 4:] = mean[:, 4:] + gain_vel * innovation
+    # P - K S K^T per block, multiplied in the official order.
     new_cov = np.empty_like(cov)
     new_cov[:, :, PP] = pp - gain_pos * innovation_cov * gain_pos
     new_cov[:, :, PV] = pv - gain_pos * innovation_cov * gain_vel
