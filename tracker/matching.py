@@ -114,7 +114,8 @@ def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.n
 
 
 def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, shape: tuple[int, int], thresh: float,
-                      dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray]):
+                      dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Thresholded minimum-cost matching from candidate pairs ``(rows, cols, costs)``.
 
     Every pair of the (n_rows, n_cols) problem whose cost is <= ``thresh`` must be among the
