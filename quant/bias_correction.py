@@ -142,10 +142,12 @@ def correct_model_biases(
     """Empirical bias correction of every named Conv2d of ``quant_model`` (a same-structure copy of
     ``float_model`` with quantized weights and possibly quantized activations), in place.
 
-    Each conv's bias gets ``mean float output - mean quantized output`` over ``batches`` (full model
-    runs). ``sequential`` corrects convs one at a time in module order, re-measuring the quantized
-    model after each (the paper's layer-by-layer scheme: later layers see corrected inputs);
-    otherwise all corrections come from one pass. Returns the corrections by name.
+    Each conv's bias gets ``mean float output - mean quantized output`` over ``batches``. With
+    ``sequential`` (the paper's layer-by-layer scheme) later layers are measured on inputs that
+    already carry the earlier corrections: done in ONE pass of the quantized model over all
+    batches concatenated (same shape required; memory grows with their number), each conv's hook
+    correcting its own output in execution order. Otherwise all corrections come from one pass of
+    independent measurements. Returns the corrections by name.
     """
     batches = list(batches)
     quant_convs = {n: m for n, m in quant_model.named_modules() if isinstance(m, nn.Conv2d)}
@@ -154,11 +156,28 @@ def correct_model_biases(
     if missing:
         raise ValueError(f"not Conv2d layers of the quantized model: {missing}")
     target = _conv_output_means(float_model, names, batches)
-    corrections: dict[str, torch.Tensor] = {}
-    groups = [[n] for n in names] if sequential else [names]
-    for group in groups:
-        current = _conv_output_means(quant_model, group, batches)
-        for n in group:
-            corrections[n] = target[n] - current[n]
+    if not sequential:
+        current = _conv_output_means(quant_model, names, batches)
+        corrections = {n: target[n] - current[n] for n in names}
+        for n in names:
             _add_to_bias(quant_convs[n], corrections[n])
+        return corrections
+    corrections = {}
+
+    def correct(name: str):
+        def hook(conv: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+            if name in corrections:  # a conv run twice is corrected once
+                return None
+            corrections[name] = target[name] - out.detach().double().mean(dim=(0, 2, 3))
+            _add_to_bias(conv, corrections[name])
+            return out + corrections[name].to(out.dtype).view(1, -1, 1, 1)
+        return hook
+
+    handles = [quant_convs[n].register_forward_hook(correct(n)) for n in names]
+    try:
+        with torch.no_grad():
+            quant_model(torch.cat(batches))
+    finally:
+        for h in handles:
+            h.remove()
     return corrections
