@@ -71,7 +71,7 @@ def activation_qparams(lo: float, hi: float, scheme: str | QScheme = ASYMMETRIC_
 
     Asymmetric: ``scale = (hi - lo) / (qmax - qmin)``, ``zero_point = round(qmin - lo / scale)``.
     Symmetric: ``scale = 2 max(|lo|, |hi|) / (qmax - qmin)``, ``zero_point = 0``.
-    A degenerate range (width below float32 ``tiny``, e.g. an all-zero tensor) gets scale 1.0,
+    A degenerate range (scale would be below float32 ``tiny``, e.g. an all-zero tensor) gets scale 1.0,
     as ONNX Runtime's calibrator does, so that it still quantizes 0 exactly.
     """
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -84,7 +84,7 @@ def activation_qparams(lo: float, hi: float, scheme: str | QScheme = ASYMMETRIC_
         width = 2.0 * max(-lo, hi)
     else:
         width = hi - lo
-    if width < _FLOAT32_TINY:
+    if width / (s.qmax - s.qmin) < _FLOAT32_TINY:
         return 1.0, int(np.clip(0, s.qmin, s.qmax))
     scale = _as_float32(width / (s.qmax - s.qmin))
     if s.symmetric:
@@ -99,7 +99,7 @@ def weight_qparams_per_channel(
     """Symmetric per-channel (scales float32 (C,), zero_points int32 (C,) all 0) along ``axis``.
 
     ``scale_c = 2 max|w_c| / (qmax - qmin)`` (``max|w_c| / 127`` for the default restricted range);
-    an all-zero channel gets scale 1.0.
+    a channel whose scale would be below float32 ``tiny`` (all zero) gets scale 1.0.
     """
     s = get_scheme(scheme)
     if not s.symmetric:
@@ -109,7 +109,7 @@ def weight_qparams_per_channel(
     axis = axis % w.dim()
     amax = w.detach().abs().transpose(0, axis).reshape(w.shape[axis], -1).amax(dim=1).double()
     scales = (2.0 * amax / (s.qmax - s.qmin)).float()
-    scales = torch.where(2.0 * amax < _FLOAT32_TINY, torch.ones_like(scales), scales)
+    scales = torch.where(scales.double() < _FLOAT32_TINY, torch.ones_like(scales), scales)
     return scales, torch.zeros(w.shape[axis], dtype=torch.int32)
 
 

@@ -6,6 +6,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from quant.qparams import (
@@ -144,3 +146,35 @@ def test_sqnr_db_matches_formula() -> None:
     u = torch.rand(100_000) * 2 - 1
     s, z = activation_qparams(-1.0, 1.0)
     assert sqnr_db(u, fake_quantize(u, s, z, 0, 255)) == pytest.approx(6.02 * 8, abs=0.3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lo=st.floats(-1e4, 0.0, allow_nan=False),
+    hi=st.floats(0.0, 1e4, allow_nan=False),
+    symmetric=st.booleans(),
+)
+def test_property_zero_exact_and_error_at_most_half_step(lo: float, hi: float, symmetric: bool) -> None:
+    scheme = SYMMETRIC_INT8 if symmetric else ASYMMETRIC_UINT8
+    scale, zp = activation_qparams(lo, hi, scheme)
+    assert scheme.qmin <= zp <= scheme.qmax and scale > 0
+    x = torch.linspace(lo, hi, 257, dtype=torch.float64).float()
+    fq = fake_quantize(x, scale, zp, scheme.qmin, scheme.qmax)
+    assert float(fake_quantize(torch.zeros(1), scale, zp, scheme.qmin, scheme.qmax)) == 0.0
+    # inside the grid every value is within half a step (plus float32 rounding) of its reconstruction
+    grid_lo, grid_hi = (scheme.qmin - zp) * scale, (scheme.qmax - zp) * scale
+    inside = (x >= grid_lo) & (x <= grid_hi)
+    err = (fq - x).abs()[inside]
+    assert err.numel() == 0 or float(err.max()) <= 0.5 * scale * (1 + 1e-5) + 1e-6 * max(abs(lo), hi)
+    # integer grid values survive quantize -> dequantize exactly
+    q = torch.arange(scheme.qmin, scheme.qmax + 1, dtype=torch.int32).to(scheme.torch_dtype)
+    assert torch.equal(quantize(dequantize(q, scale, zp), scale, zp, scheme.qmin, scheme.qmax), q)
+
+
+def test_subnormal_scales_are_avoided() -> None:
+    tiny = float(np.finfo(np.float32).tiny)
+    assert activation_qparams(0.0, 100 * tiny) == (1.0, 0)  # scale would be subnormal
+    scale, _ = activation_qparams(0.0, 1000 * tiny)
+    assert scale >= tiny
+    scales, _ = weight_qparams_per_channel(torch.tensor([[50 * tiny], [1.0]]))
+    assert scales[0] == 1.0 and scales[1] == pytest.approx(1 / 127)
