@@ -25,9 +25,12 @@ class ByteTracker:
     on this frame, ``class`` that detection's class (-1 when the input has no class column)
     and ``det_index`` its row in the ``detections`` passed in.
 
-    With the defaults ``iou_inclusive=True, id_mode="official"`` the output equals the
-    official tracker's (``track_thresh=T`` there means ``track_high_thresh=T,
-    new_track_thresh=T+0.1`` here). Official quirks kept on purpose:
+    With ``iou_inclusive=True, id_mode="official"`` and the other defaults the output equals
+    the official tracker's with ``track_thresh=0.5, track_buffer=30, match_thresh=0.8,
+    mot20=False`` (its ``track_thresh=T`` means ``track_high_thresh=T,
+    new_track_thresh=T+0.1`` here); tests/test_tracker_parity.py checks this on 9 sequences.
+    Tracks created on the first update after construction/``reset()`` are confirmed at
+    once, later ones only when matched again on the next frame. Official quirks kept on purpose:
 
     - a score exactly equal to ``track_high_thresh`` is used by neither stage;
     - unconfirmed tracks (created on the previous frame) are not Kalman-predicted before
@@ -49,7 +52,8 @@ class ByteTracker:
       at 1 after ``reset()``; both modes give the same tracks, the compact ids being the
       rank of the official ids.
     - ``class_aware``: tracks only match detections (and are only de-duplicated against
-      tracks) of the same class; the class column must then be given.
+      tracks) of the same class; the class column must then be given. Otherwise a track's
+      class is simply that of its last matched detection.
     - ``return_lost``: also return the lost tracks after the confirmed ones, with their
       predicted box, last score and class, and ``det_index = -1`` (the marker of a row not
       matched on this frame). ``lost_tracks()`` returns the same rows on demand.
@@ -57,7 +61,8 @@ class ByteTracker:
       ``round(dt * frame_rate)``, at least 1): k frame periods passed since the last
       update (k - 1 frames were not processed). The Kalman prediction is applied k times
       (the per-frame motion model, k steps ahead; velocities kept) and the frame counter
-      advances by k, so lost tracks age by k towards ``max_time_lost``.
+      advances by k, so lost tracks age by k towards ``max_time_lost``. (Unconfirmed
+      tracks are never predicted, gap or not, as in the official tracker.)
 
     Bad input: wrong number of dimensions or columns, or a non-numeric dtype, raise
     ``ValueError``. Empty arrays of shape (0,), (0, 5), (0, 6) mean no detections. Rows
@@ -65,6 +70,12 @@ class ByteTracker:
     ``det_index`` still refers to the original rows). Scores are clipped into [0, 1].
 
     Memory is bounded: removed tracks are not kept.
+
+    Speed: all tracks live in one struct-of-arrays table (``TrackTable``); prediction and
+    correction are batched (block-diagonal covariance, see ``tracker.kalman``); IoU is only
+    computed for overlapping pairs in crowds (sort-and-sweep); and the LAP solver only sees
+    the rows/columns that compete for a detection (unique pairs are matched directly, with
+    the same optimum as the official ``lap.lapjv`` call).
     """
 
     def __init__(
