@@ -131,6 +131,7 @@ class RunningHistogram:
         return float(self.counts.sum())
 
     def update(self, x: torch.Tensor) -> None:
+        """Add the values of ``x``, widening the grid first if they fall outside it."""
         ext = _extrema(x)
         if ext is None:
             return
@@ -234,9 +235,10 @@ class PercentileObserver(_HistogramBased):
 
 
 def _candidate_bounds(h: RunningHistogram, per_side: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate lower (<= 0) and upper (>= 0) clipping bounds on bin edges, at most ``per_side`` each."""
-    lo_bins = max(h.neg_bins, 0)
-    hi_bins = h.bins - h.neg_bins
+    """Candidate lower (<= 0) and upper (>= 0) clipping bounds on bin edges, at most ``per_side`` each,
+    spread over the data's extent (the grid itself may reach up to twice as far after growing)."""
+    lo_bins = min(math.ceil(-min(h.min, 0.0) / h.width), h.neg_bins)
+    hi_bins = min(math.ceil(max(h.max, 0.0) / h.width), h.bins - h.neg_bins)
     lo_c = -h.width * torch.unique(torch.linspace(0, lo_bins, min(per_side, lo_bins + 1), dtype=torch.float64).round())
     hi_c = h.width * torch.unique(torch.linspace(0, hi_bins, min(per_side, hi_bins + 1), dtype=torch.float64).round())
     lo_c = torch.clamp(lo_c, min=min(h.min, 0.0))
