@@ -1,0 +1,184 @@
+"""int8 vs fp32 on ONNX Runtime: agreement, person AP50 on PETS09-S2L1, speed at 1 and 2 threads.
+
+Real models are calibrated on PETS09-S2L1 frames k = 0 mod 4, the float set is searched on k = 2 mod 4,
+and everything is evaluated on the other frames (k odd), so no evaluation frame was seen by calibration.
+Randomly initialised YOLOX-s and YOLOv5s at 640x640 are timed only (default float set, no search).
+Timings interleave fp32 and int8 runs on the same blob (median ms) to cancel the drift of a shared CPU.
+
+    .venv/bin/python -m benchmarks.quant --frames 100 --json results/quant.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from apps.motchallenge import load_sequence
+from benchmarks.common import SHARED_DATA, require_path
+from detectors import Detector, OrtRunner, TorchRunner, create_session, load_detector, zoo_spec
+from detectors.evaluation import boxes_by_frame, coco_summary
+from detectors.layers import fuse_conv_bn
+from detectors.yolov5 import YOLOv5, yolov5_yaml
+from detectors.yolox import YOLOX
+from quant import quantize_detector
+from quant.agreement import detection_f1
+from quant.onnx_export import export_fp32, int8_op_count, optimized_op_counts
+from quant.sensitivity import cosine
+from quant.simulate import run_simulated
+
+MODELS = ["bytetrack_nano_mot17.onnx", "yolox_nano.onnx", "yolov5n.pt"]
+SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
+AP_CONF = 0.01
+
+
+def read_frame(path: Path) -> np.ndarray:
+    frame = cv2.imread(str(path))
+    if frame is None:
+        raise ValueError(f"cannot read image {path}")
+    return frame
+
+
+def evenly(items: list, num: int) -> list:
+    if num >= len(items):
+        return list(items)
+    return [items[int(round(i))] for i in np.linspace(0, len(items) - 1, num)]
+
+
+def interleaved_ms(runners: dict[str, OrtRunner], blob: np.ndarray, rounds: int) -> dict[str, float]:
+    """Median ms per inference of each runner, alternating runners every round."""
+    for run in runners.values():
+        run(blob)
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(blob)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def speed(fp32_onnx: bytes, int8_onnx: bytes, blob: np.ndarray, rounds: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for threads in (1, 2):
+        ms = interleaved_ms({"fp32": OrtRunner(create_session(fp32_onnx, threads)),
+                             "int8": OrtRunner(create_session(int8_onnx, threads))}, blob, rounds)
+        out[f"{threads}t"] = {"fp32_ms": ms["fp32"], "int8_ms": ms["int8"], "speedup": ms["fp32"] / ms["int8"]}
+    return out
+
+
+def with_conf(det: Detector, conf: float | None, classes: list[int] | None) -> Detector:
+    return Detector(det.spec, det.runner, det.model, conf_thresh=conf, classes=classes)
+
+
+def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argparse.Namespace) -> dict:
+    weights = require_path(SHARED_DATA / "weights" / name, f"weights {name}")
+    det = load_detector(weights)
+    calib = [read_frame(p) for p in evenly(paths[0::4], args.calib_frames)]
+    search = [read_frame(p) for p in evenly(paths[2::4], args.search_frames)]
+    eval_idx = evenly([i for i in range(len(paths)) if i % 2 == 1], args.frames)
+    frames = [read_frame(paths[i]) for i in eval_idx]
+    qdet = quantize_detector(det, calib, observer=args.observer, target_agreement=args.target,
+                             eval_frames=search, num_threads=2)
+    fp32_onnx = export_fp32(qdet.float_model, det.spec.input_size).SerializeToString()
+    fdet = Detector(det.spec, OrtRunner(create_session(fp32_onnx, 2)))
+    raw_fp, raw_q, sims = [], [], []
+    for k, frame in enumerate(tqdm(frames, desc=f"{name} fp32 vs int8", unit="frame")):
+        blob, _ = det.preprocess(frame)
+        raw_fp.append(fdet.infer(blob))
+        raw_q.append(qdet.infer(blob))
+        if k < args.sim_frames:
+            sims.append(cosine(run_simulated(qdet.float_model, qdet.plan, blob), raw_q[-1]))
+    metas = [det.preprocess(f)[1] for f in frames]
+    f1 = detection_f1([fdet.postprocess(r, m) for r, m in zip(raw_fp, metas)],
+                      [qdet.postprocess(r, m) for r, m in zip(raw_q, metas)])
+    person = [0]
+    ap = {}
+    for tag, d, raws in (("fp32", fdet, raw_fp), ("int8", qdet, raw_q)):
+        ap_det = with_conf(d, AP_CONF, person)
+        ap[tag] = coco_summary([ap_det.postprocess(r, m) for r, m in zip(raws, metas)], [gt[i] for i in eval_idx])
+    counts = optimized_op_counts(qdet.proto.SerializeToString())
+    return {"f1_vs_fp32": f1, "output_cosine": cosine(np.concatenate(raw_fp), np.concatenate(raw_q)),
+            "sim_vs_deployed_cosine": float(np.mean(sims)) if sims else None,
+            "AP50_fp32": ap["fp32"]["AP50"], "AP50_int8": ap["int8"]["AP50"],
+            "AP50:95_fp32": ap["fp32"]["AP50:95"], "AP50:95_int8": ap["int8"]["AP50:95"],
+            "int8_nodes": int8_op_count(counts), "float_convs": counts["Conv"] + counts["FusedConv"],
+            "float_layers": len(qdet.quant_info["float_layers"]),
+            "simulated_agreement": qdet.quant_info.get("simulated_agreement"),
+            "plan_speed_ms": qdet.quant_info.get("speed_ms"),
+            "eval_frames": len(frames), "calibration_frames": len(calib),
+            "speed": speed(fp32_onnx, qdet.proto.SerializeToString(), det.preprocess(frames[0])[0], args.rounds)}
+
+
+def random_model(name: str, calib: list[np.ndarray], args: argparse.Namespace) -> dict:
+    """Speed only: a randomly initialised 640x640 model quantized with the default float set."""
+    torch.manual_seed(0)
+    spec = zoo_spec(name)
+    model = YOLOX("s", 80) if spec.family == "yolox" else YOLOv5(yolov5_yaml("s"))
+    model = fuse_conv_bn(model.eval())
+    det = Detector(spec, TorchRunner(model), model)
+    qdet = quantize_detector(det, calib, observer="minmax", speed_aware=False, num_threads=1)
+    counts = optimized_op_counts(qdet.proto.SerializeToString())
+    blob = det.preprocess(calib[0])[0]
+    return {"int8_nodes": int8_op_count(counts), "float_convs": counts["Conv"] + counts["FusedConv"],
+            "speed": speed(export_fp32(model, spec.input_size).SerializeToString(), qdet.proto.SerializeToString(),
+                           blob, args.rounds)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=100, help="evaluation frames (odd frame indices, evenly spaced)")
+    parser.add_argument("--calib-frames", type=int, default=100, help="calibration frames (k = 0 mod 4)")
+    parser.add_argument("--search-frames", type=int, default=8, help="float-set search frames (k = 2 mod 4)")
+    parser.add_argument("--sim-frames", type=int, default=3, help="frames for the simulated-vs-deployed cosine")
+    parser.add_argument("--observer", default="percentile")
+    parser.add_argument("--target", type=float, default=0.97, help="target simulated F1 for the float-set search")
+    parser.add_argument("--rounds", type=int, default=10, help="timed runs per model and thread count")
+    parser.add_argument("--models", nargs="+", default=MODELS, help="files in shared/data/weights")
+    parser.add_argument("--random", nargs="*", default=["yolox_s", "yolov5s"], help="random 640x640 models (speed)")
+    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(2)
+    seq = load_sequence(require_path(SEQUENCE, "PETS09-S2L1 sequence"))
+    paths = seq.image_paths()
+    gt_all = seq.ground_truth()
+    gt = boxes_by_frame(gt_all.frames, gt_all.boxes, seq.length)
+    results: dict = {"sequence": str(SEQUENCE), "args": {k: v for k, v in vars(args).items() if k != "json"},
+                     "models": {}}
+    for name in args.models:
+        results["models"][name] = real_model(name, paths, gt, args)
+        write_json(results, args.json)
+    calib = [read_frame(p) for p in evenly(paths[0::4], 8)]
+    for name in args.random:
+        results["models"][f"{name} (random init, 640)"] = random_model(name, calib, args)
+        write_json(results, args.json)
+    print_table(results)
+    return results
+
+
+def write_json(results: dict, path: Path | None) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{'model':34s} {'F1':>6s} {'cos':>7s} {'sim/dep':>8s} {'AP50 fp32':>9s} {'AP50 int8':>9s} "
+          f"{'int8 ops':>8s} {'fl.convs':>8s}  speed: fp32/int8 ms (ratio) at 1t | 2t")
+    for name, r in results["models"].items():
+        acc = (f"{r['f1_vs_fp32']:6.3f} {r['output_cosine']:7.4f} {r['sim_vs_deployed_cosine'] or float('nan'):8.4f} "
+               f"{r['AP50_fp32']:9.3f} {r['AP50_int8']:9.3f}" if "f1_vs_fp32" in r else f"{'-':>6s} {'-':>7s} "
+               f"{'-':>8s} {'-':>9s} {'-':>9s}")
+        sp = " | ".join(f"{s['fp32_ms']:.1f}/{s['int8_ms']:.1f} ({s['speedup']:.2f}x)" for s in r["speed"].values())
+        print(f"{name:34s} {acc} {r['int8_nodes']:8d} {r['float_convs']:8d}  {sp}")
+
+
+if __name__ == "__main__":
+    main()
