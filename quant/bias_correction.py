@@ -32,7 +32,7 @@ def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight:
     with torch.no_grad():
         for x in inputs:
             y = conv._conv_forward(x.to(w.dtype), w.detach(), None)
-            total += y.double().sum(dim=(0, 2, 3))
+            total += y.double().sum(dim=(0, 2, 3)).cpu()
             count += y.shape[0] * y.shape[2] * y.shape[3]
     if count == 0:
         raise ValueError("bias correction needs at least one non-empty input batch")
@@ -42,8 +42,8 @@ def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight:
 def _add_to_bias(conv: nn.Conv2d, delta: torch.Tensor) -> None:
     with torch.no_grad():
         if conv.bias is None:
-            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype))
-        conv.bias.add_(delta.to(conv.bias.dtype))
+            conv.bias = nn.Parameter(torch.zeros_like(conv.weight[:, 0, 0, 0]))
+        conv.bias.add_(delta.to(conv.bias))
 
 
 def _check_pair(float_conv: nn.Conv2d, quant_conv: nn.Conv2d) -> None:
@@ -79,7 +79,7 @@ def empirical_bias_correction(
 
 
 def _bias_or_zero(conv: nn.Conv2d) -> torch.Tensor:
-    return conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    return conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
 
 
 def relu_normal_mean(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ def analytical_bias_correction(float_conv: nn.Conv2d, quant_conv: nn.Conv2d, exp
     if expected_input.numel() != float_conv.in_channels:
         raise ValueError(f"expected_input has {expected_input.numel()} values, conv has {float_conv.in_channels} input channels")
     diff = float_conv.weight.detach().double() - quant_conv.weight.detach().double()
-    correction = constant_input_response(float_conv, expected_input.double(), weight=diff)
+    correction = constant_input_response(float_conv, expected_input.double(), weight=diff).cpu()
     _add_to_bias(quant_conv, correction)
     return correction
 
@@ -125,7 +125,7 @@ def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.T
     counts = [0] * len(names)
 
     def record(k: int, out: torch.Tensor) -> None:
-        sums[k] += out.double().sum(dim=(0, 2, 3))
+        sums[k] += out.double().sum(dim=(0, 2, 3)).cpu()
         counts[k] += out.shape[0] * out.shape[2] * out.shape[3]
 
     run_with_output_hooks(model, [modules[n] for n in names], batches, record)
@@ -168,9 +168,9 @@ def correct_model_biases(
         def hook(conv: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
             if name in corrections:  # a conv run twice is corrected once
                 return None
-            corrections[name] = target[name] - out.detach().double().mean(dim=(0, 2, 3))
+            corrections[name] = target[name] - out.detach().double().mean(dim=(0, 2, 3)).cpu()
             _add_to_bias(conv, corrections[name])
-            return out + corrections[name].to(out.dtype).view(1, -1, 1, 1)
+            return out + corrections[name].to(out).view(1, -1, 1, 1)
         return hook
 
     handles = [quant_convs[n].register_forward_hook(correct(n)) for n in names]

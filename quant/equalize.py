@@ -78,12 +78,12 @@ def apply_equalization(conv1: nn.Conv2d, conv2: nn.Conv2d, s: torch.Tensor) -> N
     """In place: conv1 output channel i (weights and bias) ``/ s_i``, conv2 input channel i ``* s_i``."""
     with torch.no_grad():
         shape1 = (-1,) + (1,) * (conv1.weight.dim() - 1)
-        conv1.weight.div_(s.to(conv1.weight.dtype).view(shape1))
+        conv1.weight.div_(s.to(conv1.weight).view(shape1))
         if conv1.bias is not None:
-            conv1.bias.div_(s.to(conv1.bias.dtype))
+            conv1.bias.div_(s.to(conv1.bias))
         g = conv2.groups
         w2 = conv2.weight.view(g, conv2.out_channels // g, conv2.in_channels // g, -1)
-        w2.mul_(s.to(conv2.weight.dtype).view(g, 1, conv2.in_channels // g, 1))
+        w2.mul_(s.to(conv2.weight).view(g, 1, conv2.in_channels // g, 1))
 
 
 def equalize_chain(
@@ -312,7 +312,7 @@ def constant_input_response(conv: nn.Conv2d, values: torch.Tensor, weight: torch
     w = conv.weight if weight is None else weight
     kh = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1
     kw = (conv.kernel_size[1] - 1) * conv.dilation[1] + 1
-    constant = values.detach().to(w.dtype).view(1, -1, 1, 1).expand(1, -1, kh, kw)
+    constant = values.detach().to(w).view(1, -1, 1, 1).expand(1, -1, kh, kw)
     with torch.no_grad():
         return F.conv2d(constant, w.detach(), None, 1, 0, conv.dilation, conv.groups).reshape(-1)
 
@@ -333,17 +333,17 @@ def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torc
     """
     if not is_positively_homogeneous(act):
         raise ValueError(f"high-bias absorption needs a ReLU-like activation, got {type(act).__name__}")
-    c = c.detach().to(conv1.weight.dtype).reshape(-1)
+    c = c.detach().to(conv1.weight).reshape(-1)
     if c.numel() != conv1.out_channels or bool((c < 0).any()):
         raise ValueError(f"absorbed bias must be {conv1.out_channels} non-negative values")
     with torch.no_grad():
         shift = constant_input_response(conv2, c)
         if conv1.bias is None:
-            conv1.bias = nn.Parameter(torch.zeros(conv1.out_channels, dtype=conv1.weight.dtype))
+            conv1.bias = nn.Parameter(torch.zeros_like(conv1.weight[:, 0, 0, 0]))
         if conv2.bias is None:
-            conv2.bias = nn.Parameter(torch.zeros(conv2.out_channels, dtype=conv2.weight.dtype))
+            conv2.bias = nn.Parameter(torch.zeros_like(conv2.weight[:, 0, 0, 0]))
         conv1.bias.sub_(c)
-        conv2.bias.add_(shift)
+        conv2.bias.add_(shift.to(conv2.bias))
 
 
 def run_with_output_hooks(
@@ -368,7 +368,7 @@ def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list
     mins = [torch.full((conv.out_channels,), float("inf")) for conv in convs]
 
     def record(k: int, out: torch.Tensor) -> None:
-        mins[k] = torch.minimum(mins[k], out.float().transpose(0, 1).reshape(out.shape[1], -1).amin(1))
+        mins[k] = torch.minimum(mins[k], out.float().transpose(0, 1).reshape(out.shape[1], -1).amin(1).cpu())
 
     run_with_output_hooks(model, list(convs), inputs, record)
     return mins

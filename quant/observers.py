@@ -143,7 +143,7 @@ class RunningHistogram:
         elif lo < self.origin or hi > self.origin + self.bins * self.width:
             self._grow(lo, hi)
         idx = torch.floor((v - self.origin) / self.width).long().clamp_(0, self.bins - 1)
-        self.counts += torch.bincount(idx, minlength=self.bins).double()
+        self.counts += torch.bincount(idx, minlength=self.bins).double().cpu()  # state lives on the CPU
         self.exact_zeros += float((v == 0).sum())
 
     def _init_grid(self, lo: float, hi: float) -> None:
