@@ -9,15 +9,16 @@ Public API::
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from detectors.detector import Detector
-from detectors.layers import fuse_conv_bn
-from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, load_frames, preprocess_frames
+from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames
+from quant.equalize import cross_layer_equalize
+from quant.fold import fold_batchnorm
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
 from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
                                layer_sensitivity, local_sensitivity, report, speed_plan)
@@ -48,7 +49,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
                       observer: str = DEFAULT_OBSERVER, scheme: str = "uint8",
                       float_layers: Sequence[str] | None = None, stem_float: int = 2, head_float: bool = True,
                       target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
-                      ranking: str = "local", speed_aware: bool = True, num_frames: int | None = DEFAULT_NUM_FRAMES,
+                      ranking: str = "local", speed_aware: bool = True, equalize: bool = False,
+                      bias_correction: bool = False, num_frames: int | None = DEFAULT_NUM_FRAMES,
                       num_threads: int | None = None,
                       progress: bool = True) -> QuantizedDetector:
     """Calibrate ``detector`` (needs ``detector.model``) and return an int8 detector running in ONNX Runtime.
@@ -62,17 +64,22 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     more than it saves (``quant.sensitivity.speed_plan``, run before the accuracy search); if no int8
     variant beats fp32, every conv stays float. ``calibration_frames``: a list
     of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
-    The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
+    ``equalize`` applies cross-layer equalization where it is exact (``quant.equalize``; it skips SiLU
+    links) before calibrating; ``bias_correction`` corrects the biases of the final plan empirically
+    (``quant.calibration.correct_biases``). The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
     ``sensitivity`` the per-layer table when a target was given.
     """
     if ranking not in ("local", "full"):
         raise ValueError(f"ranking must be 'local' or 'full', got {ranking!r}")
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
-    model = fuse_conv_bn(copy.deepcopy(detector.model).float().eval())
+    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
     frames = load_frames(calibration_frames, num_frames)
     calib, held = _split_eval(frames, eval_frames, target_agreement is not None)
     calib_blobs = preprocess_frames(detector.preprocess, calib)
+    info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
+    if equalize:  # only exact (positively homogeneous) links; SiLU links are skipped
+        info["equalized_pairs"] = cross_layer_equalize(model, example_input=torch.from_numpy(calib_blobs[0])).equalized
     ranges = collect_ranges(model, calib_blobs, observer, progress=progress)
     proto = fuse_silu(export_fp32(model, detector.spec.input_size))
     base_float = list(float_layers) if float_layers is not None else default_float_layers(
@@ -81,7 +88,6 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     if unknown:
         raise ValueError(f"float_layers names no conv of {detector.spec.name}: {unknown[:5]}")
     plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
-    info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:
         plan, info["speed_ms"] = speed_plan(proto, model, plan, calib_blobs[0])
@@ -96,6 +102,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
             extra, _ = choose_float_layers(model, plan, evalset, [r.layer for r in table], target_agreement,
                                            progress=progress)
             plan = plan.with_float(extra)
+    if bias_correction:  # quantized convs only: their biases go from the torch model into the QDQ graph
+        info["bias_correction_max"] = correct_biases(model, plan, calib_blobs)
     if held:
         info["simulated_agreement"] = vars(evaluate_plan(model, plan, evalset))
         info["eval_frames"] = len(held)

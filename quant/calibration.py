@@ -1,7 +1,9 @@
 """Calibration: frames from a list/video/image folder/MOT sequence, pushed through ``det.preprocess``,
-and activation ranges observed at every conv input and output (see ``quant.simulate`` for the points)."""
+activation ranges observed at every conv input and output (see ``quant.simulate`` for the points), and
+empirical bias correction of the simulated int8 model."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -11,8 +13,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from quant.bias_correction import correct_model_biases
 from quant.observers import make_observer
-from quant.simulate import conv_layers
+from quant.simulate import QuantPlan, conv_layers, simulated
 
 DEFAULT_NUM_FRAMES = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -106,3 +109,24 @@ def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str 
         for h in handles:
             h.remove()
     return {point: tuple(float(v) for v in obs.range()) for point, obs in observers.items()}
+
+
+@torch.no_grad()
+def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], max_frames: int = 8) -> dict[str, float]:
+    """Empirical bias correction (``quant.bias_correction``) of the plan's convs, applied to ``model``'s float biases.
+
+    The simulated int8 copy is corrected layer by layer in execution order so that each conv's mean output
+    per channel matches the float model; the corrections are then added to the float biases, from which
+    the int32 biases are derived. Returns the largest |correction| per layer.
+    """
+    quantized = copy.deepcopy(model)
+    batch = [torch.from_numpy(b) for b in blobs[:max_frames]]
+    with simulated(quantized, plan):
+        corrections = correct_model_biases(model, quantized, batch, names=list(plan.quantized))
+    convs = conv_layers(model)
+    for name, delta in corrections.items():
+        conv = convs[name]
+        if conv.bias is None:
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype), requires_grad=False)
+        conv.bias += delta.to(conv.bias)
+    return {name: float(delta.abs().max()) for name, delta in corrections.items()}

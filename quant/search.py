@@ -5,7 +5,6 @@ is given, by AP50; the best is picked by F1 (then SQNR). Results are a table (CS
 """
 from __future__ import annotations
 
-import copy
 import csv
 import itertools
 import json
@@ -18,8 +17,8 @@ from tqdm import tqdm
 
 from detectors.detector import Detector
 from detectors.evaluation import coco_summary
-from detectors.layers import fuse_conv_bn
 from quant.calibration import collect_ranges, preprocess_frames
+from quant.fold import fold_batchnorm
 from quant.onnx_export import default_float_layers, export_fp32
 from quant.sensitivity import EvalSet, compare
 from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers, run_simulated
@@ -61,7 +60,7 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
         raise ValueError(f"unknown float sets {unknown}; expected some of {FLOAT_SETS}")
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: search needs the float torch model")
-    model = fuse_conv_bn(copy.deepcopy(detector.model).float().eval())
+    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
     proto = export_fp32(model, detector.spec.input_size)
     calib = preprocess_frames(detector.preprocess, calibration_frames)
     metas = [detector.preprocess(f) for f in eval_frames]

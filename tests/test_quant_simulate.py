@@ -1,6 +1,8 @@
 """Fake-quant simulation: ranges, weight/bias quantization and the hook lifecycle on a tiny conv net."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,28 @@ def test_load_frames_selects_and_reports_errors(tmp_path):
     (tmp_path / "x.txt").write_text("x")
     with pytest.raises(ValueError, match="not a video"):
         load_frames(tmp_path / "x.txt")
+
+
+def test_bias_correction_moves_simulated_channel_means_to_float():
+    from quant.calibration import correct_biases
+
+    model, blobs = tiny_setup(seed=5, frames=6)
+    ranges = collect_ranges(model, blobs, "minmax", progress=False)
+    plan = QuantPlan(ranges, list(conv_layers(model)))
+    x = torch.from_numpy(np.concatenate(blobs[:4]))
+
+    def mean_error() -> float:
+        with torch.no_grad():
+            reference = model(x).mean(dim=(0, 1))
+            with simulated(model, plan):
+                return float((model(x).mean(dim=(0, 1)) - reference).abs().mean())
+
+    corrected = copy.deepcopy(model)
+    before = mean_error()
+    sizes = correct_biases(corrected, plan, blobs[:4])
+    assert set(sizes) == set(plan.quantized) and max(sizes.values()) > 0
+    with torch.no_grad():
+        reference = model(x).mean(dim=(0, 1))
+        with simulated(corrected, plan):
+            after = float((corrected(x).mean(dim=(0, 1)) - reference).abs().mean())
+    assert after < before
