@@ -5,18 +5,7 @@ from typing import Iterable
 
 import numpy as np
 
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of (N,4) and (M,4) x1,y1,x2,y2 boxes -> (N,M)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+from detectors.evaluation import iou_matrix
 
 
 def match_count(reference: np.ndarray, candidate: np.ndarray, iou_thresh: float = 0.5) -> int:
@@ -27,7 +16,7 @@ def match_count(reference: np.ndarray, candidate: np.ndarray, iou_thresh: float 
     ref, cand = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
     if len(ref) == 0 or len(cand) == 0:
         return 0
-    iou = box_iou(ref[:, :4], cand[:, :4])
+    iou = iou_matrix(ref[:, :4], cand[:, :4])
     if ref.shape[1] > 5 and cand.shape[1] > 5:
         iou = np.where(ref[:, None, 5] == cand[None, :, 5], iou, 0.0)
     matches = 0

@@ -88,3 +88,20 @@ def test_local_sensitivity_matches_a_direct_computation(setup):
         sim = conv_sim(model.stem, plan.act("stem:in"), plan.act("stem:out"))
         expected = sqnr_db(model.stem(x), sim(model.stem, x))
     assert next(r for r in rows if r.layer == "stem").sqnr_db == pytest.approx(expected, abs=1e-6)
+
+
+def test_detection_f1_counts_one_to_one_same_class_matches():
+    from quant.agreement import detection_f1, match_count
+
+    a = np.array([[0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 0], [40, 40, 50, 50, 0.7, 2]])
+    b = np.array([[1, 1, 10, 10, 0.9, 0],    # IoU 0.81 with a[0]
+                  [0, 0, 10, 10, 0.5, 0],    # duplicate of a[0]: only one of them may match
+                  [20, 20, 30, 30, 0.8, 1],  # right place, wrong class
+                  [40, 40, 44, 44, 0.7, 2]])  # right class, IoU 0.16
+    assert match_count(a, b) == 1
+    assert detection_f1([a], [b]) == pytest.approx(2 * 1 / 7)
+    assert detection_f1([a, a[:0]], [a, a[:0]]) == 1.0
+    assert detection_f1([a[:0]], [a[:0]]) == 1.0 and detection_f1([a], [a[:0]]) == 0.0
+    assert detection_f1([a], [b]) == detection_f1([b], [a])
+    with pytest.raises(ValueError):
+        detection_f1([a, a], [a])
