@@ -343,15 +343,26 @@ def _fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torc
 
 
 class EntropyObserver(Observer):
-    """TensorRT's KL-divergence calibration on a 2048-bin running histogram of ``|x|``.
+    """KL-divergence calibration (TensorRT's entropy calibrator), adapted to uint8 activations.
 
-    For every threshold bin ``i >= start_bin`` the reference distribution P is the first ``i``
+    For a histogram and every threshold bin ``i >= start_bin``, the reference P is the first ``i``
     bins with all outliers added to the last one; Q merges those ``i`` bins into ``levels`` equal
     groups and spreads each group's mass back over its non-empty bins. Both are smoothed (zeros get
-    ``eps``, taken from the non-zeros, as MXNet/TVM do) and the threshold ``T = i * bin_width``
-    with the smallest KL(P || Q) wins. ``levels`` is 128 (int8 magnitude) for signed data and 256
-    for non-negative data, which is quantized to uint8 over ``[0, T]``; signed data returns
-    ``(max(min, -T), min(max, T))`` so an asymmetric grid wastes nothing on unseen values.
+    ``eps``, taken from the non-zeros, as MXNet/TVM do); the threshold with the smallest KL(P || Q)
+    wins. Two modes, picked from the data's extent at ``range()`` time:
+
+    * symmetric (TensorRT): histogram of ``|x|`` (``bins`` bins), 128 levels, ``T = i * bin_width``;
+      returns ``(max(min, -T), min(max, T))``. Used for symmetric schemes and for data with two
+      real tails.
+    * one-sided (asymmetric uint8): when one side of zero spans at most ``one_sided_ratio`` of the
+      other (ReLU: nothing below 0; SiLU: -0.28 against several units), the short side is kept
+      whole and only the long tail is clipped, with 256 levels over ``[min, T]`` -- the grid the
+      uint8 tensor really gets. Folding SiLU's negative bump onto ``|x|`` instead creates a spike
+      that can pull T down to ~0.28. Measured on YOLOv5n's 57 SiLU outputs (4 MOT17 frames to
+      calibrate, 4 held out), held-out uint8 SQNR median / worst layer: |x| mode 27.8 / 12.1 dB,
+      one-sided 30.5 / 13.9 dB; min-max 38.2 / 31.8 dB and mse 39.0 / 32.0 dB. KL clips rare
+      large values harder than an MSE criterion would.
+
     ``skip_zeros`` (pytorch-quantization's option; on by default here) leaves exact zeros out of P:
     after a ReLU half the mass can be exactly 0, which is always representable but dominates the KL
     term of the first group and drags the threshold far down (ReLU(Laplace): T ~ 2.8 b instead of
@@ -359,33 +370,70 @@ class EntropyObserver(Observer):
     """
 
     def __init__(
-        self, bins: int = 2048, start_bin: int = 128, stride: int = 1, eps: float = 1e-4, skip_zeros: bool = True
+        self,
+        scheme: str | QScheme = ASYMMETRIC_UINT8,
+        bins: int = 2048,
+        start_bin: int = 128,
+        stride: int = 1,
+        eps: float = 1e-4,
+        skip_zeros: bool = True,
+        one_sided_ratio: float = 0.125,
     ) -> None:
-        self.abs_hist = RunningHistogram(bins)
-        self.min = math.inf
+        self.scheme = get_scheme(scheme)
+        self.hist = RunningHistogram(bins)  # signed, for the one-sided mode
+        self.abs_hist = RunningHistogram(bins)  # |x|, for the symmetric mode
         self.start_bin, self.stride, self.eps, self.skip_zeros = start_bin, stride, eps, skip_zeros
+        self.one_sided_ratio = one_sided_ratio
 
     def update(self, x: torch.Tensor) -> None:
+        self.hist.update(x)
         if x.numel():
             self.abs_hist.update(x.abs())
-            self.min = min(self.min, float(x.min()))
 
     def range(self) -> tuple[float, float]:
-        h = self.abs_hist
+        h = self.hist
         self._require_data(h.total > 0, type(self).__name__)
-        counts = h.counts.clone()
+        lo, hi = min(h.min, 0.0), max(h.max, 0.0)
+        if hi - lo == 0.0:
+            return lo, hi
+        if not self.scheme.symmetric and min(-lo, hi) <= self.one_sided_ratio * max(-lo, hi):
+            return self._one_sided()
+        counts = self.abs_hist.counts.clone()
         if self.skip_zeros:
-            counts[0] -= h.exact_zeros
-        nonempty = torch.nonzero(counts)
-        unsigned = self.min >= 0.0
+            counts[0] -= self.abs_hist.exact_zeros
+        t = min(self._threshold(counts, 128) * self.abs_hist.width, max(-lo, hi))
+        return max(h.min, -t), min(h.max, t)
+
+    def _threshold(self, counts: torch.Tensor, levels: int, first: int = 0) -> int:
+        """Best KL threshold, as a number of leading bins of ``counts`` (at least ``first``)."""
+        nonempty = torch.nonzero(counts > 0)
         if not nonempty.numel():
-            return min(self.min, 0.0), h.max
+            return counts.numel()
         counts = counts[: int(nonempty.max()) + 1]
-        levels = 256 if unsigned else 128
-        candidates = torch.arange(min(self.start_bin, counts.numel()), counts.numel() + 1, self.stride)
+        start = min(max(self.start_bin, first), counts.numel())
+        candidates = torch.arange(start, counts.numel() + 1, self.stride)
         kl = torch.cat([kl_divergences(counts, block, levels, self.eps) for block in torch.split(candidates, 128)])
-        t = min(float(candidates[int(torch.argmin(kl))]) * h.width, h.max)
-        return (0.0, t) if unsigned else (max(self.min, -t), t)
+        return int(candidates[int(torch.argmin(kl))])
+
+    def _one_sided(self) -> tuple[float, float]:
+        """Keep the short side of zero whole, search the long side's clip with the scheme's levels."""
+        h = self.hist
+        levels = self.scheme.qmax - self.scheme.qmin + 1
+        flip = -h.min > h.max  # long tail below zero: mirror so it is above
+        counts = (h.counts.flip(0) if flip else h.counts).clone()
+        zero_edge = h.bins - h.neg_bins if flip else h.neg_bins  # index of the first bin above 0
+        origin = -zero_edge * h.width
+        # exact zeros were binned at [0, w) (last bin if the grid ends at 0): take them out, and
+        # unless skipped put them back into the first bin above the zero edge
+        landed = min(h.neg_bins, h.bins - 1)
+        counts[h.bins - 1 - landed if flip else landed] -= h.exact_zeros
+        if not self.skip_zeros:
+            counts[zero_edge] += h.exact_zeros
+        short = -h.max if flip else h.min
+        first = max(0, min(zero_edge, int(math.floor((min(short, 0.0) - origin) / h.width))))
+        i = self._threshold(counts[first:], levels, zero_edge - first + 1)
+        t = min(origin + (first + i) * h.width, max(-h.min, h.max))
+        return (-t, h.max) if flip else (h.min, t)
 
 
 def kl_divergences(hist: torch.Tensor, thresholds: torch.Tensor, levels: int, eps: float = 1e-4) -> torch.Tensor:
