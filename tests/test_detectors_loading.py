@@ -20,6 +20,15 @@ YOLOX_PARAMS_M = {"nano": 0.91, "tiny": 5.06, "s": 9.0, "m": 25.3, "l": 54.2, "x
 YOLOV5_FUSED_PARAMS = {"n": 1867405, "s": 7225885, "m": 21172173, "l": 46533693, "x": 86705005}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One torch thread: on the shared 2-core CI machine, 2 spinning OpenMP threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

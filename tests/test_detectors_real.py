@@ -24,6 +24,15 @@ FRAMES = list(range(1, 796, 100))  # 8 frames spread over the sequence
 MODELS = ["yolox_nano.onnx", "bytetrack_nano_mot17.onnx", "yolov5n.pt"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One torch thread: on the shared 2-core CI machine, 2 spinning OpenMP threads are many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def pets() -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
     from apps.motchallenge import load_sequence
