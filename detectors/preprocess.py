@@ -5,7 +5,10 @@
 * ``yolox_legacy``: same canvas, then BGR->RGB, /255, ImageNet mean/std (ByteTrack ``preproc``;
                     the padding is normalised too, as there).
 * ``yolov5``:       ``letterbox(auto=False)``: resize to round(w*r) x round(h*r), CENTRED, borders of 114
-                    split as round(d/2 -+ 0.1); BGR->RGB; /255.
+                    split as round(d/2 -+ 0.1); BGR->RGB; /255. A fixed input size as in the official
+                    ONNX path (``detect.py`` on ``.pt`` pads only to a multiple of 32: pass a spec with
+                    e.g. input_size (480, 640) for 4:3 frames to get that). Boxes map back with the
+                    placed integer (left, top) offsets and r.
 
 Input frames must be uint8. Grey frames ((h, w) or (h, w, 1)) are replicated to 3 channels and
 BGRA frames drop alpha; any other shape raises a ValueError.
