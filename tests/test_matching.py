@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from cython_bbox import bbox_overlaps
 
+from tracker import matching
 from tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes, overlapping_pairs, sparse_assignment
 
 
@@ -140,3 +141,17 @@ def test_sparse_assignment_equals_dense_on_iou_costs() -> None:
     sparse = sparse_assignment(rows, cols, cost[rows, cols], cost.shape, 0.8,
                                lambda r, c: cost[np.ix_(r, c)])
     assert set(zip(sparse[0].tolist(), sparse[1].tolist())) == official_assignment(cost, 0.8)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_small_python_assignment_equals_vectorised_path(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(200 + seed)
+    rows, cols = rng.integers(1, 9, 2)
+    cost = np.where(rng.random((rows, cols)) < 0.4, rng.uniform(0, 1, (rows, cols)), 1.0)
+    cost[rng.random((rows, cols)) < 0.1] = 0.8  # exactly at the limit: lapjv decides
+    small = linear_assignment(cost, 0.8)
+    monkeypatch.setattr(matching, "SMALL_ASSIGNMENT", 0)
+    vectorised = linear_assignment(cost, 0.8)
+    for got, expected in zip(small, vectorised):
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker import ByteTracker
+from tracker import ByteTracker, byte_tracker, matching
 
 LOW_THRESH = 0.1
 
@@ -71,3 +72,24 @@ def test_invariants_hold_on_random_streams(stream, class_aware: bool, id_mode: s
         if id_mode == "compact":
             assert ever == set(range(1, len(ever) + 1)), "compact ids skipped a number"
         assert tracker.num_tracks <= 8 * (len(stream) + 1)
+
+
+@pytest.mark.parametrize("class_aware", [False, True])
+def test_small_frame_python_path_equals_vectorised_path(class_aware: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames with few boxes are associated in plain Python; the result must not change."""
+    rng = np.random.default_rng(7)
+    stream = []
+    for _ in range(60):
+        count = rng.integers(0, 9)
+        sightings = OBJECTS[rng.integers(0, len(OBJECTS), count)] + rng.normal(0, 4, (count, 1))
+        stream.append(np.column_stack((sightings, rng.uniform(0, 1, count), rng.integers(0, 2, count))))
+
+    def run() -> list[np.ndarray]:
+        tracker = ByteTracker(class_aware=class_aware, return_lost=True, track_buffer=5)
+        return [tracker.update(dets) for dets in stream]
+
+    small = run()
+    monkeypatch.setattr(byte_tracker, "SMALL_ASSIGNMENT", 0)
+    monkeypatch.setattr(matching, "SMALL_ASSIGNMENT", 0)
+    for got, expected in zip(small, run()):
+        np.testing.assert_array_equal(got, expected)

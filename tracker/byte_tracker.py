@@ -7,7 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from tracker import kalman
-from tracker.matching import EMPTY_INDEX, fuse_score, iou_cost, iou_pairs, mask_classes, sparse_assignment
+from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_cost, iou_pairs, mask_classes,
+                              small_sparse_assignment, sparse_assignment)
 from tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
@@ -177,8 +178,8 @@ class ByteTracker:
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
         boxes = kalman.xyah_to_tlbr(tracks.mean)
-        frame_data = _FrameData(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, self.iou_inclusive,
-                                                                  self._match_disjoint))
+        frame_data = _FrameData.build(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, self.iou_inclusive,
+                                                                        self._match_disjoint))
         timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, self.fuse_score, self.match_thresh, timer)
@@ -252,6 +253,25 @@ class ByteTracker:
         timer.lap("bookkeeping")
         if rows.size == 0 or det_ids.size == 0:
             return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
+        shape = (rows.size, det_ids.size)
+
+        def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
+            return self._dense_cost(frame, rows[sub_rows], det_ids[sub_cols], fuse, thresh)
+
+        if frame.pair_lists is not None:
+            candidates = self._small_candidates(frame, rows, det_ids, fuse)
+            timer.lap("iou")
+            result = small_sparse_assignment(*candidates, shape, thresh, dense_cost)
+        else:
+            candidates = self._candidates(frame, rows, det_ids, fuse)
+            timer.lap("iou")
+            result = sparse_assignment(*candidates, shape, thresh, dense_cost)
+        timer.lap("assignment")
+        return result
+
+    def _candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray,
+                    fuse: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The frame's IoU pairs between ``rows`` and ``det_ids`` as (local row, local column, cost)."""
         pair_rows, pair_cols, iou = frame.pairs
         row_pos = np.full(frame.boxes.shape[0], -1)
         row_pos[rows] = np.arange(rows.size)
@@ -265,14 +285,30 @@ class ByteTracker:
             cost = fuse_score(cost, frame.dets.scores[det_ids[local_cols]])
         if self.class_aware:
             cost[self._tracks.cls[rows[local_rows]] != frame.dets.classes[det_ids[local_cols]]] = np.inf
+        return local_rows, local_cols, cost
 
-        def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
-            return self._dense_cost(frame, rows[sub_rows], det_ids[sub_cols], fuse, thresh)
-
-        timer.lap("iou")
-        result = sparse_assignment(local_rows, local_cols, cost, (rows.size, det_ids.size), thresh, dense_cost)
-        timer.lap("assignment")
-        return result
+    def _small_candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray,
+                          fuse: bool) -> tuple[list[int], list[int], list[float]]:
+        """``_candidates`` as Python lists, for frames with few pairs (same float operations)."""
+        row_pos = {row: i for i, row in enumerate(rows.tolist())}
+        col_pos = {det: j for j, det in enumerate(det_ids.tolist())}
+        scores = frame.dets.scores.tolist()
+        if self.class_aware:
+            track_classes, det_classes = self._tracks.cls.tolist(), frame.dets.classes.tolist()
+        local_rows, local_cols, costs = [], [], []
+        for row, det, iou in zip(*frame.pair_lists):
+            i, j = row_pos.get(row), col_pos.get(det)
+            if i is None or j is None:
+                continue
+            cost = 1.0 - iou
+            if fuse:
+                cost = 1.0 - (1.0 - cost) * scores[det]
+            if self.class_aware and track_classes[row] != det_classes[det]:
+                cost = np.inf
+            local_rows.append(i)
+            local_cols.append(j)
+            costs.append(cost)
+        return local_rows, local_cols, costs
 
     def _dense_cost(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool,
                     thresh: float) -> np.ndarray:
@@ -382,6 +418,14 @@ class _FrameData(NamedTuple):
     det_boxes: np.ndarray   # (N, 4) detection boxes
     dets: CleanDetections
     pairs: tuple[np.ndarray, np.ndarray, np.ndarray]  # (track row, detection, IoU) candidates
+    pair_lists: tuple[list, list, list] | None  # ``pairs`` as Python lists when the frame is small
+
+    @classmethod
+    def build(cls, boxes: np.ndarray, det_boxes: np.ndarray, dets: CleanDetections,
+              pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _FrameData:
+        """Frame data; small frames also get the pairs as lists for the plain-Python association."""
+        small = pairs[0].size + boxes.shape[0] + det_boxes.shape[0] <= SMALL_ASSIGNMENT
+        return cls(boxes, det_boxes, dets, pairs, tuple(p.tolist() for p in pairs) if small else None)
 
 
 class _StageTimer:

@@ -34,8 +34,15 @@ INIT_VEL = _std_rows(10 * STD_WEIGHT_VELOCITY, ASPECT_INIT_STD[1])
 _PROCESS_POS = _std_rows(STD_WEIGHT_POSITION, ASPECT_PROCESS_STD[0])
 _PROCESS_VEL = _std_rows(STD_WEIGHT_VELOCITY, ASPECT_PROCESS_STD[1])
 MEASUREMENT = _std_rows(STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD)
-# Process noise of position and velocity together, as (2, 4) rows.
-PROCESS = (np.stack((_PROCESS_POS[0], _PROCESS_VEL[0])), np.stack((_PROCESS_POS[1], _PROCESS_VEL[1])))
+
+
+def _pair_rows(pos: tuple[np.ndarray, np.ndarray], vel: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Position and velocity std rows side by side, as (4, 2) arrays (the P_pp, P_vv columns)."""
+    return np.column_stack((pos[0], vel[0])), np.column_stack((pos[1], vel[1]))
+
+
+INIT = _pair_rows(INIT_POS, INIT_VEL)
+PROCESS = _pair_rows(_PROCESS_POS, _PROCESS_VEL)
 
 
 def _variance(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
@@ -43,15 +50,18 @@ def _variance(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.nda
     return np.square(height[:, None] * rows[0] + rows[1])
 
 
+def _variance_pairs(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(T, 4, 2) position and velocity variances per coordinate, from (4, 2) std rows."""
+    return np.square(height[:, None, None] * rows[0] + rows[1])
+
+
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start tracks from (T, 4) xyah measurements: zero velocity, height-scaled covariance."""
     count = measurements.shape[0]
     mean = np.zeros((count, 8))
     mean[:, :4] = measurements
-    height = measurements[:, 3]
     cov = np.zeros((count, 4, 3))
-    cov[:, :, PP] = _variance(height, INIT_POS)
-    cov[:, :, VV] = _variance(height, INIT_VEL)
+    cov[:, :, ::2] = _variance_pairs(measurements[:, 3], INIT)
     return mean, cov
 
 
@@ -63,36 +73,33 @@ def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarr
     step repeatedly (the noise model is defined per frame). Returns the same arrays.
     """
     for _ in range(steps):
-        q = np.square(mean[:, 3, None, None] * PROCESS[0] + PROCESS[1])  # (T, 2, 4): position, velocity
+        q = _variance_pairs(mean[:, 3], PROCESS)
         mean[:, :4] += mean[:, 4:]
-        pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
-        # Same summation order as F P F^T: (Ppp + Pvp) + (Ppv + Pvv); pp is updated last.
-        pp += pv
-        pv += vv
-        pp += pv
-        pp += q[:, 0]
-        vv += q[:, 1]
+        # Same summation order as F P F^T: (Ppp + Ppv) + (Ppv + Pvv). The first addition
+        # updates (Ppp, Ppv) from the old (Ppv, Pvv) at once (numpy buffers the overlap).
+        cov[:, :, PP:VV] += cov[:, :, PV:]
+        cov[:, :, PP] += cov[:, :, PV]
+        cov[:, :, ::2] += q
     return mean, cov
 
 
 def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements."""
-    height = mean[:, 3]
-    r = _variance(height, MEASUREMENT)
-    pp, pv, vv = cov[:, :, PP], cov[:, :, PV], cov[:, :, VV]
-    innovation_cov = pp + r  # S is diagonal: one variance per coordinate
-    gain_pos = pp / innovation_cov
-    gain_vel = pv / innovation_cov
+    """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements.
+
+    S is diagonal (one variance per coordinate), so the gain of each block is
+    ``(Ppp, Ppv) / S`` and P - K S K^T is ``(K_a S) K_b`` per block, in the official order.
+    """
+    count = mean.shape[0]
+    innovation_cov = cov[:, :, PP] + _variance(mean[:, 3], MEASUREMENT)
+    gain = cov[:, :, PP:VV] / innovation_cov[:, :, None]  # (T, 4, 2): position, velocity gain
     innovation = measurements - mean[:, :4]
-    new_mean = np.empty_like(mean)
-    new_mean[:, :4] = mean[:, :4] + gain_pos * innovation
-    new_mean[:, 4:] = mean[:, 4:] + gain_vel * innovation
-    # P - K S K^T per block, multiplied in the official order.
-    new_cov = np.empty_like(cov)
-    new_cov[:, :, PP] = pp - gain_pos * innovation_cov * gain_pos
-    new_cov[:, :, PV] = pv - gain_pos * innovation_cov * gain_vel
-    new_cov[:, :, VV] = vv - gain_vel * innovation_cov * gain_vel
-    return new_mean, new_cov
+    new_mean = mean.reshape(count, 2, 4) + gain.transpose(0, 2, 1) * innovation[:, None, :]
+    scaled = gain * innovation_cov[:, :, None]  # (K_pos S, K_vel S)
+    new_cov = cov - scaled[:, :, _LEFT] * gain[:, :, _RIGHT]
+    return new_mean.reshape(count, 8), new_cov
+
+
+_LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])  # P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
 
 
 def block_to_full(cov: np.ndarray) -> np.ndarray:

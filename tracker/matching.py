@@ -8,6 +8,9 @@ import numpy as np
 
 EMPTY_INDEX = np.empty(0, dtype=np.intp)
 DENSE_PAIRS_LIMIT = 2048  # below this many box pairs a dense IoU matrix beats the sweep
+# Below this size (candidate pairs + rows + columns) an assignment runs in plain Python:
+# a few dozen list operations cost less than the ~30 numpy calls of the vectorised path.
+SMALL_ASSIGNMENT = 96
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
@@ -127,6 +130,8 @@ def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, sha
     Returns ``(matched_rows, matched_cols, unmatched_rows, unmatched_cols)``, ascending.
     """
     n_rows, n_cols = shape
+    if rows.size + n_rows + n_cols <= SMALL_ASSIGNMENT:
+        return small_sparse_assignment(rows.tolist(), cols.tolist(), costs.tolist(), shape, thresh, dense_cost)
     feasible = costs <= thresh
     rows, cols, costs = rows[feasible], cols[feasible], costs[feasible]
     if rows.size == 0:
@@ -147,3 +152,32 @@ def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, sha
         col_to_row[compete_cols[sub_row_to_col[matched_sub]]] = compete_rows[matched_sub]
     matched = (row_to_col >= 0).nonzero()[0]
     return matched, row_to_col[matched], (row_to_col < 0).nonzero()[0], (col_to_row < 0).nonzero()[0]
+
+
+def small_sparse_assignment(rows: list[int], cols: list[int], costs: list[float], shape: tuple[int, int],
+                            thresh: float, dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``sparse_assignment`` for small problems given as Python lists (same rules, same result)."""
+    n_rows, n_cols = shape
+    feasible = [(row, col, cost) for row, col, cost in zip(rows, cols, costs) if cost <= thresh]
+    row_options, col_options = [0] * n_rows, [0] * n_cols
+    for row, col, _ in feasible:
+        row_options[row] += 1
+        col_options[col] += 1
+    row_to_col, col_to_row = [-1] * n_rows, [-1] * n_cols
+    for row, col, cost in feasible:
+        if row_options[row] == 1 and col_options[col] == 1 and cost < thresh:
+            row_to_col[row], col_to_row[col] = col, row
+    compete_rows = [row for row in range(n_rows) if row_options[row] and row_to_col[row] < 0]
+    if compete_rows:
+        compete_cols = [col for col in range(n_cols) if col_options[col] and col_to_row[col] < 0]
+        sub_cost = dense_cost(np.array(compete_rows, dtype=np.intp), np.array(compete_cols, dtype=np.intp))
+        _, sub_row_to_col, _ = lap.lapjv(sub_cost, extend_cost=True, cost_limit=thresh)
+        for row, sub_col in zip(compete_rows, sub_row_to_col.tolist()):
+            if sub_col >= 0:
+                row_to_col[row] = compete_cols[sub_col]
+                col_to_row[compete_cols[sub_col]] = row
+    matched = [row for row in range(n_rows) if row_to_col[row] >= 0]
+    return (np.array(matched, dtype=np.intp), np.array([row_to_col[row] for row in matched], dtype=np.intp),
+            np.array([row for row in range(n_rows) if row_to_col[row] < 0], dtype=np.intp),
+            np.array([col for col in range(n_cols) if col_to_row[col] < 0], dtype=np.intp))
