@@ -108,12 +108,11 @@ def write_json(results: dict, path: Path) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\nPETS09-S2L1, {results['frames']} frames, {results['gt_boxes']} gt boxes, conf {results['conf']}")
-    print(f"{'model':28s} {'AP50':>6s} {'AP75':>6s} {'AP50:95':>8s} {'rec@.5':>7s}")
-    for name, entry in results["models"].items():
-        a = entry["accuracy"]
-        if a is None:
-            continue
+    scored = {name: entry["accuracy"] for name, entry in results["models"].items() if entry["accuracy"]}
+    if scored:
+        print(f"\nPETS09-S2L1, {results['frames']} frames, {results['gt_boxes']} gt boxes, conf {results['conf']}")
+        print(f"{'model':28s} {'AP50':>6s} {'AP75':>6s} {'AP50:95':>8s} {'rec@.5':>7s}")
+    for name, a in scored.items():
         print(f"{name:28s} {a['AP50']:6.3f} {a['AP75']:6.3f} {a['AP50:95']:8.3f} {a['recall@0.5score']:7.3f}")
     print(f"\nms per frame over {results['timing_frames']} frames (mean; p50 of total)")
     print(f"{'model':28s} {'backend':16s} {'pre':>6s} {'infer':>7s} {'post':>6s} {'total':>7s} {'p50':>7s} {'fps':>6s}")
