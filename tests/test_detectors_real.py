@@ -45,16 +45,15 @@ def pets() -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def detectors(tmp_path_factory) -> dict[tuple[str, str], object]:
+def detectors(tmp_path_factory, single_torch_thread) -> dict[tuple[str, str], object]:
     """Each real model on both backends (person class only), the ORT export cached in a temp dir."""
-    import os
-
-    os.environ["INT8TRACK_HOME"] = str(tmp_path_factory.mktemp("cache"))
     out = {}
-    for name in MODELS:
-        path = require_data(f"weights/{name}")
-        for backend in ("torch", "onnxruntime"):
-            out[name, backend] = load_detector(path, backend=backend, classes=[0])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INT8TRACK_HOME", str(tmp_path_factory.mktemp("cache")))
+        for name in MODELS:
+            path = require_data(f"weights/{name}")
+            for backend in ("torch", "onnxruntime"):
+                out[name, backend] = load_detector(path, backend=backend, classes=[0])
     return out
 
 
