@@ -14,19 +14,13 @@ from detectors.layers import fuse_conv_bn, is_fused
 from detectors.runtime import OrtRunner
 from detectors.yolov5 import YOLOv5, yolov5_yaml
 from detectors.yolox import YOLOX
+from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 # Published parameter counts: YOLOX README (M, unfused) and Ultralytics' fused model summaries (exact).
 YOLOX_PARAMS_M = {"nano": 0.91, "tiny": 5.06, "s": 9.0, "m": 25.3, "l": 54.2, "x": 99.1}
 YOLOV5_FUSED_PARAMS = {"n": 1867405, "s": 7225885, "m": 21172173, "l": 46533693, "x": 86705005}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """One torch thread: on the shared 2-core CI machine, 2 spinning OpenMP threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")  # whole module on one torch thread
 
 
 def count(model: torch.nn.Module) -> int:

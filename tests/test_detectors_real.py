@@ -13,6 +13,7 @@ import torch
 
 cv2 = pytest.importorskip("cv2")
 from conftest import require_data  # noqa: E402
+from test_detectors_support import single_torch_thread  # noqa: E402,F401  (fixture)
 
 from detectors import load_detector  # noqa: E402
 from detectors.evaluation import boxes_by_frame, gt_recall, iou_matrix  # noqa: E402
@@ -23,14 +24,7 @@ PETS = "MOT15/train/PETS09-S2L1"
 FRAMES = list(range(1, 796, 100))  # 8 frames spread over the sequence
 MODELS = ["yolox_nano.onnx", "bytetrack_nano_mot17.onnx", "yolov5n.pt"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """One torch thread: on the shared 2-core CI machine, 2 spinning OpenMP threads are many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")  # whole module on one torch thread
 
 
 @pytest.fixture(scope="module")
