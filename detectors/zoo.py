@@ -61,6 +61,9 @@ def _yolov5_spec(variant: str) -> ModelSpec:
 ZOO: dict[str, ModelSpec] = {
     **{f"yolox_{v}": _yolox_spec(v) for v in ("nano", "tiny", "s", "m", "l", "x")},
     **{f"bytetrack_{v}_mot17": _bytetrack_spec(v) for v in ("nano", "tiny", "s", "m", "l", "x")},
+    "bytetrack_x_mot20": _bytetrack_spec("x").replace(
+        name="bytetrack_x_mot20", input_size=[896, 1600], url=None,
+        extra={"filename": "bytetrack_x_mot20.pth.tar", "alternatives": ["bytetrack_x_mot20.onnx"]}),
     **{f"yolov5{v}": _yolov5_spec(v) for v in ("n", "s", "m", "l", "x")},
 }
 
