@@ -21,12 +21,16 @@ YOLOV5_RELEASE = "https://github.com/ultralytics/yolov5/releases/download/v7.0/y
 YOLOV5N_AT_COMMIT = "https://github.com/ultralytics/yolov5/raw/981548a1b78a10eb4fcf575997fa7392d5f74615/yolov5n.pt"
 YOLOV5N_SHA256 = "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
 GDRIVE = "https://drive.google.com/uc?export=download&id={}"
-#: Google Drive ids of ByteTrack's MOT17 model zoo (README of ifzhang/ByteTrack); l and x not recorded here.
+#: Google Drive ids of ByteTrack's model zoo (README of ifzhang/ByteTrack); Drive may answer large files
+#: with a confirmation page, which ``download`` rejects with the manual-download message.
 BYTETRACK_GDRIVE_IDS = {
     "nano": "1AoN2AxzVwOLM0gJ15bcwqZUpFjlDV1dX",
     "tiny": "1LFAl14sql2Q5Y9aNFsX_OqsnIzUD_1ju",
     "s": "1uSmhXzyV1Zvb4TJJCzpsZOIcw7CCJLxj",
     "m": "11Zb0NN_Uu7JwUd9e6Nk8o2_EUfxWqsun",
+    "l": "1XwfUuCBF4IgWBWK2H7oOhQgEj9Mrb3rz",
+    "x": "1P4mY0Yyd3PPTybgZkjMYhFri88nTmJX5",
+    "x_mot20": "1HX2_JpMOjOIj1Z9rJjoet9XNy_cCAs5U",
 }
 #: YOLOv5 v6.0+ default anchors (pixels), P3/8, P4/16, P5/32.
 YOLOV5_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
@@ -62,7 +66,7 @@ ZOO: dict[str, ModelSpec] = {
     **{f"yolox_{v}": _yolox_spec(v) for v in ("nano", "tiny", "s", "m", "l", "x")},
     **{f"bytetrack_{v}_mot17": _bytetrack_spec(v) for v in ("nano", "tiny", "s", "m", "l", "x")},
     "bytetrack_x_mot20": _bytetrack_spec("x").replace(
-        name="bytetrack_x_mot20", input_size=[896, 1600], url=None,
+        name="bytetrack_x_mot20", input_size=[896, 1600], url=GDRIVE.format(BYTETRACK_GDRIVE_IDS["x_mot20"]),
         extra={"filename": "bytetrack_x_mot20.pth.tar", "alternatives": ["bytetrack_x_mot20.onnx"]}),
     **{f"yolov5{v}": _yolov5_spec(v) for v in ("n", "s", "m", "l", "x")},
 }
