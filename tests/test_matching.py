@@ -155,3 +155,21 @@ def test_small_python_assignment_equals_vectorised_path(seed: int, monkeypatch: 
     for got, expected in zip(small, vectorised):
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("inclusive", [False, True])
+@pytest.mark.parametrize("sizes", [(6, 4), (90, 70)])  # window test and sort-and-sweep
+@pytest.mark.parametrize("min_iou", [0.3, 0.85])
+def test_overlapping_pairs_with_min_iou_keep_every_pair_above_it(inclusive: bool, sizes: tuple[int, int],
+                                                                 min_iou: float) -> None:
+    rng = np.random.default_rng(sizes[0] + int(min_iou * 100))
+    a = random_boxes(rng, sizes[0], scale=300)
+    b = np.concatenate((a + rng.normal(0, 1.5, a.shape), random_boxes(rng, sizes[1], scale=300)))
+    dense = iou_matrix(a, b, inclusive)
+    rows, cols, iou = overlapping_pairs(a, b, inclusive, min_iou=min_iou)
+    np.testing.assert_array_equal(iou, dense[rows, cols])
+    assert (iou > 0).all() and len(set(zip(rows.tolist(), cols.tolist()))) == rows.size
+    expected = set(zip(*(dense > min_iou).nonzero()))
+    assert expected and expected <= set(zip(rows.tolist(), cols.tolist()))
+    if min_iou > 0.5:
+        assert rows.size < (dense > 0).sum()  # pairs that cannot reach min_iou were skipped

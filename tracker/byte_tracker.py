@@ -9,7 +9,7 @@ import numpy as np
 from tracker import kalman
 from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_cost, iou_pairs, mask_classes,
                               small_sparse_assignment, sparse_assignment)
-from tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
+from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 ID_MODES = ("compact", "official")
@@ -284,7 +284,7 @@ class ByteTracker:
         if fuse:
             cost = fuse_score(cost, frame.dets.scores[det_ids[local_cols]])
         if self.class_aware:
-            cost[self._tracks.cls[rows[local_rows]] != frame.dets.classes[det_ids[local_cols]]] = np.inf
+            cost[self._tracks.match[rows[local_rows], CLASS] != frame.dets.classes[det_ids[local_cols]]] = np.inf
         return local_rows, local_cols, cost
 
     def _small_candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray,
@@ -294,7 +294,7 @@ class ByteTracker:
         col_pos = {det: j for j, det in enumerate(det_ids.tolist())}
         scores = frame.dets.scores.tolist()
         if self.class_aware:
-            track_classes, det_classes = self._tracks.cls.tolist(), frame.dets.classes.tolist()
+            track_classes, det_classes = self._tracks.match[:, CLASS].tolist(), frame.dets.classes.tolist()
         local_rows, local_cols, costs = [], [], []
         for row, det, iou in zip(*frame.pair_lists):
             i, j = row_pos.get(row), col_pos.get(det)
@@ -317,7 +317,8 @@ class ByteTracker:
         if fuse:
             cost = fuse_score(cost, frame.dets.scores[det_ids])
         if self.class_aware:
-            mask_classes(cost, self._tracks.cls[rows], frame.dets.classes[det_ids], forbidden=max(1.0, thresh) + 1.0)
+            mask_classes(cost, self._tracks.match[rows, CLASS], frame.dets.classes[det_ids],
+                         forbidden=max(1.0, thresh) + 1.0)
         return cost
 
     def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> None:
@@ -329,17 +330,15 @@ class ByteTracker:
         tracks.state[rows] = TRACKED
         tracks.activated[rows] = True
         tracks.last_frame[rows] = self.frame_id
-        tracks.score[rows] = dets.scores[det_ids]
-        tracks.cls[rows] = dets.classes[det_ids]
-        tracks.det_row[rows] = dets.rows[det_ids]
+        tracks.match[rows] = dets.match_info[det_ids]
 
     def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> TrackTable:
         """Tracks started from detections ``det_ids``; confirmed at once only on the first update."""
         mean, cov = kalman.initiate(det_xyah[det_ids])
         ids = np.arange(self._created + 1, self._created + 1 + det_ids.size, dtype=np.int64)
         self._created += det_ids.size
-        return TrackTable.create(mean, cov, ids, dets.scores[det_ids], dets.classes[det_ids], dets.rows[det_ids],
-                                 self.frame_id, activated=self.update_count == 1)
+        return TrackTable.create(mean, cov, ids, dets.match_info[det_ids], self.frame_id,
+                                 activated=self.update_count == 1)
 
     def _remove_duplicates(self, tracks: TrackTable, boxes: np.ndarray, tracked: np.ndarray, lost: np.ndarray,
                            timer: _StageTimer) -> tuple[np.ndarray, np.ndarray]:
@@ -348,10 +347,11 @@ class ByteTracker:
             return tracked, lost
         timer.lap("bookkeeping")
         pair_tracked, pair_lost, iou = iou_pairs(boxes[tracked], boxes[lost], self.iou_inclusive,
-                                                 include_disjoint=self.duplicate_iou_thresh > 1)
+                                                 include_disjoint=self.duplicate_iou_thresh > 1,
+                                                 min_iou=1.0 - self.duplicate_iou_thresh)
         close = 1.0 - iou < self.duplicate_iou_thresh
         if self.class_aware:
-            close &= tracks.cls[tracked[pair_tracked]] == tracks.cls[lost[pair_lost]]
+            close &= tracks.match[tracked[pair_tracked], CLASS] == tracks.match[lost[pair_lost], CLASS]
         timer.lap("iou")
         if not close.any():
             return tracked, lost
@@ -374,9 +374,7 @@ class ByteTracker:
         out = np.empty((rows.size, 8))
         out[:, :4] = boxes[rows]
         out[:, 4] = tracks.display_id[rows] if self.id_mode == "compact" else tracks.track_id[rows]
-        out[:, 5] = tracks.score[rows]
-        out[:, 6] = tracks.cls[rows]
-        out[:, 7] = tracks.det_row[rows]
+        out[:, 5:] = tracks.match[rows]
         return out
 
 

@@ -41,49 +41,75 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     return inter / np.maximum(union, np.finfo(np.float64).tiny)
 
 
-def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray,
-                      inclusive: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False,
+                      min_iou: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs with IoU > 0 as ``(rows, cols, iou)``, rows ascending.
 
     Sort-and-sweep on x: only boxes of ``b`` whose left edge lies within reach of a box of
     ``a`` are compared, so crowds cost about O(A + B + pairs) instead of O(A * B). The IoU
     values are bit-identical to ``iou_matrix`` (same formula, element by element).
+
+    ``min_iou > 0``: the caller only needs pairs with IoU > ``min_iou``; pairs that cannot
+    reach it are skipped (others with IoU in (0, min_iou] may still be returned). IoU > t
+    needs the left edges within (1 - t) * width of each other: the union is at least either
+    box's area, so IoU <= overlap width / width <= 1 - |x1_a - x1_b| / width.
     """
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
-    if boxes_a.shape[0] * boxes_b.shape[0] <= DENSE_PAIRS_LIMIT:  # small: the dense matrix is cheaper
+    small = boxes_a.shape[0] * boxes_b.shape[0] <= DENSE_PAIRS_LIMIT
+    if min_iou <= 0 and small:  # the dense matrix is cheaper
         iou = iou_matrix(boxes_a, boxes_b, inclusive)
         rows, cols = iou.nonzero()
         return rows, cols, iou[rows, cols]
     one = 1.0 if inclusive else 0.0
+    if min_iou > 0:
+        widest = max((boxes_a[:, 2] - boxes_a[:, 0]).max(), (boxes_b[:, 2] - boxes_b[:, 0]).max()) + one
+        reach = (1.0 - min_iou) * (1.0 + 1e-6) * widest  # relative margin far above rounding error
+        if small:  # a few numpy calls decide, and usually nothing is near
+            rows, cols = (np.abs(boxes_a[:, 0, None] - boxes_b[:, 0]) <= reach).nonzero()
+            return _positive_iou(boxes_a, boxes_b, rows, cols, one)
     order = np.argsort(boxes_b[:, 0], kind="stable")
     left_sorted = boxes_b[order, 0]
-    widest = (boxes_b[:, 2] - boxes_b[:, 0]).max()
-    # Overlap in x needs b.x1 < a.x2 + one and b.x1 > a.x1 - width(b) - one.
-    lo = np.searchsorted(left_sorted, boxes_a[:, 0] - widest - one, side="right")
-    hi = np.searchsorted(left_sorted, boxes_a[:, 2] + one, side="left")
+    if min_iou > 0:
+        lo = np.searchsorted(left_sorted, boxes_a[:, 0] - reach, side="left")
+        hi = np.searchsorted(left_sorted, boxes_a[:, 0] + reach, side="right")
+    else:  # overlap in x needs b.x1 < a.x2 + one and b.x1 > a.x1 - width(b) - one
+        widest = (boxes_b[:, 2] - boxes_b[:, 0]).max()
+        lo = np.searchsorted(left_sorted, boxes_a[:, 0] - widest - one, side="right")
+        hi = np.searchsorted(left_sorted, boxes_a[:, 2] + one, side="left")
     counts = np.maximum(hi - lo, 0)
     rows = np.repeat(np.arange(boxes_a.shape[0]), counts)
-    starts = np.cumsum(counts) - counts
-    cols = order[np.repeat(lo - starts, counts) + np.arange(rows.size)]
-    a, b = boxes_a[rows], boxes_b[cols]
-    inter_w = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one
-    inter_h = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one
-    keep = (inter_w > 0) & (inter_h > 0)
-    rows, cols, a, b = rows[keep], cols[keep], a[keep], b[keep]
+    cols = order[np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(rows.size)]
+    return _positive_iou(boxes_a, boxes_b, rows, cols, one)
+
+
+def _positive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  one: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs ``(rows, cols)`` that overlap, with their IoU (``iou_matrix``'s formula)."""
+    if rows.size == 0:
+        return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
+    ax1, ay1, ax2, ay2 = boxes_a.T
+    bx1, by1, bx2, by2 = boxes_b.T
+    inter_w = np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]) + one
+    inter_h = np.minimum(ay2[rows], by2[cols]) - np.maximum(ay1[rows], by1[cols]) + one
+    keep = ((inter_w > 0) & (inter_h > 0)).nonzero()[0]
+    rows, cols = rows[keep], cols[keep]
     inter = inter_w[keep] * inter_h[keep]
-    union = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one) + (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one) - inter
+    area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
+    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
+    union = area_a[rows] + area_b[cols] - inter
     return rows, cols, inter / np.maximum(union, np.finfo(np.float64).tiny)
 
 
-def iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool,
-              include_disjoint: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool, include_disjoint: bool,
+              min_iou: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, iou)`` of the overlapping pairs, or of all pairs if ``include_disjoint``.
 
     Callers whose cost limit admits IoU 0 (a limit >= 1) need the disjoint pairs too.
+    ``min_iou``: see ``overlapping_pairs``.
     """
     if not include_disjoint:
-        return overlapping_pairs(boxes_a, boxes_b, inclusive)
+        return overlapping_pairs(boxes_a, boxes_b, inclusive, min_iou)
     rows, cols = np.indices((boxes_a.shape[0], boxes_b.shape[0])).reshape(2, -1)
     return rows, cols, iou_matrix(boxes_a, boxes_b, inclusive).ravel()
 

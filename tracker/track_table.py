@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 TRACKED, LOST, REMOVED = 1, 2, 3
+SCORE, CLASS, DET_ROW = 0, 1, 2  # columns of TrackTable.match
 
 
 @dataclass
@@ -26,20 +27,17 @@ class TrackTable:
     removal_recorded: np.ndarray  # (T,) bool: already in the official "removed" list
     track_id: np.ndarray          # (T,) int64: id given at creation (official numbering)
     display_id: np.ndarray        # (T,) int64: compact id given at first output, 0 before
-    score: np.ndarray             # (T,) float64: score of the last matched detection
-    cls: np.ndarray               # (T,) float64: class of the last matched detection
-    det_row: np.ndarray           # (T,) int64: input row of the last matched detection
+    match: np.ndarray             # (T, 3) float64: score, class, input row of the last matched detection
     start_frame: np.ndarray       # (T,) int64: frame of creation
     last_frame: np.ndarray        # (T,) int64: frame of the last match (official ``frame_id``)
 
     @classmethod
     def empty(cls) -> TrackTable:
-        return cls.create(np.empty((0, 8)), np.empty((0, 4, 3)), np.empty(0, np.int64), np.empty(0),
-                          np.empty(0), np.empty(0, np.int64), 0, False)
+        return cls.create(np.empty((0, 8)), np.empty((0, 4, 3)), np.empty(0, np.int64), np.empty((0, 3)), 0, False)
 
     @classmethod
-    def create(cls, mean: np.ndarray, cov: np.ndarray, track_id: np.ndarray, score: np.ndarray,
-               classes: np.ndarray, det_row: np.ndarray, frame_id: int, activated: bool) -> TrackTable:
+    def create(cls, mean: np.ndarray, cov: np.ndarray, track_id: np.ndarray, match: np.ndarray, frame_id: int,
+               activated: bool) -> TrackTable:
         """New tracks (state TRACKED, in the tracked list) from initiated Kalman states."""
         count = mean.shape[0]
         return cls(
@@ -51,9 +49,7 @@ class TrackTable:
             removal_recorded=np.zeros(count, dtype=bool),
             track_id=track_id,
             display_id=np.zeros(count, dtype=np.int64),
-            score=score,
-            cls=classes,
-            det_row=det_row.astype(np.int64),
+            match=match,
             start_frame=np.full(count, frame_id, dtype=np.int64),
             last_frame=np.full(count, frame_id, dtype=np.int64),
         )

@@ -25,6 +25,7 @@ class CleanDetections(NamedTuple):
     scores: np.ndarray     # (N,) float64 in [0, 1]
     classes: np.ndarray    # (N,) float64, NO_CLASS when the input had no class column
     rows: np.ndarray       # (N,) intp: row index in the input
+    match_info: np.ndarray  # (N, 3) float64 score, class, row: what a track keeps of its match
     dropped: int           # rows removed as invalid
     has_class: bool        # the input had a class column
 
@@ -57,12 +58,17 @@ def clean_detections(detections: object) -> CleanDetections:
     else:
         rows = valid.nonzero()[0]
         kept = array[rows]
-    classes = kept[:, 5] if array.shape[1] == 6 else np.full(rows.shape[0], NO_CLASS)
+    match_info = np.empty((rows.shape[0], 3))
+    scores, classes = match_info[:, 0], match_info[:, 1]
+    np.minimum(np.maximum(kept[:, 4], 0.0), 1.0, out=scores)
+    classes[:] = kept[:, 5] if array.shape[1] == 6 else NO_CLASS
+    match_info[:, 2] = rows
     return CleanDetections(
-        boxes=kept[:, :4].copy(),
-        scores=np.minimum(np.maximum(kept[:, 4], 0.0), 1.0),
+        boxes=kept[:, :4],
+        scores=scores,
         classes=classes,
         rows=rows,
+        match_info=match_info,
         dropped=int(array.shape[0] - rows.shape[0]),
         has_class=array.shape[1] == 6,
     )
