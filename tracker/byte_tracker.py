@@ -172,7 +172,8 @@ class ByteTracker:
 
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
         timer.lap("bookkeeping")
-        pool = (tracks.activated | tracks.in_lost).nonzero()[0]
+        # Lost tracks were all confirmed (only pool tracks get lost), so the pool is the confirmed rows.
+        pool = tracks.activated.nonzero()[0]
         _predict_pool(tracks, pool, steps)
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
@@ -197,14 +198,14 @@ class ByteTracker:
         tracks.state[newly_lost] = LOST
 
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
-        unconfirmed = (~tracks.activated & ~tracks.in_lost).nonzero()[0]
+        unconfirmed = (~tracks.activated).nonzero()[0]
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
             frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
         tracks.state[unconfirmed[free_rows]] = REMOVED
         # The three stages matched disjoint tracks to disjoint detections: update them at once.
-        self._apply_matches(np.concatenate((matched_tracks, second_tracks, unconfirmed[match_rows])),
-                            np.concatenate((matched_dets, second_dets, remaining[match_cols])), det_xyah, dets)
+        self._apply_matches(_join(matched_tracks, second_tracks, unconfirmed[match_rows]),
+                            _join(matched_dets, second_dets, remaining[match_cols]), det_xyah, dets)
 
         # New tracks from confident unmatched high detections.
         new_dets = remaining[free_cols]
@@ -250,9 +251,9 @@ class ByteTracker:
         Returns (matched rows, matched columns, unmatched rows, unmatched columns) as
         positions in ``rows`` / ``det_ids``.
         """
-        timer.lap("bookkeeping")
         if rows.size == 0 or det_ids.size == 0:
             return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
+        timer.lap("bookkeeping")
         shape = (rows.size, det_ids.size)
 
         def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
@@ -349,6 +350,9 @@ class ByteTracker:
         pair_tracked, pair_lost, iou = iou_pairs(boxes[tracked], boxes[lost], self.iou_inclusive,
                                                  include_disjoint=self.duplicate_iou_thresh > 1,
                                                  min_iou=1.0 - self.duplicate_iou_thresh)
+        if iou.size == 0:
+            timer.lap("iou")
+            return tracked, lost
         close = 1.0 - iou < self.duplicate_iou_thresh
         if self.class_aware:
             close &= tracks.match[tracked[pair_tracked], CLASS] == tracks.match[lost[pair_lost], CLASS]
@@ -387,6 +391,11 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, steps: int) -> None:
         pool_mean = tracks.mean[pool]
         pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
         tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)
+
+
+def _join(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
+    """``np.concatenate`` of index arrays, without the call when only the first is non-empty."""
+    return np.concatenate((first, *others)) if any(other.size for other in others) else first
 
 
 def _rebuild_lists(tracks: TrackTable, count: int, refound: np.ndarray, newly_lost: np.ndarray,
