@@ -44,7 +44,29 @@ def export_fp32(model: nn.Module, input_hw: tuple[int, int]) -> onnx.ModelProto:
         warnings.simplefilter("ignore")
         torch.onnx.export(model.eval(), (dummy,), buffer, dynamo=False, opset_version=OPSET,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)
-    return onnx.load_from_string(buffer.getvalue())
+    return _inline_identity_initializers(onnx.load_from_string(buffer.getvalue()))
+
+
+def _inline_identity_initializers(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Give every ``Identity(initializer)`` output its own initializer copy and drop the Identity.
+
+    The exporter shares equal constants (e.g. the all-zero biases of a randomly initialised model)
+    through Identity nodes; each conv must own its weight and bias to get its own int8/int32 copy.
+    """
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+        else:
+            kept.append(node)
+    del graph.node[:]
+    graph.node.extend(kept)
+    return proto
 
 
 def conv_nodes(proto: onnx.ModelProto, model: nn.Module) -> dict[str, onnx.NodeProto]:

@@ -95,3 +95,23 @@ def test_unmapped_conv_weight_is_rejected(tiny):
     conv.input[1] = "onnx::Conv_123"
     with pytest.raises(ValueError, match="fold BatchNorm"):
         conv_nodes(broken, model)
+
+
+def test_shared_constant_biases_get_one_int32_copy_per_conv():
+    """Equal biases (all zero after random init) are shared by the exporter through Identity nodes."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.SiLU(), nn.Conv2d(8, 8, 3, padding=1), nn.SiLU(),
+                          nn.Conv2d(8, 8, 1)).eval()
+    with torch.no_grad():
+        for conv in (model[0], model[2], model[4]):
+            conv.bias.zero_()
+    blobs = [np.random.default_rng(k).uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32) for k in range(3)]
+    proto = export_fp32(model, (16, 16))
+    assert "Identity" not in [n.op_type for n in proto.graph.node]
+    plan = QuantPlan(collect_ranges(model, blobs, "minmax", progress=False), ["0", "2", "4"])
+    qproto = insert_qdq(proto, model, plan)
+    assert optimized_op_counts(qproto.SerializeToString())["QLinearConv"] == 3
+    np.testing.assert_allclose(deployed(qproto, blobs[0]).ravel(), run_simulated(model, plan, blobs[0]).ravel(),
+                               atol=plan.act("4:out").scale * 1.01)
