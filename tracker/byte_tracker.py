@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tracker import kalman
-from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_cost, iou_pairs, mask_classes,
+from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
                               small_sparse_assignment, sparse_assignment)
 from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
@@ -255,23 +255,25 @@ class ByteTracker:
             return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
         timer.lap("bookkeeping")
         shape = (rows.size, det_ids.size)
+        forbidden = max(1.0, thresh) + 1.0  # cost of a pair of different classes (class_aware)
 
         def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
-            return self._dense_cost(frame, rows[sub_rows], det_ids[sub_cols], fuse, thresh)
+            return self._dense_cost(frame, candidates, rows[sub_rows], det_ids[sub_cols], sub_rows, sub_cols,
+                                    shape, forbidden)
 
         if frame.pair_lists is not None:
-            candidates = self._small_candidates(frame, rows, det_ids, fuse)
+            candidates = self._small_candidates(frame, rows, det_ids, fuse, forbidden)
             timer.lap("iou")
             result = small_sparse_assignment(*candidates, shape, thresh, dense_cost)
         else:
-            candidates = self._candidates(frame, rows, det_ids, fuse)
+            candidates = self._candidates(frame, rows, det_ids, fuse, forbidden)
             timer.lap("iou")
             result = sparse_assignment(*candidates, shape, thresh, dense_cost)
         timer.lap("assignment")
         return result
 
-    def _candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray,
-                    fuse: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool,
+                    forbidden: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The frame's IoU pairs between ``rows`` and ``det_ids`` as (local row, local column, cost)."""
         pair_rows, pair_cols, iou = frame.pairs
         row_pos = np.full(frame.boxes.shape[0], -1)
@@ -285,11 +287,11 @@ class ByteTracker:
         if fuse:
             cost = fuse_score(cost, frame.dets.scores[det_ids[local_cols]])
         if self.class_aware:
-            cost[self._tracks.match[rows[local_rows], CLASS] != frame.dets.classes[det_ids[local_cols]]] = np.inf
+            cost[self._tracks.match[rows[local_rows], CLASS] != frame.dets.classes[det_ids[local_cols]]] = forbidden
         return local_rows, local_cols, cost
 
-    def _small_candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray,
-                          fuse: bool) -> tuple[list[int], list[int], list[float]]:
+    def _small_candidates(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool,
+                          forbidden: float) -> tuple[list[int], list[int], list[float]]:
         """``_candidates`` as Python lists, for frames with few pairs (same float operations)."""
         row_pos = {row: i for i, row in enumerate(rows.tolist())}
         col_pos = {det: j for j, det in enumerate(det_ids.tolist())}
@@ -305,22 +307,33 @@ class ByteTracker:
             if fuse:
                 cost = 1.0 - (1.0 - cost) * scores[det]
             if self.class_aware and track_classes[row] != det_classes[det]:
-                cost = np.inf
+                cost = forbidden
             local_rows.append(i)
             local_cols.append(j)
             costs.append(cost)
         return local_rows, local_cols, costs
 
-    def _dense_cost(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool,
-                    thresh: float) -> np.ndarray:
-        """Full cost matrix of table rows ``rows`` vs detections ``det_ids`` (as official)."""
-        cost = iou_cost(frame.boxes[rows], frame.det_boxes[det_ids], self.iou_inclusive)
-        if fuse:
-            cost = fuse_score(cost, frame.dets.scores[det_ids])
+    def _dense_cost(self, frame: _FrameData, candidates: tuple, rows: np.ndarray, det_ids: np.ndarray,
+                    sub_rows: np.ndarray, sub_cols: np.ndarray, shape: tuple[int, int],
+                    forbidden: float) -> np.ndarray:
+        """Full cost matrix of table rows ``rows`` vs detections ``det_ids``, equal to the official one.
+
+        Pairs that do not overlap cost exactly 1 (fused: 1 - 0 * score), or ``forbidden`` if
+        their classes differ; the overlapping ones are among the ``candidates`` (positions in
+        the association, ``sub_rows``/``sub_cols`` being those of ``rows``/``det_ids``).
+        """
+        local_rows, local_cols, cost = (np.asarray(part) for part in candidates)
+        row_sub = np.full(shape[0], -1)
+        row_sub[sub_rows] = np.arange(sub_rows.size)
+        col_sub = np.full(shape[1], -1)
+        col_sub[sub_cols] = np.arange(sub_cols.size)
+        dense_rows, dense_cols = row_sub[local_rows], col_sub[local_cols]
+        inside = (dense_rows >= 0) & (dense_cols >= 0)
+        dense = np.ones((sub_rows.size, sub_cols.size))
         if self.class_aware:
-            mask_classes(cost, self._tracks.match[rows, CLASS], frame.dets.classes[det_ids],
-                         forbidden=max(1.0, thresh) + 1.0)
-        return cost
+            mask_classes(dense, self._tracks.match[rows, CLASS], frame.dets.classes[det_ids], forbidden)
+        dense[dense_rows[inside], dense_cols[inside]] = cost[inside]
+        return dense
 
     def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> None:
         """Kalman-update matched tracks and (re)activate them (official update / re_activate)."""
