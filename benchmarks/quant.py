@@ -83,8 +83,8 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     search = [read_frame(p) for p in evenly(paths[2::4], args.search_frames)]
     eval_idx = evenly([i for i in range(len(paths)) if i % 2 == 1], args.frames)
     frames = [read_frame(paths[i]) for i in eval_idx]
-    qdet = quantize_detector(det, calib, observer=args.observer, target_agreement=args.target,
-                             eval_frames=search, num_threads=2)
+    qdet = quantize_detector(det, calib, observer=args.observer, eval_frames=search, num_threads=2,
+                             target_agreement=None if args.no_search else args.target)
     fp32_onnx = export_fp32(qdet.float_model, det.spec.input_size).SerializeToString()
     fdet = Detector(det.spec, OrtRunner(create_session(fp32_onnx, 2)))
     raw_fp, raw_q, sims = [], [], []
@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sim-frames", type=int, default=3, help="frames for the simulated-vs-deployed cosine")
     parser.add_argument("--observer", default="percentile")
     parser.add_argument("--target", type=float, default=0.97, help="target simulated F1 for the float-set search")
+    parser.add_argument("--no-search", action="store_true", help="default float set only (stem + head preds)")
     parser.add_argument("--rounds", type=int, default=10, help="timed runs per model and thread count")
-    parser.add_argument("--models", nargs="+", default=MODELS, help="files in shared/data/weights")
+    parser.add_argument("--models", nargs="*", default=MODELS, help="files in shared/data/weights")
     parser.add_argument("--random", nargs="*", default=["yolox_s", "yolov5s"], help="random 640x640 models (speed)")
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     args = parser.parse_args(argv)
