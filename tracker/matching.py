@@ -52,35 +52,51 @@ def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool 
     ``min_iou > 0``: the caller only needs pairs with IoU > ``min_iou``; pairs that cannot
     reach it are skipped (others with IoU in (0, min_iou] may still be returned). IoU > t
     needs the left edges within (1 - t) * width of each other: the union is at least either
-    box's area, so IoU <= overlap width / width <= 1 - |x1_a - x1_b| / width.
+    box's area, so IoU <= overlap width / width <= 1 - |x1_a - x1_b| / width; likewise the
+    top edges within (1 - t) * height.
     """
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
+    one = 1.0 if inclusive else 0.0
     small = boxes_a.shape[0] * boxes_b.shape[0] <= DENSE_PAIRS_LIMIT
-    if min_iou <= 0 and small:  # the dense matrix is cheaper
+    if min_iou > 0:
+        rows, cols = _near_pairs(boxes_a, boxes_b, one, min_iou, small)
+    elif small:  # the dense matrix is cheaper
         iou = iou_matrix(boxes_a, boxes_b, inclusive)
         rows, cols = iou.nonzero()
         return rows, cols, iou[rows, cols]
-    one = 1.0 if inclusive else 0.0
-    if min_iou > 0:
-        widest = max((boxes_a[:, 2] - boxes_a[:, 0]).max(), (boxes_b[:, 2] - boxes_b[:, 0]).max()) + one
-        reach = (1.0 - min_iou) * (1.0 + 1e-6) * widest  # relative margin far above rounding error
-        if small:  # a few numpy calls decide, and usually nothing is near
-            rows, cols = (np.abs(boxes_a[:, 0, None] - boxes_b[:, 0]) <= reach).nonzero()
-            return _positive_iou(boxes_a, boxes_b, rows, cols, one)
-    order = np.argsort(boxes_b[:, 0], kind="stable")
-    left_sorted = boxes_b[order, 0]
-    if min_iou > 0:
-        lo = np.searchsorted(left_sorted, boxes_a[:, 0] - reach, side="left")
-        hi = np.searchsorted(left_sorted, boxes_a[:, 0] + reach, side="right")
-    else:  # overlap in x needs b.x1 < a.x2 + one and b.x1 > a.x1 - width(b) - one
+    else:  # overlap in x needs a.x1 - width(b) - one < b.x1 < a.x2 + one
         widest = (boxes_b[:, 2] - boxes_b[:, 0]).max()
-        lo = np.searchsorted(left_sorted, boxes_a[:, 0] - widest - one, side="right")
-        hi = np.searchsorted(left_sorted, boxes_a[:, 2] + one, side="left")
-    counts = np.maximum(hi - lo, 0)
-    rows = np.repeat(np.arange(boxes_a.shape[0]), counts)
-    cols = order[np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(rows.size)]
+        rows, cols = _window_pairs(boxes_b[:, 0], boxes_a[:, 0] - widest - one, boxes_a[:, 2] + one)
     return _positive_iou(boxes_a, boxes_b, rows, cols, one)
+
+
+def _near_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, one: float, min_iou: float,
+                small: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs whose left and top edges are close enough for IoU > ``min_iou`` (see ``overlapping_pairs``)."""
+    both = np.concatenate((boxes_a, boxes_b))
+    widest, tallest = (both[:, 2:] - both[:, :2]).max(axis=0).tolist()
+    scale = (1.0 - min_iou) * (1.0 + 1e-6)  # relative margin far above rounding error
+    reach_x = scale * (widest + one)
+    if small:  # a few numpy calls decide, and usually nothing is near
+        rows, cols = (np.abs(boxes_a[:, 0, None] - boxes_b[:, 0]) <= reach_x).nonzero()
+    else:
+        rows, cols = _window_pairs(boxes_b[:, 0], boxes_a[:, 0] - reach_x, boxes_a[:, 0] + reach_x)
+    if rows.size == 0:
+        return rows, cols
+    reach_y = scale * (tallest + one)
+    near = (np.abs(boxes_a[rows, 1] - boxes_b[cols, 1]) <= reach_y).nonzero()[0]
+    return rows[near], cols[near]
+
+
+def _window_pairs(keys: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All ``(i, j)`` with ``low[i] <= keys[j] <= high[i]``, i ascending (sort and binary search)."""
+    order = np.argsort(keys, kind="stable")
+    keys_sorted = keys[order]
+    lo = np.searchsorted(keys_sorted, low, side="left")
+    counts = np.maximum(np.searchsorted(keys_sorted, high, side="right") - lo, 0)
+    rows = np.repeat(np.arange(low.size), counts)
+    return rows, order[np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(rows.size)]
 
 
 def _positive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -112,11 +128,6 @@ def iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool, include
         return overlapping_pairs(boxes_a, boxes_b, inclusive, min_iou)
     rows, cols = np.indices((boxes_a.shape[0], boxes_b.shape[0])).reshape(2, -1)
     return rows, cols, iou_matrix(boxes_a, boxes_b, inclusive).ravel()
-
-
-def iou_cost(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
-    """``1 - IoU``: the official ``matching.iou_distance``."""
-    return 1.0 - iou_matrix(boxes_a, boxes_b, inclusive)
 
 
 def fuse_score(cost: np.ndarray, det_scores: np.ndarray) -> np.ndarray:
