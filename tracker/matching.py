@@ -23,20 +23,16 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
     one = 1.0 if inclusive else 0.0
-    # Column-wise broadcasting (A, 1) x (B,): numpy's inner loops then run over B elements.
-    ax1, ay1, ax2, ay2 = (boxes_a[:, i : i + 1] for i in range(4))
-    bx1, by1, bx2, by2 = (boxes_b[:, i] for i in range(4))
-    inter_w = np.minimum(ax2, bx2) - np.maximum(ax1, bx1)
-    inter_h = np.minimum(ay2, by2) - np.maximum(ay1, by1)
+    # (A, B, 2) broadcasting: widths and heights of all pairs in one call per step.
+    boxes_a, boxes_b = boxes_a[:, None, :], boxes_b[None, :, :]
+    sides = np.minimum(boxes_a[..., 2:], boxes_b[..., 2:]) - np.maximum(boxes_a[..., :2], boxes_b[..., :2])
     if inclusive:
-        inter_w += one
-        inter_h += one
-    np.maximum(inter_w, 0.0, out=inter_w)
-    np.maximum(inter_h, 0.0, out=inter_h)
-    inter = inter_w * inter_h
-    area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
-    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
-    union = area_a + area_b - inter
+        sides += one
+    np.maximum(sides, 0.0, out=sides)
+    inter = sides[..., 0] * sides[..., 1]
+    sides_a = boxes_a[..., 2:] - boxes_a[..., :2] + one
+    sides_b = boxes_b[..., 2:] - boxes_b[..., :2] + one
+    union = sides_a[..., 0] * sides_a[..., 1] + sides_b[..., 0] * sides_b[..., 1] - inter
     # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
     return inter / np.maximum(union, np.finfo(np.float64).tiny)
 
