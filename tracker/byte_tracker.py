@@ -383,14 +383,17 @@ class ByteTracker:
         return tracked[~drop_tracked], lost[~drop_lost]
 
     def _output_rows(self, rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(len(rows), 8) output for table rows ``rows`` (``boxes``: all rows' boxes); names new ones."""
+        """(len(rows), 8) output for table rows ``rows`` (``boxes``: all rows' boxes); names new ones (compact ids)."""
         tracks = self._tracks
-        unnamed = rows[tracks.display_id[rows] == 0]
-        tracks.display_id[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
-        self._shown += unnamed.size
         out = np.empty((rows.size, 8))
         out[:, :4] = boxes[rows]
-        out[:, 4] = tracks.display_id[rows] if self.id_mode == "compact" else tracks.track_id[rows]
+        if self.id_mode == "compact":
+            unnamed = rows[tracks.display_id[rows] == 0]
+            tracks.display_id[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
+            self._shown += unnamed.size
+            out[:, 4] = tracks.display_id[rows]
+        else:
+            out[:, 4] = tracks.track_id[rows]
         out[:, 5:] = tracks.match[rows]
         return out
 

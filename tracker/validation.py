@@ -50,13 +50,11 @@ def clean_detections(detections: object) -> CleanDetections:
         raise ValueError(
             f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
         )
-    valid = (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
-    if not np.isfinite(array).all():
-        valid &= np.isfinite(array).all(axis=1)
-    if valid.all():
+    positive = array[:, 2:4] > array[:, :2]  # width and height > 0 (False for NaN)
+    if positive.all() and np.isfinite(array).all():
         rows, kept = np.arange(array.shape[0]), array
     else:
-        rows = valid.nonzero()[0]
+        rows = (positive.all(axis=1) & np.isfinite(array).all(axis=1)).nonzero()[0]
         kept = array[rows]
     match_info = np.empty((rows.shape[0], 3))
     scores, classes = match_info[:, 0], match_info[:, 1]
