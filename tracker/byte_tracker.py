@@ -158,13 +158,9 @@ class ByteTracker:
             self.last_stage_ns = timer.totals
             return np.empty((0, 8))
 
-        det_boxes = dets.boxes.copy()
-        # The official tracker measures detections as tlwh and converts back: x2 = x1 + w.
-        det_boxes[:, 2:] = det_boxes[:, :2] + (det_boxes[:, 2:] - det_boxes[:, :2])
-        det_xyah = kalman.tlbr_to_xyah(dets.boxes)
+        det_boxes, det_xyah = kalman.measure(dets.boxes)
         scores = dets.scores
         high = (scores > self.track_high_thresh).nonzero()[0]
-        low = ((scores > self.track_low_thresh) & (scores < self.track_high_thresh)).nonzero()[0]
 
         tracks = self._tracks
         count = len(tracks)
@@ -191,6 +187,9 @@ class ByteTracker:
         # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
         second_pool = pool[free_rows]
         second_pool = second_pool[tracks.state[second_pool] == TRACKED]
+        low = EMPTY_INDEX
+        if second_pool.size:
+            low = ((scores > self.track_low_thresh) & (scores < self.track_high_thresh)).nonzero()[0]
         match_rows, match_cols, free_rows, _ = self._associate(
             frame_data, second_pool, low, False, self.second_match_thresh, timer)
         second_tracks, second_dets = second_pool[match_rows], low[match_cols]
@@ -225,7 +224,8 @@ class ByteTracker:
             tracks, boxes = tracks.take(order), boxes[order]
         self._tracks = tracks
 
-        output = self._output_rows((tracks.activated & ~tracks.in_lost).nonzero()[0], boxes)
+        # Rows are in list order now: the tracked list first.
+        output = self._output_rows(tracks.activated[:tracked_list.size].nonzero()[0], boxes)
         if self.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")

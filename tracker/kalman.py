@@ -127,8 +127,19 @@ def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:
 
 def tlbr_to_xyah(boxes: np.ndarray) -> np.ndarray:
     """(N, 4) x1, y1, x2, y2 boxes to (cx, cy, a, h) measurements (official operation order)."""
+    return measure(boxes)[1]
+
+
+def measure(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Detections as the official tracker sees them: (x1, y1, x1 + w, y1 + h) boxes and xyah.
+
+    The official tracker stores a detection as tlwh, so its box is ``x1 + (x2 - x1)``
+    (not always ``x2`` in floating point); both results share the one subtraction.
+    """
     xyah = boxes.copy()
     xyah[:, 2:] -= xyah[:, :2]
+    tlbr = xyah.copy()
+    tlbr[:, 2:] += tlbr[:, :2]
     xyah[:, :2] += xyah[:, 2:] / 2
     xyah[:, 2] /= xyah[:, 3]
-    return xyah
+    return tlbr, xyah
