@@ -102,9 +102,12 @@ def _positive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, rows: np.ndarray, co
         return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
     ax1, ay1, ax2, ay2 = boxes_a.T
     bx1, by1, bx2, by2 = boxes_b.T
-    inter_w = np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]) + one
+    # Heights first: sweep candidates already come close in x, so most that fail, fail in y.
     inter_h = np.minimum(ay2[rows], by2[cols]) - np.maximum(ay1[rows], by1[cols]) + one
-    keep = ((inter_w > 0) & (inter_h > 0)).nonzero()[0]
+    keep = (inter_h > 0).nonzero()[0]
+    rows, cols, inter_h = rows[keep], cols[keep], inter_h[keep]
+    inter_w = np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]) + one
+    keep = (inter_w > 0).nonzero()[0]
     rows, cols = rows[keep], cols[keep]
     inter = inter_w[keep] * inter_h[keep]
     area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
