@@ -262,8 +262,7 @@ class ByteTracker:
         forbidden = max(1.0, thresh) + 1.0  # cost of a pair of different classes (class_aware)
 
         def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
-            return self._dense_cost(frame, candidates, rows[sub_rows], det_ids[sub_cols], sub_rows, sub_cols,
-                                    shape, forbidden)
+            return self._dense_cost(frame, candidates, rows, det_ids, sub_rows, sub_cols, forbidden)
 
         if frame.pair_lists is not None:
             candidates = self._small_candidates(frame, rows, det_ids, fuse, forbidden)
@@ -318,24 +317,24 @@ class ByteTracker:
         return local_rows, local_cols, costs
 
     def _dense_cost(self, frame: _FrameData, candidates: tuple, rows: np.ndarray, det_ids: np.ndarray,
-                    sub_rows: np.ndarray, sub_cols: np.ndarray, shape: tuple[int, int],
-                    forbidden: float) -> np.ndarray:
-        """Full cost matrix of table rows ``rows`` vs detections ``det_ids``, equal to the official one.
+                    sub_rows: np.ndarray, sub_cols: np.ndarray, forbidden: float) -> np.ndarray:
+        """Cost matrix of ``rows[sub_rows]`` vs ``det_ids[sub_cols]``, equal to the official one.
 
         Pairs that do not overlap cost exactly 1 (fused: 1 - 0 * score), or ``forbidden`` if
-        their classes differ; the overlapping ones are among the ``candidates`` (positions in
-        the association, ``sub_rows``/``sub_cols`` being those of ``rows``/``det_ids``).
+        their classes differ; the overlapping ones are among the association's ``candidates``
+        (local row, local column, cost).
         """
         local_rows, local_cols, cost = (np.asarray(part) for part in candidates)
-        row_sub = np.full(shape[0], -1)
+        row_sub = np.full(rows.size, -1)
         row_sub[sub_rows] = np.arange(sub_rows.size)
-        col_sub = np.full(shape[1], -1)
+        col_sub = np.full(det_ids.size, -1)
         col_sub[sub_cols] = np.arange(sub_cols.size)
         dense_rows, dense_cols = row_sub[local_rows], col_sub[local_cols]
         inside = (dense_rows >= 0) & (dense_cols >= 0)
         dense = np.ones((sub_rows.size, sub_cols.size))
         if self.class_aware:
-            mask_classes(dense, self._tracks.match[rows, CLASS], frame.dets.classes[det_ids], forbidden)
+            mask_classes(dense, self._tracks.match[rows[sub_rows], CLASS], frame.dets.classes[det_ids[sub_cols]],
+                         forbidden)
         dense[dense_rows[inside], dense_cols[inside]] = cost[inside]
         return dense
 
