@@ -19,6 +19,7 @@ from detectors.detector import Detector
 from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames
 from quant.equalize import cross_layer_equalize
 from quant.fold import fold_batchnorm
+from quant.migrate import migrate_convs
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
 from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
                                layer_sensitivity, local_sensitivity, report, speed_plan)
@@ -50,7 +51,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
                       float_layers: Sequence[str] | None = None, stem_float: int = 2, head_float: bool = True,
                       target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
                       ranking: str = "local", speed_aware: bool = True, equalize: bool = False,
-                      bias_correction: bool = False, num_frames: int | None = DEFAULT_NUM_FRAMES,
+                      bias_correction: bool = False, migrate: bool = False, migrate_alpha: float = 0.5,
+                      num_frames: int | None = DEFAULT_NUM_FRAMES,
                       num_threads: int | None = None,
                       progress: bool = True) -> QuantizedDetector:
     """Calibrate ``detector`` (needs ``detector.model``) and return an int8 detector running in ONNX Runtime.
@@ -66,7 +68,9 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
     ``equalize`` applies cross-layer equalization where it is exact (``quant.equalize``; it skips SiLU
     links) before calibrating; ``bias_correction`` corrects the biases of the final plan empirically
-    (``quant.calibration.correct_biases``). The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
+    (``quant.calibration.correct_biases``). ``migrate`` moves outlier channel ranges of every quantized
+    conv's input into its weights (SmoothQuant, ``migrate_alpha``) and equalizes its output channel ranges,
+    at the cost of one float per-channel ``Mul`` on each side (``quant.migrate``; exact in float). The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
     ``sensitivity`` the per-layer table when a target was given.
     """
     if ranking not in ("local", "full"):
@@ -80,13 +84,17 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
     if equalize:  # only exact (positively homogeneous) links; SiLU links are skipped
         info["equalized_pairs"] = cross_layer_equalize(model, example_input=torch.from_numpy(calib_blobs[0])).equalized
-    ranges = collect_ranges(model, calib_blobs, observer, progress=progress)
     proto = fuse_silu(export_fp32(model, detector.spec.input_size))
     base_float = list(float_layers) if float_layers is not None else default_float_layers(
         proto, model, stem=stem_float, head=head_float)
     unknown = sorted(set(base_float) - set(conv_layers(model)))
     if unknown:
         raise ValueError(f"float_layers names no conv of {detector.spec.name}: {unknown[:5]}")
+    if migrate:  # before calibration: ranges, speed plan and search all see the migrated model
+        names = [n for n in conv_layers(model) if n not in base_float]
+        info["migrated"] = migrate_convs(model, calib_blobs[:RANKING_FRAMES], names, migrate_alpha)
+        proto = fuse_silu(export_fp32(model, detector.spec.input_size))
+    ranges = collect_ranges(model, calib_blobs, observer, progress=progress)
     plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from quant.bias_correction import correct_model_biases
+from quant.rescale import output_scale
 from quant.observers import make_observer
 from quant.simulate import QuantPlan, conv_layers, simulated
 
@@ -101,7 +102,7 @@ def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str 
         handles.append(convs[n].register_forward_pre_hook(
             lambda _m, args, o=observers[f"{n}:in"]: o.update(args[0])))
         handles.append(convs[n].register_forward_hook(
-            lambda _m, _a, out, o=observers[f"{n}:out"]: o.update(out)))
+            lambda _m, _a, out, o=observers[f"{n}:out"]: o.update(out), prepend=True))  # raw conv output
     try:
         for blob in tqdm(blobs, desc=f"calibrating ({observer})", unit="frame", disable=not progress):
             model(torch.from_numpy(blob))
@@ -117,7 +118,8 @@ def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray
 
     The simulated int8 copy is corrected layer by layer in execution order so that each conv's mean output
     per channel matches the float model; the corrections are then added to the float biases, from which
-    the int32 biases are derived. Returns the largest |correction| per layer.
+    the int32 biases are derived (divided by the conv's output equalization scale, ``quant.migrate``, as they
+    are measured after it). Returns the largest |correction| per layer.
     """
     quantized = copy.deepcopy(model)
     batch = [torch.from_numpy(b) for b in blobs[:max_frames]]
@@ -128,5 +130,6 @@ def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray
         conv = convs[name]
         if conv.bias is None:
             conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype), requires_grad=False)
-        conv.bias += delta.to(conv.bias)
+        rescale = output_scale(conv)
+        conv.bias += (delta if rescale is None else delta / rescale.values.double()).to(conv.bias)
     return {name: float(delta.abs().max()) for name, delta in corrections.items()}

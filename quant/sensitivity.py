@@ -125,7 +125,7 @@ def local_sensitivity(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndar
             stats[name] += [float((out.double() ** 2).sum()), float((err**2).sum()), float(err.abs().mean())]
         return record
 
-    handles = [convs[n].register_forward_hook(hook(n)) for n in plan.quantized]
+    handles = [convs[n].register_forward_hook(hook(n), prepend=True) for n in plan.quantized]
     try:
         for blob in tqdm(blobs, desc="local sensitivity", unit="frame", disable=not progress):
             model(torch.from_numpy(blob))

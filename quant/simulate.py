@@ -152,9 +152,10 @@ def simulated(model: nn.Module, plan: QuantPlan) -> Iterator[nn.Module]:
                 conv.bias = nn.Parameter(sim.bias, requires_grad=False)
             else:
                 conv.bias.data = sim.bias
-            handles.append(conv.register_forward_pre_hook(
+            handles.append(conv.register_forward_pre_hook(  # after an input rescale hook (quant.rescale)
                 lambda _m, args, q=sim.act_in: (fake_quant(args[0], q),) + tuple(args[1:])))
-            handles.append(conv.register_forward_hook(lambda _m, _a, out, q=sim.act_out: fake_quant(out, q)))
+            handles.append(conv.register_forward_hook(  # prepended: before an output rescale hook
+                lambda _m, _a, out, q=sim.act_out: fake_quant(out, q), prepend=True))
         yield model
     finally:
         for h in handles:
