@@ -103,3 +103,24 @@ def test_migration_scales_reject_bad_alpha(migrated):
     original, _, blobs, _ = migrated
     with pytest.raises(ValueError, match="alpha"):
         migration_scales(torch.ones(16), original.dw, alpha=1.5)
+
+
+def test_bias_correction_of_output_rescaled_convs_moves_means_to_float(migrated):
+    from quant.calibration import correct_biases
+    from quant.simulate import simulated
+
+    original, model, blobs, _ = migrated
+    ranges = collect_ranges(model, blobs, "minmax", progress=False)
+    plan = QuantPlan(ranges, list(conv_layers(model)))
+    x = torch.from_numpy(np.concatenate(blobs[:4]))
+    with torch.no_grad():
+        reference = original(x).mean(dim=(0, 1))
+
+    def mean_error(net) -> float:
+        with torch.no_grad(), simulated(net, plan):
+            return float((net(x).mean(dim=(0, 1)) - reference).abs().mean())
+
+    corrected = copy.deepcopy(model)
+    correct_biases(corrected, plan, blobs[:4])  # corrections measured after the output rescale, divided back
+    before, after = mean_error(model), mean_error(corrected)
+    assert after < 0.5 * before, (before, after)
