@@ -25,6 +25,21 @@ def cache_root() -> Path:
     return home / "int8"
 
 
+def resolve_weights(model: str, weights: str | Path | None = None) -> Path:
+    """The weights file to load: ``weights`` if given, else the zoo model's cached copy (downloaded when
+    possible). FileNotFoundError with a one-line explanation when neither is available."""
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"{weights}: weights file not found")
+        return Path(weights)
+    from detectors.zoo import zoo_spec, zoo_weights
+
+    try:
+        return zoo_weights(zoo_spec(model))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc} (or pass --weights PATH)") from exc
+
+
 def cache_key(weights: str | Path, input_size: Sequence[int], settings: dict) -> str:
     """Hash of the weights file's bytes, the (h, w) input size and the JSON of ``settings``."""
     digest = hashlib.sha256()

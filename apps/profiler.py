@@ -200,10 +200,9 @@ class StageProfiler:
             if index < len(frames):
                 for stage, ns in extra.items():
                     frames[index][stage] = frames[index].get(stage, 0) + ns
-        samples = {
-            s: np.fromiter((f.get(s, 0) for f in frames), dtype=np.int64, count=len(frames)) for s in self._stages
-        }
-        return TimingReport(stages=list(self._stages), samples_ns=samples, info=dict(info or {}))
+        stages = [s for s in self._stages if any(s in f for f in frames)]  # declared but never run: left out
+        samples = {s: np.fromiter((f.get(s, 0) for f in frames), dtype=np.int64, count=len(frames)) for s in stages}
+        return TimingReport(stages=stages, samples_ns=samples, info=dict(info or {}))
 
 
 class _StageTimer:

@@ -16,6 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from apps.model_cache import Int8ModelCache, resolve_weights
 from apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from apps.profiler import plot_reports
 from apps.sources import FrameSource, ReadAhead, SourceError, open_source
@@ -110,31 +111,15 @@ def _prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def _weights_path(args: argparse.Namespace) -> Path:
-    """The weights file: ``--weights`` or the zoo's cached copy (downloaded when possible)."""
-    if args.weights is not None:
-        if not args.weights.is_file():
-            raise UserError(f"{args.weights}: weights file not found")
-        return args.weights
-    from detectors.zoo import zoo_spec, zoo_weights
-
-    try:
-        return zoo_weights(zoo_spec(args.model))
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc} (or pass --weights PATH)") from exc
-
-
 def _load_detector(args: argparse.Namespace, source: FrameSource):
     """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision)."""
     from detectors import load_detector
 
-    weights = _weights_path(args)
+    weights = resolve_weights(args.model, args.weights)
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
                              conf_thresh=args.conf, nms_thresh=args.nms)
     if not args.int8:
         return detector, "fp32"
-    from apps.model_cache import Int8ModelCache
-
     settings = {"calib_frames": args.calib_frames, "calib": str(args.calib) if args.calib else "source"}
     cached = Int8ModelCache().get(
         detector, weights, lambda: _calibration_frames(args, source), settings,
