@@ -63,7 +63,7 @@ class CachedModel:
 class Int8ModelCache:
     """Find or make the int8 version of a detector.
 
-    ``quantize(detector, frames, **settings)`` and ``load(path, num_threads)`` default to
+    ``quantize(detector, frames, **quant_options)`` and ``load(path, num_threads)`` default to
     ``quant.quantize_detector`` and ``detectors.load_detector``; they are parameters so a caller can use
     other implementations of the same contract.
     """
@@ -86,26 +86,33 @@ class Int8ModelCache:
         detector,
         weights: str | Path,
         calibration_frames: Callable[[], list[np.ndarray]],
-        settings: dict,
+        quant_options: dict | None = None,
+        calibration: dict | None = None,
         num_threads: int | None = None,
         refresh: bool = False,
     ) -> CachedModel:
-        """The int8 model of ``detector`` (loaded from ``weights``), quantizing it with
-        ``calibration_frames()`` only when the cache has no entry for these weights and settings (or ``refresh``)."""
+        """The int8 model of ``detector`` (loaded from ``weights``).
+
+        ``quant_options`` go to the quantizer; ``calibration`` describes the calibration data. Both are part of
+        the cache key. ``calibration_frames()`` is called, and the model quantized, only when the cache has no
+        entry for that key (or ``refresh``).
+        """
+        quant_options = dict(quant_options or {})
+        settings = {"quant": quant_options, "calibration": calibration or {}}
         key = cache_key(weights, detector.spec.input_size, settings)
         path = self.path_for(detector.spec.name, key)
         reused = path.is_file() and not refresh
         if not reused:
-            self._make(detector, calibration_frames(), settings, path)
+            self._make(detector, calibration_frames(), quant_options, path)
         return CachedModel(self._loader()(str(path), num_threads=num_threads), path, reused)
 
-    def _make(self, detector, frames: list[np.ndarray], settings: dict, path: Path) -> None:
+    def _make(self, detector, frames: list[np.ndarray], quant_options: dict, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
-        quantized = self._quantizer()(detector, frames, **settings)
+        quantized = self._quantizer()(detector, frames, **quant_options)
         partial = path.with_name(f".{path.name}.{os.getpid()}.part")
         try:
             quantized.save(partial)

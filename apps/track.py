@@ -24,6 +24,8 @@ from apps.sources import FrameSource, ReadAhead, SourceError, open_source
 DEFAULT_MODEL = "bytetrack_nano_mot17"
 DEFAULT_CALIB_FRAMES = 200
 DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as in the official demo
+#: ``quant.quantize_detector`` options: calibrate on every frame handed over (their count is ``--calib-frames``).
+QUANT_OPTIONS = {"num_frames": None}
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
                         help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
     parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
-    parser.add_argument("--recalibrate", action="store_true", help="quantize again even if a cached int8 model exists")
+    parser.add_argument("--recalibrate", action="store_true", help="quantize again even if a cached int8 model exists (the cache key is the weights, input "
+                             "size and settings, not which video was used)")
     parser.add_argument("--conf", type=float, help="detector score threshold (default: the model's)")
     parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
     parser.add_argument("--classes", default="person",
@@ -120,9 +123,9 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
                              conf_thresh=args.conf, nms_thresh=args.nms)
     if not args.int8:
         return detector, "fp32"
-    settings = {"calib_frames": args.calib_frames, "calib": str(args.calib) if args.calib else "source"}
+    calibration = {"frames": args.calib_frames, "from": str(args.calib) if args.calib else "source"}
     cached = Int8ModelCache().get(
-        detector, weights, lambda: _calibration_frames(args, source), settings,
+        detector, weights, lambda: _calibration_frames(args, source), QUANT_OPTIONS, calibration,
         num_threads=args.threads, refresh=args.recalibrate,
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"

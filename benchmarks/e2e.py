@@ -29,6 +29,7 @@ from apps.motchallenge import MotSequence, find_sequences
 from apps.pipeline import OutputFilter, TrackerSettings, run_tracking
 from apps.profiler import TimingReport, plot_reports
 from apps.sources import open_source
+from apps.track import QUANT_OPTIONS
 from benchmarks.common import SHARED_DATA, require_path
 
 DEFAULT_DATA = (SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1", SHARED_DATA / "MOT17-mini" / "train" / "MOT17-05-FRCNN")
@@ -114,8 +115,8 @@ def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_f
     def frames() -> list:
         return [f for s in sequences for f in load_frames(s.root, num=per_sequence)]
 
-    settings = {"calib_frames": calib_frames, "calib": "e2e:" + "+".join(s.name for s in sequences)}
-    cached = Int8ModelCache().get(detector, weights, frames, settings, num_threads=num_threads)
+    calibration = {"frames": calib_frames, "from": "e2e:" + "+".join(s.name for s in sequences)}
+    cached = Int8ModelCache().get(detector, weights, frames, QUANT_OPTIONS, calibration, num_threads=num_threads)
     return cached.detector, cached.path, cached.reused
 
 
