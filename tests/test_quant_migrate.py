@@ -11,7 +11,7 @@ import torch
 
 from detectors.runtime import create_session
 from quant.calibration import collect_ranges
-from quant.migrate import channel_spread, input_channel_absmax, migrate_convs, migration_scales
+from quant.migrate import channel_absmax, channel_spread, migrate_convs, migration_scales
 from quant.onnx_export import export_fp32, insert_qdq, optimized_op_counts
 from quant.qparams import sqnr_db
 from quant.rescale import input_scale, output_scale
@@ -53,7 +53,7 @@ def migrated():
 
 def test_planted_outliers_are_seen_and_migrated(migrated):
     original, model, blobs, report = migrated
-    absmax = input_channel_absmax(original, blobs, ["dw", "pw"])
+    absmax = channel_absmax(original, blobs, ["dw", "pw"], "in")
     assert channel_spread(absmax["dw"]) > 20 and channel_spread(absmax["pw"]) > 20
     assert set(report["inputs"]) == set(report["outputs"]) == set(conv_layers(model))
     assert all(input_scale(c) is not None and output_scale(c) is not None for c in conv_layers(model).values())
