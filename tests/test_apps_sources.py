@@ -1,0 +1,112 @@
+"""Frame sources: files, folders, MOT sequences, bad paths, read-ahead order and live-source dropping."""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+from conftest import require_data
+
+from apps.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
+
+
+def _frames(source: FrameSource, **options) -> list:
+    reader = ReadAhead(source, **options)
+    frames = list(reader)
+    reader.close()
+    assert reader.error is None
+    return frames
+
+
+def test_video_file_matches_direct_decoding():
+    path = require_data("videos/vtest.avi")
+    source = open_source(path)
+    assert source.info.kind == "video" and source.info.frame_count == 795 and source.info.fps == 10
+    frames = _frames(source, max_buffer=2, max_frames=15)
+    capture = cv2.VideoCapture(str(path))
+    for frame in frames:
+        ok, expected = capture.read()
+        assert ok
+        np.testing.assert_array_equal(frame.image, expected)
+    assert [f.index for f in frames] == list(range(15))
+
+
+def test_image_folder_sorted_and_mot_sequence_frame_rate():
+    sequence = require_data("MOT17-mini/train/MOT17-05-FRCNN")
+    folder = open_source(sequence / "img1")
+    assert folder.info.kind == "images" and folder.info.fps is None and folder.info.frame_count == 48
+    mot = open_source(sequence)
+    assert mot.info.kind == "mot" and mot.info.fps == 14 and mot.info.frame_count == 48
+    frames = _frames(mot)
+    assert [f.index for f in frames] == list(range(48))
+    np.testing.assert_array_equal(frames[47].image, cv2.imread(str(sequence / "img1" / "000048.jpg")))
+    assert open_source(sequence, fps=5).info.fps == 5
+
+
+def test_bad_paths_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source not found"):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "notes.txt").write_text("not a video")
+    with pytest.raises(SourceError, match="cannot decode as video"):
+        open_source(tmp_path / "notes.txt")
+    with pytest.raises(SourceError, match="no images"):
+        open_source(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "broken.jpg").write_bytes(b"not a jpeg")
+    reader = ReadAhead(open_source(tmp_path / "sub"))
+    assert list(reader) == []
+    reader.close()
+    assert isinstance(reader.error, SourceError) and "broken.jpg" in str(reader.error)
+
+
+class _FakeCamera(FrameSource):
+    """A live source producing ``count`` numbered frames, one every ``period`` seconds, then failing."""
+
+    def __init__(self, count: int, period: float) -> None:
+        self.info = SourceInfo("fake", "camera", "fake", 100.0, None, True)
+        self.count, self.period, self.produced = count, period, 0
+
+    def read(self):
+        if self.produced == self.count:
+            return None
+        time.sleep(self.period)
+        self.produced += 1
+        return np.full((2, 2, 3), self.produced - 1, dtype=np.uint8)
+
+
+def test_file_source_never_drops_with_a_slow_consumer():
+    source = _FakeCamera(30, 0.0)
+    source.info = SourceInfo("fake", "images", "fake", None, 30, False)
+    reader = ReadAhead(source, max_buffer=2)
+    seen = []
+    for frame in reader:
+        time.sleep(0.002)
+        seen.append(frame.index)
+    reader.close()
+    assert seen == list(range(30)) and reader.dropped == 0 and reader.error is None
+
+
+def test_live_source_keeps_latest_and_counts_drops():
+    source = _FakeCamera(60, 0.001)
+    reader = ReadAhead(source)  # live: buffer of one, drop oldest
+    seen = []
+    for frame in reader:
+        time.sleep(0.01)  # a consumer ten times slower than the camera
+        seen.append(frame.index)
+        assert int(frame.image[0, 0, 0]) == frame.index
+    reader.close()
+    assert reader.dropped > 0
+    assert len(seen) + reader.dropped == 60
+    assert seen == sorted(set(seen))  # in order, no repeats
+    assert seen[-1] == 59  # the newest frame is never the one dropped
+    assert isinstance(reader.error, SourceInterrupted)  # a live source that stops is reported
+
+
+def test_close_stops_reader_early():
+    source = _FakeCamera(10_000, 0.0)
+    source.info = SourceInfo("fake", "images", "fake", None, None, False)
+    reader = ReadAhead(source, max_buffer=4)
+    first = next(iter(reader))
+    reader.close()
+    assert first.index == 0 and source.produced < 10_000

@@ -1,0 +1,59 @@
+"""End to end: the `track` program on a slice of a real video with the real ByteTrack nano ONNX (fp32)."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from conftest import require_data
+
+from apps.pipeline import STAGES, OutputFilter
+from apps.track import main
+
+FRAMES = 12
+
+
+def test_track_writes_parseable_outputs(tmp_path, capsys):
+    video = require_data("videos/vtest.avi")
+    weights = require_data("weights/bytetrack_nano_mot17.onnx")
+    out = tmp_path / "out"
+    code = main([str(video), "--weights", str(weights), "--max-frames", str(FRAMES), "--output-dir", str(out),
+                 "--threads", "1", "--quiet"])
+    assert code == 0
+    rows = np.loadtxt(out / "vtest.txt", delimiter=",", ndmin=2)
+    assert rows.shape[1] == 10 and len(rows) > FRAMES  # several people per frame in this video
+    assert set(rows[:, 0].astype(int)) <= set(range(1, FRAMES + 1)) and rows[:, 0].max() == FRAMES
+    assert (rows[:, 4] * rows[:, 5] > 10).all() and (rows[:, 4] / rows[:, 5] <= 1.6).all()  # demo output filter
+    capture = cv2.VideoCapture(str(out / "vtest.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+    timing = json.loads((out / "vtest_timing.json").read_text())
+    assert timing["stages"] == list(STAGES)
+    assert all(len(timing["samples_ns"][s]) == FRAMES for s in STAGES)
+    assert timing["info"]["frames"] == FRAMES
+    assert (out / "vtest_timing.csv").is_file() and (out / "vtest_timing.png").is_file()
+    assert "infer" in capsys.readouterr().out
+    assert not list(out.glob(".*"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize("argv_tail, message", [
+    (["/no/such/video.avi"], "source not found"),
+])
+def test_user_errors_are_one_line(argv_tail, message, capsys):
+    assert main(argv_tail) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unwritable_output_dir(tmp_path, capsys):
+    video = require_data("videos/vtest.avi")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main([str(video), "--output-dir", str(blocker / "sub")]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_output_filter_matches_demo_rule():
+    tracks = np.array([[0, 0, 10, 20, 1], [0, 0, 2, 2, 2], [0, 0, 40, 20, 3], [0, 0, 16, 10, 4]], dtype=float)
+    kept = OutputFilter(min_box_area=10, aspect_ratio_thresh=1.6)(tracks)
+    assert kept[:, 4].tolist() == [1.0, 4.0]  # area 4 too small; w/h 2.0 too wide; w/h 1.6 kept
