@@ -57,6 +57,8 @@ def _add_rescale_muls(proto: onnx.ModelProto, model: nn.Module) -> onnx.ModelPro
     measured far slower in ONNX Runtime 1.31 (per-axis QuantizeLinear: ByteTrack-nano 46 -> 900 ms).
     """
     convs = conv_layers(model)
+    if all(input_scale(c) is None and output_scale(c) is None for c in convs.values()):
+        return proto
     by_output = {node.output[0]: name for name, node in conv_nodes(proto, model).items()}
     graph = proto.graph
     new_nodes: list[onnx.NodeProto] = []
