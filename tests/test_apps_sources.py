@@ -110,3 +110,52 @@ def test_close_stops_reader_early():
     first = next(iter(reader))
     reader.close()
     assert first.index == 0 and source.produced < 10_000
+
+
+class _GapRecordingTracker:
+    """A real ByteTracker that also records the ``frame_gap`` each update received."""
+
+    def __init__(self) -> None:
+        from tracker import ByteTracker
+
+        self.inner = ByteTracker()
+        self.gaps: list[int] = []
+
+    @property
+    def last_stage_ns(self) -> dict:
+        return self.inner.last_stage_ns
+
+    def update(self, detections, frame_gap: int = 1):
+        self.gaps.append(frame_gap)
+        return self.inner.update(detections, frame_gap=frame_gap)
+
+
+class _EmptyDetector:
+    """The detector stages with nobody in view: the test is about frame bookkeeping, not detection."""
+
+    def preprocess(self, image):
+        return image, None
+
+    def infer(self, blob):
+        return blob
+
+    def postprocess(self, raw, meta):
+        return np.zeros((0, 6), dtype=np.float32)
+
+
+def test_frames_dropped_by_a_live_source_reach_the_tracker_as_frame_gaps():
+    from apps.pipeline import track_frames
+
+    source = _FakeCamera(60, 0.001)
+    reader = ReadAhead(source)
+    tracker = _GapRecordingTracker()
+    detector = _EmptyDetector()
+    seen = []
+    with pytest.raises(SourceInterrupted):
+        for frame_id, _, _ in track_frames(source, detector, tracker, reader=reader):
+            time.sleep(0.01)  # slower than the camera: frames are dropped
+            seen.append(frame_id)
+    assert reader.dropped > 0
+    assert tracker.gaps[0] == 1
+    assert tracker.gaps[1:] == [b - a for a, b in zip(seen, seen[1:])]
+    assert sum(tracker.gaps) == seen[-1] - seen[0] + 1
