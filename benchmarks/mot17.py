@@ -9,6 +9,12 @@ row (all sequences' events pooled, as motmetrics' ``generate_overall``; not a me
     .venv/bin/python benchmarks/mot17.py --data ../shared/data/MOT17/train --detections public \\
         --json runs/mot17/public.json
 
+``--detections detector`` runs a detector on every sequence that has images instead (default data: PETS09-S2L1
+and the MOT17-05 mini sequence), fp32 and int8 side by side; that mode is ``benchmarks/e2e.py`` and takes its
+options (``--model``/``--weights``, ``--precisions``, ``--calib-frames``, ``--threads``, ``--video``, ...):
+
+    .venv/bin/python benchmarks/mot17.py --detections detector --json runs/e2e/report.json
+
 The pieces are separate so that other detection sources can plug in: ``detection_frames`` yields
 ``(frame_id, detections)`` and may time its own stages in the frame's ``StageProfiler`` (e.g.
 ``apps.pipeline.detect``); ``run_sequence`` tracks the stream (``apps.pipeline.update_tracker`` stages);
@@ -30,9 +36,12 @@ from apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
 from apps.motchallenge import MotResultWriter, MotSequence, find_sequences
 from apps.pipeline import TRACKER_STAGES, TrackerSettings, update_tracker
 from apps.profiler import StageProfiler, TimingReport
+from benchmarks import e2e
 from benchmarks.common import PROJECT_ROOT, SHARED_DATA, require_path
+from benchmarks.e2e import BENCHMARK_TRACK_THRESH
 
-DETECTION_SOURCES = ("public",)
+DETECTION_SOURCES = ("public", "detector")
+DEFAULT_PUBLIC_DATA = SHARED_DATA / "MOT17" / "train"
 
 
 @dataclass
@@ -132,12 +141,14 @@ def format_table(report: dict) -> str:
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrackerSettings()
     parser = argparse.ArgumentParser(description="ByteTrack on MOT17 train: MOTA/IDF1/IDSW and ms per frame.")
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "MOT17" / "train",
-                        help="folder of MOT17 sequences, or one sequence (default: %(default)s)")
+    parser.add_argument("--data", type=Path, help=f"folder of MOT sequences, or one sequence (default: "
+                                                  f"{DEFAULT_PUBLIC_DATA} for public detections)")
     parser.add_argument("--detections", choices=DETECTION_SOURCES, default="public",
-                        help="detection source: 'public' = each sequence's det/det.txt")
-    parser.add_argument("--track-thresh", type=float, default=defaults.track_thresh,
-                        help="high-score threshold; new tracks need it + 0.1 (default: %(default)s)")
+                        help="detection source: 'public' = each sequence's det/det.txt; 'detector' = run a "
+                             "detector on img1/ in fp32 and int8 (benchmarks/e2e.py; its options pass through)")
+    parser.add_argument("--track-thresh", type=float,
+                        help=f"high-score threshold; new tracks need it + 0.1 (default: {defaults.track_thresh} "
+                             f"for public detections, {BENCHMARK_TRACK_THRESH} with a detector)")
     parser.add_argument("--match-thresh", type=float, default=defaults.match_thresh,
                         help="first-stage IoU-distance match threshold (default: %(default)s)")
     parser.add_argument("--track-buffer", type=int, default=defaults.track_buffer,
@@ -147,9 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_detector_mode(args: argparse.Namespace, passthrough: list[str]) -> int:
+    """``--detections detector``: the end-to-end fp32/int8 benchmark (benchmarks/e2e.py) on sequences with images."""
+    out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
+    e2e_argv = ["--output-dir", str(out_dir), "--track-buffer", str(args.track_buffer),
+                "--match-thresh", str(args.match_thresh), *passthrough]
+    if args.data is not None:
+        e2e_argv += ["--data", str(args.data)]
+    if args.track_thresh is not None:
+        e2e_argv += ["--track-thresh", str(args.track_thresh)]
+    status = e2e.main(e2e_argv)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text((out_dir / "e2e.json").read_text())
+        print(f"report: {args.json}")
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    data_root = require_path(args.data, "MOT17 data folder")
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if args.detections == "detector":
+        return run_detector_mode(args, passthrough)
+    if passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    if args.track_thresh is None:
+        args.track_thresh = TrackerSettings().track_thresh
+    data_root = require_path(args.data or DEFAULT_PUBLIC_DATA, "MOT17 data folder")
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
     settings = TrackerSettings(track_thresh=args.track_thresh, match_thresh=args.match_thresh,
                                track_buffer=args.track_buffer)

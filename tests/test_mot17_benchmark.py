@@ -38,3 +38,19 @@ def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.C
     assert results.frames.max() <= 48 and len(results) >= metrics["num_predictions"] > 0
     output = capsys.readouterr().out
     assert "MOT17-05-FRCNN" in output and "OVERALL" in output and "MOTA" in output
+
+
+def test_detector_mode_runs_the_real_detector_on_images_and_scores_it(tmp_path: Path) -> None:
+    data = require_data("MOT17-mini/train/MOT17-05-FRCNN")
+    require_data("weights/bytetrack_nano_mot17.onnx")
+    report_path = tmp_path / "report.json"
+    assert mot17.main(["--detections", "detector", "--data", str(data), "--precisions", "fp32",
+                       "--out-dir", str(tmp_path / "res"), "--json", str(report_path)]) == 0
+
+    report = json.loads(report_path.read_text())
+    assert report["meta"]["track_thresh"] == 0.6  # the detector benchmark's default, not the public one's
+    (run,) = report["runs"]
+    assert run["sequence"] == "MOT17-05-FRCNN" and run["precision"] == "fp32" and run["frames"] == 48
+    assert {row["stage"] for row in run["timing"]} >= {"preprocess", "infer", "postprocess", "track_association"}
+    assert run["metrics"]["recall"] > 0.3  # the real detector + tracker find the people in the gt
+    assert len(read_results(tmp_path / "res" / "fp32" / "MOT17-05-FRCNN.txt")) > 0
