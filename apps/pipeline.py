@@ -9,6 +9,7 @@ by a :class:`~apps.profiler.StageProfiler`.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -46,6 +47,23 @@ class TrackerSettings:
     match_thresh: float = 0.8
     low_thresh: float = 0.1
     fuse_score: bool = True
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser, track_thresh: float | None = 0.5,
+                      track_thresh_default_text: str = "%(default)s") -> None:
+        """Add ``--track-thresh``, ``--track-buffer`` and ``--match-thresh`` (the same in every program)."""
+        parser.add_argument("--track-thresh", type=float, default=track_thresh,
+                            help=f"ByteTrack high-score threshold; new tracks need it + 0.1 "
+                                 f"(default {track_thresh_default_text})")
+        parser.add_argument("--track-buffer", type=int, default=TrackerSettings.track_buffer,
+                            help="frames (at 30 fps) a lost track is kept (default %(default)s)")
+        parser.add_argument("--match-thresh", type=float, default=TrackerSettings.match_thresh,
+                            help="first-stage association IoU-cost threshold (default %(default)s)")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TrackerSettings":
+        """Settings from the options :meth:`add_arguments` added."""
+        return cls(track_thresh=args.track_thresh, track_buffer=args.track_buffer, match_thresh=args.match_thresh)
 
     def create(self, frame_rate: float):
         """A fresh ``tracker.ByteTracker`` for a source running at ``frame_rate`` fps."""

@@ -35,7 +35,7 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults_tracker, defaults_filter = TrackerSettings(), OutputFilter()
+    defaults_filter = OutputFilter()
     parser = argparse.ArgumentParser(
         prog="track",
         description="Track objects with a YOLOX/YOLOv5 detector (fp32 or int8, ONNX Runtime) and ByteTrack.",
@@ -55,12 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
     parser.add_argument("--classes", default="person",
                         help="comma-separated class names or ids to track (default person)")
-    parser.add_argument("--track-thresh", type=float, default=defaults_tracker.track_thresh,
-                        help="ByteTrack high-score threshold; new tracks need +0.1 (default %(default)s)")
-    parser.add_argument("--track-buffer", type=int, default=defaults_tracker.track_buffer,
-                        help="frames (at 30 fps) a lost track is kept (default %(default)s)")
-    parser.add_argument("--match-thresh", type=float, default=defaults_tracker.match_thresh,
-                        help="association IoU-cost threshold (default %(default)s)")
+    TrackerSettings.add_arguments(parser, track_thresh=TrackerSettings.track_thresh)
     parser.add_argument("--min-box-area", type=float, default=defaults_filter.min_box_area,
                         help="tracks with a smaller box are not drawn or written (default %(default)s)")
     parser.add_argument("--aspect-ratio-thresh", type=float, default=defaults_filter.aspect_ratio_thresh,
@@ -169,8 +164,7 @@ def _run(args, source: FrameSource, detector, precision: str, classes: list[int]
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
         show = False
-    settings = TrackerSettings(track_thresh=args.track_thresh, track_buffer=args.track_buffer,
-                               match_thresh=args.match_thresh)
+    settings = TrackerSettings.from_args(args)
     tracker = settings.create(source.info.fps or DEFAULT_TRACKER_FPS)
     stem = source.info.name
     return run_tracking(

@@ -182,9 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", type=Path, help=f"weights file (default {DEFAULT_WEIGHTS})")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32,int8")
     parser.add_argument("--calib-frames", type=int, default=200, help="int8 calibration frames over all sequences")
-    parser.add_argument("--track-thresh", type=float, default=BENCHMARK_TRACK_THRESH)
-    parser.add_argument("--track-buffer", type=int, default=TrackerSettings.track_buffer)
-    parser.add_argument("--match-thresh", type=float, default=TrackerSettings.match_thresh)
+    TrackerSettings.add_arguments(parser, track_thresh=BENCHMARK_TRACK_THRESH)
     parser.add_argument("--threads", type=int, default=1, help="inference and OpenCV threads (default 1)")
     parser.add_argument("--video", action="store_true", help="also draw and write annotated videos")
     parser.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (no metrics)")
@@ -219,8 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             detectors["int8"], path, reused = int8_detector(fp32, weights, sequences, args.calib_frames, args.threads)
             print(f"{'reusing cached' if reused else 'calibrated'} int8 model {path}")
             meta["int8_model"] = str(path)
-    settings = TrackerSettings(track_thresh=args.track_thresh, track_buffer=args.track_buffer,
-                               match_thresh=args.match_thresh)
+    settings = TrackerSettings.from_args(args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     runs = run_benchmark(sequences, detectors, settings, args.output_dir, video=args.video,
                          max_frames=args.max_frames)

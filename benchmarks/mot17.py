@@ -146,13 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--detections", choices=DETECTION_SOURCES, default="public",
                         help="detection source: 'public' = each sequence's det/det.txt; 'detector' = run a "
                              "detector on img1/ in fp32 and int8 (benchmarks/e2e.py; its options pass through)")
-    parser.add_argument("--track-thresh", type=float,
-                        help=f"high-score threshold; new tracks need it + 0.1 (default: {defaults.track_thresh} "
-                             f"for public detections, {BENCHMARK_TRACK_THRESH} with a detector)")
-    parser.add_argument("--match-thresh", type=float, default=defaults.match_thresh,
-                        help="first-stage IoU-distance match threshold (default: %(default)s)")
-    parser.add_argument("--track-buffer", type=int, default=defaults.track_buffer,
-                        help="frames (at 30 fps) a lost track is kept (default: %(default)s)")
+    TrackerSettings.add_arguments(parser, track_thresh=None, track_thresh_default_text=(
+        f"{defaults.track_thresh} for public detections, {BENCHMARK_TRACK_THRESH} with a detector"))
     parser.add_argument("--out-dir", type=Path, help="where results files go (default: runs/mot17/<detections>)")
     parser.add_argument("--json", type=Path, help="write the report as JSON to this path")
     return parser
@@ -186,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         args.track_thresh = TrackerSettings().track_thresh
     data_root = require_path(args.data or DEFAULT_PUBLIC_DATA, "MOT17 data folder")
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
-    settings = TrackerSettings(track_thresh=args.track_thresh, match_thresh=args.match_thresh,
-                               track_buffer=args.track_buffer)
+    settings = TrackerSettings.from_args(args)
     try:
         runs = [run_sequence(sequence, args.detections, settings, out_dir / f"{sequence.name}.txt")
                 for sequence in benchmark_sequences(data_root, args.detections)]
