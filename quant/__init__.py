@@ -70,8 +70,10 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     links) before calibrating; ``bias_correction`` corrects the biases of the final plan empirically
     (``quant.calibration.correct_biases``). ``migrate`` moves outlier channel ranges of every quantized
     conv's input into its weights (SmoothQuant, ``migrate_alpha``) and equalizes its output channel ranges,
-    at the cost of one float per-channel ``Mul`` on each side (``quant.migrate``; exact in float). The result's ``quant_info`` holds the plan, the float set and the simulated agreement;
-    ``sensitivity`` the per-layer table when a target was given.
+    at the cost of one float per-channel ``Mul`` on each side (``quant.migrate``; exact in float).
+    ``num_threads``: ONNX Runtime threads of the int8 detector, and torch threads while calibrating
+    (None: ORT's default and torch's current setting). The result's ``quant_info`` holds the plan, the
+    float set and the simulated agreement; ``sensitivity`` the per-layer table when a target was given.
     """
     if ranking not in ("local", "full"):
         raise ValueError(f"ranking must be 'local' or 'full', got {ranking!r}")
@@ -94,7 +96,7 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         names = [n for n in conv_layers(model) if n not in base_float]
         info["migrated"] = migrate_convs(model, calib_blobs[:RANKING_FRAMES], names, migrate_alpha)
         proto = fuse_silu(export_fp32(model, detector.spec.input_size))
-    ranges = collect_ranges(model, calib_blobs, observer, progress=progress)
+    ranges = collect_ranges(model, calib_blobs, observer, progress=progress, num_threads=num_threads)
     plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:

@@ -4,8 +4,9 @@ empirical bias correction of the simulated int8 model."""
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -90,10 +91,28 @@ def preprocess_frames(preprocess: Callable[[np.ndarray], tuple[np.ndarray, objec
     return [np.ascontiguousarray(preprocess(f)[0], dtype=np.float32) for f in frames]
 
 
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run torch with ``num_threads`` intra-op threads inside the block (None: leave as is), then restore.
+
+    On a shared, loaded machine one thread is faster than two for these per-layer ops: every
+    multi-threaded op waits at a barrier for a thread that may be descheduled.
+    """
+    before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @torch.no_grad()
 def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str = "minmax",
-                   layers: Iterable[str] | None = None, progress: bool = True) -> dict[str, tuple[float, float]]:
-    """Observed ``(lo, hi)`` of the input and the output (pre-activation) of every conv (or ``layers``)."""
+                   layers: Iterable[str] | None = None, progress: bool = True,
+                   num_threads: int | None = None) -> dict[str, tuple[float, float]]:
+    """Observed ``(lo, hi)`` of the input and the output (pre-activation) of every conv (or ``layers``),
+    with the forward passes on ``num_threads`` torch threads (None: torch's current setting)."""
     convs = conv_layers(model)
     names = list(convs) if layers is None else list(layers)
     observers = {f"{n}:{side}": make_observer(observer) for n in names for side in ("in", "out")}
@@ -104,8 +123,9 @@ def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str 
         handles.append(convs[n].register_forward_hook(
             lambda _m, _a, out, o=observers[f"{n}:out"]: o.update(out), prepend=True))  # raw conv output
     try:
-        for blob in tqdm(blobs, desc=f"calibrating ({observer})", unit="frame", disable=not progress):
-            model(torch.from_numpy(blob))
+        with torch_threads(num_threads):
+            for blob in tqdm(blobs, desc=f"calibrating ({observer})", unit="frame", disable=not progress):
+                model(torch.from_numpy(blob))
     finally:
         for h in handles:
             h.remove()

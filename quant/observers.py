@@ -18,16 +18,27 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
 
 
-def _extrema(x: torch.Tensor) -> tuple[float, float] | None:
-    """(min, max) of a tensor, None when empty; NaN/inf in an activation is a bug upstream, so it raises."""
-    if x.numel() == 0:
+def _flat_numpy(x: torch.Tensor) -> np.ndarray:
+    """The values of ``x`` as a flat CPU NumPy array (a view where possible; bfloat16 widened exactly).
+
+    Observer statistics run in single-threaded NumPy: on a loaded machine torch's per-op thread-pool
+    wake-ups cost more than the work on these few-megabyte activations.
+    """
+    x = x.detach().cpu()
+    return (x.float() if x.dtype == torch.bfloat16 else x).reshape(-1).numpy()
+
+
+def _extrema(values: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of flat values, None when empty; NaN/inf in an activation is a bug upstream, so it raises."""
+    if values.size == 0:
         return None
-    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    lo, hi = float(values.min()), float(values.max())
     if not (math.isfinite(lo) and math.isfinite(hi)):  # NaN propagates into min/max, inf shows up there
         raise ValueError("observer got non-finite values (NaN or inf) in the activation tensor")
     return lo, hi
@@ -56,7 +67,7 @@ class MinMaxObserver(Observer):
         self.hi = -math.inf
 
     def update(self, x: torch.Tensor) -> None:
-        ext = _extrema(x)
+        ext = _extrema(_flat_numpy(x))
         if ext:
             self.lo, self.hi = min(self.lo, ext[0]), max(self.hi, ext[1])
 
@@ -80,7 +91,7 @@ class MovingAverageMinMaxObserver(Observer):
         self.hi: float | None = None
 
     def update(self, x: torch.Tensor) -> None:
-        ext = _extrema(x)
+        ext = _extrema(_flat_numpy(x))
         if ext is None:
             return
         b_lo, b_hi = ext
@@ -132,19 +143,32 @@ class RunningHistogram:
 
     def update(self, x: torch.Tensor) -> None:
         """Add the values of ``x``, widening the grid first if they fall outside it."""
-        ext = _extrema(x)
+        values = _flat_numpy(x)
+        ext = _extrema(values)
         if ext is None:
             return
         self.min, self.max = min(self.min, ext[0]), max(self.max, ext[1])
-        v = x.detach().reshape(-1).double()
         lo, hi = min(self.min, 0.0), max(self.max, 0.0)
         if self.width == 0.0:
             self._init_grid(lo, hi)
         elif lo < self.origin or hi > self.origin + self.bins * self.width:
             self._grow(lo, hi)
-        idx = torch.floor((v - self.origin) / self.width).long().clamp_(0, self.bins - 1)
-        self.counts += torch.bincount(idx, minlength=self.bins).double().cpu()  # state lives on the CPU
-        self.exact_zeros += float((v == 0).sum())
+        self.counts += torch.from_numpy(self._bin_counts(values))
+        self.exact_zeros += float(values.size - np.count_nonzero(values))
+
+    def _bin_counts(self, values: np.ndarray) -> np.ndarray:
+        """Counts per bin of ``floor((values - origin) / width)`` clamped to the grid, in float64.
+
+        The same IEEE float64 subtract and divide as the torch expression (bit-identical bins), fused
+        into few NumPy passes: the float64 cast happens inside the subtraction, and since every value is
+        >= origin (the grid covers the data) truncation to int equals floor; the rare index == bins
+        (a value on the top edge) is folded into the last bin, as the clamp did.
+        """
+        v = np.subtract(values, self.origin, dtype=np.float64)
+        np.divide(v, self.width, out=v)
+        counts = np.bincount(v.astype(np.intp), minlength=self.bins).astype(np.float64)
+        counts[self.bins - 1] += counts[self.bins:].sum()
+        return counts[: self.bins]
 
     def _init_grid(self, lo: float, hi: float) -> None:
         width = (hi - lo) / (self.bins - 1)
