@@ -76,6 +76,30 @@ def test_running_histogram_growth_equals_one_batch_histogram() -> None:
     np.testing.assert_allclose(folded, np.histogram(np.abs(x), bins=abs_edges)[0], atol=2)
 
 
+def _reference_bins(h: RunningHistogram, x: torch.Tensor) -> torch.Tensor:
+    """The binning rule written as the plain torch float64 expression (independent of the NumPy path)."""
+    idx = torch.floor((x.reshape(-1).double() - h.origin) / h.width).long().clamp_(0, h.bins - 1)
+    return torch.bincount(idx, minlength=h.bins).double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_running_histogram_bins_equal_torch_float64_formula_exactly(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(9)
+    h = RunningHistogram(512)
+    h.update(torch.randn(20_000, generator=g).to(dtype))  # sets the grid
+    x = (torch.randn(4, 50_000, generator=g) * 0.7).to(dtype)
+    x[0, :500] = 0.0
+    x[1, 0] = float(h.origin + h.bins * h.width)  # a value on the top edge goes to the last bin
+    x = x[:, ::2]  # non-contiguous input
+    width, origin, before = h.width, h.origin, h.counts.clone()
+    original = x.clone()
+    h.update(x)
+    assert (h.width, h.origin) == (width, origin), "test data must fit the grid (no growth)"
+    assert torch.equal(h.counts - before, _reference_bins(h, x))
+    assert torch.equal(x, original), "update must not modify the activation"
+    assert h.exact_zeros >= 250
+
+
 def test_percentile_matches_numpy_on_gaussian_with_outliers() -> None:
     g = torch.Generator().manual_seed(3)
     x = torch.randn(200_000, generator=g)
