@@ -57,3 +57,26 @@ def test_output_filter_matches_demo_rule():
     tracks = np.array([[0, 0, 10, 20, 1], [0, 0, 2, 2, 2], [0, 0, 40, 20, 3], [0, 0, 16, 10, 4]], dtype=float)
     kept = OutputFilter(min_box_area=10, aspect_ratio_thresh=1.6)(tracks)
     assert kept[:, 4].tolist() == [1.0, 4.0]  # area 4 too small; w/h 2.0 too wide; w/h 1.6 kept
+
+
+def test_int8_calibrates_once_then_reuses_the_cached_model(tmp_path, capsys, monkeypatch):
+    video = require_data("videos/vtest.avi")
+    weights = require_data("weights/bytetrack_nano_mot17.onnx")
+    monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
+    argv = [str(video), "--weights", str(weights), "--int8", "--calib-frames", "4", "--max-frames", "6",
+            "--threads", "1", "--no-video", "--quiet"]
+
+    assert main([*argv, "--output-dir", str(tmp_path / "first")]) == 0
+    first = capsys.readouterr()
+    assert "calibrated and cached int8 model" in first.err
+    (cached,) = (tmp_path / "cache" / "int8").glob("*.onnx")
+    assert main([*argv, "--output-dir", str(tmp_path / "second")]) == 0
+    assert "reusing cached int8 model" in capsys.readouterr().err
+    assert list((tmp_path / "cache" / "int8").glob("*.onnx")) == [cached]
+
+    timing = json.loads((tmp_path / "first" / "vtest_timing.json").read_text())
+    assert timing["info"]["precision"] == "int8"
+    first_rows = np.loadtxt(tmp_path / "first" / "vtest.txt", delimiter=",", ndmin=2)
+    second_rows = np.loadtxt(tmp_path / "second" / "vtest.txt", delimiter=",", ndmin=2)
+    assert len(first_rows) > 6  # the int8 detector still finds several people per frame
+    np.testing.assert_array_equal(first_rows, second_rows)  # the cached model is the one calibrated
