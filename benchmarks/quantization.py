@@ -5,7 +5,7 @@ and everything is evaluated on the other frames (k odd), so no evaluation frame 
 Randomly initialised YOLOX-s and YOLOv5s at 640x640 are timed only (default float set, no search).
 Timings interleave fp32 and int8 runs on the same blob (median ms) to cancel the drift of a shared CPU.
 
-    .venv/bin/python -m benchmarks.quant --frames 100 --json results/quant.json
+    .venv/bin/python -m benchmarks.quantization --frames 100 --json results/quantization.json
 """
 from __future__ import annotations
 
