@@ -1,6 +1,8 @@
 """Building blocks shared by the YOLOX and YOLOv5 models: activations and Conv+BN folding."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -21,17 +23,28 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"unsupported activation {name!r}, expected one of {sorted(ACTIVATIONS)}") from None
 
 
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A conv with bias equal to ``bn(conv(x))`` in eval mode (what ONNX exporters emit)."""
-    fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        conv.dilation, conv.groups, bias=True,
-    ).to(conv.weight.device)
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """New Conv2d (with bias) equal to ``bn(conv(x))`` with BN in eval mode (running statistics).
+
+    ``W'_o = W_o * g_o``, ``b'_o = (b_o - mean_o) * g_o + beta_o`` with ``g = gamma / sqrt(var + eps)``;
+    dim 0 of a conv weight is the output channel for any ``groups`` (depthwise included).
+    """
+    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
+        raise ValueError(f"fold_conv_bn needs (Conv2d, BatchNorm2d), got ({type(conv).__name__}, {type(bn).__name__})")
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
+    if bn.num_features != conv.out_channels:
+        raise ValueError(f"BatchNorm2d has {bn.num_features} features but the conv has {conv.out_channels} output channels")
+    fused = copy.deepcopy(conv)
     with torch.no_grad():
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-        fused.bias.copy_((conv_bias - bn.running_mean) * scale + bn.bias)
+        var = bn.running_var.double()
+        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
+        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
+        g = gamma / torch.sqrt(var + bn.eps)
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
+        shape = (-1,) + (1,) * (conv.weight.dim() - 1)
+        fused.weight = nn.Parameter((conv.weight.double() * g.view(shape)).to(conv.weight.dtype))
+        fused.bias = nn.Parameter(((bias - bn.running_mean.double()) * g + beta).to(conv.weight.dtype))
     return fused
 
 
@@ -44,7 +57,7 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     for module in model.modules():
         conv, bn = getattr(module, "conv", None), getattr(module, "bn", None)
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            module.conv = fold_batchnorm(conv, bn)
+            module.conv = fold_conv_bn(conv, bn)
             module.bn = nn.Identity()
     return model
 

@@ -14,34 +14,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from detectors.layers import fold_conv_bn
+
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardtanh, nn.Sigmoid, nn.GELU, nn.Mish
 )
-
-
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """New Conv2d (with bias) equal to ``bn(conv(x))`` with BN in eval mode (running statistics).
-
-    ``W'_o = W_o * g_o``, ``b'_o = (b_o - mean_o) * g_o + beta_o`` with ``g = gamma / sqrt(var + eps)``;
-    dim 0 of a conv weight is the output channel for any ``groups`` (depthwise included).
-    """
-    if not isinstance(conv, nn.Conv2d) or not isinstance(bn, nn.BatchNorm2d):
-        raise ValueError(f"fold_conv_bn needs (Conv2d, BatchNorm2d), got ({type(conv).__name__}, {type(bn).__name__})")
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
-    if bn.num_features != conv.out_channels:
-        raise ValueError(f"BatchNorm2d has {bn.num_features} features but the conv has {conv.out_channels} output channels")
-    fused = copy.deepcopy(conv)
-    with torch.no_grad():
-        var = bn.running_var.double()
-        gamma = bn.weight.double() if bn.weight is not None else torch.ones_like(var)
-        beta = bn.bias.double() if bn.bias is not None else torch.zeros_like(var)
-        g = gamma / torch.sqrt(var + bn.eps)
-        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(var)
-        shape = (-1,) + (1,) * (conv.weight.dim() - 1)
-        fused.weight = nn.Parameter((conv.weight.double() * g.view(shape)).to(conv.weight.dtype))
-        fused.bias = nn.Parameter(((bias - bn.running_mean.double()) * g + beta).to(conv.weight.dtype))
-    return fused
 
 
 def _sequential_pairs(seq: nn.Sequential) -> list[tuple[str, str]]:
