@@ -15,9 +15,7 @@ options (``--model``/``--weights``, ``--precisions``, ``--calib-frames``, ``--th
 
     .venv/bin/python benchmarks/mot17.py --detections detector --json runs/e2e/report.json
 
-The pieces are separate so that other detection sources can plug in: ``detection_frames`` yields
-``(frame_id, detections)`` and may time its own stages in the frame's ``StageProfiler`` (e.g.
-``apps.pipeline.detect``); ``run_sequence`` tracks the stream (``apps.pipeline.update_tracker`` stages);
+``run_sequence`` tracks one sequence's public detections (``apps.pipeline.update_tracker`` stages);
 ``build_report`` keeps every stage's statistics in the JSON.
 """
 from __future__ import annotations
@@ -27,7 +25,6 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -53,45 +50,26 @@ class SequenceRun:
     timing: TimingReport
 
 
-def benchmark_sequences(data_root: Path, detections: str) -> list[MotSequence]:
-    """Sequences under ``data_root`` that have ground truth (and public detections in ``public`` mode)."""
+def benchmark_sequences(data_root: Path) -> list[MotSequence]:
+    """Sequences under ``data_root`` that have ground truth and public detections."""
     sequences = [s for s in find_sequences(data_root) if s.gt_path.is_file()]
-    if detections == "public":
-        missing = [s.name for s in sequences if not s.det_path.is_file()]
-        if missing:
-            raise FileNotFoundError(f"no det/det.txt (public detections) for {', '.join(missing)} under {data_root}")
+    missing = [s.name for s in sequences if not s.det_path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"no det/det.txt (public detections) for {', '.join(missing)} under {data_root}")
     if not sequences:
         raise FileNotFoundError(f"no sequence with gt/gt.txt under {data_root}")
     return sequences
 
 
-def detection_frames(sequence: MotSequence, detections: str,
-                     profiler: StageProfiler) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame_id, (N,5|6) detections)`` for frames 1..length from the chosen source.
-
-    Called once per frame inside an open profiler frame, so a source that computes detections (a detector)
-    can time its own stages in ``profiler``; public detections are read upfront and cost nothing per frame.
-    """
-    del profiler  # public detections have no per-frame stages
-    if detections != "public":
-        raise ValueError(f"unknown detection source {detections!r}; expected one of {DETECTION_SOURCES}")
-    yield from enumerate(sequence.detections(), start=1)
-
-
-def run_sequence(sequence: MotSequence, detections: str, settings: TrackerSettings,
-                 results_path: Path) -> SequenceRun:
-    """Track one sequence with a fresh ByteTracker, write its results file, time every stage of every frame."""
+def run_sequence(sequence: MotSequence, settings: TrackerSettings, results_path: Path) -> SequenceRun:
+    """Track one sequence's public detections with a fresh ByteTracker, write its results file, time every
+    tracker stage of every frame."""
     tracker = settings.create(sequence.frame_rate)
     profiler = StageProfiler()
-    frames = detection_frames(sequence, detections, profiler)
     with MotResultWriter(results_path) as writer, \
             tqdm(total=sequence.length, desc=sequence.name, unit="frame", file=sys.stderr) as progress:
-        while True:
+        for frame_id, dets in enumerate(sequence.detections(), start=1):
             profiler.begin_frame()
-            frame = next(frames, None)  # runs the source's per-frame work inside the open frame
-            if frame is None:
-                break  # the frame opened last is never closed, so it is not reported
-            frame_id, dets = frame
             writer.write(frame_id, update_tracker(tracker, dets, profiler))
             profiler.end_frame()
             progress.update()
@@ -183,8 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
     settings = TrackerSettings.from_args(args)
     try:
-        runs = [run_sequence(sequence, args.detections, settings, out_dir / f"{sequence.name}.txt")
-                for sequence in benchmark_sequences(data_root, args.detections)]
+        runs = [run_sequence(sequence, settings, out_dir / f"{sequence.name}.txt")
+                for sequence in benchmark_sequences(data_root)]
         summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path)
                              for run in runs})
     except (FileNotFoundError, ValueError) as error:  # bad or missing data files: the message names them
