@@ -76,9 +76,10 @@ class ByteTracker:
     correction are batched (block-diagonal covariance, see ``tracker.kalman``); IoU is only
     computed for overlapping pairs in crowds (sort-and-sweep), and the duplicate check only
     for boxes whose edges are close enough to pass its threshold; the LAP solver only sees
-    the rows/columns that compete for a detection (unique pairs are matched directly, with
-    the same optimum as the official ``lap.lapjv`` call), on a cost matrix built from the
-    candidate costs already computed. With few tracks a frame costs mostly per-call
+    the rows/columns that compete for a detection (unique pairs, and the clear winner of a
+    small star such as two tracks wanting one detection, are matched directly, with the same
+    optimum as the official ``lap.lapjv`` call; exact ties are left to the solver), on a cost
+    matrix built from the candidate costs already computed. With few tracks a frame costs mostly per-call
     overhead, so small frames run the associations on Python lists (same arithmetic) and
     every stage avoids numpy calls on empty or tiny arrays.
     """

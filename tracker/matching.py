@@ -11,6 +11,10 @@ DENSE_PAIRS_LIMIT = 2048  # below this many box pairs a dense IoU matrix beats t
 # Below this size (candidate pairs + rows + columns) an assignment runs in plain Python:
 # a few dozen list operations cost less than the ~30 numpy calls of the vectorised path.
 SMALL_ASSIGNMENT = 96
+# Two candidate costs closer than this count as tied: the LAP solver decides between them.
+TIE_MARGIN = 1e-9
+# Up to this many competing pairs, stars are sorted out in Python before calling the LAP solver.
+SMALL_COMPETITION = 12
 
 
 def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
@@ -160,10 +164,11 @@ def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, sha
     Every pair of the (n_rows, n_cols) problem whose cost is <= ``thresh`` must be among the
     candidates. Pairs above the limit are never matched, and a row and a column that are
     each other's only candidate (cost strictly below the limit) are matched in every
-    optimum. Only the remaining, competing rows and columns go to the official solver,
-    ``lap.lapjv(extend_cost=True, cost_limit=thresh)``, on their exact dense sub-matrix
-    ``dense_cost(sub_rows, sub_cols)``. The result is the official optimum.
-    Returns ``(matched_rows, matched_cols, unmatched_rows, unmatched_cols)``, ascending.
+    optimum. Of the remaining, competing pairs, a few are sorted out by ``star_matches``;
+    the rest go to the official solver, ``lap.lapjv(extend_cost=True, cost_limit=thresh)``,
+    on their exact dense sub-matrix ``dense_cost(sub_rows, sub_cols)``. The result is the
+    official optimum. Returns ``(matched_rows, matched_cols, unmatched_rows,
+    unmatched_cols)``, ascending.
     """
     n_rows, n_cols = shape
     if rows.size + n_rows + n_cols <= SMALL_ASSIGNMENT:
@@ -179,13 +184,20 @@ def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, sha
     sole = (row_options[rows] == 1) & (col_options[cols] == 1) & (costs < thresh)
     row_to_col[rows[sole]] = cols[sole]
     col_to_row[cols[sole]] = rows[sole]
-    compete_rows = ((row_options > 0) & (row_to_col < 0)).nonzero()[0]
-    if compete_rows.size:
-        compete_cols = ((col_options > 0) & (col_to_row < 0)).nonzero()[0]
-        _, sub_row_to_col, _ = lap.lapjv(dense_cost(compete_rows, compete_cols), extend_cost=True, cost_limit=thresh)
-        matched_sub = (sub_row_to_col >= 0).nonzero()[0]
-        row_to_col[compete_rows[matched_sub]] = compete_cols[sub_row_to_col[matched_sub]]
-        col_to_row[compete_cols[sub_row_to_col[matched_sub]]] = compete_rows[matched_sub]
+    compete = (~sole).nonzero()[0]
+    if 0 < compete.size <= SMALL_COMPETITION:
+        compete_rows, compete_cols = rows[compete].tolist(), cols[compete].tolist()
+        stars, hard = star_matches(compete_rows, compete_cols, costs[compete].tolist(), thresh)
+        for row, col in stars:
+            row_to_col[row], col_to_row[col] = col, row
+        hard_rows, hard_cols = _lines_of(hard, compete_rows, compete_cols)
+    else:
+        hard_rows = ((row_options > 0) & (row_to_col < 0)).nonzero()[0]
+        hard_cols = ((col_options > 0) & (col_to_row < 0)).nonzero()[0]
+    if hard_rows.size:
+        solved_rows, solved_cols = lapjv_matches(hard_rows, hard_cols, thresh, dense_cost)
+        row_to_col[solved_rows] = solved_cols
+        col_to_row[solved_cols] = solved_rows
     matched = (row_to_col >= 0).nonzero()[0]
     return matched, row_to_col[matched], (row_to_col < 0).nonzero()[0], (col_to_row < 0).nonzero()[0]
 
@@ -201,19 +213,76 @@ def small_sparse_assignment(rows: list[int], cols: list[int], costs: list[float]
         row_options[row] += 1
         col_options[col] += 1
     row_to_col, col_to_row = [-1] * n_rows, [-1] * n_cols
-    for row, col, cost in feasible:
+    compete = []
+    for pair in feasible:
+        row, col, cost = pair
         if row_options[row] == 1 and col_options[col] == 1 and cost < thresh:
             row_to_col[row], col_to_row[col] = col, row
-    compete_rows = [row for row in range(n_rows) if row_options[row] and row_to_col[row] < 0]
-    if compete_rows:
-        compete_cols = [col for col in range(n_cols) if col_options[col] and col_to_row[col] < 0]
-        sub_cost = dense_cost(np.array(compete_rows, dtype=np.intp), np.array(compete_cols, dtype=np.intp))
-        _, sub_row_to_col, _ = lap.lapjv(sub_cost, extend_cost=True, cost_limit=thresh)
-        for row, sub_col in zip(compete_rows, sub_row_to_col.tolist()):
-            if sub_col >= 0:
-                row_to_col[row] = compete_cols[sub_col]
-                col_to_row[compete_cols[sub_col]] = row
+        else:
+            compete.append(pair)
+    if compete:
+        compete_rows, compete_cols, compete_costs = (list(part) for part in zip(*compete))
+        stars, hard = star_matches(compete_rows, compete_cols, compete_costs, thresh)
+        if hard:
+            solved = lapjv_matches(*_lines_of(hard, compete_rows, compete_cols), thresh, dense_cost)
+            stars.extend(zip(*(part.tolist() for part in solved)))
+        for row, col in stars:
+            row_to_col[row], col_to_row[col] = col, row
     matched = [row for row in range(n_rows) if row_to_col[row] >= 0]
     return (np.array(matched, dtype=np.intp), np.array([row_to_col[row] for row in matched], dtype=np.intp),
             np.array([row for row in range(n_rows) if row_to_col[row] < 0], dtype=np.intp),
             np.array([col for col in range(n_cols) if col_to_row[col] < 0], dtype=np.intp))
+
+
+def _lines_of(pairs: list[int], rows: list[int], cols: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending distinct rows and columns of the pairs with indices ``pairs``."""
+    return (np.array(sorted({rows[k] for k in pairs}), dtype=np.intp),
+            np.array(sorted({cols[k] for k in pairs}), dtype=np.intp))
+
+
+def lapjv_matches(rows: np.ndarray, cols: np.ndarray, thresh: float,
+                  dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Matched (rows, cols) of the official solver on the dense sub-problem of ascending ``rows`` x ``cols``."""
+    _, sub_row_to_col, _ = lap.lapjv(dense_cost(rows, cols), extend_cost=True, cost_limit=thresh)
+    solved = (sub_row_to_col >= 0).nonzero()[0]
+    return rows[solved], cols[sub_row_to_col[solved]]
+
+
+def star_matches(rows: list[int], cols: list[int], costs: list[float], thresh: float,
+                 ) -> tuple[list[tuple[int, int]], list[int]]:
+    """Pairs (cost <= ``thresh``) that are in every optimum, found in stars, and the pairs left to the solver.
+
+    A star is a row whose columns see no other row, or a column whose rows see no other
+    column (one pair alone is a star). Its cheapest pair is in every optimum when it is below
+    the limit and beats every other pair of the star by more than ``TIE_MARGIN`` (so the
+    solver's rounding cannot matter); otherwise, like every pair of a larger component, its
+    pairs are returned (as indices) for the solver. Returns ``(matches, hard pair indices)``.
+    """
+    row_count: dict[int, int] = {}
+    col_count: dict[int, int] = {}
+    for row, col in zip(rows, cols):
+        row_count[row] = row_count.get(row, 0) + 1
+        col_count[col] = col_count.get(col, 0) + 1
+    groups: dict[tuple[int, int] | None, list[int]] = {}
+    for k, (row, col) in enumerate(zip(rows, cols)):
+        key = (0, row) if col_count[col] == 1 else (1, col) if row_count[row] == 1 else None
+        groups.setdefault(key, []).append(k)
+    hard = groups.pop(None, [])
+    matches = []
+    for (axis, index), pairs in groups.items():
+        whole = len(pairs) == (col_count if axis else row_count)[index]
+        best = _clear_winner(pairs, costs, thresh) if whole else None
+        if best is None:
+            hard.extend(pairs)
+        else:
+            matches.append((rows[best], cols[best]))
+    return matches, hard
+
+
+def _clear_winner(pairs: list[int], costs: list[float], thresh: float) -> int | None:
+    """The pair of a star in every optimum: the cheapest, below the limit and not tied; else None."""
+    best = min(pairs, key=costs.__getitem__)
+    if not costs[best] < thresh:
+        return None
+    runner_up = min((costs[k] for k in pairs if k != best), default=thresh)
+    return best if runner_up >= thresh or runner_up - costs[best] > TIE_MARGIN else None
