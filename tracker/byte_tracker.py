@@ -9,7 +9,7 @@ import numpy as np
 from tracker import kalman
 from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
                               small_sparse_assignment, sparse_assignment)
-from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable
+from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 ID_MODES = ("compact", "official")
@@ -344,7 +344,8 @@ class ByteTracker:
         if rows.size == 0:
             return
         tracks = self._tracks
-        tracks.mean[rows], tracks.cov[rows] = kalman.update(tracks.mean[rows], tracks.cov[rows], det_xyah[det_ids])
+        tracks.mean[rows], tracks.cov[rows] = kalman.update(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
+                                                            take_rows(det_xyah, det_ids))
         tracks.state[rows] = TRACKED
         tracks.activated[rows] = True
         tracks.last_frame[rows] = self.frame_id
@@ -352,7 +353,7 @@ class ByteTracker:
 
     def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> TrackTable:
         """Tracks started from detections ``det_ids``; confirmed at once only on the first update."""
-        mean, cov = kalman.initiate(det_xyah[det_ids])
+        mean, cov = kalman.initiate(take_rows(det_xyah, det_ids))
         ids = np.arange(self._created + 1, self._created + 1 + det_ids.size, dtype=np.int64)
         self._created += det_ids.size
         return TrackTable.create(mean, cov, ids, dets.match_info[det_ids], self.frame_id,
@@ -408,9 +409,9 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, steps: int) -> None:
         tracks.mean[tracks.state != TRACKED, 7] = 0.0
         kalman.predict(tracks.mean, tracks.cov, steps)
     elif pool.size:
-        pool_mean = tracks.mean[pool]
+        pool_mean = take_rows(tracks.mean, pool)
         pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
-        tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, tracks.cov[pool], steps)
+        tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, take_rows(tracks.cov, pool), steps)
 
 
 def _join(first: np.ndarray, *others: np.ndarray) -> np.ndarray:

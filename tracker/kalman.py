@@ -9,6 +9,11 @@ others (F, H, Q and R never couple them), so the 8x8 covariance is exactly four
 per coordinate: predicting or updating all T tracks is a handful of
 element-wise array operations, and the innovation covariance is diagonal, so
 no matrix factorisation is needed.
+
+The functions work on transposed views (coordinates first, tracks last), so
+with column-major arrays, as ``TrackTable`` keeps them and ``initiate`` returns
+them, every operation is one inner loop over the tracks; on row-major arrays
+the results are the same, only slower (numpy would loop over rows of 2 to 4).
 """
 from __future__ import annotations
 
@@ -37,32 +42,28 @@ MEASUREMENT = _std_rows(STD_WEIGHT_POSITION, ASPECT_MEASUREMENT_STD)
 
 
 def _pair_rows(pos: tuple[np.ndarray, np.ndarray], vel: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Position and velocity std rows side by side, as (4, 2) arrays (the P_pp, P_vv columns)."""
-    return np.column_stack((pos[0], vel[0])), np.column_stack((pos[1], vel[1]))
+    """Position and velocity std rows stacked as (2, 4, 1) arrays (the P_pp, P_vv blocks, per coordinate)."""
+    return np.stack((pos[0], vel[0]))[..., None], np.stack((pos[1], vel[1]))[..., None]
 
 
 INIT = _pair_rows(INIT_POS, INIT_VEL)
 PROCESS = _pair_rows(_PROCESS_POS, _PROCESS_VEL)
+_MEASUREMENT_COLUMNS = MEASUREMENT[0][:, None], MEASUREMENT[1][:, None]
 
 
 def _variance(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(T, 4) variances: squared height-proportional std for cx, cy, h, constant std for a."""
-    return np.square(height[:, None] * rows[0] + rows[1])
-
-
-def _variance_pairs(height: np.ndarray, rows: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """(T, 4, 2) position and velocity variances per coordinate, from (4, 2) std rows."""
-    return np.square(height[:, None, None] * rows[0] + rows[1])
+    """Variances (squared std ``height * rows[0] + rows[1]``), coordinates first, tracks last."""
+    return np.square(height * rows[0] + rows[1])
 
 
 def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start tracks from (T, 4) xyah measurements: zero velocity, height-scaled covariance."""
     count = measurements.shape[0]
-    mean = np.zeros((count, 8))
-    mean[:, :4] = measurements
-    cov = np.zeros((count, 4, 3))
-    cov[:, :, ::2] = _variance_pairs(measurements[:, 3], INIT)
-    return mean, cov
+    mean = np.zeros((8, count))
+    mean[:4] = measurements.T
+    cov = np.zeros((3, 4, count))
+    cov[::2] = _variance(mean[3], INIT)
+    return mean.T, cov.T
 
 
 def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +73,15 @@ def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarr
     with Q computed from the height before the step. ``steps > 1`` applies that
     step repeatedly (the noise model is defined per frame). Returns the same arrays.
     """
+    state, blocks = mean.T, cov.T  # (8, T) and (3, 4, T) views: contiguous rows for column-major input
     for _ in range(steps):
-        q = _variance_pairs(mean[:, 3], PROCESS)
-        mean[:, :4] += mean[:, 4:]
+        q = _variance(state[3], PROCESS)
+        state[:4] += state[4:]
         # Same summation order as F P F^T: (Ppp + Ppv) + (Ppv + Pvv). The first addition
         # updates (Ppp, Ppv) from the old (Ppv, Pvv) at once (numpy buffers the overlap).
-        cov[:, :, PP:VV] += cov[:, :, PV:]
-        cov[:, :, PP] += cov[:, :, PV]
-        cov[:, :, ::2] += q
+        blocks[PP:VV] += blocks[PV:]
+        blocks[PP] += blocks[PV]
+        blocks[::2] += q
     return mean, cov
 
 
@@ -90,13 +92,13 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     ``(Ppp, Ppv) / S`` and P - K S K^T is ``(K_a S) K_b`` per block, in the official order.
     """
     count = mean.shape[0]
-    innovation_cov = cov[:, :, PP] + _variance(mean[:, 3], MEASUREMENT)
-    gain = cov[:, :, PP:VV] / innovation_cov[:, :, None]  # (T, 4, 2): position, velocity gain
-    innovation = measurements - mean[:, :4]
-    new_mean = mean.reshape(count, 2, 4) + gain.transpose(0, 2, 1) * innovation[:, None, :]
-    scaled = gain * innovation_cov[:, :, None]  # (K_pos S, K_vel S)
-    new_cov = cov - scaled[:, :, _LEFT] * gain[:, :, _RIGHT]
-    return new_mean.reshape(count, 8), new_cov
+    state, blocks = mean.T, cov.T
+    innovation_cov = blocks[PP] + _variance(state[3], _MEASUREMENT_COLUMNS)  # (4, T)
+    gain = blocks[PP:VV] / innovation_cov  # (2, 4, T): position, velocity gain
+    new_mean = state.reshape(2, 4, count) + gain * (measurements.T - state[:4])
+    scaled = gain * innovation_cov  # (K_pos S, K_vel S)
+    new_cov = blocks - scaled[_LEFT] * gain[_RIGHT]
+    return new_mean.reshape(8, count).T, new_cov.T
 
 
 _LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])  # P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
@@ -116,13 +118,14 @@ def block_to_full(cov: np.ndarray) -> np.ndarray:
 def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:
     """(T, 4) x1, y1, x2, y2 boxes from the (cx, cy, a, h) part of (T, 8) means.
 
-    Same operation order as the official ``STrack.tlwh``/``tlbr`` so boxes agree bit for bit.
+    Same operation order as the official ``STrack.tlwh``/``tlbr`` so boxes agree bit for bit
+    (halving is exact, so ``* 0.5`` equals the official ``/ 2``).
     """
-    box = mean[:, :4].copy()
-    box[:, 2] *= box[:, 3]
-    box[:, :2] -= box[:, 2:] / 2
-    box[:, 2:] += box[:, :2]
-    return box
+    box = mean.T[:4].copy()  # (4, T): coordinates first
+    box[2] *= box[3]
+    box[:2] -= box[2:] * 0.5
+    box[2:] += box[:2]
+    return box.T
 
 
 def tlbr_to_xyah(boxes: np.ndarray) -> np.ndarray:
@@ -136,10 +139,10 @@ def measure(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     The official tracker stores a detection as tlwh, so its box is ``x1 + (x2 - x1)``
     (not always ``x2`` in floating point); both results share the one subtraction.
     """
-    xyah = boxes.copy()
-    xyah[:, 2:] -= xyah[:, :2]
+    xyah = boxes.T.copy()  # (4, N): coordinates first
+    xyah[2:] -= xyah[:2]
     tlbr = xyah.copy()
-    tlbr[:, 2:] += tlbr[:, :2]
-    xyah[:, :2] += xyah[:, 2:] / 2
-    xyah[:, 2] /= xyah[:, 3]
-    return tlbr, xyah
+    tlbr[2:] += tlbr[:2]
+    xyah[:2] += xyah[2:] * 0.5
+    xyah[2] /= xyah[3]
+    return tlbr.T, xyah.T

@@ -17,6 +17,9 @@ class TrackTable:
     ``in_lost`` False), then the ``lost`` list. ``REMOVED`` rows are lost tracks that
     timed out this frame: the official tracker keeps them in its lost list (and
     even matchable) for one more frame, so we do too.
+
+    ``mean`` and ``cov`` are column-major (tracks along the contiguous axis, see
+    ``tracker.kalman``); ``take_rows`` selects rows keeping that layout.
     """
 
     mean: np.ndarray              # (T, 8) Kalman mean (cx, cy, a, h, vx, vy, va, vh)
@@ -33,7 +36,7 @@ class TrackTable:
 
     @classmethod
     def empty(cls) -> TrackTable:
-        return cls.create(np.empty((0, 8)), np.empty((0, 4, 3)), np.empty(0, np.int64), np.empty((0, 3)), 0, False)
+        return cls.create(np.empty((8, 0)).T, np.empty((3, 4, 0)).T, np.empty(0, np.int64), np.empty((0, 3)), 0, False)
 
     @classmethod
     def create(cls, mean: np.ndarray, cov: np.ndarray, track_id: np.ndarray, match: np.ndarray, frame_id: int,
@@ -59,13 +62,23 @@ class TrackTable:
 
     def take(self, index: np.ndarray) -> TrackTable:
         """The rows ``index``, in that order."""
-        return TrackTable(*[getattr(self, name)[index] for name in _FIELDS])
+        return TrackTable(*[take_rows(getattr(self, name), index) for name in _FIELDS])
 
     def append(self, other: TrackTable) -> TrackTable:
         """This table's rows followed by ``other``'s."""
         if len(other) == 0:
             return self
-        return TrackTable(*[np.concatenate((getattr(self, name), getattr(other, name))) for name in _FIELDS])
+        return TrackTable(*[np.concatenate((getattr(self, name).T, getattr(other, name).T), axis=-1).T
+                            for name in _FIELDS])
 
 
 _FIELDS = tuple(f.name for f in fields(TrackTable))
+
+
+def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``array[index]`` (rows along the first axis) in the memory layout of ``array``'s transpose order.
+
+    Plain fancy indexing returns a row-major copy; selecting along the last axis of the
+    transposed view keeps column-major arrays column-major.
+    """
+    return array.T[..., index].T
