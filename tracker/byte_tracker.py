@@ -175,7 +175,8 @@ class ByteTracker:
         timer.lap("bookkeeping")
         # Lost tracks were all confirmed (only pool tracks get lost), so the pool is the confirmed rows.
         pool = tracks.activated.nonzero()[0]
-        _predict_pool(tracks, pool, steps)
+        unconfirmed = (~tracks.activated).nonzero()[0] if pool.size < count else EMPTY_INDEX
+        _predict_pool(tracks, pool, unconfirmed, steps)
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
@@ -202,7 +203,6 @@ class ByteTracker:
         tracks.state[newly_lost] = LOST
 
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
-        unconfirmed = (~tracks.activated).nonzero()[0]
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
             frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
@@ -403,15 +403,21 @@ class ByteTracker:
         return out
 
 
-def _predict_pool(tracks: TrackTable, pool: np.ndarray, steps: int) -> None:
-    """Kalman-predict the rows ``pool`` in place; non-tracked ones get their height velocity zeroed first."""
-    if 0 < pool.size == len(tracks):  # no unconfirmed tracks: the whole table, without copies
-        tracks.mean[tracks.state != TRACKED, 7] = 0.0
-        kalman.predict(tracks.mean, tracks.cov, steps)
-    elif pool.size:
-        pool_mean = take_rows(tracks.mean, pool)
-        pool_mean[tracks.state[pool] != TRACKED, 7] = 0.0
-        tracks.mean[pool], tracks.cov[pool] = kalman.predict(pool_mean, take_rows(tracks.cov, pool), steps)
+def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, steps: int) -> None:
+    """Kalman-predict the rows ``pool`` in place; non-tracked ones get their height velocity zeroed first.
+
+    The other rows, ``unconfirmed`` (all in the TRACKED state), are not predicted (official quirk):
+    the whole table is predicted and those few rows are put back, which costs less than
+    gathering and scattering the pool.
+    """
+    if pool.size == 0:
+        return
+    if unconfirmed.size:
+        kept_mean, kept_cov = take_rows(tracks.mean, unconfirmed), take_rows(tracks.cov, unconfirmed)
+    tracks.mean[tracks.state != TRACKED, 7] = 0.0
+    kalman.predict(tracks.mean, tracks.cov, steps)
+    if unconfirmed.size:
+        tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
 
 
 def _join(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
