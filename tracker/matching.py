@@ -7,6 +7,7 @@ import lap
 import numpy as np
 
 EMPTY_INDEX = np.empty(0, dtype=np.intp)
+_TINY = np.finfo(np.float64).tiny
 DENSE_PAIRS_LIMIT = 2048  # below this many box pairs a dense IoU matrix beats the sweep
 # Below this size (candidate pairs + rows + columns) an assignment runs in plain Python:
 # a few dozen list operations cost less than the ~30 numpy calls of the vectorised path.
@@ -27,18 +28,23 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
     one = 1.0 if inclusive else 0.0
-    # (A, B, 2) broadcasting: widths and heights of all pairs in one call per step.
-    boxes_a, boxes_b = boxes_a[:, None, :], boxes_b[None, :, :]
-    sides = np.minimum(boxes_a[..., 2:], boxes_b[..., 2:]) - np.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    # (2, A, B) broadcasting of the coordinate rows: widths and heights of all pairs in one call per step.
+    a, b = boxes_a.T[:, :, None], boxes_b.T[:, None, :]
+    sides = np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2])
     if inclusive:
         sides += one
     np.maximum(sides, 0.0, out=sides)
-    inter = sides[..., 0] * sides[..., 1]
-    sides_a = boxes_a[..., 2:] - boxes_a[..., :2] + one
-    sides_b = boxes_b[..., 2:] - boxes_b[..., :2] + one
-    union = sides_a[..., 0] * sides_a[..., 1] + sides_b[..., 0] * sides_b[..., 1] - inter
+    inter = sides[0] * sides[1]
+    union = _areas(boxes_a, one)[:, None] + _areas(boxes_b, one) - inter
     # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
-    return inter / np.maximum(union, np.finfo(np.float64).tiny)
+    return inter / np.maximum(union, _TINY)
+
+
+def _areas(boxes: np.ndarray, one: float) -> np.ndarray:
+    """``(x2 - x1 + one) * (y2 - y1 + one)`` of (N, 4) boxes."""
+    sides = boxes.T[2:] - boxes.T[:2]
+    sides += one
+    return sides[0] * sides[1]
 
 
 def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False,
@@ -74,8 +80,8 @@ def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool 
 def _near_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, one: float, min_iou: float,
                 small: bool) -> tuple[np.ndarray, np.ndarray]:
     """Pairs whose left and top edges are close enough for IoU > ``min_iou`` (see ``overlapping_pairs``)."""
-    both = np.concatenate((boxes_a, boxes_b))
-    widest, tallest = (both[:, 2:] - both[:, :2]).max(axis=0).tolist()
+    both = np.concatenate((boxes_a.T, boxes_b.T), axis=1)
+    widest, tallest = (both[2:] - both[:2]).max(axis=1).tolist()
     scale = (1.0 - min_iou) * (1.0 + 1e-6)  # relative margin far above rounding error
     reach_x = scale * (widest + one)
     if small:  # a few numpy calls decide, and usually nothing is near
@@ -104,20 +110,22 @@ def _positive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, rows: np.ndarray, co
     """The candidate pairs ``(rows, cols)`` that overlap, with their IoU (``iou_matrix``'s formula)."""
     if rows.size == 0:
         return EMPTY_INDEX, EMPTY_INDEX, np.empty(0)
-    ax1, ay1, ax2, ay2 = boxes_a.T
-    bx1, by1, bx2, by2 = boxes_b.T
     # Heights first: sweep candidates already come close in x, so most that fail, fail in y.
-    inter_h = np.minimum(ay2[rows], by2[cols]) - np.maximum(ay1[rows], by1[cols]) + one
+    inter_h = _overlap(boxes_a.T[1::2], boxes_b.T[1::2], rows, cols, one)
     keep = (inter_h > 0).nonzero()[0]
     rows, cols, inter_h = rows[keep], cols[keep], inter_h[keep]
-    inter_w = np.minimum(ax2[rows], bx2[cols]) - np.maximum(ax1[rows], bx1[cols]) + one
+    inter_w = _overlap(boxes_a.T[::2], boxes_b.T[::2], rows, cols, one)
     keep = (inter_w > 0).nonzero()[0]
     rows, cols = rows[keep], cols[keep]
     inter = inter_w[keep] * inter_h[keep]
-    area_a = (ax2 - ax1 + one) * (ay2 - ay1 + one)
-    area_b = (bx2 - bx1 + one) * (by2 - by1 + one)
-    union = area_a[rows] + area_b[cols] - inter
-    return rows, cols, inter / np.maximum(union, np.finfo(np.float64).tiny)
+    union = _areas(boxes_a, one)[rows] + _areas(boxes_b, one)[cols] - inter
+    return rows, cols, inter / np.maximum(union, _TINY)
+
+
+def _overlap(edges_a: np.ndarray, edges_b: np.ndarray, rows: np.ndarray, cols: np.ndarray, one: float) -> np.ndarray:
+    """``min(hi_a, hi_b) - max(lo_a, lo_b) + one`` of pairs ``(rows, cols)``; edges: (2, N) low and high rows."""
+    a, b = edges_a.take(rows, axis=1), edges_b.take(cols, axis=1)
+    return np.minimum(a[1], b[1]) - np.maximum(a[0], b[0]) + one
 
 
 def iou_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool, include_disjoint: bool,
