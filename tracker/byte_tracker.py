@@ -433,13 +433,14 @@ def _rebuild_lists(tracks: TrackTable, count: int, refound: np.ndarray, newly_lo
     lost = old lost not refound + newly lost, minus those already in the official
     "removed" list (tracks that timed out before this frame); ``timed_out`` ones join it now.
     """
-    old_in_lost, old_tracked = tracks.in_lost[:count], tracks.state[:count] == TRACKED
-    kept_tracked = (~old_in_lost & old_tracked).nonzero()[0]
-    kept_lost = (old_in_lost & ~old_tracked).nonzero()[0]
-    lost_list = np.concatenate((kept_lost, newly_lost))
-    lost_list = lost_list[~tracks.removal_recorded[lost_list]]
+    old_tracked, old_in_lost = tracks.state[:count] == TRACKED, tracks.in_lost[:count]
+    kept_tracked = (old_tracked > old_in_lost).nonzero()[0]  # booleans: a > b is a and not b
+    kept_lost = ((old_in_lost > old_tracked) > tracks.removal_recorded[:count]).nonzero()[0]
+    if newly_lost.size:  # a track refound after timing out is dropped when lost again
+        newly_lost = newly_lost[~tracks.removal_recorded[newly_lost]]
     tracks.removal_recorded[timed_out] = True
-    tracked_list = np.concatenate((kept_tracked, np.arange(count, len(tracks)), refound))
+    lost_list = _join(kept_lost, newly_lost)
+    tracked_list = _join(kept_tracked, np.arange(count, len(tracks)), refound)
     tracks.in_lost[tracked_list] = False
     tracks.in_lost[lost_list] = True
     return tracked_list, lost_list
