@@ -13,6 +13,7 @@ from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_
 from tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 ID_MODES = ("compact", "official")
+ALL = slice(None)  # "every position" as an index
 OUTPUT_COLUMNS = ("x1", "y1", "x2", "y2", "track_id", "score", "class", "det_index")
 
 
@@ -254,10 +255,11 @@ class ByteTracker:
         """Match table rows ``rows`` to detections ``det_ids`` (cost 1 - IoU, optionally score-fused).
 
         Returns (matched rows, matched columns, unmatched rows, unmatched columns) as
-        positions in ``rows`` / ``det_ids``.
+        positions in ``rows`` / ``det_ids``; when one side is empty nothing matches and the
+        unmatched positions are ``ALL`` (``slice(None)``: indexing with it is a cheap view).
         """
         if rows.size == 0 or det_ids.size == 0:
-            return EMPTY_INDEX, EMPTY_INDEX, np.arange(rows.size), np.arange(det_ids.size)
+            return EMPTY_INDEX, EMPTY_INDEX, ALL, ALL
         timer.lap("bookkeeping")
         shape = (rows.size, det_ids.size)
         forbidden = max(1.0, thresh) + 1.0  # cost of a pair of different classes (class_aware)

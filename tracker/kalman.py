@@ -97,7 +97,7 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     gain = blocks[PP:VV] / innovation_cov  # (2, 4, T): position, velocity gain
     new_mean = state.reshape(2, 4, count) + gain * (measurements.T - state[:4])
     scaled = gain * innovation_cov  # (K_pos S, K_vel S)
-    new_cov = blocks - scaled[_LEFT] * gain[_RIGHT]
+    new_cov = blocks - scaled.take(_LEFT, axis=0) * gain.take(_RIGHT, axis=0)
     return new_mean.reshape(8, count).T, new_cov.T
 
 
