@@ -16,20 +16,24 @@ import numpy as np
 import torch
 
 from detectors.detector import Detector
-from quant.calibration import DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames
+from quant.activation_ranges import following_activations
+from quant.calibration import (DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames,
+                               torch_threads)
 from quant.equalize import cross_layer_equalize
 from quant.fold import fold_batchnorm
+from quant.gptq import gptq_plan
 from quant.migrate import migrate_convs
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
 from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
                                layer_sensitivity, local_sensitivity, report, speed_plan)
-from quant.simulate import QuantPlan, conv_layers
+from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 
 __all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity"]
 
 DEFAULT_OBSERVER = "percentile"
 EVAL_FRAMES = 8
 RANKING_FRAMES = 8
+GPTQ_FRAMES = 32  # calibration frames whose conv inputs give the GPTQ Hessians
 
 
 def _split_eval(frames: list[np.ndarray], eval_frames: Sequence[np.ndarray] | None,
@@ -52,6 +56,7 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
                       target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
                       ranking: str = "local", speed_aware: bool = True, equalize: bool = False,
                       bias_correction: bool = False, migrate: bool = False, migrate_alpha: float = 0.5,
+                      activation_aware: bool = True, rounding: str = "gptq",
                       num_frames: int | None = DEFAULT_NUM_FRAMES,
                       num_threads: int | None = None,
                       progress: bool = True) -> QuantizedDetector:
@@ -71,12 +76,18 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     (``quant.calibration.correct_biases``). ``migrate`` moves outlier channel ranges of every quantized
     conv's input into its weights (SmoothQuant, ``migrate_alpha``) and equalizes its output channel ranges,
     at the cost of one float per-channel ``Mul`` on each side (``quant.migrate``; exact in float).
+    ``activation_aware`` chooses each conv output's lower bound for the error after the activation it
+    feeds (``quant.activation_ranges``; SiLU/ReLU discard most of the negative side). ``rounding``:
+    "gptq" rounds the int8 weights to minimise each conv's output error on calibration frames
+    (``quant.gptq``), "nearest" rounds each weight alone.
     ``num_threads``: ONNX Runtime threads of the int8 detector, and torch threads while calibrating
     (None: ORT's default and torch's current setting). The result's ``quant_info`` holds the plan, the
     float set and the simulated agreement; ``sensitivity`` the per-layer table when a target was given.
     """
     if ranking not in ("local", "full"):
         raise ValueError(f"ranking must be 'local' or 'full', got {ranking!r}")
+    if rounding not in ("gptq", "nearest"):
+        raise ValueError(f"rounding must be 'gptq' or 'nearest', got {rounding!r}")
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
     model = fold_batchnorm(detector.model.float().eval())  # a folded copy
@@ -96,11 +107,17 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         names = [n for n in conv_layers(model) if n not in base_float]
         info["migrated"] = migrate_convs(model, calib_blobs[:RANKING_FRAMES], names, migrate_alpha)
         proto = fuse_silu(export_fp32(model, detector.spec.input_size))
-    ranges = collect_ranges(model, calib_blobs, observer, progress=progress, num_threads=num_threads)
+    ranges = collect_ranges(model, calib_blobs, observer, progress=progress, num_threads=num_threads,
+                            activations=following_activations(proto, model) if activation_aware else None,
+                            scheme=ACT_SCHEMES[scheme])
     plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
+    info.update(activation_aware=activation_aware, rounding=rounding)
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:
         plan, info["speed_ms"] = speed_plan(proto, model, plan, calib_blobs[0])
+    if rounding == "gptq":
+        with torch_threads(num_threads):
+            plan = gptq_plan(model, plan, calib_blobs[:GPTQ_FRAMES], progress=progress)
     if held:
         metas = [detector.preprocess(f) for f in held]
         evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)

@@ -119,7 +119,7 @@ def analytical_bias_correction(float_conv: nn.Conv2d, quant_conv: nn.Conv2d, exp
 
 
 def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Per-channel mean (with bias) of the named convs' outputs over ``batches``, in one pass."""
+    """Per-channel mean (with bias) of the named convs' raw outputs over ``batches``, in one pass."""
     modules = dict(model.named_modules())
     sums = [torch.zeros(modules[n].out_channels, dtype=torch.float64) for n in names]
     counts = [0] * len(names)
@@ -128,7 +128,7 @@ def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.T
         sums[k] += out.double().sum(dim=(0, 2, 3)).cpu()
         counts[k] += out.shape[0] * out.shape[2] * out.shape[3]
 
-    run_with_output_hooks(model, [modules[n] for n in names], batches, record)
+    run_with_output_hooks(model, [modules[n] for n in names], batches, record, prepend=True)
     return {n: sums[k] / max(counts[k], 1) for k, n in enumerate(names)}
 
 
@@ -142,7 +142,10 @@ def correct_model_biases(
     """Empirical bias correction of every named Conv2d of ``quant_model`` (a same-structure copy of
     ``float_model`` with quantized weights and possibly quantized activations), in place.
 
-    Each conv's bias gets ``mean float output - mean quantized output`` over ``batches``. With
+    Each conv's bias gets ``mean float output - mean quantized output`` over ``batches``, both measured on
+    the raw conv output, before any other forward hook: before the simulated output quantizer, whose
+    clipping (e.g. of the negative side a SiLU discards, ``quant.activation_ranges``) is not a weight
+    error to correct, and before an output rescale (``quant.rescale``), so the shift is in bias units. With
     ``sequential`` (the paper's layer-by-layer scheme) later layers are measured on inputs that
     already carry the earlier corrections: done in ONE pass of the quantized model over all
     batches concatenated (same shape required; memory grows with their number), each conv's hook
@@ -173,7 +176,7 @@ def correct_model_biases(
             return out + corrections[name].to(out).view(1, -1, 1, 1)
         return hook
 
-    handles = [quant_convs[n].register_forward_hook(correct(n)) for n in names]
+    handles = [quant_convs[n].register_forward_hook(correct(n), prepend=True) for n in names]
     try:
         with torch.no_grad():
             quant_model(torch.cat(batches))

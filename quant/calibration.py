@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from quant.activation_ranges import Activation, ActivationAwareObserver
 from quant.bias_correction import correct_model_biases
-from quant.rescale import output_scale
 from quant.observers import make_observer
 from quant.simulate import QuantPlan, conv_layers, simulated
 
@@ -110,12 +110,20 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
 @torch.no_grad()
 def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str = "minmax",
                    layers: Iterable[str] | None = None, progress: bool = True,
-                   num_threads: int | None = None) -> dict[str, tuple[float, float]]:
+                   num_threads: int | None = None, activations: Mapping[str, Activation] | None = None,
+                   scheme: str = "asymmetric_uint8") -> dict[str, tuple[float, float]]:
     """Observed ``(lo, hi)`` of the input and the output (pre-activation) of every conv (or ``layers``),
-    with the forward passes on ``num_threads`` torch threads (None: torch's current setting)."""
+    with the forward passes on ``num_threads`` torch threads (None: torch's current setting).
+
+    ``activations`` (conv name -> the activation its output feeds, ``quant.activation_ranges``): those
+    outputs get their lower bound chosen for the error after the activation on the ``scheme`` grid.
+    """
     convs = conv_layers(model)
     names = list(convs) if layers is None else list(layers)
     observers = {f"{n}:{side}": make_observer(observer) for n in names for side in ("in", "out")}
+    for n, act in (activations or {}).items():
+        if n in names:
+            observers[f"{n}:out"] = ActivationAwareObserver(observers[f"{n}:out"], act, scheme)
     handles = []
     for n in names:
         handles.append(convs[n].register_forward_pre_hook(
@@ -136,10 +144,10 @@ def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str 
 def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], max_frames: int = 8) -> dict[str, float]:
     """Empirical bias correction (``quant.bias_correction``) of the plan's convs, applied to ``model``'s float biases.
 
-    The simulated int8 copy is corrected layer by layer in execution order so that each conv's mean output
-    per channel matches the float model; the corrections are then added to the float biases, from which
-    the int32 biases are derived (divided by the conv's output equalization scale, ``quant.migrate``, as they
-    are measured after it). Returns the largest |correction| per layer.
+    The simulated int8 copy is corrected layer by layer in execution order so that each conv's mean raw
+    output (its accumulator, before the output quantizer and any output rescale) per channel matches the
+    float model; the corrections are then added to the float biases, from which the int32 biases are
+    derived. Returns the largest |correction| per layer.
     """
     quantized = copy.deepcopy(model)
     batch = [torch.from_numpy(b) for b in blobs[:max_frames]]
@@ -150,6 +158,5 @@ def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray
         conv = convs[name]
         if conv.bias is None:
             conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype), requires_grad=False)
-        rescale = output_scale(conv)
-        conv.bias += (delta if rescale is None else delta / rescale.values.double()).to(conv.bias)
+        conv.bias += delta.to(conv.bias)
     return {name: float(delta.abs().max()) for name, delta in corrections.items()}

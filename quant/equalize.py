@@ -347,10 +347,13 @@ def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torc
 
 
 def run_with_output_hooks(
-    model: nn.Module, modules: list[nn.Module], inputs: Iterable[torch.Tensor], record: Callable[[int, torch.Tensor], None]
+    model: nn.Module, modules: list[nn.Module], inputs: Iterable[torch.Tensor], record: Callable[[int, torch.Tensor], None],
+    prepend: bool = False,
 ) -> None:
-    """Run ``model`` on every input without gradients, calling ``record(k, output)`` for ``modules[k]``."""
-    handles = [m.register_forward_hook(lambda _m, _a, out, k=k: record(k, out.detach())) for k, m in enumerate(modules)]
+    """Run ``model`` on every input without gradients, calling ``record(k, output)`` for ``modules[k]``
+    (with ``prepend``, before the modules' other forward hooks: the raw output)."""
+    handles = [m.register_forward_hook(lambda _m, _a, out, k=k: record(k, out.detach()), prepend=prepend)
+               for k, m in enumerate(modules)]
     try:
         with torch.no_grad():
             for x in inputs:

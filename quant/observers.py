@@ -357,14 +357,18 @@ def qparams_span(lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme) -> torch.T
     return 2.0 * torch.maximum(-lo, hi) if scheme.symmetric else hi - lo
 
 
-def _fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme) -> torch.Tensor:
-    """Weighted squared fake-quantization error of values ``c`` (weights ``n``) for each candidate range."""
+def _fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme,
+                    transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Weighted squared fake-quantization error of values ``c`` (weights ``n``) for each candidate range,
+    measured after ``transform`` (e.g. the activation that follows the quantized tensor) when given."""
     scale = (qparams_span(lo, hi, scheme) / (scheme.qmax - scheme.qmin)).float().double().clamp_min(1e-30)[:, None]
     if scheme.symmetric:
         zp = torch.zeros_like(scale)
     else:
         zp = torch.round(scheme.qmin - torch.clamp(lo, max=0.0)[:, None] / scale).clamp(scheme.qmin, scheme.qmax)
     fq = (torch.clamp(torch.round(c[None, :] / scale) + zp, scheme.qmin, scheme.qmax) - zp) * scale
+    if transform is not None:
+        c, fq = transform(c), transform(fq)
     return ((c[None, :] - fq) ** 2 * n[None, :]).sum(1)
 
 

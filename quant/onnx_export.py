@@ -27,7 +27,7 @@ from detectors.detector import Detector
 from detectors.runtime import OrtRunner, create_session
 from detectors.spec import ModelSpec
 from quant.rescale import input_scale, output_scale, suspended
-from quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias, quantize_weight
+from quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
 
 OPSET = 13
 INPUT_NAME, OUTPUT_NAME = "images", "output"
@@ -251,7 +251,7 @@ def insert_qdq(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan) -> onn
                 new_inits += _act_tensors(prefix, act_in)
                 new_nodes += _qdq_nodes(src, input_qdq[src], prefix)
             node.input[0] = input_qdq[src]
-        wq, ws = quantize_weight(convs[name].weight)
+        wq, ws = plan.weight(name, convs[name])
         inits, dq = _const_dq(f"{name}.weight", wq, ws, node.input[1])
         new_inits += inits
         new_nodes.append(dq)

@@ -60,6 +60,8 @@ class QuantPlan:
     scheme: str = "uint8"
     observer: str = "minmax"
     extra: dict = field(default_factory=dict)
+    #: int8 weights chosen by a rounding method (``quant.gptq``) instead of nearest rounding, by conv name
+    rounded: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.scheme not in ACT_SCHEMES:
@@ -77,11 +79,26 @@ class QuantPlan:
     def with_float(self, float_layers: list[str] | set[str]) -> "QuantPlan":
         """The same plan with ``float_layers`` removed from the quantized set."""
         keep = [n for n in self.quantized if n not in set(float_layers)]
-        return QuantPlan(self.ranges, keep, self.scheme, self.observer, dict(self.extra))
+        return QuantPlan(self.ranges, keep, self.scheme, self.observer, dict(self.extra), dict(self.rounded))
+
+    def with_rounded(self, rounded: dict[str, np.ndarray]) -> "QuantPlan":
+        """The same plan with these convs' int8 weights (shapes as their float weights) replacing nearest rounding."""
+        return QuantPlan(self.ranges, list(self.quantized), self.scheme, self.observer, dict(self.extra),
+                         {**self.rounded, **rounded})
+
+    def weight(self, name: str, conv: nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
+        """int8 weight and per-output-channel scales of conv ``name``: the rounded ones if the plan has them."""
+        q, scales = quantize_weight(conv.weight)
+        if name in self.rounded:
+            if self.rounded[name].shape != q.shape:
+                raise ValueError(f"rounded weights of {name} have shape {self.rounded[name].shape}, the conv {q.shape}")
+            q = self.rounded[name]
+        return q, scales
 
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, "observer": self.observer, "quantized": list(self.quantized),
-                "ranges": {k: [float(v[0]), float(v[1])] for k, v in self.ranges.items()}, **self.extra}
+                "ranges": {k: [float(v[0]), float(v[1])] for k, v in self.ranges.items()},
+                "rounded": sorted(self.rounded), **self.extra}
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -123,9 +140,11 @@ class ConvSim:
         return fake_quant(conv._conv_forward(fake_quant(x, self.act_in), self.weight, self.bias), self.act_out)
 
 
-def conv_sim(conv: nn.Conv2d, act_in: ActQuant, act_out: ActQuant) -> ConvSim:
-    """Quantized weight/bias of ``conv`` for the given input/output activation qparams."""
-    wq, ws = quantize_weight(conv.weight)
+def conv_sim(conv: nn.Conv2d, act_in: ActQuant, act_out: ActQuant,
+             weight: tuple[np.ndarray, np.ndarray] | None = None) -> ConvSim:
+    """Quantized weight/bias of ``conv`` for the given input/output activation qparams (``weight``: the
+    int8 weight and scales to use, default nearest rounding)."""
+    wq, ws = quantize_weight(conv.weight) if weight is None else weight
     bq = quantize_bias(conv.bias, act_in.scale, ws)
     shape = (-1,) + (1,) * (conv.weight.dim() - 1)
     weight = torch.from_numpy(wq.astype(np.float32) * ws.reshape(shape)).to(conv.weight)
@@ -145,7 +164,7 @@ def simulated(model: nn.Module, plan: QuantPlan) -> Iterator[nn.Module]:
     try:
         for name in plan.quantized:
             conv = convs[name]
-            sim = conv_sim(conv, plan.act(f"{name}:in"), plan.act(f"{name}:out"))
+            sim = conv_sim(conv, plan.act(f"{name}:in"), plan.act(f"{name}:out"), plan.weight(name, conv))
             saved[name] = (conv.weight.data, None if conv.bias is None else conv.bias.data)
             conv.weight.data = sim.weight
             if conv.bias is None:

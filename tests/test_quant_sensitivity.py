@@ -12,7 +12,7 @@ from quant.calibration import collect_ranges
 from quant.onnx_export import export_fp32, fuse_silu
 from quant.qparams import sqnr_db
 from quant.sensitivity import (EvalSet, choose_float_layers, conv_strides, evaluate_plan, layer_sensitivity,
-                               local_sensitivity, report, speed_plan)
+                               local_sensitivity, pick_candidate, report, speed_plan)
 from quant.simulate import QuantPlan, conv_layers, conv_sim
 from test_quant_simulate import tiny_setup
 
@@ -77,6 +77,16 @@ def test_speed_plan_times_fp32_and_stage_candidates(setup):
     assert set(timings) == {"fp32", "int8 from stride 2"} and all(t > 0 for t in timings.values())
     faster = timings["int8 from stride 2"] < timings["fp32"]
     assert chosen.quantized == (plan.quantized if faster else [])
+
+
+def test_speed_choice_prefers_more_float_within_tolerance_and_never_slower_than_fp32():
+    order = ["int8 from stride 2", "int8 from stride 4", "int8 from stride 8"]
+    timings = {"fp32": 50.0, "int8 from stride 2": 40.0, "int8 from stride 4": 41.5, "int8 from stride 8": 45.0}
+    assert pick_candidate(timings, order, 0.05) == "int8 from stride 4"  # 41.5 <= 42, 45 > 42
+    assert pick_candidate(timings, order, 0.0) == "int8 from stride 2"
+    assert pick_candidate(timings, order, 0.2) == "int8 from stride 8"
+    assert pick_candidate({**timings, "fp32": 39.0}, order, 0.05) is None
+    assert pick_candidate({**timings, "fp32": 41.0}, order, 0.05) == "int8 from stride 2"  # must beat fp32
 
 
 def test_local_sensitivity_matches_a_direct_computation(setup):
