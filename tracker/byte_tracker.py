@@ -15,6 +15,7 @@ from tracker.validation import CleanDetections, check_frame_step, clean_detectio
 ID_MODES = ("compact", "official")
 ALL = slice(None)  # "every position" as an index
 OUTPUT_COLUMNS = ("x1", "y1", "x2", "y2", "track_id", "score", "class", "det_index")
+STAGES = ("predict", "iou", "assignment", "bookkeeping")
 
 
 class ByteTracker:
@@ -135,11 +136,16 @@ class ByteTracker:
         self.frame_id = 0
         self.update_count = 0
         self.last_dropped = 0
-        self.last_stage_ns = {"predict": 0, "iou": 0, "assignment": 0, "bookkeeping": 0}
+        self._timer = _StageTimer(0)
         self._tracks = TrackTable.empty()
         self._created = 0
         self._shown = 0
         self._last_timestamp: float | None = None
+
+    @property
+    def last_stage_ns(self) -> dict[str, int]:
+        """Nanoseconds the last ``update`` spent per stage: predict, iou, assignment, bookkeeping."""
+        return self._timer.totals
 
     @property
     def num_tracks(self) -> int:
@@ -161,7 +167,7 @@ class ByteTracker:
         timer = _StageTimer(start)
         if len(self._tracks) == 0 and dets.rows.size == 0:  # nothing to track, nothing to start
             timer.lap("bookkeeping")
-            self.last_stage_ns = timer.totals
+            self._timer = timer
             return np.empty((0, 8))
 
         det_boxes, det_xyah = kalman.measure(dets.boxes)
@@ -207,14 +213,16 @@ class ByteTracker:
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
             frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
-        tracks.state[unconfirmed[free_rows]] = REMOVED
+        if unconfirmed.size:
+            tracks.state[unconfirmed[free_rows]] = REMOVED
         # The three stages matched disjoint tracks to disjoint detections: update them at once.
         self._apply_matches(_join(matched_tracks, second_tracks, unconfirmed[match_rows]),
                             _join(matched_dets, second_dets, remaining[match_cols]), det_xyah, dets)
 
         # New tracks from confident unmatched high detections.
         new_dets = remaining[free_cols]
-        new_dets = new_dets[scores[new_dets] >= self.new_track_thresh]
+        if new_dets.size:
+            new_dets = new_dets[scores[new_dets] >= self.new_track_thresh]
         if new_dets.size:
             tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
 
@@ -235,7 +243,7 @@ class ByteTracker:
         if self.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")
-        self.last_stage_ns = timer.totals
+        self._timer = timer
         return output
 
     def lost_tracks(self) -> np.ndarray:
@@ -466,16 +474,25 @@ class _FrameData(NamedTuple):
 
 
 class _StageTimer:
-    """Accumulates perf_counter_ns intervals into named stages."""
+    """Records perf_counter_ns laps during an update; ``totals`` sums the intervals per stage on demand
+    (appending a lap costs less than updating a dict on every lap)."""
 
-    __slots__ = ("origin", "totals")
+    __slots__ = ("origin", "laps")
 
     def __init__(self, origin: int) -> None:
-        self.totals = {"predict": 0, "iou": 0, "assignment": 0, "bookkeeping": 0}
         self.origin = origin
+        self.laps: list[tuple[str, int]] = []
 
     def lap(self, stage: str) -> None:
         """Charge the time since the previous lap to ``stage``."""
-        now = perf_counter_ns()
-        self.totals[stage] += now - self.origin
-        self.origin = now
+        self.laps.append((stage, perf_counter_ns()))
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Nanoseconds per stage: ``predict``, ``iou``, ``assignment``, ``bookkeeping``."""
+        totals = dict.fromkeys(STAGES, 0)
+        previous = self.origin
+        for stage, now in self.laps:
+            totals[stage] += now - previous
+            previous = now
+        return totals
