@@ -11,7 +11,6 @@ Policy (documented in ``ByteTracker``):
 """
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -51,12 +50,11 @@ def clean_detections(detections: object) -> CleanDetections:
         raise ValueError(
             f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
         )
-    # A finite sum means every value is finite (NaN and inf propagate; an overflow only sends
-    # valid input to the row-by-row check). One reduction instead of a full isfinite pass.
-    if math.isfinite(array.sum()) and (array[:, 2:4] > array[:, :2]).all():
+    positive = array[:, 2:4] > array[:, :2]  # width and height > 0 (False for NaN)
+    if positive.all() and np.isfinite(array).all():
         rows, kept = np.arange(array.shape[0]), array
     else:
-        rows = ((array[:, 2:4] > array[:, :2]).all(axis=1) & np.isfinite(array).all(axis=1)).nonzero()[0]
+        rows = (positive.all(axis=1) & np.isfinite(array).all(axis=1)).nonzero()[0]
         kept = array[rows]
     info = np.empty((3, rows.shape[0]))  # score, class, row; stored coordinate-major (contiguous columns)
     np.minimum(np.maximum(kept[:, 4], 0.0), 1.0, out=info[0])
