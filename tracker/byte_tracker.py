@@ -74,16 +74,18 @@ class ByteTracker:
 
     Memory is bounded: removed tracks are not kept.
 
-    Speed: all tracks live in one struct-of-arrays table (``TrackTable``); prediction and
-    correction are batched (block-diagonal covariance, see ``tracker.kalman``); IoU is only
-    computed for overlapping pairs in crowds (sort-and-sweep), and the duplicate check only
-    for boxes whose edges are close enough to pass its threshold; the LAP solver only sees
-    the rows/columns that compete for a detection (unique pairs, and the clear winner of a
-    small star such as two tracks wanting one detection, are matched directly, with the same
-    optimum as the official ``lap.lapjv`` call; exact ties are left to the solver), on a cost
-    matrix built from the candidate costs already computed. With few tracks a frame costs mostly per-call
-    overhead, so small frames run the associations on Python lists (same arithmetic) and
-    every stage avoids numpy calls on empty or tiny arrays.
+    Speed: all tracks live in one struct-of-arrays table (``TrackTable``) whose Kalman
+    state is column-major, so prediction and correction (block-diagonal covariance, see
+    ``tracker.kalman``) are one inner loop over all tracks per operation; unconfirmed tracks
+    are put back after predicting the whole table. IoU is only computed for overlapping
+    pairs in crowds (sort-and-sweep), and the duplicate check only for boxes whose edges are
+    close enough to pass its threshold; the LAP solver only sees the rows/columns that
+    compete for a detection (unique pairs, and the clear winner of a small star such as two
+    tracks wanting one detection, are matched directly, with the same optimum as the
+    official ``lap.lapjv`` call; exact ties are left to the solver), on a cost matrix built
+    from the candidate costs already computed. With few tracks a frame costs mostly
+    per-call overhead, so small frames run the associations on Python lists (same
+    arithmetic) and every stage avoids numpy calls on empty or tiny arrays.
     """
 
     def __init__(
