@@ -96,17 +96,17 @@ class OutputFilter:
         return tracks[keep]
 
 
-def detect(detector, image: np.ndarray, profiler: StageProfiler, classes: Sequence[int] | None = None) -> np.ndarray:
-    """Run the detector's three stages on one BGR frame, timing each; (N,6) x1,y1,x2,y2,score,class."""
+def detect(detector, image: np.ndarray, profiler: StageProfiler) -> np.ndarray:
+    """Run the detector's three stages on one BGR frame, timing each; (N,6) x1,y1,x2,y2,score,class.
+
+    Only the detector's own classes come out: it filters them before NMS (``Detector.with_classes``).
+    """
     with profiler.stage("preprocess"):
         blob, meta = detector.preprocess(image)
     with profiler.stage("infer"):
         raw = detector.infer(blob)
     with profiler.stage("postprocess"):
-        boxes = detector.postprocess(raw, meta)
-        if classes is not None:
-            boxes = boxes[np.isin(boxes[:, 5], classes)]
-    return boxes
+        return detector.postprocess(raw, meta)
 
 
 def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1) -> np.ndarray:
@@ -140,19 +140,23 @@ def track_frames(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(frame_id, frame_bgr, tracks)`` for every frame; frame ids are 1-based source positions.
 
-    ``tracks`` is the tracker's (M,8) output (x1,y1,x2,y2,track_id,score,class,det_index). Time the caller
-    spends in its loop body can be added to the same frame's record with ``profiler.stage(...)``. If the
-    source fails or a live source stops, the frames read so far are yielded first, then SourceError is raised.
+    ``tracks`` is the tracker's (M,8) output (x1,y1,x2,y2,track_id,score,class,det_index). ``classes``, when
+    given, replaces the detector's class list for this run (``detector.with_classes(classes)``, so they are
+    filtered before NMS); None keeps the detector's own. Time the caller spends in its loop body can be added
+    to the same frame's record with ``profiler.stage(...)``. If the source fails or a live source stops, the
+    frames read so far are yielded first, then SourceError is raised.
     """
     profiler = profiler if profiler is not None else StageProfiler(STAGES)
     if reader is None:
         reader = ReadAhead(source if isinstance(source, FrameSource) else open_source(source), max_frames=max_frames)
     previous_index = None
-    try:
+    try:  # the reader's thread is running: a bad class list must still close it
+        if classes is not None:
+            detector = detector.with_classes(classes)
         for frame in reader:
             profiler.begin_frame()
             profiler.add("read", frame.read_ns)
-            detections = detect(detector, frame.image, profiler, classes)
+            detections = detect(detector, frame.image, profiler)
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
             tracks = update_tracker(tracker, detections, profiler, frame_gap=gap)
@@ -192,6 +196,8 @@ def run_tracking(
     info: dict | None = None,
 ) -> RunResult:
     """Run the whole pipeline over ``source``: MOT results and annotated video (each optional, both atomic).
+
+    ``classes`` as in :func:`track_frames` (None: the detector's own class list).
 
     A source that fails mid-run does not raise: the frames read are finished and written, and the error is
     returned in :attr:`RunResult.error` for the caller to report. Any other exception leaves no output file.

@@ -1,7 +1,8 @@
 """Detector: preprocess -> runner (any backend) -> float postprocess, kept as three separately timed stages."""
 from __future__ import annotations
 
-from typing import Any, Callable
+import copy
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import nn
@@ -26,9 +27,18 @@ class Detector:
         self.model = model
         self.conf_thresh = spec.conf_thresh if conf_thresh is None else float(conf_thresh)
         self.nms_thresh = spec.nms_thresh if nms_thresh is None else float(nms_thresh)
-        if classes is not None and any(not 0 <= c < spec.num_classes for c in classes):
-            raise ValueError(f"{spec.name}: classes {classes} outside 0..{spec.num_classes - 1}")
-        self.classes = None if classes is None else [int(c) for c in classes]
+        self.classes = _checked_classes(spec, classes)
+
+    def with_classes(self, classes: Sequence[int] | None) -> Detector:
+        """This detector keeping only ``classes`` (None: all), filtered before NMS like ``classes=`` at construction.
+
+        The copy shares the runner (session), model and spec, and keeps the type and attributes of a subclass
+        (e.g. the int8 ``QuantizedDetector`` and its ``save``); ``self`` is unchanged.
+        """
+        checked = _checked_classes(self.spec, classes)
+        detector = copy.copy(self)
+        detector.classes = checked
+        return detector
 
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
         """Frame -> (blob (1,3,H,W) float32, meta for mapping boxes back)."""
@@ -49,3 +59,13 @@ class Detector:
     def __repr__(self) -> str:
         backend = type(self.runner).__name__
         return f"Detector({self.spec.name}, {backend}, conf={self.conf_thresh}, nms={self.nms_thresh})"
+
+
+def _checked_classes(spec: ModelSpec, classes: Sequence[int] | None) -> list[int] | None:
+    """``classes`` as a list of ints, or ValueError naming the model when one is not a class of it."""
+    if classes is None:
+        return None
+    checked = [int(c) for c in classes]
+    if any(not 0 <= c < spec.num_classes for c in checked):
+        raise ValueError(f"{spec.name}: classes {list(classes)} outside 0..{spec.num_classes - 1}")
+    return checked

@@ -5,8 +5,11 @@ import json
 
 import cv2
 import numpy as np
+import onnx
 import pytest
+from conftest import require_data
 
+from detectors import load_detector
 from detectors.evaluation import average_precision, coco_summary, iou_matrix
 from detectors.nms import batched_nms, nms
 from detectors.postprocess import postprocess
@@ -220,3 +223,49 @@ def test_average_precision_simple_cases():
     half = [np.array([[0, 0, 10, 10, 0.9]])]
     assert coco_summary(half, gt)["AP50"] == pytest.approx(51 / 101)  # precision 1 up to recall 0.5
     assert coco_summary([np.zeros((0, 5))], gt)["AP50"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- class filter
+CLASS_FILTER_FRAME = "MOT15/train/PETS09-S2L1/img1/000200.jpg"  # people, cars and a few stray COCO classes
+
+
+@pytest.fixture(scope="module")
+def coco_detector():
+    weights = require_data("weights/yolox_nano.onnx")
+    return load_detector(str(weights), backend="onnxruntime", num_threads=1, conf_thresh=0.05)
+
+
+@pytest.fixture(scope="module")
+def street_frame() -> np.ndarray:
+    return cv2.imread(str(require_data(CLASS_FILTER_FRAME)))
+
+
+def test_classes_filtered_before_nms_equal_filtering_afterwards(coco_detector, street_frame):
+    everything = coco_detector(street_frame)
+    assert {0, 2} < set(everything[:, 5].tolist())  # the filter below has something to remove
+    for classes in ([0], [0, 2], [1]):  # people; people and cars; bicycles (none in this frame)
+        only = coco_detector.with_classes(classes)
+        assert only.runner is coco_detector.runner and only.spec is coco_detector.spec
+        assert (only.conf_thresh, only.nms_thresh) == (coco_detector.conf_thresh, coco_detector.nms_thresh)
+        # class-aware NMS never lets one class suppress another, so dropping classes first changes nothing else
+        np.testing.assert_array_equal(only(street_frame), everything[np.isin(everything[:, 5], classes)])
+    assert coco_detector.classes is None  # the original still detects every class
+    assert coco_detector.with_classes([0]).with_classes(None).classes is None
+    with pytest.raises(ValueError, match=r"yolox_nano: classes \[80\] outside 0..79"):
+        coco_detector.with_classes([80])
+
+
+def test_with_classes_keeps_an_int8_subclass_and_its_saved_form(coco_detector, street_frame, tmp_path):
+    """``QuantizedDetector`` (here around the float ONNX: its precision does not matter for the class list)
+    stays a QuantizedDetector sharing its session, and a detector loaded from its saved file filters the same."""
+    from quant.onnx_export import QuantizedDetector
+
+    proto = onnx.load(require_data("weights/yolox_nano.onnx"))
+    saved = QuantizedDetector(coco_detector.spec, proto, {}, num_threads=1, conf_thresh=0.05)
+    people = saved.with_classes([0])
+    assert type(people) is QuantizedDetector and people.runner is saved.runner and people.proto is saved.proto
+    expected = coco_detector.with_classes([0])(street_frame)
+    assert len(expected) > 0
+    np.testing.assert_array_equal(people(street_frame), expected)
+    reloaded = load_detector(str(people.save(tmp_path / "int8.onnx")), num_threads=1, conf_thresh=0.05)
+    np.testing.assert_array_equal(reloaded.with_classes([0])(street_frame), expected)
