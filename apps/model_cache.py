@@ -2,14 +2,18 @@
 
 An entry is the int8 ONNX file that ``quant`` saves (with its ``int8track_spec`` metadata), stored under
 ``$INT8TRACK_HOME/int8/`` (default ``~/.cache/int8track/int8/``) with a name made from a hash of the weights
-file's bytes, the input size and the quantization settings: change any of them and a new model is made.
-Entries are written to a temporary name and renamed, so a crash never leaves a broken model behind.
+file's bytes, the input size, the quantization settings and the calibration description, which names the
+calibration source by :func:`source_fingerprint`: change any of them (e.g. track another video) and a new
+model is made. Beside each model a ``.json`` file records what went into its key, for a user who wonders what
+a cached file was calibrated on. Entries are written to temporary names and renamed, so a crash never leaves
+a broken model behind.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,6 +44,28 @@ def resolve_weights(model: str, weights: str | Path | None = None) -> Path:
         raise FileNotFoundError(f"{exc} (or pass --weights PATH)") from exc
 
 
+def source_fingerprint(location: str | Path, live: bool = False) -> dict:
+    """A cheap identity of a calibration source, for the cache key (no frame is read).
+
+    A file: its resolved path, size and modification time. A folder (image folder, MOT sequence): its resolved
+    path, the number and total size of the files under it and the latest modification time of anything under
+    it, so adding, removing, renaming or rewriting an image changes it. A live source (camera index, URL): the
+    string as given, since its frames change without trace. FileNotFoundError when a path does not exist.
+    """
+    if live:
+        return {"live": str(location)}
+    path = Path(location)
+    if path.is_file():
+        info = path.stat()
+        return {"path": str(path.resolve()), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+    if not path.is_dir():
+        raise FileNotFoundError(f"{location}: calibration source not found")
+    infos = [entry.stat() for entry in (path, *path.rglob("*"))]
+    files = [info for info in infos if stat.S_ISREG(info.st_mode)]
+    return {"path": str(path.resolve()), "files": len(files), "bytes": sum(info.st_size for info in files),
+            "mtime_ns": max(info.st_mtime_ns for info in infos)}
+
+
 def cache_key(weights: str | Path, input_size: Sequence[int], settings: dict) -> str:
     """Hash of the weights file's bytes, the (h, w) input size and the JSON of ``settings``."""
     digest = hashlib.sha256()
@@ -53,11 +79,13 @@ def cache_key(weights: str | Path, input_size: Sequence[int], settings: dict) ->
 
 @dataclass
 class CachedModel:
-    """A cache lookup's answer: the int8 detector, its file and whether it was already cached."""
+    """A cache lookup's answer: the int8 detector, its file, whether it was already cached and the calibration
+    description it was made with (the key guarantees that a reused model was made with the one asked for)."""
 
     detector: object
     path: Path
     reused: bool
+    calibration: dict
 
 
 class Int8ModelCache:
@@ -91,11 +119,12 @@ class Int8ModelCache:
         num_threads: int | None = None,
         refresh: bool = False,
     ) -> CachedModel:
-        """The int8 model of ``detector`` (loaded from ``weights``).
+        """The int8 model of ``detector`` (loaded from ``weights``), with the detector's score and NMS thresholds
+        and class list.
 
-        ``quant_options`` go to the quantizer; ``calibration`` describes the calibration data. Both are part of
-        the cache key. ``calibration_frames()`` is called, and the model quantized, only when the cache has no
-        entry for that key (or ``refresh``).
+        ``quant_options`` go to the quantizer; ``calibration`` describes the calibration data (name its source
+        with :func:`source_fingerprint`). Both are part of the cache key. ``calibration_frames()`` is called,
+        and the model quantized, only when the cache has no entry for that key (or ``refresh``).
         """
         quant_options = dict(quant_options or {})
         settings = {"quant": quant_options, "calibration": calibration or {}}
@@ -103,22 +132,24 @@ class Int8ModelCache:
         path = self.path_for(detector.spec.name, key)
         reused = path.is_file() and not refresh
         if not reused:
-            self._make(detector, calibration_frames(), quant_options, path)
-        return CachedModel(self._loader()(str(path), num_threads=num_threads), path, reused)
+            record = {"weights": str(Path(weights).resolve()), "input_size": list(detector.spec.input_size),
+                      "settings": settings}
+            self._make(detector, calibration_frames(), quant_options, path, record)
+        loaded = self._loader()(str(path), num_threads=num_threads, conf_thresh=detector.conf_thresh,
+                                nms_thresh=detector.nms_thresh, classes=detector.classes)
+        return CachedModel(loaded, path, reused, settings["calibration"])
 
-    def _make(self, detector, frames: list[np.ndarray], quant_options: dict, path: Path) -> None:
+    def _make(self, detector, frames: list[np.ndarray], quant_options: dict, path: Path, record: dict) -> None:
+        """Quantize and write the model and its ``.json`` record (the record first: no model without one)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
         quantized = self._quantizer()(detector, frames, **quant_options)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        try:
-            quantized.save(partial)
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        _write_atomically(path.with_suffix(".json"), lambda partial: partial.write_text(
+            json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"))
+        _write_atomically(path, quantized.save)
 
     def _quantizer(self) -> Callable:
         if self._quantize is None:
@@ -133,3 +164,13 @@ class Int8ModelCache:
 
             self._load = load_detector
         return self._load
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(partial)`` to a temporary name beside ``path``, then rename it to ``path``."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

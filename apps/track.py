@@ -2,7 +2,8 @@
 
 Writes into the output folder: the annotated video, a MOTChallenge results file, the per-stage timing report
 (JSON, CSV) and its plot, and prints the timing table at the end. ``--int8`` calibrates the detector on the
-source's own frames once and caches the int8 model for later runs.
+source's own frames (or ``--calib``'s) once and caches the int8 model for later runs on the same calibration
+source (see ``apps.model_cache``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from apps.model_cache import Int8ModelCache, resolve_weights
+from apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from apps.profiler import plot_reports
 from apps.sources import FrameSource, ReadAhead, SourceError, open_source
@@ -39,18 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="track",
         description="Track objects with a YOLOX/YOLOv5 detector (fp32 or int8, ONNX Runtime) and ByteTrack.",
+        epilog="int8 model cache: --int8 keeps each calibrated model in $INT8TRACK_HOME/int8 (default "
+               "~/.cache/int8track/int8), keyed by the weights, input size, settings and calibration source. "
+               "A video file or folder is recognised by its full path, size and modification time (a folder by "
+               "the count, sizes and times of its files), a camera or stream by its index or URL as typed. So "
+               "another video, or the same one edited or moved, is calibrated anew; the same one reuses its "
+               "model, and the program says which model it reuses and what it was calibrated on. Each model "
+               "has a .json record beside it.",
     )
     parser.add_argument("source", help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", default=DEFAULT_MODEL, help=f"model zoo name (default {DEFAULT_MODEL})")
     model.add_argument("--weights", type=Path, help="weights file (.onnx, .pth, .pt) instead of a zoo name")
     parser.add_argument("--output-dir", type=Path, help="where to write outputs (default runs/track/<source name>)")
-    parser.add_argument("--int8", action="store_true", help="run the detector in int8 (calibrated once, then cached)")
+    parser.add_argument("--int8", action="store_true",
+                        help="run the detector in int8 (calibrated once per calibration source, then cached)")
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
                         help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
     parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
-    parser.add_argument("--recalibrate", action="store_true", help="quantize again even if a cached int8 model exists (the cache key is the weights, input "
-                             "size and settings, not which video was used)")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="quantize again even if a model calibrated on this source is cached (e.g. a camera "
+                             "whose scene changed: live sources are known only by index or URL)")
     parser.add_argument("--conf", type=float, help="detector score threshold (default: the model's)")
     parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
     parser.add_argument("--classes", default="person",
@@ -80,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision = _load_detector(args, source)
-        classes = _class_ids(args.classes, detector.spec.class_names)
-        result = _run(args, source, detector, precision, classes, output_dir)
+        detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))
+        result = _run(args, source, detector, precision, output_dir)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
@@ -118,14 +128,23 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
                              conf_thresh=args.conf, nms_thresh=args.nms)
     if not args.int8:
         return detector, "fp32"
-    calibration = {"frames": args.calib_frames, "from": str(args.calib) if args.calib else "source"}
+    calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
     cached = Int8ModelCache().get(
         detector, weights, lambda: _calibration_frames(args, source), QUANT_OPTIONS, calibration,
         num_threads=args.threads, refresh=args.recalibrate,
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"
-    print(f"track: {verb} int8 model {cached.path}", file=sys.stderr)
+    origin = cached.calibration["source"]
+    print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
+          f"{origin.get('path', origin.get('live'))})", file=sys.stderr)
     return cached.detector, "int8"
+
+
+def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
+    """The fingerprint of what ``_calibration_frames`` reads: ``--calib``, else the source."""
+    if args.calib is not None:
+        return source_fingerprint(args.calib)
+    return source_fingerprint(source.info.location, live=source.info.is_live)
 
 
 def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:
@@ -159,7 +178,7 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _run(args, source: FrameSource, detector, precision: str, classes: list[int], output_dir: Path) -> RunResult:
+def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -169,7 +188,6 @@ def _run(args, source: FrameSource, detector, precision: str, classes: list[int]
     stem = source.info.name
     return run_tracking(
         source, detector, tracker,
-        classes=classes,
         output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
         results_path=output_dir / f"{stem}.txt",
         video_path=None if args.no_video else output_dir / f"{stem}.mp4",

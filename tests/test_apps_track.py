@@ -59,20 +59,26 @@ def test_output_filter_matches_demo_rule():
     assert kept[:, 4].tolist() == [1.0, 4.0]  # area 4 too small; w/h 2.0 too wide; w/h 1.6 kept
 
 
-def test_int8_calibrates_once_then_reuses_the_cached_model(tmp_path, capsys, monkeypatch):
+def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, capsys, monkeypatch):
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
     monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
-    argv = [str(video), "--weights", str(weights), "--int8", "--calib-frames", "4", "--max-frames", "6",
-            "--threads", "1", "--no-video", "--quiet"]
+    options = ["--weights", str(weights), "--int8", "--calib-frames", "4", "--threads", "1", "--no-video", "--quiet"]
+    argv = [str(video), *options, "--max-frames", "6"]
 
     assert main([*argv, "--output-dir", str(tmp_path / "first")]) == 0
     first = capsys.readouterr()
     assert "calibrated and cached int8 model" in first.err
     (cached,) = (tmp_path / "cache" / "int8").glob("*.onnx")
     assert main([*argv, "--output-dir", str(tmp_path / "second")]) == 0
-    assert "reusing cached int8 model" in capsys.readouterr().err
+    assert f"reusing cached int8 model {cached} (calibrated on 4 frames of {video.resolve()})" in \
+        capsys.readouterr().err
     assert list((tmp_path / "cache" / "int8").glob("*.onnx")) == [cached]
+
+    other = require_data("MOT15/train/PETS09-S2L1")  # another source must not reuse the model of the video
+    assert main([str(other), *options, "--max-frames", "2", "--output-dir", str(tmp_path / "other")]) == 0
+    assert "calibrated and cached int8 model" in capsys.readouterr().err
+    assert len(list((tmp_path / "cache" / "int8").glob("*.onnx"))) == 2
 
     timing = json.loads((tmp_path / "first" / "vtest_timing.json").read_text())
     assert timing["info"]["precision"] == "int8"
