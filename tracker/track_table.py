@@ -62,17 +62,20 @@ class TrackTable:
 
     def take(self, index: np.ndarray) -> TrackTable:
         """The rows ``index``, in that order."""
-        return TrackTable(*[take_rows(getattr(self, name), index) for name in _FIELDS])
+        return TrackTable(*[take_rows(getattr(self, name), index) if name in _COLUMN_MAJOR else getattr(self, name)[index]
+                            for name in _FIELDS])
 
     def append(self, other: TrackTable) -> TrackTable:
         """This table's rows followed by ``other``'s."""
         if len(other) == 0:
             return self
         return TrackTable(*[np.concatenate((getattr(self, name).T, getattr(other, name).T), axis=-1).T
+                            if name in _COLUMN_MAJOR else np.concatenate((getattr(self, name), getattr(other, name)))
                             for name in _FIELDS])
 
 
 _FIELDS = tuple(f.name for f in fields(TrackTable))
+_COLUMN_MAJOR = frozenset(("mean", "cov"))  # the other fields are 1-D or small row-major blocks
 
 
 def take_rows(array: np.ndarray, index: np.ndarray) -> np.ndarray:
