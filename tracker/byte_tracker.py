@@ -426,7 +426,7 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
         return
     if unconfirmed.size:
         kept_mean, kept_cov = take_rows(tracks.mean, unconfirmed), take_rows(tracks.cov, unconfirmed)
-    tracks.mean[tracks.state != TRACKED, 7] = 0.0
+    tracks.mean[:, 7][tracks.state != TRACKED] = 0.0  # on the column view: cheaper than a mixed index
     kalman.predict(tracks.mean, tracks.cov, steps)
     if unconfirmed.size:
         tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
@@ -472,7 +472,8 @@ class _FrameData(NamedTuple):
               pairs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _FrameData:
         """Frame data; small frames also get the pairs as lists for the plain-Python association."""
         small = pairs[0].size + boxes.shape[0] + det_boxes.shape[0] <= SMALL_ASSIGNMENT
-        return cls(boxes, det_boxes, dets, pairs, tuple(p.tolist() for p in pairs) if small else None)
+        rows, cols, iou = pairs
+        return cls(boxes, det_boxes, dets, pairs, (rows.tolist(), cols.tolist(), iou.tolist()) if small else None)
 
 
 class _StageTimer:
