@@ -2,7 +2,8 @@
 
 An entry is the int8 ONNX file that ``quant`` saves (with its ``int8track_spec`` metadata), stored under
 ``$INT8TRACK_HOME/int8/`` (default ``~/.cache/int8track/int8/``) with a name made from a hash of the weights
-file's bytes, the input size, the quantization settings and the calibration description, which names the
+file's bytes, the input size, the quantization settings, ``quant.QUANT_VERSION`` (so a model made by older
+quantization code is not reused) and the calibration description, which names the
 calibration source by :func:`source_fingerprint`: change any of them (e.g. track another video) and a new
 model is made. Beside each model a ``.json`` file records what went into its key, for a user who wonders what
 a cached file was calibrated on. Entries are written to temporary names and renamed, so a crash never leaves
@@ -126,8 +127,10 @@ class Int8ModelCache:
         with :func:`source_fingerprint`). Both are part of the cache key. ``calibration_frames()`` is called,
         and the model quantized, only when the cache has no entry for that key (or ``refresh``).
         """
+        from quant import QUANT_VERSION
+
         quant_options = dict(quant_options or {})
-        settings = {"quant": quant_options, "calibration": calibration or {}}
+        settings = {"quant": quant_options, "quant_version": QUANT_VERSION, "calibration": calibration or {}}
         key = cache_key(weights, detector.spec.input_size, settings)
         path = self.path_for(detector.spec.name, key)
         reused = path.is_file() and not refresh

@@ -24,7 +24,7 @@ from typing import Sequence
 import cv2
 
 from apps.evaluation import MotMetrics, evaluate_sequence, summarize
-from apps.model_cache import Int8ModelCache, resolve_weights
+from apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from apps.motchallenge import MotSequence, find_sequences
 from apps.pipeline import OutputFilter, TrackerSettings, run_tracking
 from apps.profiler import TimingReport, plot_reports
@@ -115,7 +115,7 @@ def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_f
     def frames() -> list:
         return [f for s in sequences for f in load_frames(s.root, num=per_sequence)]
 
-    calibration = {"frames": calib_frames, "from": "e2e:" + "+".join(s.name for s in sequences)}
+    calibration = {"frames": calib_frames, "sources": [source_fingerprint(s.root) for s in sequences]}
     cached = Int8ModelCache().get(detector, weights, frames, QUANT_OPTIONS, calibration, num_threads=num_threads)
     return cached.detector, cached.path, cached.reused
 

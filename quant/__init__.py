@@ -28,7 +28,11 @@ from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_flo
                                layer_sensitivity, local_sensitivity, report, speed_plan)
 from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 
-__all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity"]
+__all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity", "QUANT_VERSION"]
+
+#: Bumped whenever a change to the defaults or algorithms changes the int8 model made from the same inputs, so
+#: caches (``apps.model_cache``) do not reuse a model made by older code. 2: activation-aware ranges + GPTQ.
+QUANT_VERSION = 2
 
 DEFAULT_OBSERVER = "percentile"
 EVAL_FRAMES = 8
@@ -94,7 +98,7 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     frames = load_frames(calibration_frames, num_frames)
     calib, held = _split_eval(frames, eval_frames, target_agreement is not None)
     calib_blobs = preprocess_frames(detector.preprocess, calib)
-    info: dict = {"observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
+    info: dict = {"quant_version": QUANT_VERSION, "observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
     if equalize:  # only exact (positively homogeneous) links; SiLU links are skipped
         info["equalized_pairs"] = cross_layer_equalize(model, example_input=torch.from_numpy(calib_blobs[0])).equalized
     proto = fuse_silu(export_fp32(model, detector.spec.input_size))

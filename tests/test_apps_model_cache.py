@@ -123,3 +123,23 @@ def test_each_calibration_source_has_its_entry_and_the_same_source_reuses(tmp_pa
     assert not get(other_folder).reused  # the folder changed: calibrated anew
     refreshed = get(image_folder, refresh=True)  # --recalibrate
     assert not refreshed.reused and refreshed.path == first.path and len(quantize.frames_seen) == 4
+
+
+def test_a_new_quantization_version_is_not_served_an_old_model(tmp_path, monkeypatch):
+    weights = require_data("weights/yolox_nano.onnx")
+    detector = load_detector(str(weights), backend="onnxruntime", num_threads=1)
+    quantize = FloatStandIn(weights)
+    cache = Int8ModelCache(tmp_path / "cache", quantize=quantize)
+
+    def get():
+        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], {}, {"frames": 1},
+                         num_threads=1)
+
+    old = get()
+    import quant
+
+    monkeypatch.setattr(quant, "QUANT_VERSION", quant.QUANT_VERSION + 1)
+    new = get()
+    assert not new.reused and new.path != old.path and len(quantize.frames_seen) == 2
+    record = json.loads(new.path.with_suffix(".json").read_text())
+    assert record["settings"]["quant_version"] == quant.QUANT_VERSION
