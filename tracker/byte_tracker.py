@@ -140,6 +140,7 @@ class ByteTracker:
         self.last_dropped = 0
         self._timer = _StageTimer(0)
         self._tracks = TrackTable.empty()
+        self._lost_start = 0  # the table's rows are the tracked list, then the lost list from this row on
         self._created = 0
         self._shown = 0
         self._last_timestamp: float | None = None
@@ -178,6 +179,7 @@ class ByteTracker:
 
         tracks = self._tracks
         count = len(tracks)
+        lost_start = self._lost_start
         frame = self.frame_id
 
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
@@ -185,7 +187,7 @@ class ByteTracker:
         # Lost tracks were all confirmed (only pool tracks get lost), so the pool is the confirmed rows.
         pool = tracks.activated.nonzero()[0]
         unconfirmed = (~tracks.activated).nonzero()[0] if pool.size < count else EMPTY_INDEX
-        _predict_pool(tracks, pool, unconfirmed, steps)
+        _predict_pool(tracks, pool, unconfirmed, lost_start, steps)
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
@@ -229,16 +231,19 @@ class ByteTracker:
             tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
 
         # Lost tracks that waited too long (they stay in the lost list one more frame).
-        timed_out = (tracks.in_lost & (frame - tracks.last_frame > self.max_time_lost)).nonzero()[0]
-        tracks.state[timed_out] = REMOVED
+        if lost_start < count:
+            timed_out = lost_start + (frame - tracks.last_frame[lost_start:count] > self.max_time_lost).nonzero()[0]
+            tracks.state[timed_out] = REMOVED
+        else:
+            timed_out = EMPTY_INDEX
 
-        tracked_list, lost_list = _rebuild_lists(tracks, count, refound, newly_lost, timed_out)
+        tracked_list, lost_list = _rebuild_lists(tracks, count, lost_start, refound, newly_lost, timed_out)
         boxes = kalman.xyah_to_tlbr(tracks.mean)
         tracked_list, lost_list = self._remove_duplicates(tracks, boxes, tracked_list, lost_list, timer)
         order = np.concatenate((tracked_list, lost_list))
-        if order.size != len(tracks) or (order != np.arange(order.size)).any():
+        if order.size != len(tracks) or np.count_nonzero(order[1:] < order[:-1]):  # not the identity
             tracks, boxes = tracks.take(order), boxes[order]
-        self._tracks = tracks
+        self._tracks, self._lost_start = tracks, tracked_list.size
 
         # Rows are in list order now: the tracked list first.
         output = self._output_rows(tracks.activated[:tracked_list.size].nonzero()[0], boxes)
@@ -255,7 +260,7 @@ class ByteTracker:
         (the official tracker keeps it matchable for one more frame).
         """
         tracks = self._tracks
-        lost = tracks.in_lost.nonzero()[0]
+        lost = np.arange(self._lost_start, len(tracks))
         rows = self._output_rows(lost, kalman.xyah_to_tlbr(tracks.mean))
         rows[:, 7] = -1
         return rows
@@ -415,8 +420,9 @@ class ByteTracker:
         return out
 
 
-def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, steps: int) -> None:
-    """Kalman-predict the rows ``pool`` in place; non-tracked ones get their height velocity zeroed first.
+def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, lost_start: int, steps: int) -> None:
+    """Kalman-predict the rows ``pool`` in place; lost ones (rows from ``lost_start`` on, the only ones
+    not in the TRACKED state) get their height velocity zeroed first.
 
     The other rows, ``unconfirmed`` (all in the TRACKED state), are not predicted (official quirk):
     the whole table is predicted and those few rows are put back, which costs less than
@@ -426,7 +432,7 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
         return
     if unconfirmed.size:
         kept_mean, kept_cov = take_rows(tracks.mean, unconfirmed), take_rows(tracks.cov, unconfirmed)
-    tracks.mean[:, 7][tracks.state != TRACKED] = 0.0  # on the column view: cheaper than a mixed index
+    tracks.mean[lost_start:, 7] = 0.0
     kalman.predict(tracks.mean, tracks.cov, steps)
     if unconfirmed.size:
         tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
@@ -437,24 +443,24 @@ def _join(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
     return np.concatenate((first, *others)) if any(other.size for other in others) else first
 
 
-def _rebuild_lists(tracks: TrackTable, count: int, refound: np.ndarray, newly_lost: np.ndarray,
+def _rebuild_lists(tracks: TrackTable, count: int, lost_start: int, refound: np.ndarray, newly_lost: np.ndarray,
                    timed_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the new tracked and lost lists, in the official order.
 
+    The old tracked list is rows ``[0, lost_start)``, the old lost list rows ``[lost_start, count)``.
     tracked = old tracked still TRACKED + tracks created now (rows >= ``count``) + refound;
     lost = old lost not refound + newly lost, minus those already in the official
     "removed" list (tracks that timed out before this frame); ``timed_out`` ones join it now.
     """
-    old_tracked, old_in_lost = tracks.state[:count] == TRACKED, tracks.in_lost[:count]
-    kept_tracked = (old_tracked > old_in_lost).nonzero()[0]  # booleans: a > b is a and not b
-    kept_lost = ((old_in_lost > old_tracked) > tracks.removal_recorded[:count]).nonzero()[0]
+    kept_tracked = (tracks.state[:lost_start] == TRACKED).nonzero()[0]
+    lost_list = EMPTY_INDEX
+    if lost_start < count:  # booleans: a > b is a and not b
+        kept_lost = (tracks.state[lost_start:count] != TRACKED) > tracks.removal_recorded[lost_start:count]
+        lost_list = lost_start + kept_lost.nonzero()[0]
     if newly_lost.size:  # a track refound after timing out is dropped when lost again
-        newly_lost = newly_lost[~tracks.removal_recorded[newly_lost]]
+        lost_list = _join(lost_list, newly_lost[~tracks.removal_recorded[newly_lost]])
     tracks.removal_recorded[timed_out] = True
-    lost_list = _join(kept_lost, newly_lost)
     tracked_list = _join(kept_tracked, np.arange(count, len(tracks)), refound)
-    tracks.in_lost[tracked_list] = False
-    tracks.in_lost[lost_list] = True
     return tracked_list, lost_list
 
 

@@ -13,10 +13,11 @@ SCORE, CLASS, DET_ROW = 0, 1, 2  # columns of TrackTable.match
 class TrackTable:
     """All live tracks as parallel arrays.
 
-    Row order is the official list order: the ``tracked`` list first (rows with
-    ``in_lost`` False), then the ``lost`` list. ``REMOVED`` rows are lost tracks that
-    timed out this frame: the official tracker keeps them in its lost list (and
-    even matchable) for one more frame, so we do too.
+    Row order is the official list order: the ``tracked`` list first (all in the TRACKED
+    state), then the ``lost`` list (the tracker keeps the row where it starts, so list
+    membership needs no column). ``REMOVED`` rows are lost tracks that timed out this
+    frame: the official tracker keeps them in its lost list (and even matchable) for one
+    more frame, so we do too.
 
     ``mean`` and ``cov`` are column-major (tracks along the contiguous axis, see
     ``tracker.kalman``); ``take_rows`` selects rows keeping that layout.
@@ -26,7 +27,6 @@ class TrackTable:
     cov: np.ndarray               # (T, 4, 3) block covariance, see tracker.kalman
     state: np.ndarray             # (T,) int8: TRACKED, LOST or REMOVED
     activated: np.ndarray         # (T,) bool: confirmed (False = created last frame, unconfirmed)
-    in_lost: np.ndarray           # (T,) bool: member of the lost list
     removal_recorded: np.ndarray  # (T,) bool: already in the official "removed" list
     track_id: np.ndarray          # (T,) int64: id given at creation (official numbering)
     display_id: np.ndarray        # (T,) int64: compact id given at first output, 0 before
@@ -48,7 +48,6 @@ class TrackTable:
             cov=cov,
             state=np.full(count, TRACKED, dtype=np.int8),
             activated=np.full(count, activated),
-            in_lost=np.zeros(count, dtype=bool),
             removal_recorded=np.zeros(count, dtype=bool),
             track_id=track_id,
             display_id=np.zeros(count, dtype=np.int64),
