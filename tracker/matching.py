@@ -28,14 +28,18 @@ def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False
     if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
         return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
     one = 1.0 if inclusive else 0.0
-    # (2, A, B) broadcasting of the coordinate rows: widths and heights of all pairs in one call per step.
-    a, b = boxes_a.T[:, :, None], boxes_b.T[:, None, :]
+    # Both sets' coordinate rows side by side: the areas of all boxes take one call per step,
+    # and (2, A, B) broadcasting gives the widths and heights of all pairs in one call per step.
+    count_a = boxes_a.shape[0]
+    both = np.concatenate((boxes_a.T, boxes_b.T), axis=1)
+    a, b = both[:, :count_a, None], both[:, None, count_a:]
     sides = np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2])
     if inclusive:
         sides += one
     np.maximum(sides, 0.0, out=sides)
     inter = sides[0] * sides[1]
-    union = _areas(boxes_a, one)[:, None] + _areas(boxes_b, one) - inter
+    areas = _areas(both.T, one)
+    union = areas[:count_a, None] + areas[count_a:] - inter
     # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
     return inter / np.maximum(union, _TINY)
 

@@ -51,10 +51,12 @@ def clean_detections(detections: object) -> CleanDetections:
             f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
         )
     positive = array[:, 2:4] > array[:, :2]  # width and height > 0 (False for NaN)
-    if positive.all() and np.isfinite(array).all():
+    finite = np.isfinite(array)
+    # count_nonzero is a plain C call, several times cheaper than all() on a few dozen values
+    if np.count_nonzero(positive) == positive.size and np.count_nonzero(finite) == finite.size:
         rows, kept = np.arange(array.shape[0]), array
     else:
-        rows = (positive.all(axis=1) & np.isfinite(array).all(axis=1)).nonzero()[0]
+        rows = (positive.all(axis=1) & finite.all(axis=1)).nonzero()[0]
         kept = array[rows]
     info = np.empty((3, rows.shape[0]))  # score, class, row; stored coordinate-major (contiguous columns)
     np.minimum(np.maximum(kept[:, 4], 0.0), 1.0, out=info[0])
