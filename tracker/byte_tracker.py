@@ -198,12 +198,14 @@ class ByteTracker:
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, self.fuse_score, self.match_thresh, timer)
         matched_tracks = pool[match_rows]
-        refound = matched_tracks[tracks.state[matched_tracks] != TRACKED]
         matched_dets = high[match_cols]
+        # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
+        refound = matched_tracks[matched_tracks >= lost_start] if lost_start < count else EMPTY_INDEX
 
         # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
         second_pool = pool[free_rows]
-        second_pool = second_pool[tracks.state[second_pool] == TRACKED]
+        if lost_start < count:
+            second_pool = second_pool[second_pool < lost_start]
         low = EMPTY_INDEX
         if second_pool.size:
             low = ((scores > self.track_low_thresh) & (scores < self.track_high_thresh)).nonzero()[0]
@@ -211,17 +213,19 @@ class ByteTracker:
             frame_data, second_pool, low, False, self.second_match_thresh, timer)
         second_tracks, second_dets = second_pool[match_rows], low[match_cols]
         newly_lost = second_pool[free_rows]
-        tracks.state[newly_lost] = LOST
+        if newly_lost.size:
+            tracks.state[newly_lost] = LOST
 
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
             frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
+        confirmed = unconfirmed[match_rows]
         if unconfirmed.size:
             tracks.state[unconfirmed[free_rows]] = REMOVED
         # The three stages matched disjoint tracks to disjoint detections: update them at once.
-        self._apply_matches(_join(matched_tracks, second_tracks, unconfirmed[match_rows]),
-                            _join(matched_dets, second_dets, remaining[match_cols]), det_xyah, dets)
+        self._apply_matches(_join(matched_tracks, second_tracks, confirmed),
+                            _join(matched_dets, second_dets, remaining[match_cols]), refound, confirmed, det_xyah, dets)
 
         # New tracks from confident unmatched high detections.
         new_dets = remaining[free_cols]
@@ -356,15 +360,22 @@ class ByteTracker:
         dense[dense_rows[inside], dense_cols[inside]] = cost[inside]
         return dense
 
-    def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> None:
-        """Kalman-update matched tracks and (re)activate them (official update / re_activate)."""
+    def _apply_matches(self, rows: np.ndarray, det_ids: np.ndarray, refound: np.ndarray, confirmed: np.ndarray,
+                       det_xyah: np.ndarray, dets: CleanDetections) -> None:
+        """Kalman-update matched tracks and (re)activate them (official update / re_activate).
+
+        Of the matched ``rows``, only ``refound`` (lost until now) change state to TRACKED and only
+        ``confirmed`` (unconfirmed until now) get activated: the others already are both.
+        """
         if rows.size == 0:
             return
         tracks = self._tracks
         tracks.mean[rows], tracks.cov[rows] = kalman.update(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
                                                             take_rows(det_xyah, det_ids))
-        tracks.state[rows] = TRACKED
-        tracks.activated[rows] = True
+        if refound.size:
+            tracks.state[refound] = TRACKED
+        if confirmed.size:
+            tracks.activated[confirmed] = True
         tracks.last_frame[rows] = self.frame_id
         tracks.match[rows] = dets.match_info[det_ids]
 
