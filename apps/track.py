@@ -90,7 +90,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision = _load_detector(args, source)
-        detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))
         result = _run(args, source, detector, precision, output_dir)
     except (UserError, OSError, ValueError) as exc:
         source.close()
@@ -126,6 +125,7 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
     weights = resolve_weights(args.model, args.weights)
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
                              conf_thresh=args.conf, nms_thresh=args.nms)
+    detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))  # before calibrating
     if not args.int8:
         return detector, "fp32"
     calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
@@ -165,7 +165,7 @@ def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[n
 
 
 def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
-    """Class ids from a comma-separated list of names or ids, checked against the model's classes."""
+    """Class ids from a comma-separated list of names or ids, checked against the model's classes (not empty)."""
     ids = []
     for item in (part.strip() for part in spec.split(",") if part.strip()):
         if item.isdigit() and int(item) < len(class_names):
@@ -175,6 +175,8 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
         else:
             raise UserError(f"--classes: {item!r} is not a class of this model ({len(class_names)} classes, "
                             f"e.g. {', '.join(class_names[:5])})")
+    if not ids:
+        raise UserError(f"--classes {spec!r} names no class; give names or ids, e.g. --classes person")
     return ids
 
 

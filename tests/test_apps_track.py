@@ -45,6 +45,19 @@ def test_user_errors_are_one_line(argv_tail, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("classes, message", [("", "names no class"), (" , ", "names no class"),
+                                             ("unicorn", "'unicorn' is not a class")])
+def test_bad_classes_fail_before_any_calibration(classes, message, tmp_path, capsys, monkeypatch):
+    video = require_data("videos/vtest.avi")
+    monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "home"))
+    argv = [str(video), "--weights", str(require_data("weights/bytetrack_nano_mot17.onnx")), "--int8",
+            "--classes", classes, "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "calibrat" not in err
+    assert not (tmp_path / "home").exists()  # nothing was calibrated or cached
+
+
 def test_unwritable_output_dir(tmp_path, capsys):
     video = require_data("videos/vtest.avi")
     blocker = tmp_path / "file"
