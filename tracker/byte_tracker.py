@@ -250,7 +250,7 @@ class ByteTracker:
         self._tracks, self._lost_start = tracks, tracked_list.size
 
         # Rows are in list order now: the tracked list first.
-        output = self._output_rows(tracks.activated[:tracked_list.size].nonzero()[0], boxes)
+        output = self._output_rows(_true_rows(tracks.activated[:tracked_list.size]), boxes)
         if self.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")
@@ -264,8 +264,7 @@ class ByteTracker:
         (the official tracker keeps it matchable for one more frame).
         """
         tracks = self._tracks
-        lost = np.arange(self._lost_start, len(tracks))
-        rows = self._output_rows(lost, kalman.xyah_to_tlbr(tracks.mean))
+        rows = self._output_rows(slice(self._lost_start, None), kalman.xyah_to_tlbr(tracks.mean))
         rows[:, 7] = -1
         return rows
 
@@ -415,16 +414,23 @@ class ByteTracker:
         drop_tracked[pair_tracked[~tracked_older]] = True
         return tracked[~drop_tracked], lost[~drop_lost]
 
-    def _output_rows(self, rows: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """(len(rows), 8) output for table rows ``rows`` (``boxes``: all rows' boxes); names new ones (compact ids)."""
+    def _output_rows(self, rows: np.ndarray | slice, boxes: np.ndarray) -> np.ndarray:
+        """(R, 8) output for table rows ``rows`` (``boxes``: all rows' boxes); names new ones (compact ids).
+
+        ``rows`` is an index array, or a slice for a run of rows (views instead of gathers).
+        """
         tracks = self._tracks
-        out = np.empty((rows.size, 8))
-        out[:, :4] = boxes[rows]
+        selected = boxes[rows]
+        out = np.empty((selected.shape[0], 8))
+        out[:, :4] = selected
         if self.id_mode == "compact":
-            unnamed = rows[tracks.display_id[rows] == 0]
-            tracks.display_id[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
-            self._shown += unnamed.size
-            out[:, 4] = tracks.display_id[rows]
+            ids = tracks.display_id[rows]  # a copy for an index array, a view for a slice
+            unnamed = (ids == 0).nonzero()[0]
+            if unnamed.size:
+                ids[unnamed] = np.arange(self._shown + 1, self._shown + 1 + unnamed.size)
+                tracks.display_id[rows] = ids
+                self._shown += unnamed.size
+            out[:, 4] = ids
         else:
             out[:, 4] = tracks.track_id[rows]
         out[:, 5:] = tracks.match[rows]
@@ -447,6 +453,11 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
     kalman.predict(tracks.mean, tracks.cov, steps)
     if unconfirmed.size:
         tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
+
+
+def _true_rows(mask: np.ndarray) -> np.ndarray | slice:
+    """Positions where ``mask`` is True: ``slice(0, mask.size)`` when all are (indexing with it is a view, no gather)."""
+    return slice(0, mask.size) if np.count_nonzero(mask) == mask.size else mask.nonzero()[0]
 
 
 def _join(first: np.ndarray, *others: np.ndarray) -> np.ndarray:
