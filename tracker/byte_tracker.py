@@ -246,7 +246,7 @@ class ByteTracker:
         tracked_list, lost_list = self._remove_duplicates(tracks, boxes, tracked_list, lost_list, timer)
         order = np.concatenate((tracked_list, lost_list))
         if order.size != len(tracks) or np.count_nonzero(order[1:] < order[:-1]):  # not the identity
-            tracks, boxes = tracks.take(order), boxes[order]
+            tracks, boxes = tracks.take(order), take_rows(boxes, order)
         self._tracks, self._lost_start = tracks, tracked_list.size
 
         # Rows are in list order now: the tracked list first.
@@ -376,14 +376,14 @@ class ByteTracker:
         if confirmed.size:
             tracks.activated[confirmed] = True
         tracks.last_frame[rows] = self.frame_id
-        tracks.match[rows] = dets.match_info[det_ids]
+        tracks.match[rows] = take_rows(dets.match_info, det_ids)
 
     def _new_tracks(self, det_ids: np.ndarray, det_xyah: np.ndarray, dets: CleanDetections) -> TrackTable:
         """Tracks started from detections ``det_ids``; confirmed at once only on the first update."""
         mean, cov = kalman.initiate(take_rows(det_xyah, det_ids))
         ids = np.arange(self._created + 1, self._created + 1 + det_ids.size, dtype=np.int64)
         self._created += det_ids.size
-        return TrackTable.create(mean, cov, ids, dets.match_info[det_ids], self.frame_id,
+        return TrackTable.create(mean, cov, ids, take_rows(dets.match_info, det_ids), self.frame_id,
                                  activated=self.update_count == 1)
 
     def _remove_duplicates(self, tracks: TrackTable, boxes: np.ndarray, tracked: np.ndarray, lost: np.ndarray,
@@ -392,7 +392,7 @@ class ByteTracker:
         if tracked.size == 0 or lost.size == 0:
             return tracked, lost
         timer.lap("bookkeeping")
-        pair_tracked, pair_lost, iou = iou_pairs(boxes[tracked], boxes[lost], self.iou_inclusive,
+        pair_tracked, pair_lost, iou = iou_pairs(take_rows(boxes, tracked), take_rows(boxes, lost), self.iou_inclusive,
                                                  include_disjoint=self.duplicate_iou_thresh > 1,
                                                  min_iou=1.0 - self.duplicate_iou_thresh)
         if iou.size == 0:
@@ -456,7 +456,7 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
 
 
 def _true_rows(mask: np.ndarray) -> np.ndarray | slice:
-    """Positions where ``mask`` is True: ``slice(0, mask.size)`` when all are (indexing with it is a view, no gather)."""
+    """Positions where ``mask`` is True; ``slice(0, mask.size)`` when all are (a view instead of a gather)."""
     return slice(0, mask.size) if np.count_nonzero(mask) == mask.size else mask.nonzero()[0]
 
 
