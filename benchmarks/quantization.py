@@ -4,6 +4,8 @@ Real models are calibrated on PETS09-S2L1 frames k = 0 mod 4, the float set is s
 and everything is evaluated on the other frames (k odd), so no evaluation frame was seen by calibration.
 Randomly initialised YOLOX-s and YOLOv5s at 640x640 are timed only (default float set, no search).
 Timings interleave fp32 and int8 runs on the same blob (median ms) to cancel the drift of a shared CPU.
+Beside int8's agreement with fp32 stands fp32's agreement with itself on the same frames re-encoded as JPEG
+(quality 95, ``jpegF1``, and its AP50): the noise floor of each metric under a perturbation no user would notice.
 
     .venv/bin/python -m benchmarks.quantization --frames 100 --json results/quantization.json
 """
@@ -37,6 +39,7 @@ MODELS = ["bytetrack_nano_mot17.onnx", "yolox_nano.onnx", "yolov5n.pt"]
 SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
 AP_CONF = 0.01
 TRACK_HIGH_THRESH = 0.5  # ByteTracker's default track_high_thresh
+JPEG_QUALITY = 95  # the fp32 noise floor: fp32 on frames re-encoded at this quality vs fp32 on the originals
 
 
 def read_frame(path: Path) -> np.ndarray:
@@ -74,6 +77,24 @@ def speed(fp32_onnx: bytes, int8_onnx: bytes, blob: np.ndarray, rounds: int) -> 
     return out
 
 
+def jpeg_roundtrip(frame: np.ndarray) -> np.ndarray:
+    """``frame`` encoded as JPEG at ``JPEG_QUALITY`` and decoded: a perturbation nobody would call a change."""
+    ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("cannot JPEG-encode a frame")
+    return cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+
+
+def agreement(ref: list[np.ndarray], cand: list[np.ndarray]) -> tuple[float, float]:
+    """Detection F1 at the detector's conf threshold and over the boxes scoring >= TRACK_HIGH_THRESH on both sides.
+
+    Boxes near the conf threshold flip in and out under any perturbation; the tracker's high threshold is where
+    a flip changes tracks.
+    """
+    high = [b[b[:, 4] >= TRACK_HIGH_THRESH] for b in ref], [b[b[:, 4] >= TRACK_HIGH_THRESH] for b in cand]
+    return detection_f1(ref, cand), detection_f1(*high)
+
+
 def with_conf(det: Detector, conf: float | None, classes: list[int] | None) -> Detector:
     return Detector(det.spec, det.runner, det.model, conf_thresh=conf, classes=classes)
 
@@ -101,21 +122,20 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     metas = [det.preprocess(f)[1] for f in frames]
     ref = [fdet.postprocess(r, m) for r, m in zip(raw_fp, metas)]
     cand = [qdet.postprocess(r, m) for r, m in zip(raw_q, metas)]
-    f1 = detection_f1(ref, cand)
-    # boxes near the detector's conf threshold flip in and out under any perturbation; the tracker's
-    # high threshold is where a flip changes tracks: F1 of the boxes scoring >= TRACK_HIGH_THRESH on both sides
-    f1_high = detection_f1([b[b[:, 4] >= TRACK_HIGH_THRESH] for b in ref],
-                           [b[b[:, 4] >= TRACK_HIGH_THRESH] for b in cand])
+    f1, f1_high = agreement(ref, cand)
+    raw_jpeg = [fdet.infer(det.preprocess(jpeg_roundtrip(f))[0]) for f in frames]
+    floor, floor_high = agreement(ref, [fdet.postprocess(r, m) for r, m in zip(raw_jpeg, metas)])
     person = [0]
     ap = {}
-    for tag, d, raws in (("fp32", fdet, raw_fp), ("int8", qdet, raw_q)):
+    for tag, d, raws in (("fp32", fdet, raw_fp), ("int8", qdet, raw_q), ("fp32_jpeg", fdet, raw_jpeg)):
         ap_det = with_conf(d, AP_CONF, person)
         ap[tag] = coco_summary([ap_det.postprocess(r, m) for r, m in zip(raws, metas)], [gt[i] for i in eval_idx])
     counts = optimized_op_counts(qdet.proto.SerializeToString())
     return {"f1_vs_fp32": f1, f"f1_vs_fp32_at_{TRACK_HIGH_THRESH}": f1_high,
+            f"fp32_jpeg{JPEG_QUALITY}_f1": floor, f"fp32_jpeg{JPEG_QUALITY}_f1_at_{TRACK_HIGH_THRESH}": floor_high,
             "output_cosine": cosine(np.concatenate(raw_fp), np.concatenate(raw_q)),
             "sim_vs_deployed_cosine": float(np.mean(sims)) if sims else None,
-            "AP50_fp32": ap["fp32"]["AP50"], "AP50_int8": ap["int8"]["AP50"],
+            "AP50_fp32": ap["fp32"]["AP50"], "AP50_int8": ap["int8"]["AP50"], "AP50_fp32_jpeg": ap["fp32_jpeg"]["AP50"],
             "AP50:95_fp32": ap["fp32"]["AP50:95"], "AP50:95_int8": ap["int8"]["AP50:95"],
             "int8_nodes": int8_op_count(counts), "float_convs": counts["Conv"] + counts["FusedConv"],
             "float_layers": len(qdet.quant_info["float_layers"]),
@@ -183,13 +203,15 @@ def write_json(results: dict, path: Path | None) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'model':34s} {'F1':>6s} {'F1@.5':>6s} {'cos':>7s} {'sim/dep':>8s} {'AP50 fp32':>9s} {'AP50 int8':>9s} "
+    print(f"\n{'model':34s} {'F1':>6s} {'F1@.5':>6s} {'jpegF1':>6s} {'@.5':>6s} {'cos':>7s} {'sim/dep':>8s} {'AP50 fp32':>9s} {'AP50 int8':>9s} {'AP50 jpeg':>9s} "
           f"{'int8 ops':>8s} {'fl.convs':>8s}  speed: fp32/int8 ms (ratio) at 1t | 2t")
     for name, r in results["models"].items():
-        acc = (f"{r['f1_vs_fp32']:6.3f} {r[f'f1_vs_fp32_at_{TRACK_HIGH_THRESH}']:6.3f} {r['output_cosine']:7.4f} "
+        acc = (f"{r['f1_vs_fp32']:6.3f} {r[f'f1_vs_fp32_at_{TRACK_HIGH_THRESH}']:6.3f} "
+               f"{r[f'fp32_jpeg{JPEG_QUALITY}_f1']:6.3f} {r[f'fp32_jpeg{JPEG_QUALITY}_f1_at_{TRACK_HIGH_THRESH}']:6.3f} "
+               f"{r['output_cosine']:7.4f} "
                f"{r['sim_vs_deployed_cosine'] or float('nan'):8.4f} "
-               f"{r['AP50_fp32']:9.3f} {r['AP50_int8']:9.3f}" if "f1_vs_fp32" in r else f"{'-':>6s} {'-':>6s} {'-':>7s} "
-               f"{'-':>8s} {'-':>9s} {'-':>9s}")
+               f"{r['AP50_fp32']:9.3f} {r['AP50_int8']:9.3f} {r['AP50_fp32_jpeg']:9.3f}" if "f1_vs_fp32" in r else
+               f"{'-':>6s} {'-':>6s} {'-':>6s} {'-':>6s} {'-':>7s} {'-':>8s} {'-':>9s} {'-':>9s} {'-':>9s}")
         sp = " | ".join(f"{s['fp32_ms']:.1f}/{s['int8_ms']:.1f} ({s['speedup']:.2f}x)" for s in r["speed"].values())
         print(f"{name:34s} {acc} {r['int8_nodes']:8d} {r['float_convs']:8d}  {sp}")
 
