@@ -107,7 +107,8 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     eval_idx = evenly([i for i in range(len(paths)) if i % 2 == 1], args.frames)
     frames = [read_frame(paths[i]) for i in eval_idx]
     qdet = quantize_detector(det, calib, observer=args.observer, eval_frames=search, num_threads=2,
-                             target_agreement=None if args.no_search else args.target, migrate=args.migrate,
+                             target_agreement=None if args.no_search else args.target, ranking=args.ranking,
+                             migrate=args.migrate,
                              bias_correction=args.bias_correction)
     # the reference is the unmodified folded model (qdet.float_model may carry migration Muls)
     fp32_onnx = export_fp32(fold_batchnorm(det.model.float().eval()), det.spec.input_size).SerializeToString()
@@ -164,11 +165,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100, help="evaluation frames (odd frame indices, evenly spaced)")
     parser.add_argument("--calib-frames", type=int, default=100, help="calibration frames (k = 0 mod 4)")
-    parser.add_argument("--search-frames", type=int, default=8, help="float-set search frames (k = 2 mod 4)")
+    parser.add_argument("--search-frames", type=int, default=32, help="float-set search frames (k = 2 mod 4)")
     parser.add_argument("--sim-frames", type=int, default=3, help="frames for the simulated-vs-deployed cosine")
     parser.add_argument("--observer", default="percentile")
-    parser.add_argument("--target", type=float, default=0.97, help="target simulated F1 for the float-set search")
+    parser.add_argument("--target", type=float, default=0.95, help="target simulated F1 for the float-set search")
     parser.add_argument("--no-search", action="store_true", help="default float set only (stem + head preds)")
+    parser.add_argument("--ranking", choices=("local", "full"), default="full",
+                        help="search order: each conv's own int8 error (local) or the detector's error with that "
+                             "conv alone int8 (full: one simulation per conv)")
     parser.add_argument("--migrate", action="store_true", help="outlier scale migration (quant.migrate)")
     parser.add_argument("--bias-correction", action="store_true", help="empirical bias correction")
     parser.add_argument("--rounds", type=int, default=10, help="timed runs per model and thread count")

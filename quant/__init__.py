@@ -68,7 +68,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
 
     Float set = ``float_layers`` if given, else the first ``stem_float`` convs plus (``head_float``) the
     head's pred convs; with ``target_agreement`` (detection F1 vs fp32 on held-out frames) the most
-    sensitive convs are added greedily until the simulated F1 reaches it; ``ranking`` orders them by
+    sensitive convs are added greedily until the simulated F1 reaches it (no sensitivity pass, and an empty
+    ``sensitivity`` table, when the plan already reaches it); ``ranking`` orders them by
     "local" error (each conv's own int8 output vs float, one pass) or "full" (detector output with
     that conv alone int8: one simulation per conv, slow). With ``speed_aware`` the early
     high-resolution stages stay float where whole-graph ORT timings (1 thread) show int8 there costs
@@ -122,21 +123,24 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     if rounding == "gptq":
         with torch_threads(num_threads):
             plan = gptq_plan(model, plan, calib_blobs[:GPTQ_FRAMES], progress=progress)
+    reached = None  # the simulated agreement of ``plan`` on the held-out frames, once known
     if held:
         metas = [detector.preprocess(f) for f in held]
         evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
-        if target_agreement is not None:
+        reached = evaluate_plan(model, plan, evalset)
+        if target_agreement is not None and reached.f1 < target_agreement:
             if ranking == "full":
                 table = layer_sensitivity(model, plan, evalset, progress=progress)
             else:
                 table = local_sensitivity(model, plan, calib_blobs[:RANKING_FRAMES], progress=progress)
-            extra, _ = choose_float_layers(model, plan, evalset, [r.layer for r in table], target_agreement,
-                                           progress=progress)
+            extra, reached = choose_float_layers(model, plan, evalset, [r.layer for r in table], target_agreement,
+                                                 progress=progress)
             plan = plan.with_float(extra)
     if bias_correction:  # quantized convs only: their biases go from the torch model into the QDQ graph
         info["bias_correction_max"] = correct_biases(model, plan, calib_blobs)
+        reached = None if not held else evaluate_plan(model, plan, evalset)
     if held:
-        info["simulated_agreement"] = vars(evaluate_plan(model, plan, evalset))
+        info["simulated_agreement"] = vars(reached)
         info["eval_frames"] = len(held)
     info["float_layers"] = [n for n in conv_layers(model) if n not in plan.quantized]
     info["plan"] = plan.to_dict()

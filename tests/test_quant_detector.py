@@ -99,3 +99,18 @@ def test_search_scores_configurations_and_ranks_them(bytetrack, tmp_path):
     assert paths["csv"].read_text().startswith("observer,scheme,float_set")
     with pytest.raises(ValueError, match="unknown float sets"):
         search(det, frames[:1], frames[1:], float_sets=["everything"])
+
+
+def test_target_agreement_runs_the_search_only_when_the_plan_misses_it(bytetrack):
+    det, qdet, held_out = bytetrack
+    calib = load_frames(require_data("MOT15/train/PETS09-S2L1"), num=3, offset=0, step=200)
+
+    def quantize(target):
+        return quantize_detector(det, calib, eval_frames=held_out, target_agreement=target, speed_aware=False,
+                                 rounding="nearest", progress=False)
+
+    met = quantize(0.0)  # any plan meets it: no sensitivity pass, no extra float convs
+    assert met.sensitivity == [] and met.quant_info["float_layers"] == qdet.quant_info["float_layers"]
+    missed = quantize(1.01)  # unreachable: every conv is ranked and the search ends with all of them float
+    assert {row.layer for row in missed.sensitivity} == set(qdet.plan.quantized)
+    assert not missed.plan.quantized and missed.quant_info["simulated_agreement"]["f1"] == 1.0
