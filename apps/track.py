@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
                         help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
     parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
+    parser.add_argument("--int8-target", type=_agreement, metavar="F1",
+                        help="keep the most sensitive layers float until int8 detections agree with fp32 at this F1 "
+                             "(e.g. 0.95) on calibration frames held out from calibrating; slower, more faithful")
     parser.add_argument("--recalibrate", action="store_true",
                         help="quantize again even if a model calibrated on this source is cached (e.g. a camera "
                              "whose scene changed: live sources are known only by index or URL)")
@@ -129,8 +132,11 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
     if not args.int8:
         return detector, "fp32"
     calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
+    options = dict(QUANT_OPTIONS)
+    if args.int8_target is not None:
+        options.update(target_agreement=args.int8_target, ranking="full")
     cached = Int8ModelCache().get(
-        detector, weights, lambda: _calibration_frames(args, source), QUANT_OPTIONS, calibration,
+        detector, weights, lambda: _calibration_frames(args, source), options, calibration,
         num_threads=args.threads, refresh=args.recalibrate,
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"
@@ -162,6 +168,17 @@ def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[n
     if not frames:
         raise UserError(f"{source.info.location}: no frames to calibrate on")
     return frames
+
+
+def _agreement(text: str) -> float:
+    """An F1 in (0, 1] for ``--int8-target``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not an F1 in (0, 1]")
+    return value
 
 
 def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:

@@ -99,3 +99,29 @@ def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, 
     second_rows = np.loadtxt(tmp_path / "second" / "vtest.txt", delimiter=",", ndmin=2)
     assert len(first_rows) > 6  # the int8 detector still finds several people per frame
     np.testing.assert_array_equal(first_rows, second_rows)  # the cached model is the one calibrated
+
+
+def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, monkeypatch):
+    import quant
+
+    video = require_data("videos/vtest.avi")
+    weights = require_data("weights/bytetrack_nano_mot17.onnx")
+    monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
+    seen, real = [], quant.quantize_detector
+
+    def spy(detector, frames, **options):  # records the options, quantizes without the (slow) search
+        seen.append(dict(options))
+        options.pop("target_agreement"), options.pop("ranking")
+        return real(detector, frames, **options)
+
+    monkeypatch.setattr(quant, "quantize_detector", spy)
+    argv = [str(video), "--weights", str(weights), "--int8", "--int8-target", "0.9", "--calib-frames", "4",
+            "--threads", "1", "--no-video", "--quiet", "--max-frames", "2", "--output-dir", str(tmp_path / "out")]
+    assert main(argv) == 0
+    assert [(o["target_agreement"], o["ranking"]) for o in seen] == [(0.9, "full")]
+    (record,) = (tmp_path / "cache" / "int8").glob("*.json")
+    assert json.loads(record.read_text())["settings"]["quant"]["target_agreement"] == 0.9
+    for bad in ("1.5", "0", "high"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(video), "--int8", "--int8-target", bad])
+        assert exit_info.value.code == 2 and "--int8-target" in capsys.readouterr().err
