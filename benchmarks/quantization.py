@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ from detectors.yolox import YOLOX
 from quant import quantize_detector
 from quant.fold import fold_batchnorm
 from quant.agreement import detection_f1
+from quant.search import search, write_table
 from quant.onnx_export import export_fp32, int8_op_count, optimized_op_counts
 from quant.sensitivity import cosine
 from quant.simulate import run_simulated
@@ -146,6 +148,24 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
             "speed": speed(fp32_onnx, qdet.proto.SerializeToString(), det.preprocess(frames[0])[0], args.rounds)}
 
 
+def search_table(name: str, paths: list[Path], gt: list[np.ndarray], args: argparse.Namespace) -> list[dict]:
+    """``quant.search`` over observer x scheme x weight granularity x equalization x float set: simulated F1,
+    SQNR and person AP50 on search frames (k = 2 mod 4), ranges from calibration frames (k = 0 mod 4)."""
+    det = load_detector(require_path(SHARED_DATA / "weights" / name, f"weights {name}"))
+    calib = [read_frame(p) for p in evenly(paths[0::4], args.table_calib_frames)]
+    index = evenly(list(range(2, len(paths), 4)), args.table_eval_frames)
+    rows = search(det, calib, [read_frame(paths[i]) for i in index], ground_truth=[gt[i] for i in index])
+    if args.json is not None:
+        write_table(rows, args.json.with_name(f"{args.json.stem}_search_{Path(name).stem}"))
+    print(f"\n{name}: search, best first ({len(calib)} calibration / {len(index)} search frames, simulated)")
+    print(f"{'observer':12s} {'scheme':6s} {'weights':11s} {'CLE':5s} {'float set':9s} {'F1':>6s} {'SQNR dB':>8s} "
+          f"{'AP50':>6s}")
+    for r in rows:
+        print(f"{r.observer:12s} {r.scheme:6s} {r.weight_granularity:11s} {str(r.equalized):5s} {r.float_set:9s} "
+              f"{r.f1:6.3f} {r.sqnr_db:8.2f} {r.ap50:6.3f}")
+    return [asdict(r) for r in rows]
+
+
 def random_model(name: str, calib: list[np.ndarray], args: argparse.Namespace) -> dict:
     """Speed only: a randomly initialised 640x640 model quantized with the default float set."""
     torch.manual_seed(0)
@@ -175,6 +195,10 @@ def main(argv: list[str] | None = None) -> dict:
                              "conv alone int8 (full: one simulation per conv)")
     parser.add_argument("--migrate", action="store_true", help="outlier scale migration (quant.migrate)")
     parser.add_argument("--bias-correction", action="store_true", help="empirical bias correction")
+    parser.add_argument("--search-table", action="store_true",
+                        help="also score every observer x scheme x weight granularity x equalization x float set")
+    parser.add_argument("--table-calib-frames", type=int, default=16, help="calibration frames of --search-table")
+    parser.add_argument("--table-eval-frames", type=int, default=8, help="search frames of --search-table")
     parser.add_argument("--rounds", type=int, default=10, help="timed runs per model and thread count")
     parser.add_argument("--models", nargs="*", default=MODELS, help="files in shared/data/weights")
     parser.add_argument("--random", nargs="*", default=["yolox_s", "yolov5s"], help="random 640x640 models (speed)")
@@ -189,6 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"sequence": str(SEQUENCE), "args": {k: v for k, v in vars(args).items() if k != "json"},
                      "models": {}}
     for name in args.models:
+        if args.search_table:
+            results.setdefault("search", {})[name] = search_table(name, paths, gt, args)
         results["models"][name] = real_model(name, paths, gt, args)
         write_json(results, args.json)
     calib = [read_frame(p) for p in evenly(paths[0::4], 8)]

@@ -60,7 +60,7 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
                       target_agreement: float | None = None, eval_frames: Sequence[np.ndarray] | None = None,
                       ranking: str = "local", speed_aware: bool = True, equalize: bool = False,
                       bias_correction: bool = False, migrate: bool = False, migrate_alpha: float = 0.5,
-                      activation_aware: bool = True, rounding: str = "gptq",
+                      activation_aware: bool = True, rounding: str = "gptq", weight_granularity: str = "per_channel",
                       num_frames: int | None = DEFAULT_NUM_FRAMES,
                       num_threads: int | None = None,
                       progress: bool = True) -> QuantizedDetector:
@@ -84,7 +84,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     ``activation_aware`` chooses each conv output's lower bound for the error after the activation it
     feeds (``quant.activation_ranges``; SiLU/ReLU discard most of the negative side). ``rounding``:
     "gptq" rounds the int8 weights to minimise each conv's output error on calibration frames
-    (``quant.gptq``), "nearest" rounds each weight alone.
+    (``quant.gptq``), "nearest" rounds each weight alone. ``weight_granularity``: "per_channel" (default) or
+    "per_tensor" weight scales.
     ``num_threads``: ONNX Runtime threads of the int8 detector, and torch threads while calibrating
     (None: ORT's default and torch's current setting). The result's ``quant_info`` holds the plan, the
     float set and the simulated agreement; ``sensitivity`` the per-layer table when a target was given.
@@ -115,7 +116,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     ranges = collect_ranges(model, calib_blobs, observer, progress=progress, num_threads=num_threads,
                             activations=following_activations(proto, model) if activation_aware else None,
                             scheme=ACT_SCHEMES[scheme])
-    plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer)
+    plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer,
+                     weight_granularity=weight_granularity)
     info.update(activation_aware=activation_aware, rounding=rounding)
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:

@@ -7,7 +7,7 @@ SQNR, quantized alone, took the detector's output cosine to 0.91). GPTQ rounds t
 output channel one input column at a time and spreads each column's rounding error over the columns
 not yet rounded, weighted by the inverse Hessian ``H = X X^T`` of the conv's (int8) input patches, which
 minimises ``||W X - Q X||^2`` far better than nearest rounding. The per-channel scales stay the
-symmetric max-based ones (``quant.simulate.quantize_weight``): only the integers change.
+symmetric max-based ones of the plan (``QuantPlan.weight``): only the integers change.
 
 Grouped and depthwise convs get one Hessian per group (its input channels x kernel positions).
 """
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from quant.simulate import QuantPlan, conv_layers, quantize_weight, simulated
+from quant.simulate import QuantPlan, conv_layers, simulated
 
 #: dampening added to the Hessian diagonal, as a fraction of its mean (the GPTQ paper's 1%)
 DAMP = 0.01
@@ -95,6 +95,6 @@ def gptq_plan(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], da
     hessians = input_hessians(model, plan, blobs, plan.quantized, progress)
     rounded = {}
     for name in plan.quantized:
-        _, scales = quantize_weight(convs[name].weight)
+        _, scales = plan.weight(name, convs[name])
         rounded[name] = gptq_round(convs[name].weight, scales, hessians[name], damp)
     return plan.with_rounded(rounded)

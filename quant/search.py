@@ -1,10 +1,14 @@
-"""Search over quantization settings (observer x activation scheme x float set) on held-out frames.
+"""Search over quantization settings (observer x activation scheme x weight granularity x cross-layer
+equalization x float set) on held-out frames.
 
 Every configuration is scored in simulation against fp32 (detection F1, SQNR) and, where ground truth
-is given, by AP50; the best is picked by F1 (then SQNR). Results are a table (CSV/JSON) a user can open.
+is given, by AP50; the best is picked by F1 (then SQNR). Ranges are activation-aware as in
+``quantize_detector``; weights are nearest-rounded (GPTQ is a refinement of the chosen configuration,
+too slow to run per configuration). Results are a table (CSV/JSON) a user can open.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import itertools
 import json
@@ -13,18 +17,22 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from detectors.detector import Detector
 from detectors.evaluation import coco_summary
+from quant.activation_ranges import following_activations
 from quant.calibration import collect_ranges, preprocess_frames
+from quant.equalize import cross_layer_equalize
 from quant.fold import fold_batchnorm
-from quant.onnx_export import default_float_layers, export_fp32
+from quant.onnx_export import default_float_layers, export_fp32, fuse_silu
 from quant.sensitivity import EvalSet, compare
-from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers, run_simulated
+from quant.simulate import ACT_SCHEMES, WEIGHT_GRANULARITIES, QuantPlan, conv_layers, run_simulated
 
 OBSERVERS = ("minmax", "percentile", "entropy", "mse")
 FLOAT_SETS = ("none", "stem", "stem+head")
+EQUALIZE = (False, True)
 
 
 @dataclass
@@ -33,6 +41,8 @@ class SearchRow:
 
     observer: str
     scheme: str
+    weight_granularity: str
+    equalized: bool
     float_set: str
     float_layers: int
     f1: float
@@ -46,41 +56,58 @@ def _float_set(name: str, proto, model, stem: int) -> list[str]:
             "stem+head": default_float_layers(proto, model, stem=stem, head=True)}[name]
 
 
+def _check(kind: str, given: Sequence, allowed: Sequence) -> None:
+    unknown = sorted(set(given) - set(allowed), key=str)
+    if unknown:
+        raise ValueError(f"unknown {kind} {unknown}; expected some of {list(allowed)}")
+
+
 def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_frames: Sequence[np.ndarray],
            ground_truth: Sequence[np.ndarray] | None = None, observers: Sequence[str] = OBSERVERS,
-           schemes: Sequence[str] = tuple(ACT_SCHEMES), float_sets: Sequence[str] = FLOAT_SETS, stem: int = 2,
+           schemes: Sequence[str] = tuple(ACT_SCHEMES), granularities: Sequence[str] = WEIGHT_GRANULARITIES,
+           equalize: Sequence[bool] = EQUALIZE, float_sets: Sequence[str] = FLOAT_SETS, stem: int = 2,
            progress: bool = True) -> list[SearchRow]:
-    """Score every (observer, scheme, float set) in simulation; best first.
+    """Score every configuration in simulation; best first.
 
-    ``ground_truth`` (per eval frame, (G,4) xyxy person boxes) adds person AP50 of the simulated
-    int8 detections (class 0, conf 0.01, as in COCO-style evaluation).
+    The fp32 reference is the unequalized folded model (equalization is exact only in float, so an
+    equalized model's int8 error shows against it); a model where equalization finds no exact link gets no
+    ``equalized=True`` rows (they would repeat the others). ``ground_truth`` (per eval frame, (G,4) xyxy person
+    boxes) adds person AP50 of the simulated int8 detections (class 0, conf 0.01, as in COCO-style evaluation).
     """
-    unknown = sorted(set(float_sets) - set(FLOAT_SETS))
-    if unknown:
-        raise ValueError(f"unknown float sets {unknown}; expected some of {FLOAT_SETS}")
+    _check("float sets", float_sets, FLOAT_SETS)
+    _check("activation schemes", schemes, tuple(ACT_SCHEMES))
+    _check("weight granularities", granularities, WEIGHT_GRANULARITIES)
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: search needs the float torch model")
-    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
-    proto = export_fp32(model, detector.spec.input_size)
+    folded = fold_batchnorm(detector.model.float().eval())  # a folded copy
     calib = preprocess_frames(detector.preprocess, calibration_frames)
     metas = [detector.preprocess(f) for f in eval_frames]
-    evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
+    evalset = EvalSet.build(folded, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
     ap_detector = Detector(detector.spec, detector.runner, conf_thresh=0.01, classes=[0])
     rows = []
-    for observer in observers:
-        ranges = collect_ranges(model, calib, observer, progress=progress)
-        for scheme, float_set in tqdm(list(itertools.product(schemes, float_sets)), desc=f"search ({observer})",
-                                      unit="config", disable=not progress):
-            floats = _float_set(float_set, proto, model, stem)
-            plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats], scheme, observer)
-            raw = [run_simulated(model, plan, b) for b in evalset.blobs]
-            agreement = compare(evalset, raw)
-            ap50 = None
-            if ground_truth is not None:
-                boxes = [ap_detector.postprocess(r, m) for r, m in zip(raw, evalset.metas)]
-                ap50 = coco_summary(boxes, ground_truth)["AP50"]
-            rows.append(SearchRow(observer, scheme, float_set, len(floats), agreement.f1, agreement.sqnr_db,
-                                  agreement.cosine, ap50))
+    for equalized in equalize:
+        model = copy.deepcopy(folded)
+        if equalized and not cross_layer_equalize(model, example_input=torch.from_numpy(calib[0])).equalized:
+            continue  # no exact (ReLU/linear) link to equalize, e.g. an all-SiLU model: the same model again
+        proto = fuse_silu(export_fp32(model, detector.spec.input_size))
+        following = following_activations(proto, model)
+        for observer, scheme in itertools.product(observers, schemes):
+            ranges = collect_ranges(model, calib, observer, progress=progress, activations=following,
+                                    scheme=ACT_SCHEMES[scheme])
+            configs = list(itertools.product(granularities, float_sets))
+            for granularity, float_set in tqdm(configs, desc=f"search ({observer}, {scheme}, equalize={equalized})",
+                                               unit="config", disable=not progress):
+                floats = _float_set(float_set, proto, model, stem)
+                plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats], scheme, observer,
+                                 weight_granularity=granularity)
+                raw = [run_simulated(model, plan, b) for b in evalset.blobs]
+                agreement = compare(evalset, raw)
+                ap50 = None
+                if ground_truth is not None:
+                    boxes = [ap_detector.postprocess(r, m) for r, m in zip(raw, evalset.metas)]
+                    ap50 = coco_summary(boxes, ground_truth)["AP50"]
+                rows.append(SearchRow(observer, scheme, granularity, equalized, float_set, len(floats),
+                                      agreement.f1, agreement.sqnr_db, agreement.cosine, ap50))
     return sorted(rows, key=lambda r: (-r.f1, -r.sqnr_db))
 
 

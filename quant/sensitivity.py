@@ -93,7 +93,8 @@ def layer_sensitivity(model: nn.Module, plan: QuantPlan, evalset: EvalSet, layer
     rows = []
     for layer in tqdm(list(plan.quantized if layers is None else layers), desc="sensitivity", unit="layer",
                       disable=not progress):
-        single = QuantPlan(plan.ranges, [layer], plan.scheme, plan.observer)
+        single = QuantPlan(plan.ranges, [layer], plan.scheme, plan.observer,
+                           weight_granularity=plan.weight_granularity)
         rows.append(LayerSensitivity(layer, **asdict(evaluate_plan(model, single, evalset))))
     return sorted(rows, key=lambda r: (r.f1, r.sqnr_db))
 

@@ -16,7 +16,7 @@ twice is a no-op — which is what the single Q/DQ pair in the ONNX graph does.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 import numpy as np
@@ -27,6 +27,8 @@ from quant.qparams import activation_qparams, fake_quantize, weight_qparams_per_
 
 #: activation schemes: asymmetric uint8 (default) or symmetric int8 (full [-128, 127] grid, as ORT saturates)
 ACT_SCHEMES = {"uint8": "asymmetric_uint8", "int8": "symmetric_int8_full"}
+#: weight granularities: one scale per output channel (default) or one per tensor (the same scale on every channel)
+WEIGHT_GRANULARITIES = ("per_channel", "per_tensor")
 INT32_MAX = 2**31 - 1
 
 
@@ -62,10 +64,14 @@ class QuantPlan:
     extra: dict = field(default_factory=dict)
     #: int8 weights chosen by a rounding method (``quant.gptq``) instead of nearest rounding, by conv name
     rounded: dict[str, np.ndarray] = field(default_factory=dict)
+    weight_granularity: str = "per_channel"
 
     def __post_init__(self) -> None:
         if self.scheme not in ACT_SCHEMES:
             raise ValueError(f"unknown activation scheme {self.scheme!r}, expected one of {list(ACT_SCHEMES)}")
+        if self.weight_granularity not in WEIGHT_GRANULARITIES:
+            raise ValueError(f"unknown weight granularity {self.weight_granularity!r}, expected one of "
+                             f"{list(WEIGHT_GRANULARITIES)}")
         missing = [n for n in self.quantized if f"{n}:in" not in self.ranges or f"{n}:out" not in self.ranges]
         if missing:
             raise ValueError(f"no calibrated range for quantized conv(s) {missing[:5]}; calibrate them first")
@@ -78,17 +84,18 @@ class QuantPlan:
 
     def with_float(self, float_layers: list[str] | set[str]) -> "QuantPlan":
         """The same plan with ``float_layers`` removed from the quantized set."""
-        keep = [n for n in self.quantized if n not in set(float_layers)]
-        return QuantPlan(self.ranges, keep, self.scheme, self.observer, dict(self.extra), dict(self.rounded))
+        drop = set(float_layers)
+        return replace(self, quantized=[n for n in self.quantized if n not in drop], extra=dict(self.extra),
+                       rounded=dict(self.rounded))
 
     def with_rounded(self, rounded: dict[str, np.ndarray]) -> "QuantPlan":
         """The same plan with these convs' int8 weights (shapes as their float weights) replacing nearest rounding."""
-        return QuantPlan(self.ranges, list(self.quantized), self.scheme, self.observer, dict(self.extra),
-                         {**self.rounded, **rounded})
+        return replace(self, quantized=list(self.quantized), extra=dict(self.extra), rounded={**self.rounded, **rounded})
 
     def weight(self, name: str, conv: nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
-        """int8 weight and per-output-channel scales of conv ``name``: the rounded ones if the plan has them."""
-        q, scales = quantize_weight(conv.weight)
+        """int8 weight and per-output-channel scales of conv ``name`` (all equal when per tensor): the rounded
+        ones if the plan has them."""
+        q, scales = quantize_weight(conv.weight, self.weight_granularity == "per_channel")
         if name in self.rounded:
             if self.rounded[name].shape != q.shape:
                 raise ValueError(f"rounded weights of {name} have shape {self.rounded[name].shape}, the conv {q.shape}")
@@ -98,7 +105,7 @@ class QuantPlan:
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, "observer": self.observer, "quantized": list(self.quantized),
                 "ranges": {k: [float(v[0]), float(v[1])] for k, v in self.ranges.items()},
-                "rounded": sorted(self.rounded), **self.extra}
+                "rounded": sorted(self.rounded), "weight_granularity": self.weight_granularity, **self.extra}
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -106,9 +113,12 @@ def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
-def quantize_weight(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per-output-channel weight: ``(int8 array, float32 scales (C_out,))``."""
+def quantize_weight(weight: torch.Tensor, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weight: ``(int8 array, float32 scales (C_out,))``, one scale per output channel, or with
+    ``per_channel=False`` the largest of them on every channel (per-tensor, in the per-channel layout)."""
     scales = weight_qparams_per_channel(weight.detach().cpu().float(), axis=0)[0].numpy().astype(np.float32)
+    if not per_channel:
+        scales = np.full_like(scales, scales.max())
     w = weight.detach().cpu().numpy().astype(np.float32)
     q = np.clip(np.rint(w / scales.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
     return q, scales

@@ -39,10 +39,11 @@ def test_conv_nodes_map_to_torch_modules(tiny):
     assert default_float_layers(proto, model, stem=1) == ["stem", "pred"]
 
 
-@pytest.mark.parametrize("scheme", ["uint8", "int8"])
-def test_deployed_int8_matches_simulation(tiny, scheme):
+@pytest.mark.parametrize("scheme, granularity", [("uint8", "per_channel"), ("int8", "per_channel"),
+                                                 ("uint8", "per_tensor")])
+def test_deployed_int8_matches_simulation(tiny, scheme, granularity):
     model, blobs, ranges, proto = tiny
-    plan = QuantPlan(ranges, list(conv_layers(model)), scheme=scheme)
+    plan = QuantPlan(ranges, list(conv_layers(model)), scheme=scheme, weight_granularity=granularity)
     qproto = fuse_silu(insert_qdq(proto, model, plan))
     for blob in blobs[:3]:
         sim, dep = run_simulated(model, plan, blob), deployed(qproto, blob)

@@ -59,6 +59,22 @@ def test_weight_and_bias_quantization_are_exact_grids():
     np.testing.assert_allclose(bias * 0.02 * scales, conv.bias.detach().numpy(), atol=(0.02 * scales).max())
 
 
+def test_per_tensor_weights_use_one_scale_from_the_whole_tensor():
+    conv = nn.Conv2d(4, 5, 3)
+    with torch.no_grad():
+        conv.weight[2] *= 50  # one wide channel: per tensor, the narrow ones lose most of their grid
+    w = conv.weight.detach().numpy()
+    q, scales = quantize_weight(conv.weight, per_channel=False)
+    np.testing.assert_allclose(scales, np.full(5, np.abs(w).max() / 127), rtol=1e-6)
+    np.testing.assert_array_equal(q, np.clip(np.rint(w / scales[0]), -127, 127).astype(np.int8))
+    assert np.abs(q[0]).max() < 127 // 10 and np.abs(q[2]).max() == 127
+    plan = QuantPlan({"c:in": (0.0, 1.0), "c:out": (0.0, 1.0)}, ["c"], weight_granularity="per_tensor")
+    np.testing.assert_array_equal(plan.weight("c", conv)[0], q)
+    assert plan.with_float([]).weight_granularity == "per_tensor"  # derived plans keep it
+    with pytest.raises(ValueError, match="weight granularity"):
+        QuantPlan({}, [], weight_granularity="per_group")
+
+
 def test_simulation_quantizes_only_the_plan_and_restores_the_model():
     model, blobs = tiny_setup()
     ranges = collect_ranges(model, blobs, "minmax", progress=False)
