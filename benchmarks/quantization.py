@@ -143,6 +143,7 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
             "int8_nodes": int8_op_count(counts), "float_convs": counts["Conv"] + counts["FusedConv"],
             "float_layers": len(qdet.quant_info["float_layers"]),
             "simulated_agreement": qdet.quant_info.get("simulated_agreement"),
+            "observer": qdet.quant_info["observer"], "observer_f1": qdet.quant_info.get("observer_f1"),
             "plan_speed_ms": qdet.quant_info.get("speed_ms"),
             "eval_frames": len(frames), "calibration_frames": len(calib),
             "speed": speed(fp32_onnx, qdet.proto.SerializeToString(), det.preprocess(frames[0])[0], args.rounds)}
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--calib-frames", type=int, default=100, help="calibration frames (k = 0 mod 4)")
     parser.add_argument("--search-frames", type=int, default=32, help="float-set search frames (k = 2 mod 4)")
     parser.add_argument("--sim-frames", type=int, default=3, help="frames for the simulated-vs-deployed cosine")
-    parser.add_argument("--observer", default="percentile")
+    parser.add_argument("--observer", default="auto", help="a quant.observers name or auto (default)")
     parser.add_argument("--target", type=float, default=0.95, help="target simulated F1 for the float-set search")
     parser.add_argument("--no-search", action="store_true", help="default float set only (stem + head preds)")
     parser.add_argument("--ranking", choices=("local", "full"), default="full",

@@ -2,7 +2,7 @@
 
 Public API::
 
-    qdet = quant.quantize_detector(det, "path/to/MOT/sequence", observer="percentile")
+    qdet = quant.quantize_detector(det, "path/to/MOT/sequence")   # observer="auto": percentile or minmax
     boxes = qdet(frame)           # same call signature as the fp32 detector, int8 in ONNX Runtime
     qdet.save("model_int8.onnx")  # detectors.load_detector("model_int8.onnx") loads it back
     quant.report(qdet.sensitivity, "out/sensitivity")   # per-layer table (CSV/JSON/PNG)
@@ -23,6 +23,7 @@ from quant.equalize import cross_layer_equalize
 from quant.fold import fold_batchnorm
 from quant.gptq import gptq_plan
 from quant.migrate import migrate_convs
+from quant.observers import OBSERVER_NAMES
 from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
 from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
                                layer_sensitivity, local_sensitivity, report, speed_plan)
@@ -31,27 +32,44 @@ from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 __all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity", "QUANT_VERSION"]
 
 #: Bumped whenever a change to the defaults or algorithms changes the int8 model made from the same inputs, so
-#: caches (``apps.model_cache``) do not reuse a model made by older code. 2: activation-aware ranges + GPTQ.
-QUANT_VERSION = 2
+#: caches (``apps.model_cache``) do not reuse a model made by older code. 2: activation-aware ranges + GPTQ;
+#: 3: observer "auto" by default (percentile or minmax, chosen on held-out calibration frames).
+QUANT_VERSION = 3
 
-DEFAULT_OBSERVER = "percentile"
+DEFAULT_OBSERVER = "auto"
 EVAL_FRAMES = 32  # held out for a target search when no eval_frames are given (8 chose layers that did not generalise)
 RANKING_FRAMES = 8
 GPTQ_FRAMES = 32  # calibration frames whose conv inputs give the GPTQ Hessians
+#: observers ``observer="auto"`` chooses between (the search never ranked entropy or MSE first on the real models)
+AUTO_OBSERVERS = ("percentile", "minmax")
 
 
 def _split_eval(frames: list[np.ndarray], eval_frames: Sequence[np.ndarray] | None,
                 needed: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Calibration frames and held-out frames for the agreement search (every k-th frame, never both)."""
+    """Calibration frames and held-out frames for the observer choice and the agreement search (every k-th
+    frame, never both)."""
     if eval_frames is not None:
         return frames, list(eval_frames)
     if not needed:
         return frames, []
     if len(frames) < 2:
-        raise ValueError("a target agreement needs at least 2 frames (calibration + held-out)")
+        raise ValueError("observer='auto' and target_agreement need at least 2 frames (calibration + held-out); "
+                         "give more frames, eval_frames, or name an observer")
     step = max(2, len(frames) // EVAL_FRAMES)
     held = set(range(step // 2, len(frames), step))
     return [f for i, f in enumerate(frames) if i not in held], [frames[i] for i in sorted(held)]
+
+
+def _best_observer_plan(model: torch.nn.Module, plan_for, evalset: EvalSet) -> tuple[QuantPlan, dict[str, float]]:
+    """The plan of the ``AUTO_OBSERVERS`` observer whose ranges agree best with fp32 (simulated F1, then SQNR,
+    nearest rounding, before the speed plan) on the held-out frames, and every candidate's F1."""
+    scored = []
+    for name in AUTO_OBSERVERS:
+        plan = plan_for(name)
+        agreement = evaluate_plan(model, plan, evalset)
+        scored.append(((agreement.f1, agreement.sqnr_db), plan))
+    best = max(scored, key=lambda item: item[0])[1]
+    return best, {plan.observer: score[0] for score, plan in scored}
 
 
 def quantize_detector(detector: Detector, calibration_frames: str | Path | Sequence[np.ndarray], *,
@@ -76,6 +94,8 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     more than it saves (``quant.sensitivity.speed_plan``, run before the accuracy search); if no int8
     variant beats fp32, every conv stays float. ``calibration_frames``: a list
     of BGR frames, a video, an image folder or a MOT sequence folder (``num_frames`` evenly spaced).
+    ``observer``: a name of ``quant.observers`` or "auto": ranges from each of ``AUTO_OBSERVERS``, keeping the one
+    whose plan agrees best with fp32 on held-out frames (two calibration passes; ``quant_info["observer_f1"]``).
     ``equalize`` applies cross-layer equalization where it is exact (``quant.equalize``; it skips SiLU
     links) before calibrating; ``bias_correction`` corrects the biases of the final plan empirically
     (``quant.calibration.correct_biases``). ``migrate`` moves outlier channel ranges of every quantized
@@ -98,7 +118,9 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
     model = fold_batchnorm(detector.model.float().eval())  # a folded copy
     frames = load_frames(calibration_frames, num_frames)
-    calib, held = _split_eval(frames, eval_frames, target_agreement is not None)
+    if observer != "auto" and observer not in OBSERVER_NAMES:
+        raise ValueError(f"unknown observer {observer!r}, expected 'auto' or one of {list(OBSERVER_NAMES)}")
+    calib, held = _split_eval(frames, eval_frames, target_agreement is not None or observer == "auto")
     calib_blobs = preprocess_frames(detector.preprocess, calib)
     info: dict = {"quant_version": QUANT_VERSION, "observer": observer, "scheme": scheme, "calibration_frames": len(calib)}
     if equalize:  # only exact (positively homogeneous) links; SiLU links are skipped
@@ -113,11 +135,23 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         names = [n for n in conv_layers(model) if n not in base_float]
         info["migrated"] = migrate_convs(model, calib_blobs[:RANKING_FRAMES], names, migrate_alpha)
         proto = fuse_silu(export_fp32(model, detector.spec.input_size))
-    ranges = collect_ranges(model, calib_blobs, observer, progress=progress, num_threads=num_threads,
-                            activations=following_activations(proto, model) if activation_aware else None,
-                            scheme=ACT_SCHEMES[scheme])
-    plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, observer,
-                     weight_granularity=weight_granularity)
+    evalset = None
+    if held:
+        metas = [detector.preprocess(f) for f in held]
+        evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
+    activations = following_activations(proto, model) if activation_aware else None
+
+    def plan_for(name: str) -> QuantPlan:
+        ranges = collect_ranges(model, calib_blobs, name, progress=progress, num_threads=num_threads,
+                                activations=activations, scheme=ACT_SCHEMES[scheme])
+        return QuantPlan(ranges, [n for n in conv_layers(model) if n not in base_float], scheme, name,
+                         weight_granularity=weight_granularity)
+
+    if observer == "auto":
+        plan, info["observer_f1"] = _best_observer_plan(model, plan_for, evalset)
+        info["observer"] = plan.observer
+    else:
+        plan = plan_for(observer)
     info.update(activation_aware=activation_aware, rounding=rounding)
     table: list[LayerSensitivity | LocalError] = []
     if speed_aware:
@@ -127,8 +161,6 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
             plan = gptq_plan(model, plan, calib_blobs[:GPTQ_FRAMES], progress=progress)
     reached = None  # the simulated agreement of ``plan`` on the held-out frames, once known
     if held:
-        metas = [detector.preprocess(f) for f in held]
-        evalset = EvalSet.build(model, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
         reached = evaluate_plan(model, plan, evalset)
         if target_agreement is not None and reached.f1 < target_agreement:
             if ranking == "full":

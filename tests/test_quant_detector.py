@@ -123,3 +123,17 @@ def test_target_agreement_runs_the_search_only_when_the_plan_misses_it(bytetrack
     missed = quantize(1.01)  # unreachable: every conv is ranked and the search ends with all of them float
     assert {row.layer for row in missed.sensitivity} == set(qdet.plan.quantized)
     assert not missed.plan.quantized and missed.quant_info["simulated_agreement"]["f1"] == 1.0
+
+
+def test_auto_observer_keeps_the_candidate_that_agrees_best(bytetrack):
+    from quant import AUTO_OBSERVERS
+
+    det, _, held_out = bytetrack
+    calib = load_frames(require_data("MOT15/train/PETS09-S2L1"), num=3, offset=0, step=200)
+    qdet = quantize_detector(det, calib, observer="auto", eval_frames=held_out, speed_aware=False,
+                             rounding="nearest", progress=False)
+    scores = qdet.quant_info["observer_f1"]
+    assert set(scores) == set(AUTO_OBSERVERS)
+    assert qdet.quant_info["observer"] == qdet.plan.observer == max(scores, key=scores.get)
+    with pytest.raises(ValueError, match="unknown observer"):
+        quantize_detector(det, calib, observer="median", progress=False)
