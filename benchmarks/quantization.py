@@ -115,28 +115,30 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     # the reference is the unmodified folded model (qdet.float_model may carry migration Muls)
     fp32_onnx = export_fp32(fold_batchnorm(det.model.float().eval()), det.spec.input_size).SerializeToString()
     fdet = Detector(det.spec, OrtRunner(create_session(fp32_onnx, 2)))
-    raw_fp, raw_q, sims = [], [], []
+    decoders = {"fp32": (fdet, with_conf(fdet, AP_CONF, [0])), "int8": (qdet, with_conf(qdet, AP_CONF, [0])),
+                "fp32_jpeg": (fdet, with_conf(fdet, AP_CONF, [0]))}
+    boxes = {tag: [] for tag in decoders}  # at the detector's conf threshold
+    ap_boxes = {tag: [] for tag in decoders}  # person boxes at AP_CONF
+    dot = np.zeros(3)  # fp32.int8, fp32.fp32, int8.int8 over all raw outputs (cosine without keeping them)
+    sims = []
     for k, frame in enumerate(tqdm(frames, desc=f"{name} fp32 vs int8", unit="frame")):
-        blob, _ = det.preprocess(frame)
-        raw_fp.append(fdet.infer(blob))
-        raw_q.append(qdet.infer(blob))
+        blob, meta = det.preprocess(frame)
+        raws = {"fp32": fdet.infer(blob), "int8": qdet.infer(blob),
+                "fp32_jpeg": fdet.infer(det.preprocess(jpeg_roundtrip(frame))[0])}
+        a, b = (raws[t].astype(np.float64).ravel() for t in ("fp32", "int8"))
+        dot += (a @ b, a @ a, b @ b)
+        for tag, (decoder, ap_decoder) in decoders.items():
+            boxes[tag].append(decoder.postprocess(raws[tag], meta))
+            ap_boxes[tag].append(ap_decoder.postprocess(raws[tag], meta))
         if k < args.sim_frames:
-            sims.append(cosine(run_simulated(qdet.float_model, qdet.plan, blob), raw_q[-1]))
-    metas = [det.preprocess(f)[1] for f in frames]
-    ref = [fdet.postprocess(r, m) for r, m in zip(raw_fp, metas)]
-    cand = [qdet.postprocess(r, m) for r, m in zip(raw_q, metas)]
-    f1, f1_high = agreement(ref, cand)
-    raw_jpeg = [fdet.infer(det.preprocess(jpeg_roundtrip(f))[0]) for f in frames]
-    floor, floor_high = agreement(ref, [fdet.postprocess(r, m) for r, m in zip(raw_jpeg, metas)])
-    person = [0]
-    ap = {}
-    for tag, d, raws in (("fp32", fdet, raw_fp), ("int8", qdet, raw_q), ("fp32_jpeg", fdet, raw_jpeg)):
-        ap_det = with_conf(d, AP_CONF, person)
-        ap[tag] = coco_summary([ap_det.postprocess(r, m) for r, m in zip(raws, metas)], [gt[i] for i in eval_idx])
+            sims.append(cosine(run_simulated(qdet.float_model, qdet.plan, blob), raws["int8"]))
+    f1, f1_high = agreement(boxes["fp32"], boxes["int8"])
+    floor, floor_high = agreement(boxes["fp32"], boxes["fp32_jpeg"])
+    ap = {tag: coco_summary(ap_boxes[tag], [gt[i] for i in eval_idx]) for tag in decoders}
     counts = optimized_op_counts(qdet.proto.SerializeToString())
     return {"f1_vs_fp32": f1, f"f1_vs_fp32_at_{TRACK_HIGH_THRESH}": f1_high,
             f"fp32_jpeg{JPEG_QUALITY}_f1": floor, f"fp32_jpeg{JPEG_QUALITY}_f1_at_{TRACK_HIGH_THRESH}": floor_high,
-            "output_cosine": cosine(np.concatenate(raw_fp), np.concatenate(raw_q)),
+            "output_cosine": float(dot[0] / np.sqrt(dot[1] * dot[2])),
             "sim_vs_deployed_cosine": float(np.mean(sims)) if sims else None,
             "AP50_fp32": ap["fp32"]["AP50"], "AP50_int8": ap["int8"]["AP50"], "AP50_fp32_jpeg": ap["fp32_jpeg"]["AP50"],
             "AP50:95_fp32": ap["fp32"]["AP50:95"], "AP50:95_int8": ap["int8"]["AP50:95"],
