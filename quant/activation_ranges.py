@@ -69,8 +69,8 @@ def following_activations(proto: onnx.ModelProto, model: nn.Module) -> dict[str,
 
 def activation_aware_low(hist: RunningHistogram, lo: float, hi: float, activation: Activation,
                          scheme: str | QScheme, candidates: int = CANDIDATES) -> float:
-    """The lower bound in ``[lo, 0]`` minimising the histogram's squared error after ``activation``,
-    with the upper bound fixed at ``hi``."""
+    """The lower bound in ``[lo, min(0, hi)]`` minimising the histogram's squared error after ``activation``,
+    with the upper bound fixed at ``hi`` (a tensor seen all negative keeps ``lo <= hi``)."""
     if lo >= 0.0 or hist.total == 0:
         return lo
     scheme = get_scheme(scheme)
@@ -79,7 +79,8 @@ def activation_aware_low(hist: RunningHistogram, lo: float, hi: float, activatio
     x = (hist.centers[keep][:, None] + offsets[None, :] * hist.width).reshape(-1)
     n = (hist.counts[keep][:, None] / SUB_POINTS).expand(-1, SUB_POINTS).reshape(-1)
     x = x.clamp(hist.min, hist.max)
-    lows = lo * (1.0 - torch.arange(candidates + 1, dtype=torch.float64) / candidates)  # lo ... 0
+    top = min(0.0, hi)
+    lows = top + (lo - top) * (1.0 - torch.arange(candidates + 1, dtype=torch.float64) / candidates)  # lo ... top
     highs = torch.full_like(lows, hi)
     err = _fake_quant_sse(x, n, lows, highs, scheme, transform=activation)
     return float(lows[int(torch.argmin(err))]) + 0.0  # + 0.0 turns -0.0 into 0.0

@@ -40,6 +40,17 @@ def test_lower_bound_reduces_the_error_after_the_activation(act):
         assert new_lo > -0.05 * (hi - lo)
 
 
+def test_an_all_negative_range_stays_ordered():
+    # the wrapped observer's (lo, hi) can lie wholly below 0 and below part of the histogram (a conv output
+    # negative on every one of a few calibration frames): the lower bound must stay in [lo, min(0, hi)]
+    x = -1.0 - 0.2 * torch.rand(10_000, generator=torch.Generator().manual_seed(0))
+    hist = RunningHistogram()
+    hist.update(x)
+    new_lo = activation_aware_low(hist, -3.0, -2.0, torch.nn.functional.silu, "asymmetric_uint8")
+    assert -3.0 <= new_lo <= -2.0  # it was -1.22 (above hi: "activation range is inverted" downstream)
+    activation_qparams(new_lo, -2.0)
+
+
 def test_identity_activation_keeps_a_needed_negative_range():
     """Without a squashing activation the negative tail matters: the bound must stay near the data."""
     g = torch.Generator().manual_seed(1)
