@@ -115,8 +115,8 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     # the reference is the unmodified folded model (qdet.float_model may carry migration Muls)
     fp32_onnx = export_fp32(fold_batchnorm(det.model.float().eval()), det.spec.input_size).SerializeToString()
     fdet = Detector(det.spec, OrtRunner(create_session(fp32_onnx, 2)))
-    decoders = {"fp32": (fdet, with_conf(fdet, AP_CONF, [0])), "int8": (qdet, with_conf(qdet, AP_CONF, [0])),
-                "fp32_jpeg": (fdet, with_conf(fdet, AP_CONF, [0]))}
+    fdet_ap = with_conf(fdet, AP_CONF, [0])
+    decoders = {"fp32": (fdet, fdet_ap), "int8": (qdet, with_conf(qdet, AP_CONF, [0])), "fp32_jpeg": (fdet, fdet_ap)}
     boxes = {tag: [] for tag in decoders}  # at the detector's conf threshold
     ap_boxes = {tag: [] for tag in decoders}  # person boxes at AP_CONF
     dot = np.zeros(3)  # fp32.int8, fp32.fp32, int8.int8 over all raw outputs (cosine without keeping them)

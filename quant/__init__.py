@@ -10,7 +10,7 @@ Public API::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -60,7 +60,8 @@ def _split_eval(frames: list[np.ndarray], eval_frames: Sequence[np.ndarray] | No
     return [f for i, f in enumerate(frames) if i not in held], [frames[i] for i in sorted(held)]
 
 
-def _best_observer_plan(model: torch.nn.Module, plan_for, evalset: EvalSet) -> tuple[QuantPlan, dict[str, float]]:
+def _best_observer_plan(model: torch.nn.Module, plan_for: Callable[[str], QuantPlan],
+                        evalset: EvalSet) -> tuple[QuantPlan, dict[str, float]]:
     """The plan of the ``AUTO_OBSERVERS`` observer whose ranges agree best with fp32 (simulated F1, then SQNR,
     nearest rounding, before the speed plan) on the held-out frames, and every candidate's F1."""
     scored = []
@@ -116,10 +117,10 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
         raise ValueError(f"rounding must be 'gptq' or 'nearest', got {rounding!r}")
     if detector.model is None:
         raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
-    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
-    frames = load_frames(calibration_frames, num_frames)
     if observer != "auto" and observer not in OBSERVER_NAMES:
         raise ValueError(f"unknown observer {observer!r}, expected 'auto' or one of {list(OBSERVER_NAMES)}")
+    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
+    frames = load_frames(calibration_frames, num_frames)
     calib, held = _split_eval(frames, eval_frames, target_agreement is not None or observer == "auto")
     calib_blobs = preprocess_frames(detector.preprocess, calib)
     info: dict = {"quant_version": QUANT_VERSION, "observer": observer, "scheme": scheme, "calibration_frames": len(calib)}

@@ -91,14 +91,14 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
             continue  # no exact (ReLU/linear) link to equalize, e.g. an all-SiLU model: the same model again
         proto = fuse_silu(export_fp32(model, detector.spec.input_size))
         following = following_activations(proto, model)
+        floats = {name: _float_set(name, proto, model, stem) for name in float_sets}
         for observer, scheme in itertools.product(observers, schemes):
             ranges = collect_ranges(model, calib, observer, progress=progress, activations=following,
                                     scheme=ACT_SCHEMES[scheme])
             configs = list(itertools.product(granularities, float_sets))
             for granularity, float_set in tqdm(configs, desc=f"search ({observer}, {scheme}, equalize={equalized})",
                                                unit="config", disable=not progress):
-                floats = _float_set(float_set, proto, model, stem)
-                plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats], scheme, observer,
+                plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats[float_set]], scheme, observer,
                                  weight_granularity=granularity)
                 raw = [run_simulated(model, plan, b) for b in evalset.blobs]
                 agreement = compare(evalset, raw)
@@ -106,7 +106,7 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
                 if ground_truth is not None:
                     boxes = [ap_detector.postprocess(r, m) for r, m in zip(raw, evalset.metas)]
                     ap50 = coco_summary(boxes, ground_truth)["AP50"]
-                rows.append(SearchRow(observer, scheme, granularity, equalized, float_set, len(floats),
+                rows.append(SearchRow(observer, scheme, granularity, equalized, float_set, len(floats[float_set]),
                                       agreement.f1, agreement.sqnr_db, agreement.cosine, ap50))
     return sorted(rows, key=lambda r: (-r.f1, -r.sqnr_db))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -93,8 +93,7 @@ def layer_sensitivity(model: nn.Module, plan: QuantPlan, evalset: EvalSet, layer
     rows = []
     for layer in tqdm(list(plan.quantized if layers is None else layers), desc="sensitivity", unit="layer",
                       disable=not progress):
-        single = QuantPlan(plan.ranges, [layer], plan.scheme, plan.observer,
-                           weight_granularity=plan.weight_granularity)
+        single = replace(plan, quantized=[layer], rounded={}, extra={})  # nearest rounding, as before
         rows.append(LayerSensitivity(layer, **asdict(evaluate_plan(model, single, evalset))))
     return sorted(rows, key=lambda r: (r.f1, r.sqnr_db))
 
