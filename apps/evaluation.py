@@ -25,8 +25,8 @@ from typing import Mapping
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from apps import _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
-from apps.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
+from int8track.apps import _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
+from int8track.apps.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
 
 import motmetrics as mm  # noqa: E402  (after the compat shim)
 

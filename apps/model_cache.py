@@ -37,7 +37,7 @@ def resolve_weights(model: str, weights: str | Path | None = None) -> Path:
         if not Path(weights).is_file():
             raise FileNotFoundError(f"{weights}: weights file not found")
         return Path(weights)
-    from detectors.zoo import zoo_spec, zoo_weights
+    from int8track.detectors.zoo import zoo_spec, zoo_weights
 
     try:
         return zoo_weights(zoo_spec(model))
@@ -127,7 +127,7 @@ class Int8ModelCache:
         with :func:`source_fingerprint`). Both are part of the cache key. ``calibration_frames()`` is called,
         and the model quantized, only when the cache has no entry for that key (or ``refresh``).
         """
-        from quant import QUANT_VERSION
+        from int8track.quant import QUANT_VERSION
 
         quant_options = dict(quant_options or {})
         settings = {"quant": quant_options, "quant_version": QUANT_VERSION, "calibration": calibration or {}}
@@ -156,14 +156,14 @@ class Int8ModelCache:
 
     def _quantizer(self) -> Callable:
         if self._quantize is None:
-            from quant import quantize_detector
+            from int8track.quant import quantize_detector
 
             self._quantize = quantize_detector
         return self._quantize
 
     def _loader(self) -> Callable:
         if self._load is None:
-            from detectors import load_detector
+            from int8track.detectors import load_detector
 
             self._load = load_detector
         return self._load

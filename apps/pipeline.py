@@ -19,11 +19,11 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from apps.drawing import TrailHistory, draw_tracks
-from apps.motchallenge import MotResultWriter
-from apps.profiler import StageProfiler, TimingReport
-from apps.sources import FrameSource, ReadAhead, SourceError, open_source
-from apps.writers import VideoWriterThread
+from int8track.apps.drawing import TrailHistory, draw_tracks
+from int8track.apps.motchallenge import MotResultWriter
+from int8track.apps.profiler import StageProfiler, TimingReport
+from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.writers import VideoWriterThread
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
@@ -67,7 +67,7 @@ class TrackerSettings:
 
     def create(self, frame_rate: float):
         """A fresh ``tracker.ByteTracker`` for a source running at ``frame_rate`` fps."""
-        from tracker import ByteTracker
+        from int8track.tracker import ByteTracker
 
         return ByteTracker(
             frame_rate=frame_rate,

@@ -19,7 +19,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from apps.motchallenge import load_sequence
+from int8track.apps.motchallenge import load_sequence
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -17,10 +17,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
-from apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
-from apps.profiler import plot_reports
-from apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
+from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
+from int8track.apps.profiler import plot_reports
+from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"
 DEFAULT_CALIB_FRAMES = 200
@@ -123,7 +123,7 @@ def _prepare_output_dir(path: Path) -> Path:
 
 def _load_detector(args: argparse.Namespace, source: FrameSource):
     """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision)."""
-    from detectors import load_detector
+    from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
@@ -155,7 +155,7 @@ def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
 
 def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:
     """``--calib-frames`` frames evenly spaced over ``--calib`` or the source; the first ones of a live source."""
-    from quant.calibration import load_frames
+    from int8track.quant.calibration import load_frames
 
     print(f"track: calibrating int8 on {args.calib_frames} frames of {args.calib or source.info.location}",
           file=sys.stderr)

@@ -9,6 +9,8 @@ boxes, see tests/test_detectors_real.py) with ``--conf`` (default 0.01, as in CO
 """
 from __future__ import annotations
 
+import sys
+
 import argparse
 import json
 import time
@@ -18,10 +20,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from apps.motchallenge import load_sequence
+from int8track.apps.motchallenge import load_sequence
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
-from detectors import load_detector
-from detectors.evaluation import boxes_by_frame, coco_summary, gt_recall
+from int8track.detectors import load_detector
+from int8track.detectors.evaluation import boxes_by_frame, coco_summary, gt_recall
 
 MODELS = ["yolox_nano.onnx", "bytetrack_nano_mot17.onnx", "yolov5n.pt"]
 SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"

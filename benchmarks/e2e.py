@@ -23,13 +23,15 @@ from typing import Sequence
 
 import cv2
 
-from apps.evaluation import MotMetrics, evaluate_sequence, summarize
-from apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
-from apps.motchallenge import MotSequence, find_sequences
-from apps.pipeline import OutputFilter, TrackerSettings, run_tracking
-from apps.profiler import TimingReport, plot_reports
-from apps.sources import open_source
-from apps.track import QUANT_OPTIONS
+from int8track.apps.evaluation import MotMetrics, evaluate_sequence, summarize
+from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
+from int8track.apps.motchallenge import MotSequence, find_sequences
+from int8track.apps.pipeline import OutputFilter, TrackerSettings, run_tracking
+from int8track.apps.profiler import TimingReport, plot_reports
+from int8track.apps.sources import open_source
+from int8track.apps.track import QUANT_OPTIONS
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
 
 DEFAULT_DATA = (SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1", SHARED_DATA / "MOT17-mini" / "train" / "MOT17-05-FRCNN")
@@ -108,7 +110,7 @@ def run_sequence(
 def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_frames: int,
                   num_threads: int | None) -> tuple[object, Path, bool]:
     """The int8 version of ``detector``, calibrated on frames spread evenly over the sequences (cached)."""
-    from quant.calibration import load_frames
+    from int8track.quant.calibration import load_frames
 
     per_sequence = max(1, calib_frames // len(sequences))
 
@@ -192,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from detectors import load_detector
+    from int8track.detectors import load_detector
 
     cv2.setNumThreads(args.threads)
     sequences = [s for root in args.data for s in find_sequences(require_path(root, "MOT data")) if s.has_images]

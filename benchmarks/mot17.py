@@ -29,10 +29,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
-from apps.motchallenge import MotResultWriter, MotSequence, find_sequences
-from apps.pipeline import TRACKER_STAGES, TrackerSettings, update_tracker
-from apps.profiler import StageProfiler, TimingReport
+from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
+from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_sequences
+from int8track.apps.pipeline import TRACKER_STAGES, TrackerSettings, update_tracker
+from int8track.apps.profiler import StageProfiler, TimingReport
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import e2e
 from benchmarks.common import PROJECT_ROOT, SHARED_DATA, require_path
 from benchmarks.e2e import BENCHMARK_TRACK_THRESH

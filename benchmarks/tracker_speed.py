@@ -24,8 +24,10 @@ from types import SimpleNamespace
 import numpy as np
 from tqdm import tqdm
 
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import require_path
-from tracker import ByteTracker
+from int8track.tracker import ByteTracker
 
 FRAME_W, FRAME_H = 1920.0, 1080.0
 STAGES = ("predict", "iou", "assignment", "bookkeeping")

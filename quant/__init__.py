@@ -15,19 +15,19 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from detectors.detector import Detector
-from quant.activation_ranges import following_activations
-from quant.calibration import (DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames,
+from int8track.detectors.detector import Detector
+from int8track.quant.activation_ranges import following_activations
+from int8track.quant.calibration import (DEFAULT_NUM_FRAMES, collect_ranges, correct_biases, load_frames, preprocess_frames,
                                torch_threads)
-from quant.equalize import cross_layer_equalize
-from quant.fold import fold_batchnorm
-from quant.gptq import gptq_plan
-from quant.migrate import migrate_convs
-from quant.observers import OBSERVER_NAMES
-from quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
-from quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
+from int8track.quant.equalize import cross_layer_equalize
+from int8track.quant.fold import fold_batchnorm
+from int8track.quant.gptq import gptq_plan
+from int8track.quant.migrate import migrate_convs
+from int8track.quant.observers import OBSERVER_NAMES
+from int8track.quant.onnx_export import (QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq)
+from int8track.quant.sensitivity import (EvalSet, LayerSensitivity, LocalError, choose_float_layers, evaluate_plan,
                                layer_sensitivity, local_sensitivity, report, speed_plan)
-from quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
+from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 
 __all__ = ["quantize_detector", "QuantizedDetector", "QuantPlan", "report", "LayerSensitivity", "QUANT_VERSION"]
 

@@ -19,8 +19,8 @@ import onnx
 import torch
 from torch import nn
 
-from quant.observers import Observer, RunningHistogram, _fake_quant_sse, _HistogramBased
-from quant.qparams import QScheme, get_scheme
+from int8track.quant.observers import Observer, RunningHistogram, _fake_quant_sse, _HistogramBased
+from int8track.quant.qparams import QScheme, get_scheme
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -50,7 +50,7 @@ def _activation(node: onnx.NodeProto) -> Activation | None:
 
 def following_activations(proto: onnx.ModelProto, model: nn.Module) -> dict[str, Activation]:
     """Torch conv name -> the activation that is the *only* consumer of its output in ``proto``."""
-    from quant.onnx_export import conv_nodes  # onnx_export imports this package's simulate; avoid a cycle
+    from int8track.quant.onnx_export import conv_nodes  # onnx_export imports this package's simulate; avoid a cycle
 
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in proto.graph.node:

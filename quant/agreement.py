@@ -5,7 +5,7 @@ from typing import Iterable
 
 import numpy as np
 
-from detectors.evaluation import iou_matrix
+from int8track.detectors.evaluation import iou_matrix
 
 
 def match_count(reference: np.ndarray, candidate: np.ndarray, iou_thresh: float = 0.5) -> int:

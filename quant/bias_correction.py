@@ -18,7 +18,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from quant.equalize import constant_input_response, run_with_output_hooks
+from int8track.quant.equalize import constant_input_response, run_with_output_hooks
 
 
 def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None) -> torch.Tensor:

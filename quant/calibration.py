@@ -14,10 +14,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from quant.activation_ranges import Activation, ActivationAwareObserver
-from quant.bias_correction import correct_model_biases
-from quant.observers import make_observer
-from quant.simulate import QuantPlan, conv_layers, simulated
+from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
+from int8track.quant.bias_correction import correct_model_biases
+from int8track.quant.observers import make_observer
+from int8track.quant.simulate import QuantPlan, conv_layers, simulated
 
 DEFAULT_NUM_FRAMES = 200
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")

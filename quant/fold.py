@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from detectors.layers import fold_conv_bn
+from int8track.detectors.layers import fold_conv_bn
 
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.Hardswish, nn.Hardtanh, nn.Sigmoid, nn.GELU, nn.Mish

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from quant.simulate import QuantPlan, conv_layers, simulated
+from int8track.quant.simulate import QuantPlan, conv_layers, simulated
 
 #: dampening added to the Hessian diagonal, as a fraction of its mean (the GPTQ paper's 1%)
 DAMP = 0.01

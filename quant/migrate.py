@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from quant.equalize import input_channel_ranges
-from quant.rescale import InputScale, OutputScale
-from quant.simulate import conv_layers
+from int8track.quant.equalize import input_channel_ranges
+from int8track.quant.rescale import InputScale, OutputScale
+from int8track.quant.simulate import conv_layers
 
 #: migrate only tensors whose largest channel range is at least this many times the median channel range
 #: (1 = every tensor: on ByteTrack-nano, migrating only spreads >= 16 gained nothing end to end, all did)

@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
+from int8track.quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
 
 
 def _flat_numpy(x: torch.Tensor) -> np.ndarray:

@@ -23,11 +23,11 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from detectors.detector import Detector
-from detectors.runtime import OrtRunner, create_session
-from detectors.spec import ModelSpec
-from quant.rescale import input_scale, output_scale, suspended
-from quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
+from int8track.detectors.detector import Detector
+from int8track.detectors.runtime import OrtRunner, create_session
+from int8track.detectors.spec import ModelSpec
+from int8track.quant.rescale import input_scale, output_scale, suspended
+from int8track.quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
 
 OPSET = 13
 INPUT_NAME, OUTPUT_NAME = "images", "output"

@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from detectors.detector import Detector
-from detectors.evaluation import coco_summary
-from quant.activation_ranges import following_activations
-from quant.calibration import collect_ranges, preprocess_frames
-from quant.equalize import cross_layer_equalize
-from quant.fold import fold_batchnorm
-from quant.onnx_export import default_float_layers, export_fp32, fuse_silu
-from quant.sensitivity import EvalSet, compare
-from quant.simulate import ACT_SCHEMES, WEIGHT_GRANULARITIES, QuantPlan, conv_layers, run_simulated
+from int8track.detectors.detector import Detector
+from int8track.detectors.evaluation import coco_summary
+from int8track.quant.activation_ranges import following_activations
+from int8track.quant.calibration import collect_ranges, preprocess_frames
+from int8track.quant.equalize import cross_layer_equalize
+from int8track.quant.fold import fold_batchnorm
+from int8track.quant.onnx_export import default_float_layers, export_fp32, fuse_silu
+from int8track.quant.sensitivity import EvalSet, compare
+from int8track.quant.simulate import ACT_SCHEMES, WEIGHT_GRANULARITIES, QuantPlan, conv_layers, run_simulated
 
 OBSERVERS = ("minmax", "percentile", "entropy", "mse")
 FLOAT_SETS = ("none", "stem", "stem+head")

@@ -20,11 +20,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from quant.agreement import detection_f1
-from detectors.runtime import create_session
-from quant.onnx_export import insert_qdq
-from quant.qparams import sqnr_db
-from quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
+from int8track.quant.agreement import detection_f1
+from int8track.detectors.runtime import create_session
+from int8track.quant.onnx_export import insert_qdq
+from int8track.quant.qparams import sqnr_db
+from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
 
 Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from quant.qparams import activation_qparams, fake_quantize, weight_qparams_per_channel
+from int8track.quant.qparams import activation_qparams, fake_quantize, weight_qparams_per_channel
 
 #: activation schemes: asymmetric uint8 (default) or symmetric int8 (full [-128, 127] grid, as ORT saturates)
 ACT_SCHEMES = {"uint8": "asymmetric_uint8", "int8": "symmetric_int8_full"}

@@ -15,8 +15,8 @@ import onnx
 import pytest
 from conftest import require_data
 
-from apps.model_cache import Int8ModelCache, source_fingerprint
-from detectors import load_detector
+from int8track.apps.model_cache import Int8ModelCache, source_fingerprint
+from int8track.detectors import load_detector
 
 OLD_TIME_NS = 1_600_000_000 * 10**9
 
@@ -136,7 +136,7 @@ def test_a_new_quantization_version_is_not_served_an_old_model(tmp_path, monkeyp
                          num_threads=1)
 
     old = get()
-    import quant
+    from int8track import quant
 
     monkeypatch.setattr(quant, "QUANT_VERSION", quant.QUANT_VERSION + 1)
     new = get()

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from apps.pipeline import TrackerSettings, track_frames
-from apps.sources import open_source
-from detectors import load_detector
+from int8track.apps.pipeline import TrackerSettings, track_frames
+from int8track.apps.sources import open_source
+from int8track.detectors import load_detector
 
 FRAMES = 3
 

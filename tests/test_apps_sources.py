@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from apps.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
+from int8track.apps.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
 
 
 def _frames(source: FrameSource, **options) -> list:
@@ -116,7 +116,7 @@ class _GapRecordingTracker:
     """A real ByteTracker that also records the ``frame_gap`` each update received."""
 
     def __init__(self) -> None:
-        from tracker import ByteTracker
+        from int8track.tracker import ByteTracker
 
         self.inner = ByteTracker()
         self.gaps: list[int] = []
@@ -144,7 +144,7 @@ class _EmptyDetector:
 
 
 def test_frames_dropped_by_a_live_source_reach_the_tracker_as_frame_gaps():
-    from apps.pipeline import track_frames
+    from int8track.apps.pipeline import track_frames
 
     source = _FakeCamera(60, 0.001)
     reader = ReadAhead(source)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from apps.pipeline import STAGES, OutputFilter
-from apps.track import main
+from int8track.apps.pipeline import STAGES, OutputFilter
+from int8track.apps.track import main
 
 FRAMES = 12
 
@@ -102,7 +102,7 @@ def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, 
 
 
 def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, monkeypatch):
-    import quant
+    from int8track import quant
 
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")

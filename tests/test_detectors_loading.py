@@ -9,11 +9,11 @@ import onnx
 import pytest
 import torch
 
-from detectors import ZOO, Detector, load_detector
-from detectors.layers import fuse_conv_bn, is_fused
-from detectors.runtime import OrtRunner
-from detectors.yolov5 import YOLOv5, yolov5_yaml
-from detectors.yolox import YOLOX
+from int8track.detectors import ZOO, Detector, load_detector
+from int8track.detectors.layers import fuse_conv_bn, is_fused
+from int8track.detectors.runtime import OrtRunner
+from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
+from int8track.detectors.yolox import YOLOX
 from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 # Published parameter counts: YOLOX README (M, unfused) and Ultralytics' fused model summaries (exact).
@@ -37,7 +37,7 @@ def test_architectures_match_published_parameter_counts():
 
 
 def test_variant_is_read_from_state_dict():
-    from detectors.checkpoints import yolox_arch_of_state
+    from int8track.detectors.checkpoints import yolox_arch_of_state
 
     with torch.device("meta"):
         for variant in YOLOX_PARAMS_M:
@@ -150,7 +150,7 @@ def test_unpickler_never_executes_checkpoint_code(tmp_path):
 
 
 def test_zoo_names_and_missing_weights_error(monkeypatch):
-    from detectors import zoo
+    from int8track.detectors import zoo
 
     assert {"yolox_nano", "yolox_x", "bytetrack_nano_mot17", "bytetrack_s_mot17", "yolov5n", "yolov5x"} <= set(ZOO)
     assert ZOO["bytetrack_s_mot17"].class_names == ["person"] and ZOO["yolov5n"].sha256 is not None
@@ -166,7 +166,7 @@ def test_zoo_names_and_missing_weights_error(monkeypatch):
 
 
 def test_zoo_name_finds_weights_in_cache(tmp_path):
-    from detectors.zoo import cache_dir
+    from int8track.detectors.zoo import cache_dir
 
     reference = randomised(YOLOX("nano", 80))
     cache_dir().mkdir(parents=True)
@@ -187,7 +187,7 @@ def test_yolov5_activation_is_selectable():
 
 
 def test_onnxruntime_export_is_cached_and_quantized_spec_metadata_loads(tmp_path, monkeypatch):
-    from detectors import loading
+    from int8track.detectors import loading
 
     reference = randomised(YOLOX("nano", 2))
     path = tmp_path / "two_class.pth"
@@ -216,7 +216,7 @@ def test_onnxruntime_export_is_cached_and_quantized_spec_metadata_loads(tmp_path
 def test_download_verifies_sha256_and_leaves_no_partial_file(tmp_path):
     import hashlib
 
-    from detectors.zoo import download
+    from int8track.detectors.zoo import download
 
     source = tmp_path / "weights.bin"
     source.write_bytes(b"weights" * 1000)

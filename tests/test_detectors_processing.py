@@ -9,13 +9,13 @@ import onnx
 import pytest
 from conftest import require_data
 
-from detectors import load_detector
-from detectors.evaluation import average_precision, coco_summary, iou_matrix
-from detectors.nms import batched_nms, nms
-from detectors.postprocess import postprocess
-from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
-from detectors.spec import ModelSpec
-from detectors.zoo import zoo_spec
+from int8track.detectors import load_detector
+from int8track.detectors.evaluation import average_precision, coco_summary, iou_matrix
+from int8track.detectors.nms import batched_nms, nms
+from int8track.detectors.postprocess import postprocess
+from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
+from int8track.detectors.spec import ModelSpec
+from int8track.detectors.zoo import zoo_spec
 
 
 # ---------------------------------------------------------------------------------------------------- NMS
@@ -258,7 +258,7 @@ def test_classes_filtered_before_nms_equal_filtering_afterwards(coco_detector, s
 def test_with_classes_keeps_an_int8_subclass_and_its_saved_form(coco_detector, street_frame, tmp_path):
     """``QuantizedDetector`` (here around the float ONNX: its precision does not matter for the class list)
     stays a QuantizedDetector sharing its session, and a detector loaded from its saved file filters the same."""
-    from quant.onnx_export import QuantizedDetector
+    from int8track.quant.onnx_export import QuantizedDetector
 
     proto = onnx.load(require_data("weights/yolox_nano.onnx"))
     saved = QuantizedDetector(coco_detector.spec, proto, {}, num_threads=1, conf_thresh=0.05)

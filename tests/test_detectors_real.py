@@ -15,10 +15,10 @@ cv2 = pytest.importorskip("cv2")
 from conftest import require_data  # noqa: E402
 from test_detectors_support import single_torch_thread  # noqa: E402,F401  (fixture)
 
-from detectors import load_detector  # noqa: E402
-from detectors.evaluation import boxes_by_frame, gt_recall, iou_matrix  # noqa: E402
-from detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from detectors.runtime import create_session  # noqa: E402
+from int8track.detectors import load_detector  # noqa: E402
+from int8track.detectors.evaluation import boxes_by_frame, gt_recall, iou_matrix  # noqa: E402
+from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from int8track.detectors.runtime import create_session  # noqa: E402
 
 PETS = "MOT15/train/PETS09-S2L1"
 FRAMES = list(range(1, 796, 100))  # 8 frames spread over the sequence
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")  # whole module on o
 
 @pytest.fixture(scope="module")
 def pets() -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    from apps.motchallenge import load_sequence
+    from int8track.apps.motchallenge import load_sequence
 
     seq = load_sequence(require_data(PETS))
     gt = seq.ground_truth()
@@ -164,8 +164,8 @@ def test_zoo_name_finds_onnx_in_cache_dir(tmp_path, monkeypatch):
 
 
 def test_yolov5n_checkpoint_layout_is_the_v6_layout():
-    from detectors.checkpoints import yolov5_checkpoint
-    from detectors.yolov5 import yolov5_yaml
+    from int8track.detectors.checkpoints import yolov5_checkpoint
+    from int8track.detectors.yolov5 import yolov5_yaml
 
     ckpt = yolov5_checkpoint(require_data("weights/yolov5n.pt"))
     ours = yolov5_yaml("n")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from apps.evaluation import OVERALL, MotMetrics, accumulate, evaluate_sequence, summarize
-from apps.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
+from int8track.apps.evaluation import OVERALL, MotMetrics, accumulate, evaluate_sequence, summarize
+from int8track.apps.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
 
 PED, STATIC_PERSON, CAR, NON_MOT_VEHICLE = 1, 7, 3, 6
 BOX_A = (100.0, 100.0, 40.0, 100.0)  # x, y, w, h
@@ -137,7 +137,7 @@ def test_bad_evaluation_input_is_a_clear_error() -> None:
 
 
 def _track_public_detections(sequence: MotSequence, path: Path) -> Path:
-    from tracker import ByteTracker
+    from int8track.tracker import ByteTracker
 
     tracker = ByteTracker(frame_rate=sequence.frame_rate)
     return write_results(path, ((frame, tracker.update(dets))
@@ -216,7 +216,7 @@ def test_metrics_agree_with_trackeval(case: str, tmp_path: Path) -> None:
 def test_command_line_scores_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from apps.evaluation import main
+    from int8track.apps.evaluation import main
 
     data = require_data("MOT17-mini/train")
     sequence = load_sequence(data / "MOT17-05-FRCNN")

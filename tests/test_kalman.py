@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from filterpy.kalman import KalmanFilter
 
-from tracker import kalman
+from int8track.tracker import kalman
 
 W_POS, W_VEL = 1.0 / 20, 1.0 / 160
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from cython_bbox import bbox_overlaps
 
-from tracker import matching
-from tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes, overlapping_pairs, sparse_assignment
+from int8track.tracker import matching
+from int8track.tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes, overlapping_pairs, sparse_assignment
 
 
 def random_boxes(rng: np.random.Generator, count: int, scale: float = 100.0) -> np.ndarray:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import require_data
 
-from apps.motchallenge import read_results
+from int8track.apps.motchallenge import read_results
 from benchmarks import mot17
 
 

@@ -12,7 +12,7 @@ from conftest import require_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.motchallenge import (
+from int8track.apps.motchallenge import (
     MotResultWriter,
     find_sequences,
     format_tracks,

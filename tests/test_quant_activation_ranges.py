@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from quant.activation_ranges import ActivationAwareObserver, activation_aware_low, following_activations
-from quant.calibration import collect_ranges
-from quant.observers import MinMaxObserver, PercentileObserver, RunningHistogram
-from quant.onnx_export import export_fp32, fuse_silu
-from quant.qparams import activation_qparams, fake_quantize
+from int8track.quant.activation_ranges import ActivationAwareObserver, activation_aware_low, following_activations
+from int8track.quant.calibration import collect_ranges
+from int8track.quant.observers import MinMaxObserver, PercentileObserver, RunningHistogram
+from int8track.quant.onnx_export import export_fp32, fuse_silu
+from int8track.quant.qparams import activation_qparams, fake_quantize
 from test_quant_simulate import tiny_setup
 
 

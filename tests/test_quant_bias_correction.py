@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from quant.bias_correction import (
+from int8track.quant.bias_correction import (
     analytical_bias_correction,
     correct_model_biases,
     empirical_bias_correction,
@@ -15,7 +15,7 @@ from quant.bias_correction import (
     output_channel_mean,
     relu_normal_mean,
 )
-from quant.qparams import fake_quantize, sqnr_db, weight_qparams_per_channel
+from int8track.quant.qparams import fake_quantize, sqnr_db, weight_qparams_per_channel
 
 
 def _quantized_copy(conv: nn.Conv2d, levels: int = 7) -> nn.Conv2d:
@@ -140,7 +140,7 @@ def test_real_yolov5n_bias_correction_improves_held_out_sqnr() -> None:
 
     from conftest import require_data
 
-    detectors = pytest.importorskip("detectors")
+    from int8track import detectors
     det = detectors.load_detector(str(require_data("weights/yolov5n.pt")), backend="torch")
     frames = sorted(glob.glob(str(require_data("MOT17-mini/train/MOT17-05-FRCNN/img1") / "*.jpg")))[:8]
     blobs = [torch.from_numpy(det.preprocess(cv2.imread(f))[0]) for f in frames]

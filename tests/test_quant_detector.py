@@ -9,12 +9,12 @@ import onnx
 import pytest
 
 from conftest import require_data
-from quant import quantize_detector
-from quant.agreement import detection_f1
-from quant.calibration import load_frames
-from quant.onnx_export import SPEC_KEY, int8_op_count, optimized_op_counts
-from quant.sensitivity import cosine
-from quant.simulate import run_simulated
+from int8track.quant import quantize_detector
+from int8track.quant.agreement import detection_f1
+from int8track.quant.calibration import load_frames
+from int8track.quant.onnx_export import SPEC_KEY, int8_op_count, optimized_op_counts
+from int8track.quant.sensitivity import cosine
+from int8track.quant.simulate import run_simulated
 
 # Measured 2026-11-22 (percentile ranges from the 3 calibration frames, stem (2 convs) + head preds float,
 # 384x512): F1 0.836 on the 3 held-out frames below (0.854 on 20 other frames). The bound leaves room for
@@ -25,7 +25,7 @@ INPUT_SIZE = (384, 512)
 
 @pytest.fixture(scope="module")
 def bytetrack():
-    from detectors import Detector, TorchRunner, load_detector
+    from int8track.detectors import Detector, TorchRunner, load_detector
 
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
     sequence = require_data("MOT15/train/PETS09-S2L1")
@@ -62,7 +62,7 @@ def test_ort_runs_int8_convs_and_keeps_the_float_set_float(bytetrack):
 
 
 def test_save_load_round_trip_gives_identical_outputs(bytetrack, tmp_path):
-    from detectors import load_detector
+    from int8track.detectors import load_detector
 
     _, qdet, frames = bytetrack
     path = qdet.save(tmp_path / "bytetrack_nano_int8.onnx")
@@ -76,7 +76,7 @@ def test_save_load_round_trip_gives_identical_outputs(bytetrack, tmp_path):
 
 
 def test_detector_without_torch_model_is_rejected(bytetrack):
-    from detectors import Detector
+    from int8track.detectors import Detector
 
     det, _, frames = bytetrack
     with pytest.raises(ValueError, match="needs the float torch model"):
@@ -84,7 +84,7 @@ def test_detector_without_torch_model_is_rejected(bytetrack):
 
 
 def test_search_scores_configurations_and_ranks_them(bytetrack, tmp_path):
-    from quant.search import search, write_table
+    from int8track.quant.search import search, write_table
 
     det, _, frames = bytetrack
     rows = search(det, frames[:1], frames[1:], observers=["minmax"], schemes=["uint8"], equalize=[False],
@@ -126,7 +126,7 @@ def test_target_agreement_runs_the_search_only_when_the_plan_misses_it(bytetrack
 
 
 def test_auto_observer_keeps_the_candidate_that_agrees_best(bytetrack):
-    from quant import AUTO_OBSERVERS
+    from int8track.quant import AUTO_OBSERVERS
 
     det, _, held_out = bytetrack
     calib = load_frames(require_data("MOT15/train/PETS09-S2L1"), num=3, offset=0, step=200)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from quant.equalize import (
+from int8track.quant.equalize import (
     absorb_high_bias,
     absorb_high_biases,
     cross_layer_equalize,
@@ -18,8 +18,8 @@ from quant.equalize import (
     output_channel_ranges,
     verify_chains,
 )
-from quant.fold import fold_batchnorm
-from quant.qparams import sqnr_db
+from int8track.quant.fold import fold_batchnorm
+from int8track.quant.qparams import sqnr_db
 
 
 def _unbalance(model: nn.Module, seed: int) -> nn.Module:
@@ -102,8 +102,8 @@ def test_unfolded_batchnorm_blocks_equalization() -> None:
 
 
 def test_chains_in_detector_blocks() -> None:
-    yolox = pytest.importorskip("detectors.yolox")
-    yolov5 = pytest.importorskip("detectors.yolov5")
+    from int8track.detectors import yolox as yolox
+    from int8track.detectors import yolov5 as yolov5
     block = nn.Sequential(
         yolox.Bottleneck(8, 8, shortcut=True, depthwise=True, act="relu"),
         yolox.CSPLayer(8, 8, 1, shortcut=False, act="relu"),
@@ -206,7 +206,7 @@ def test_verify_chains_rejects_links_whose_output_is_routed_elsewhere() -> None:
 def test_real_yolov5n_chains_verified_and_silu_gated() -> None:
     from conftest import require_data
 
-    detectors = pytest.importorskip("detectors")
+    from int8track import detectors
     det = detectors.load_detector(str(require_data("weights/yolov5n.pt")), backend="torch")
     model = fold_batchnorm(det.model)
     x = torch.rand(1, 3, 64, 64)

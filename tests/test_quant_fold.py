@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from quant.fold import FusablePattern, find_fusable_patterns, fold_batchnorm, fold_conv_bn, relu6_to_relu
+from int8track.quant.fold import FusablePattern, find_fusable_patterns, fold_batchnorm, fold_conv_bn, relu6_to_relu
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -82,7 +82,7 @@ def test_fold_batchnorm_model_equals_unfolded_in_eval() -> None:
 
 
 def test_fold_batchnorm_on_detector_blocks() -> None:
-    yolox = pytest.importorskip("detectors.yolox")
+    from int8track.detectors import yolox as yolox
     torch.manual_seed(1)
     block = _randomize_bn(yolox.Bottleneck(8, 8, shortcut=True, depthwise=True))
     x = torch.randn(1, 8, 12, 12)

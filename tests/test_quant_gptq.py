@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectors.runtime import create_session
-from quant.calibration import collect_ranges
-from quant.gptq import conv_patches, gptq_plan, gptq_round
-from quant.onnx_export import export_fp32, fuse_silu, insert_qdq
-from quant.simulate import QuantPlan, conv_layers, quantize_weight, run_simulated
+from int8track.detectors.runtime import create_session
+from int8track.quant.calibration import collect_ranges
+from int8track.quant.gptq import conv_patches, gptq_plan, gptq_round
+from int8track.quant.onnx_export import export_fp32, fuse_silu, insert_qdq
+from int8track.quant.simulate import QuantPlan, conv_layers, quantize_weight, run_simulated
 from test_quant_simulate import tiny_setup
 
 

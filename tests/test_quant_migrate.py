@@ -9,13 +9,13 @@ import onnx
 import pytest
 import torch
 
-from detectors.runtime import create_session
-from quant.calibration import collect_ranges
-from quant.migrate import channel_absmax, channel_spread, migrate_convs, migration_scales
-from quant.onnx_export import export_fp32, insert_qdq, optimized_op_counts
-from quant.qparams import sqnr_db
-from quant.rescale import input_scale, output_scale
-from quant.simulate import QuantPlan, conv_layers, run_simulated
+from int8track.detectors.runtime import create_session
+from int8track.quant.calibration import collect_ranges
+from int8track.quant.migrate import channel_absmax, channel_spread, migrate_convs, migration_scales
+from int8track.quant.onnx_export import export_fp32, insert_qdq, optimized_op_counts
+from int8track.quant.qparams import sqnr_db
+from int8track.quant.rescale import input_scale, output_scale
+from int8track.quant.simulate import QuantPlan, conv_layers, run_simulated
 from test_quant_simulate import tiny_setup
 
 SIZE = 32
@@ -106,8 +106,8 @@ def test_migration_scales_reject_bad_alpha(migrated):
 
 
 def test_bias_correction_of_output_rescaled_convs_moves_means_to_float(migrated):
-    from quant.calibration import correct_biases
-    from quant.simulate import simulated
+    from int8track.quant.calibration import correct_biases
+    from int8track.quant.simulate import simulated
 
     original, model, blobs, _ = migrated
     ranges = collect_ranges(model, blobs, "minmax", progress=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from quant.observers import (
+from int8track.quant.observers import (
     OBSERVER_NAMES,
     EntropyObserver,
     HistogramObserver,
@@ -14,7 +14,7 @@ from quant.observers import (
     make_observer,
     observer_qparams,
 )
-from quant.qparams import SYMMETRIC_INT8, activation_qparams, fake_quantize
+from int8track.quant.qparams import SYMMETRIC_INT8, activation_qparams, fake_quantize
 
 
 def _feed(obs, x: torch.Tensor, batches: int):

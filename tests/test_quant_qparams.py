@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from quant.qparams import (
+from int8track.quant.qparams import (
     ASYMMETRIC_UINT8,
     SYMMETRIC_INT8,
     SYMMETRIC_INT8_FULL,

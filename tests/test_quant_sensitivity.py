@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from quant.calibration import collect_ranges
-from quant.onnx_export import export_fp32, fuse_silu
-from quant.qparams import sqnr_db
-from quant.sensitivity import (EvalSet, choose_float_layers, conv_strides, evaluate_plan, layer_sensitivity,
+from int8track.quant.calibration import collect_ranges
+from int8track.quant.onnx_export import export_fp32, fuse_silu
+from int8track.quant.qparams import sqnr_db
+from int8track.quant.sensitivity import (EvalSet, choose_float_layers, conv_strides, evaluate_plan, layer_sensitivity,
                                local_sensitivity, pick_candidate, report, speed_plan)
-from quant.simulate import QuantPlan, conv_layers, conv_sim
+from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim
 from test_quant_simulate import tiny_setup
 
 
@@ -101,7 +101,7 @@ def test_local_sensitivity_matches_a_direct_computation(setup):
 
 
 def test_detection_f1_counts_one_to_one_same_class_matches():
-    from quant.agreement import detection_f1, match_count
+    from int8track.quant.agreement import detection_f1, match_count
 
     a = np.array([[0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 0], [40, 40, 50, 50, 0.7, 2]])
     b = np.array([[1, 1, 10, 10, 0.9, 0],    # IoU 0.81 with a[0]

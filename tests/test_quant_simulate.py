@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from quant.calibration import collect_ranges, load_frames
-from quant.qparams import activation_qparams
-from quant.simulate import QuantPlan, conv_layers, quantize_bias, quantize_weight, run_simulated, simulated
+from int8track.quant.calibration import collect_ranges, load_frames
+from int8track.quant.qparams import activation_qparams
+from int8track.quant.simulate import QuantPlan, conv_layers, quantize_bias, quantize_weight, run_simulated, simulated
 
 
 class TinyNet(nn.Module):
@@ -140,7 +140,7 @@ def test_load_frames_selects_and_reports_errors(tmp_path):
 
 
 def test_bias_correction_moves_simulated_channel_means_to_float():
-    from quant.calibration import correct_biases
+    from int8track.quant.calibration import correct_biases
 
     model, blobs = tiny_setup(seed=5, frames=6)
     ranges = collect_ranges(model, blobs, "minmax", progress=False)

@@ -5,8 +5,8 @@ import lap
 import numpy as np
 import pytest
 
-from tracker import matching
-from tracker.matching import linear_assignment, star_matches
+from int8track.tracker import matching
+from int8track.tracker.matching import linear_assignment, star_matches
 
 THRESH = 0.8
 

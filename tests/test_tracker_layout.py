@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracker import kalman
-from tracker.track_table import take_rows
-from tracker.validation import clean_detections
+from int8track.tracker import kalman
+from int8track.tracker.track_table import take_rows
+from int8track.tracker.validation import clean_detections
 
 
 def random_state(rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import require_data
-from tracker import ByteTracker
+from int8track.tracker import ByteTracker
 
 REFERENCE = "reference/bytetrack"
 SETS = [

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker import ByteTracker, byte_tracker, matching
+from int8track.tracker import ByteTracker, byte_tracker, matching
 
 LOW_THRESH = 0.1
 

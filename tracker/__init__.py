@@ -1,6 +1,6 @@
 """ByteTrack multi-object tracking, vectorised over tracks (see ``ByteTracker``)."""
 from __future__ import annotations
 
-from tracker.byte_tracker import OUTPUT_COLUMNS, ByteTracker
+from int8track.tracker.byte_tracker import OUTPUT_COLUMNS, ByteTracker
 
 __all__ = ["ByteTracker", "OUTPUT_COLUMNS"]

@@ -6,11 +6,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tracker import kalman
-from tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
+from int8track.tracker import kalman
+from int8track.tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
                               small_sparse_assignment, sparse_assignment)
-from tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
-from tracker.validation import CleanDetections, check_frame_step, clean_detections
+from int8track.tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
+from int8track.tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 ID_MODES = ("compact", "official")
 ALL = slice(None)  # "every position" as an index
