@@ -8,13 +8,19 @@ import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("INT8TRACK_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+#: CI has the real data: there a missing file is a failure, not a skip (``.ci/run`` sets it).
+DATA_REQUIRED = os.environ.get("INT8TRACK_REQUIRE_DATA", "") not in ("", "0")
 
 
 def require_data(relative: str) -> Path:
-    """Return ``SHARED_DATA / relative`` or skip the test, saying which file is missing."""
+    """Return ``SHARED_DATA / relative``; when it is missing, skip the test naming the file, or fail under
+    ``INT8TRACK_REQUIRE_DATA=1``."""
     path = SHARED_DATA / relative
     if not path.exists():
-        pytest.skip(f"real data not found: {path} (set INT8TRACK_DATA or place shared/data beside the project)")
+        message = f"real data not found: {path} (set INT8TRACK_DATA or place shared/data beside the project)"
+        if DATA_REQUIRED:
+            pytest.fail(message + "; INT8TRACK_REQUIRE_DATA is set, so this is a failure", pytrace=False)
+        pytest.skip(message)
     return path
 
 
