@@ -124,18 +124,6 @@ def mask_classes(cost: np.ndarray, track_classes: np.ndarray, det_classes: np.nd
     return cost
 
 
-def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Minimum-cost matching of a dense cost matrix where no matched pair costs more than ``thresh``.
-
-    Same optimum as the official ``lap.lapjv(cost, extend_cost=True, cost_limit=thresh)``;
-    see ``sparse_assignment``. Returns ``(matched_rows, matched_cols, unmatched_rows,
-    unmatched_cols)`` as ascending index arrays (matched pairs in row order).
-    """
-    rows, cols = (cost <= thresh).nonzero()
-    return sparse_assignment(rows, cols, cost[rows, cols], cost.shape, thresh,
-                             lambda sub_rows, sub_cols: cost[np.ix_(sub_rows, sub_cols)])
-
-
 def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, shape: tuple[int, int], thresh: float,
                       dense_cost: Callable[[np.ndarray, np.ndarray], np.ndarray],
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
