@@ -1,4 +1,4 @@
-"""Adapters for Ultralytics (tracker yaml, Results), supervision (update_with_detections) and BoxMOT (update(dets, img))."""
+"""Adapters: Ultralytics (tracker yaml, Results), supervision (update_with_detections), BoxMOT (update(dets, img))."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +45,8 @@ def test_ultralytics_bytetrack_yaml_maps_key_for_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "message"), [
     (ULTRALYTICS_BYTETRACK_YAML + "gmc_method: sparseOptFlow\nproxy_thresh: 0.5\n",
      "unknown tracker setting.*gmc_method, proxy_thresh"),
-    (ULTRALYTICS_BYTETRACK_YAML.replace("tracker_type: bytetrack", "tracker_type: botsort"), "'botsort' is not supported"),
+    (ULTRALYTICS_BYTETRACK_YAML.replace("tracker_type: bytetrack", "tracker_type: botsort"),
+     "'botsort' is not supported"),
     ("track_high_thresh: high\n", "track_high_thresh must be a finite number"),
     ("track_buffer: 30.5\n", "track_buffer must be an integer"),
     ("- 0.5\n- 0.1\n", "expected tracker settings"),

@@ -97,7 +97,8 @@ def _check_number(name: str, value: object, low: float, high: float = math.inf, 
     """Raise ValueError unless ``value`` is a real number in [low, high] ((low, high] if ``low_open``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < low or (low_open and value == low) or value > high:
+    number = float(value)
+    if number < low or (low_open and number == low) or number > high:
         bracket = "(" if low_open else "["
         upper = "inf)" if high == math.inf else f"{high:g}]"
         raise ValueError(f"{name} must be in {bracket}{low:g}, {upper}, got {value!r}")

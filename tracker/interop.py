@@ -38,6 +38,8 @@ def load_tracker_yaml(path: str | os.PathLike[str]) -> TrackerConfig:
     ``track_low_thresh``, ``new_track_thresh``, ``track_buffer``, ``match_thresh``, ``fuse_score`` are
     among them) and ``tracker_type``, which must be ``bytetrack``. Any other key, a file that cannot be
     read or parsed, or a bad value raises ``ValueError`` with one line naming the file and the problem.
+    The thresholds keep the official tracker's comparisons: a score exactly equal to ``track_high_thresh``
+    goes to neither association stage (Ultralytics puts it in the first), which only matters on the threshold.
     """
     import yaml
 
