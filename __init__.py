@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "ByteTracker": "int8track.tracker",
     "OUTPUT_COLUMNS": "int8track.tracker",
+    "TrackerConfig": "int8track.tracker",
     "Detector": "int8track.detectors",
     "ModelSpec": "int8track.detectors",
     "load_detector": "int8track.detectors",
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from int8track.apps.sources import open_source
     from int8track.detectors import Detector, ModelSpec, load_detector
     from int8track.quant import QuantizedDetector, QuantPlan, quantize_detector
-    from int8track.tracker import OUTPUT_COLUMNS, ByteTracker
+    from int8track.tracker import OUTPUT_COLUMNS, ByteTracker, TrackerConfig
 
 
 def __getattr__(name: str) -> Any:

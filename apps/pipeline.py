@@ -9,7 +9,6 @@ by a :class:`~apps.profiler.StageProfiler`.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 from dataclasses import dataclass, field
@@ -32,52 +31,6 @@ STAGES = (
     "draw", "write",
 )
 TRACKER_STAGES = ("track_predict", "track_association", "track_bookkeeping")
-
-
-@dataclass(frozen=True)
-class TrackerSettings:
-    """ByteTrack settings as the official demo names them (``tools/demo_track.py`` defaults).
-
-    The official tracker derives its thresholds from ``track_thresh``: detections above it are matched first,
-    those between ``low_thresh`` and it second, and a new track needs ``track_thresh + 0.1``.
-    """
-
-    track_thresh: float = 0.5
-    track_buffer: int = 30
-    match_thresh: float = 0.8
-    low_thresh: float = 0.1
-    fuse_score: bool = True
-
-    @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser, track_thresh: float | None = 0.5,
-                      track_thresh_default_text: str = "%(default)s") -> None:
-        """Add ``--track-thresh``, ``--track-buffer`` and ``--match-thresh`` (the same in every program)."""
-        parser.add_argument("--track-thresh", type=float, default=track_thresh,
-                            help=f"ByteTrack high-score threshold; new tracks need it + 0.1 "
-                                 f"(default {track_thresh_default_text})")
-        parser.add_argument("--track-buffer", type=int, default=TrackerSettings.track_buffer,
-                            help="frames (at 30 fps) a lost track is kept (default %(default)s)")
-        parser.add_argument("--match-thresh", type=float, default=TrackerSettings.match_thresh,
-                            help="first-stage association IoU-cost threshold (default %(default)s)")
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "TrackerSettings":
-        """Settings from the options :meth:`add_arguments` added."""
-        return cls(track_thresh=args.track_thresh, track_buffer=args.track_buffer, match_thresh=args.match_thresh)
-
-    def create(self, frame_rate: float):
-        """A fresh ``tracker.ByteTracker`` for a source running at ``frame_rate`` fps."""
-        from int8track.tracker import ByteTracker
-
-        return ByteTracker(
-            frame_rate=frame_rate,
-            track_high_thresh=self.track_thresh,
-            track_low_thresh=self.low_thresh,
-            new_track_thresh=self.track_thresh + 0.1,
-            match_thresh=self.match_thresh,
-            track_buffer=self.track_buffer,
-            fuse_score=self.fuse_score,
-        )
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ import cv2
 import numpy as np
 
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
-from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
+from int8track.apps.pipeline import OutputFilter, RunResult, run_tracking
 from int8track.apps.profiler import plot_reports
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.tracker import ByteTracker, TrackerConfig
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"
 DEFAULT_CALIB_FRAMES = 200
@@ -68,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
     parser.add_argument("--classes", default="person",
                         help="comma-separated class names or ids to track (default person)")
-    TrackerSettings.add_arguments(parser, track_thresh=TrackerSettings.track_thresh)
+    add_tracker_arguments(parser, config_file=True)
     parser.add_argument("--min-box-area", type=float, default=defaults_filter.min_box_area,
                         help="tracks with a smaller box are not drawn or written (default %(default)s)")
     parser.add_argument("--aspect-ratio-thresh", type=float, default=defaults_filter.aspect_ratio_thresh,
@@ -87,13 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:
+        tracker_config = tracker_config_from_args(args)
         source = open_source(args.source, fps=args.fps)
     except (OSError, SourceError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision = _load_detector(args, source)
-        result = _run(args, source, detector, precision, output_dir)
+        result = _run(args, tracker_config, source, detector, precision, output_dir)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
@@ -197,13 +200,13 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) -> RunResult:
+def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str,
+         output_dir: Path) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
         show = False
-    settings = TrackerSettings.from_args(args)
-    tracker = settings.create(source.info.fps or DEFAULT_TRACKER_FPS)
+    tracker = ByteTracker(tracker_config, frame_rate=source.info.fps or DEFAULT_TRACKER_FPS)
     stem = source.info.name
     return run_tracking(
         source, detector, tracker,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -26,10 +26,12 @@ import cv2
 from int8track.apps.evaluation import MotMetrics, evaluate_sequence, summarize
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.motchallenge import MotSequence, find_sequences
-from int8track.apps.pipeline import OutputFilter, TrackerSettings, run_tracking
+from int8track.apps.pipeline import OutputFilter, run_tracking
 from int8track.apps.profiler import TimingReport, plot_reports
 from int8track.apps.sources import open_source
 from int8track.apps.track import QUANT_OPTIONS
+from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.tracker import ByteTracker, TrackerConfig
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
@@ -75,7 +77,7 @@ class SequenceRun:
 def run_sequence(
     sequence: MotSequence,
     detector,
-    settings: TrackerSettings,
+    tracker_config: TrackerConfig,
     results_dir: Path,
     *,
     precision: str = "fp32",
@@ -88,7 +90,7 @@ def run_sequence(
     """Track one sequence with ``detector``, write ``results_dir/<name>.txt`` and score it against its gt."""
     results_dir.mkdir(parents=True, exist_ok=True)
     source = open_source(sequence.root)
-    tracker = settings.create(sequence.frame_rate)
+    tracker = ByteTracker(tracker_config, frame_rate=sequence.frame_rate)
     result = run_tracking(
         source, detector, tracker,
         classes=classes,
@@ -125,7 +127,7 @@ def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_f
 def run_benchmark(
     sequences: list[MotSequence],
     detectors: dict[str, object],
-    settings: TrackerSettings,
+    tracker_config: TrackerConfig,
     output_dir: Path,
     **run_options,
 ) -> list[SequenceRun]:
@@ -133,7 +135,7 @@ def run_benchmark(
     runs = []
     for sequence in sequences:
         for precision, detector in detectors.items():
-            runs.append(run_sequence(sequence, detector, settings, output_dir / precision, precision=precision,
+            runs.append(run_sequence(sequence, detector, tracker_config, output_dir / precision, precision=precision,
                                      **run_options))
     return runs
 
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", type=Path, help=f"weights file (default {DEFAULT_WEIGHTS})")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32,int8")
     parser.add_argument("--calib-frames", type=int, default=200, help="int8 calibration frames over all sequences")
-    TrackerSettings.add_arguments(parser, track_thresh=BENCHMARK_TRACK_THRESH)
+    add_tracker_arguments(parser, track_thresh_default=BENCHMARK_TRACK_THRESH)
     parser.add_argument("--threads", type=int, default=1, help="inference and OpenCV threads (default 1)")
     parser.add_argument("--video", action="store_true", help="also draw and write annotated videos")
     parser.add_argument("--max-frames", type=int, help="only the first N frames of each sequence (no metrics)")
@@ -210,8 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         sys.exit(f"error: unknown precision(s) {unknown}; choose from {PRECISIONS}")
     detectors = {}
-    meta: dict = {"weights": str(weights), "threads": args.threads, "track_thresh": args.track_thresh,
-                  "track_buffer": args.track_buffer, "match_thresh": args.match_thresh}
+    try:
+        tracker_config = tracker_config_from_args(args, track_thresh=BENCHMARK_TRACK_THRESH)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    meta: dict = {"weights": str(weights), "threads": args.threads, "tracker": asdict(tracker_config)}
     for precision in precisions:
         if precision == "fp32":
             detectors["fp32"] = fp32
@@ -219,9 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             detectors["int8"], path, reused = int8_detector(fp32, weights, sequences, args.calib_frames, args.threads)
             print(f"{'reusing cached' if reused else 'calibrated'} int8 model {path}")
             meta["int8_model"] = str(path)
-    settings = TrackerSettings.from_args(args)
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    runs = run_benchmark(sequences, detectors, settings, args.output_dir, video=args.video,
+    runs = run_benchmark(sequences, detectors, tracker_config, args.output_dir, video=args.video,
                          max_frames=args.max_frames)
     print(format_runs_table(runs))
     for run in runs:

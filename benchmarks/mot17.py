@@ -1,7 +1,7 @@
 """MOT17 benchmark: ByteTrack accuracy (MOTChallenge protocol) and per-frame speed on the train sequences.
 
 ``--detections public`` feeds each sequence's ``det/det.txt`` (the public FRCNN detections) to
-``tracker.ByteTracker`` (settings: ``apps.pipeline.TrackerSettings``, as the ``track`` program) frame by frame,
+``tracker.ByteTracker`` (settings: ``apps.tracker_options``, as the ``track`` program) frame by frame,
 at the sequence's frame rate from seqinfo.ini, writes one MOTChallenge
 results file per sequence, scores it with ``apps.evaluation`` and prints a table per sequence plus an overall
 row (all sequences' events pooled, as motmetrics' ``generate_overall``; not a mean of MOTAs).
@@ -31,8 +31,11 @@ from tqdm import tqdm
 
 from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
 from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_sequences
-from int8track.apps.pipeline import TRACKER_STAGES, TrackerSettings, update_tracker
+from int8track.apps.pipeline import TRACKER_STAGES, update_tracker
 from int8track.apps.profiler import StageProfiler, TimingReport
+from int8track.apps.tracker_options import (DEFAULT_TRACK_THRESH, add_tracker_arguments, tracker_argv,
+                                            tracker_config_from_args)
+from int8track.tracker import ByteTracker, TrackerConfig
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import e2e
@@ -63,10 +66,10 @@ def benchmark_sequences(data_root: Path) -> list[MotSequence]:
     return sequences
 
 
-def run_sequence(sequence: MotSequence, settings: TrackerSettings, results_path: Path) -> SequenceRun:
+def run_sequence(sequence: MotSequence, tracker_config: TrackerConfig, results_path: Path) -> SequenceRun:
     """Track one sequence's public detections with a fresh ByteTracker, write its results file, time every
     tracker stage of every frame."""
-    tracker = settings.create(sequence.frame_rate)
+    tracker = ByteTracker(tracker_config, frame_rate=sequence.frame_rate)
     profiler = StageProfiler()
     with MotResultWriter(results_path) as writer, \
             tqdm(total=sequence.length, desc=sequence.name, unit="frame", file=sys.stderr) as progress:
@@ -119,15 +122,14 @@ def format_table(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = TrackerSettings()
     parser = argparse.ArgumentParser(description="ByteTrack on MOT17 train: MOTA/IDF1/IDSW and ms per frame.")
     parser.add_argument("--data", type=Path, help=f"folder of MOT sequences, or one sequence (default: "
                                                   f"{DEFAULT_PUBLIC_DATA} for public detections)")
     parser.add_argument("--detections", choices=DETECTION_SOURCES, default="public",
                         help="detection source: 'public' = each sequence's det/det.txt; 'detector' = run a "
                              "detector on img1/ in fp32 and int8 (benchmarks/e2e.py; its options pass through)")
-    TrackerSettings.add_arguments(parser, track_thresh=None, track_thresh_default_text=(
-        f"{defaults.track_thresh} for public detections, {BENCHMARK_TRACK_THRESH} with a detector"))
+    add_tracker_arguments(parser, track_thresh_default=(
+        f"{DEFAULT_TRACK_THRESH} for public detections, {BENCHMARK_TRACK_THRESH} with a detector"))
     parser.add_argument("--out-dir", type=Path, help="where results files go (default: runs/mot17/<detections>)")
     parser.add_argument("--json", type=Path, help="write the report as JSON to this path")
     return parser
@@ -136,12 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 def run_detector_mode(args: argparse.Namespace, passthrough: list[str]) -> int:
     """``--detections detector``: the end-to-end fp32/int8 benchmark (benchmarks/e2e.py) on sequences with images."""
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
-    e2e_argv = ["--output-dir", str(out_dir), "--track-buffer", str(args.track_buffer),
-                "--match-thresh", str(args.match_thresh), *passthrough]
+    e2e_argv = ["--output-dir", str(out_dir), *tracker_argv(args), *passthrough]
     if args.data is not None:
         e2e_argv += ["--data", str(args.data)]
-    if args.track_thresh is not None:
-        e2e_argv += ["--track-thresh", str(args.track_thresh)]
     status = e2e.main(e2e_argv)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -157,20 +156,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_detector_mode(args, passthrough)
     if passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
-    if args.track_thresh is None:
-        args.track_thresh = TrackerSettings().track_thresh
     data_root = require_path(args.data or DEFAULT_PUBLIC_DATA, "MOT17 data folder")
     out_dir = args.out_dir or PROJECT_ROOT / "runs" / "mot17" / args.detections
-    settings = TrackerSettings.from_args(args)
     try:
-        runs = [run_sequence(sequence, settings, out_dir / f"{sequence.name}.txt")
+        tracker_config = tracker_config_from_args(args)
+        runs = [run_sequence(sequence, tracker_config, out_dir / f"{sequence.name}.txt")
                 for sequence in benchmark_sequences(data_root)]
         summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path)
                              for run in runs})
     except (FileNotFoundError, ValueError) as error:  # bad or missing data files: the message names them
         sys.exit(f"error: {error}")
     report = build_report(runs, summary, {"data": str(data_root), "detections": args.detections,
-                                          "tracker": asdict(settings), "results_dir": str(out_dir)})
+                                          "tracker": asdict(tracker_config), "results_dir": str(out_dir)})
     print(format_table(report))
     print(f"results files: {out_dir}")
     if args.json:

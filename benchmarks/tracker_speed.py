@@ -27,10 +27,12 @@ from tqdm import tqdm
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import require_path
-from int8track.tracker import ByteTracker
+from int8track.tracker import ByteTracker, TrackerConfig
 
 FRAME_W, FRAME_H = 1920.0, 1080.0
 STAGES = ("predict", "iou", "assignment", "bookkeeping")
+#: The official tracker's settings (track_thresh 0.5, buffer 30, match 0.8), reproduced exactly.
+OFFICIAL = TrackerConfig.from_track_thresh(0.5, iou_inclusive=True, id_mode="official")
 
 
 def synthetic_crowd(people: int, frames: int, seed: int) -> list[np.ndarray]:
@@ -76,7 +78,7 @@ def _occluded_fraction(boxes: np.ndarray) -> np.ndarray:
 
 def time_ours(frames: list[np.ndarray]) -> tuple[np.ndarray, dict[str, int], list[np.ndarray]]:
     """Per-frame ns, total ns per stage and the outputs of ByteTracker in official settings."""
-    tracker = ByteTracker(iou_inclusive=True, id_mode="official")
+    tracker = ByteTracker(OFFICIAL)
     times = np.empty(len(frames), dtype=np.int64)
     stages = dict.fromkeys(STAGES, 0)
     outputs = []
@@ -103,8 +105,9 @@ def time_official(frames: list[np.ndarray], official) -> tuple[np.ndarray, list[
     """Per-frame ns and outputs (x1, y1, x2, y2, id, score) of the official tracker."""
     tracker_class, base_track = official
     base_track._count = 0
-    args = SimpleNamespace(track_thresh=0.5, track_buffer=30, match_thresh=0.8, mot20=False)
-    tracker = tracker_class(args, frame_rate=30)
+    args = SimpleNamespace(track_thresh=OFFICIAL.track_high_thresh, track_buffer=OFFICIAL.track_buffer,
+                           match_thresh=OFFICIAL.match_thresh, mot20=False)
+    tracker = tracker_class(args, frame_rate=OFFICIAL.frame_rate)
     size = (FRAME_H, FRAME_W)
     times = np.empty(len(frames), dtype=np.int64)
     outputs = []

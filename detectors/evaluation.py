@@ -11,19 +11,15 @@ from typing import Sequence
 
 import numpy as np
 
+from int8track.tracker.iou import iou_matrix as _iou_matrix
+
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of xyxy boxes ``a`` (N, >=4) and ``b`` (M, >=4)."""
-    a, b = np.asarray(a, dtype=np.float64)[:, :4], np.asarray(b, dtype=np.float64)[:, :4]
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+    """(N, M) IoU of xyxy boxes ``a`` (N, >=4) and ``b`` (M, >=4), in float64 (``tracker.iou.iou_matrix``)."""
+    return _iou_matrix(np.asarray(a, dtype=np.float64)[:, :4], np.asarray(b, dtype=np.float64)[:, :4])
 
 
 def boxes_by_frame(frames: np.ndarray, xywh: np.ndarray, num_frames: int) -> list[np.ndarray]:

@@ -3,15 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box against (N, 4) xyxy boxes."""
-    inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = inter_w * inter_h
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, np.finfo(np.float64).tiny)
+from int8track.tracker.iou import iou_one_to_many
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
@@ -27,7 +19,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thresh: float) -> np.ndarray:
         best = order[0]
         keep.append(best)
         rest = order[1:]
-        order = rest[box_iou(boxes[best], boxes[rest]) <= iou_thresh]
+        order = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_thresh]
     return np.asarray(keep, dtype=np.int64)
 
 

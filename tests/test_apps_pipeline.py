@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from int8track.apps.pipeline import TrackerSettings, track_frames
+from int8track.apps.pipeline import track_frames
 from int8track.apps.sources import open_source
 from int8track.detectors import load_detector
+from int8track.tracker import ByteTracker
 
 FRAMES = 3
 
@@ -16,7 +17,7 @@ class RecordingTracker:
     """A real ByteTracker that keeps the detections each update received."""
 
     def __init__(self) -> None:
-        self.tracker = TrackerSettings().create(frame_rate=7)
+        self.tracker = ByteTracker(frame_rate=7)
         self.detections: list[np.ndarray] = []
 
     def update(self, detections: np.ndarray, frame_gap: int = 1) -> np.ndarray:

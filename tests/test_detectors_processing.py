@@ -10,7 +10,7 @@ import pytest
 from conftest import require_data
 
 from int8track.detectors import load_detector
-from int8track.detectors.evaluation import average_precision, coco_summary, iou_matrix
+from int8track.detectors.evaluation import average_precision, coco_summary
 from int8track.detectors.nms import batched_nms, nms
 from int8track.detectors.postprocess import postprocess
 from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
@@ -19,10 +19,19 @@ from int8track.detectors.zoo import zoo_spec
 
 
 # ---------------------------------------------------------------------------------------------------- NMS
+def scalar_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two xyxy boxes in plain Python floats (independent of the library's vectorised IoU)."""
+    w = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
+    h = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
+    union = (float(a[2]) - float(a[0])) * (float(a[3]) - float(a[1])) + \
+        (float(b[2]) - float(b[0])) * (float(b[3]) - float(b[1])) - w * h
+    return w * h / union if union > 0 else 0.0
+
+
 def brute_force_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, thresh: float) -> set[int]:
     keep: list[int] = []
     for i in sorted(range(len(boxes)), key=lambda k: -scores[k]):
-        if all(classes[i] != classes[j] or iou_matrix(boxes[i:i + 1], boxes[j:j + 1])[0, 0] <= thresh for j in keep):
+        if all(classes[i] != classes[j] or scalar_iou(boxes[i], boxes[j]) <= thresh for j in keep):
             keep.append(i)
     return set(keep)
 

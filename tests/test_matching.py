@@ -7,9 +7,11 @@ import lap
 import numpy as np
 import pytest
 from cython_bbox import bbox_overlaps
+from tracker_reference import linear_assignment
 
 from int8track.tracker import matching
-from int8track.tracker.matching import fuse_score, iou_matrix, linear_assignment, mask_classes, overlapping_pairs, sparse_assignment
+from int8track.tracker.iou import iou_matrix, iou_one_to_many
+from int8track.tracker.matching import fuse_score, mask_classes, overlapping_pairs, sparse_assignment
 
 
 def random_boxes(rng: np.random.Generator, count: int, scale: float = 100.0) -> np.ndarray:
@@ -36,6 +38,17 @@ def test_iou_matches_brute_force(inclusive: bool) -> None:
     rng = np.random.default_rng(1)
     a, b = random_boxes(rng, 23), random_boxes(rng, 31)
     np.testing.assert_allclose(iou_matrix(a, b, inclusive), brute_force_iou(a, b, inclusive), rtol=1e-12, atol=0)
+
+
+def test_one_to_many_iou_is_a_row_of_the_matrix_bit_for_bit() -> None:
+    """NMS's shape of the IoU: the same numbers as the tracker's matrix and as brute force."""
+    rng = np.random.default_rng(4)
+    boxes = np.vstack((random_boxes(rng, 60), [[5.0, 5.0, 5.0, 5.0]]))  # and a degenerate box (no 0/0)
+    for i in (0, 17, 60):
+        row = iou_one_to_many(boxes[i], boxes)
+        np.testing.assert_array_equal(row, iou_matrix(boxes[i:i + 1], boxes)[0])
+        np.testing.assert_allclose(row, brute_force_iou(boxes[i:i + 1], boxes, False)[0], rtol=1e-12, atol=0)
+    assert iou_one_to_many(boxes[0], np.empty((0, 4))).shape == (0,)
 
 
 def test_inclusive_iou_equals_cython_bbox_exactly() -> None:

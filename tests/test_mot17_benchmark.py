@@ -19,7 +19,8 @@ def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.C
                        "--json", str(report_path), "--track-thresh", "0.6"]) == 0
 
     report = json.loads(report_path.read_text())
-    assert report["settings"]["tracker"]["track_thresh"] == 0.6
+    tracker = report["settings"]["tracker"]
+    assert (tracker["track_high_thresh"], tracker["new_track_thresh"]) == (0.6, 0.7)  # official vocabulary: T, T + 0.1
     row = report["sequences"]["MOT17-05-FRCNN"]
     metrics = row["metrics"]
     with open(data / "MOT17-05-FRCNN" / "gt" / "gt.txt", newline="") as handle:
@@ -48,7 +49,7 @@ def test_detector_mode_runs_the_real_detector_on_images_and_scores_it(tmp_path: 
                        "--out-dir", str(tmp_path / "res"), "--json", str(report_path)]) == 0
 
     report = json.loads(report_path.read_text())
-    assert report["meta"]["track_thresh"] == 0.6  # the detector benchmark's default, not the public one's
+    assert report["meta"]["tracker"]["track_high_thresh"] == 0.6  # the detector benchmark's default, not the public one's
     (run,) = report["runs"]
     assert run["sequence"] == "MOT17-05-FRCNN" and run["precision"] == "fp32" and run["frames"] == 48
     assert {row["stage"] for row in run["timing"]} >= {"preprocess", "infer", "postprocess", "track_association"}

@@ -4,9 +4,10 @@ from __future__ import annotations
 import lap
 import numpy as np
 import pytest
+from tracker_reference import linear_assignment
 
 from int8track.tracker import matching
-from int8track.tracker.matching import linear_assignment, star_matches
+from int8track.tracker.matching import star_matches
 
 THRESH = 0.8
 

@@ -1,18 +1,22 @@
 """ByteTrack multi-object tracker, vectorised over tracks (struct-of-arrays state)."""
 from __future__ import annotations
 
+import os
 from time import perf_counter_ns
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from int8track.tracker import kalman
+from int8track.tracker.config import TrackerConfig
 from int8track.tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
                               small_sparse_assignment, sparse_assignment)
 from int8track.tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
 from int8track.tracker.validation import CleanDetections, check_frame_step, clean_detections
 
-ID_MODES = ("compact", "official")
+if TYPE_CHECKING:
+    import supervision as sv
+
 ALL = slice(None)  # "every position" as an index
 OUTPUT_COLUMNS = ("x1", "y1", "x2", "y2", "track_id", "score", "class", "det_index")
 STAGES = ("predict", "iou", "assignment", "bookkeeping")
@@ -43,7 +47,12 @@ class ByteTracker:
     - duplicate removal (tracked vs lost pairs with IoU distance < ``duplicate_iou_thresh``)
       drops the one with the shorter history, the tracked one on ties.
 
-    Options beyond the official tracker:
+    Settings are one frozen ``TrackerConfig`` (``tracker.config``): ``ByteTracker(config)`` or
+    ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` with its field names; ``ByteTracker.from_yaml``
+    reads an Ultralytics ``bytetrack.yaml``. ``tracker.config`` is read-only, so values derived from
+    it (``max_time_lost``) always agree with it; other settings mean a new tracker.
+
+    Options beyond the official tracker (fields of ``TrackerConfig``):
 
     - ``iou_inclusive``: True counts box sides in pixels (``x2 - x1 + 1``, as official /
       cython_bbox); False uses continuous geometry (``x2 - x1``), which is right for
@@ -88,50 +97,39 @@ class ByteTracker:
     arithmetic) and every stage avoids numpy calls on empty or tiny arrays.
     """
 
-    def __init__(
-        self,
-        frame_rate: float = 30,
-        track_high_thresh: float = 0.5,
-        track_low_thresh: float = 0.1,
-        new_track_thresh: float = 0.6,
-        match_thresh: float = 0.8,
-        track_buffer: int = 30,
-        fuse_score: bool = True,
-        *,
-        second_match_thresh: float = 0.5,
-        unconfirmed_match_thresh: float = 0.7,
-        duplicate_iou_thresh: float = 0.15,
-        iou_inclusive: bool = False,
-        id_mode: str = "compact",
-        class_aware: bool = False,
-        return_lost: bool = False,
-    ) -> None:
-        if id_mode not in ID_MODES:
-            raise ValueError(f"id_mode must be one of {ID_MODES}, got {id_mode!r}")
-        if not frame_rate > 0:
-            raise ValueError(f"frame_rate must be > 0, got {frame_rate}")
-        if track_buffer < 0:
-            raise ValueError(f"track_buffer must be >= 0, got {track_buffer}")
-        if not track_low_thresh <= track_high_thresh:
-            raise ValueError(f"track_low_thresh ({track_low_thresh}) must be <= track_high_thresh ({track_high_thresh})")
-        self.frame_rate = frame_rate
-        self.track_high_thresh = track_high_thresh
-        self.track_low_thresh = track_low_thresh
-        self.new_track_thresh = new_track_thresh
-        self.match_thresh = match_thresh
-        self.track_buffer = track_buffer
-        self.fuse_score = fuse_score
-        self.second_match_thresh = second_match_thresh
-        self.unconfirmed_match_thresh = unconfirmed_match_thresh
-        self.duplicate_iou_thresh = duplicate_iou_thresh
-        self.iou_inclusive = iou_inclusive
-        self.id_mode = id_mode
-        self.class_aware = class_aware
-        self.return_lost = return_lost
-        self.max_time_lost = int(frame_rate / 30.0 * track_buffer)
-        # A cost limit >= 1 admits pairs that do not overlap at all.
-        self._match_disjoint = max(match_thresh, second_match_thresh, unconfirmed_match_thresh) >= 1
+    __slots__ = ("_config", "_max_time_lost", "_match_disjoint", "frame_id", "update_count", "last_dropped",
+                 "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp")
+
+    def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
+        """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
+        field names), or both: keywords override fields of ``config``. Raises ValueError on a bad setting."""
+        if config is not None and not isinstance(config, TrackerConfig):
+            raise TypeError(f"ByteTracker's positional argument is a TrackerConfig, got {type(config).__name__}; "
+                            "give settings as keywords (ByteTracker(frame_rate=30, ...))")
+        config = config or TrackerConfig()
+        self._config = config.replace(**settings) if settings else config
+        # Derived once: the config is frozen, so they cannot fall out of step with it.
+        self._max_time_lost = self._config.max_time_lost
+        self._match_disjoint = self._config.match_disjoint
         self.reset()
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **settings: Any) -> ByteTracker:
+        """A tracker configured by an Ultralytics ``bytetrack.yaml`` (``tracker.interop.load_tracker_yaml``);
+        keywords override the file's values (e.g. ``frame_rate``)."""
+        from int8track.tracker.interop import load_tracker_yaml
+
+        return cls(load_tracker_yaml(path), **settings)
+
+    @property
+    def config(self) -> TrackerConfig:
+        """The settings (frozen): for others, build a new tracker, e.g. ``ByteTracker(config.replace(...))``."""
+        return self._config
+
+    @property
+    def max_time_lost(self) -> int:
+        """Frames a lost track is kept (``config.max_time_lost``)."""
+        return self._max_time_lost
 
     def reset(self) -> None:
         """Forget all tracks and restart frame counting and ids (call between videos)."""
@@ -155,13 +153,19 @@ class ByteTracker:
         """Tracks held in memory (tracked, unconfirmed and lost)."""
         return len(self._tracks)
 
-    def update(self, detections: object, frame_gap: int | None = None, timestamp: float | None = None) -> np.ndarray:
-        """Track one frame; returns (M, 8) rows ``x1, y1, x2, y2, track_id, score, class, det_index``."""
+    def update(self, detections: object, img: object = None, *, frame_gap: int | None = None,
+               timestamp: float | None = None) -> np.ndarray:
+        """Track one frame; returns (M, 8) rows ``x1, y1, x2, y2, track_id, score, class, det_index``.
+
+        ``img`` (the frame) is accepted so BoxMOT's ``update(dets, img)`` call works; ByteTrack uses
+        motion and overlap only, so it is not read. The output columns are BoxMOT's too.
+        """
         start = perf_counter_ns()
+        config = self._config
         dets = clean_detections(detections)
-        if self.class_aware and not dets.has_class and dets.rows.size:
+        if config.class_aware and not dets.has_class and dets.rows.size:
             raise ValueError("class_aware=True needs detections with a class column (N, 6)")
-        steps = check_frame_step(frame_gap, timestamp, self._last_timestamp, self.frame_rate)
+        steps = check_frame_step(frame_gap, timestamp, self._last_timestamp, config.frame_rate)
         if timestamp is not None:
             self._last_timestamp = float(timestamp)
         self.frame_id += steps
@@ -175,7 +179,7 @@ class ByteTracker:
 
         det_boxes, det_xyah = kalman.measure(dets.boxes)
         scores = dets.scores
-        high = (scores > self.track_high_thresh).nonzero()[0]
+        high = (scores > config.track_high_thresh).nonzero()[0]
 
         tracks = self._tracks
         count = len(tracks)
@@ -192,11 +196,11 @@ class ByteTracker:
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
         boxes = kalman.xyah_to_tlbr(tracks.mean)
-        frame_data = _FrameData.build(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, self.iou_inclusive,
+        frame_data = _FrameData.build(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, config.iou_inclusive,
                                                                         self._match_disjoint))
         timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
-            frame_data, pool, high, self.fuse_score, self.match_thresh, timer)
+            frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
         matched_tracks = pool[match_rows]
         matched_dets = high[match_cols]
         # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
@@ -208,9 +212,9 @@ class ByteTracker:
             second_pool = second_pool[second_pool < lost_start]
         low = EMPTY_INDEX
         if second_pool.size:
-            low = ((scores > self.track_low_thresh) & (scores < self.track_high_thresh)).nonzero()[0]
+            low = ((scores > config.track_low_thresh) & (scores < config.track_high_thresh)).nonzero()[0]
         match_rows, match_cols, free_rows, _ = self._associate(
-            frame_data, second_pool, low, False, self.second_match_thresh, timer)
+            frame_data, second_pool, low, False, config.second_match_thresh, timer)
         second_tracks, second_dets = second_pool[match_rows], low[match_cols]
         newly_lost = second_pool[free_rows]
         if newly_lost.size:
@@ -219,7 +223,7 @@ class ByteTracker:
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
         remaining = high[free_high]
         match_rows, match_cols, free_rows, free_cols = self._associate(
-            frame_data, unconfirmed, remaining, self.fuse_score, self.unconfirmed_match_thresh, timer)
+            frame_data, unconfirmed, remaining, config.fuse_score, config.unconfirmed_match_thresh, timer)
         confirmed = unconfirmed[match_rows]
         if unconfirmed.size:
             tracks.state[unconfirmed[free_rows]] = REMOVED
@@ -230,13 +234,13 @@ class ByteTracker:
         # New tracks from confident unmatched high detections.
         new_dets = remaining[free_cols]
         if new_dets.size:
-            new_dets = new_dets[scores[new_dets] >= self.new_track_thresh]
+            new_dets = new_dets[scores[new_dets] >= config.new_track_thresh]
         if new_dets.size:
             tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
 
         # Lost tracks that waited too long (they stay in the lost list one more frame).
         if lost_start < count:
-            timed_out = lost_start + (frame - tracks.last_frame[lost_start:count] > self.max_time_lost).nonzero()[0]
+            timed_out = lost_start + (frame - tracks.last_frame[lost_start:count] > self._max_time_lost).nonzero()[0]
             tracks.state[timed_out] = REMOVED
         else:
             timed_out = EMPTY_INDEX
@@ -251,11 +255,18 @@ class ByteTracker:
 
         # Rows are in list order now: the tracked list first.
         output = self._output_rows(_true_rows(tracks.activated[:tracked_list.size]), boxes)
-        if self.return_lost:
+        if config.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
         timer.lap("bookkeeping")
         self._timer = timer
         return output
+
+    def update_with_detections(self, detections: sv.Detections) -> sv.Detections:
+        """supervision's call: the matched ``sv.Detections`` with ``tracker_id``, every field kept
+        (``tracker.interop.update_with_detections``)."""
+        from int8track.tracker.interop import update_with_detections
+
+        return update_with_detections(self, detections)
 
     def lost_tracks(self) -> np.ndarray:
         """(L, 8) rows of the lost tracks: predicted box, id, last score, class, det_index -1.
@@ -310,7 +321,7 @@ class ByteTracker:
         cost = 1.0 - iou[wanted]
         if fuse:
             cost = fuse_score(cost, frame.dets.scores[det_ids[local_cols]])
-        if self.class_aware:
+        if self._config.class_aware:
             cost[self._tracks.match[rows[local_rows], CLASS] != frame.dets.classes[det_ids[local_cols]]] = forbidden
         return local_rows, local_cols, cost
 
@@ -320,7 +331,8 @@ class ByteTracker:
         row_pos = {row: i for i, row in enumerate(rows.tolist())}
         col_pos = {det: j for j, det in enumerate(det_ids.tolist())}
         scores = frame.dets.scores.tolist()
-        if self.class_aware:
+        class_aware = self._config.class_aware
+        if class_aware:
             track_classes, det_classes = self._tracks.match[:, CLASS].tolist(), frame.dets.classes.tolist()
         local_rows, local_cols, costs = [], [], []
         for row, det, iou in zip(*frame.pair_lists):
@@ -330,7 +342,7 @@ class ByteTracker:
             cost = 1.0 - iou
             if fuse:
                 cost = 1.0 - (1.0 - cost) * scores[det]
-            if self.class_aware and track_classes[row] != det_classes[det]:
+            if class_aware and track_classes[row] != det_classes[det]:
                 cost = forbidden
             local_rows.append(i)
             local_cols.append(j)
@@ -353,7 +365,7 @@ class ByteTracker:
         dense_rows, dense_cols = row_sub[local_rows], col_sub[local_cols]
         inside = (dense_rows >= 0) & (dense_cols >= 0)
         dense = np.ones((sub_rows.size, sub_cols.size))
-        if self.class_aware:
+        if self._config.class_aware:
             mask_classes(dense, self._tracks.match[rows[sub_rows], CLASS], frame.dets.classes[det_ids[sub_cols]],
                          forbidden)
         dense[dense_rows[inside], dense_cols[inside]] = cost[inside]
@@ -392,14 +404,15 @@ class ByteTracker:
         if tracked.size == 0 or lost.size == 0:
             return tracked, lost
         timer.lap("bookkeeping")
-        pair_tracked, pair_lost, iou = iou_pairs(take_rows(boxes, tracked), take_rows(boxes, lost), self.iou_inclusive,
-                                                 include_disjoint=self.duplicate_iou_thresh > 1,
-                                                 min_iou=1.0 - self.duplicate_iou_thresh)
+        thresh = self._config.duplicate_iou_thresh
+        pair_tracked, pair_lost, iou = iou_pairs(take_rows(boxes, tracked), take_rows(boxes, lost),
+                                                 self._config.iou_inclusive, include_disjoint=thresh > 1,
+                                                 min_iou=1.0 - thresh)
         if iou.size == 0:
             timer.lap("iou")
             return tracked, lost
-        close = 1.0 - iou < self.duplicate_iou_thresh
-        if self.class_aware:
+        close = 1.0 - iou < thresh
+        if self._config.class_aware:
             close &= tracks.match[tracked[pair_tracked], CLASS] == tracks.match[lost[pair_lost], CLASS]
         timer.lap("iou")
         if not close.any():
@@ -423,7 +436,7 @@ class ByteTracker:
         selected = boxes[rows]
         out = np.empty((selected.shape[0], 8))
         out[:, :4] = selected
-        if self.id_mode == "compact":
+        if self._config.id_mode == "compact":
             ids = tracks.display_id[rows]  # a copy for an index array, a view for a slice
             unnamed = (ids == 0).nonzero()[0]
             if unnamed.size:

@@ -104,17 +104,6 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
 _LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])  # P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
 
 
-def block_to_full(cov: np.ndarray) -> np.ndarray:
-    """Expand (T, 4, 3) block covariances to the equivalent (T, 8, 8) matrices."""
-    full = np.zeros((cov.shape[0], 8, 8))
-    dims = np.arange(4)
-    full[:, dims, dims] = cov[:, :, PP]
-    full[:, dims, dims + 4] = cov[:, :, PV]
-    full[:, dims + 4, dims] = cov[:, :, PV]
-    full[:, dims + 4, dims + 4] = cov[:, :, VV]
-    return full
-
-
 def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:
     """(T, 4) x1, y1, x2, y2 boxes from the (cx, cy, a, h) part of (T, 8) means.
 
@@ -126,11 +115,6 @@ def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:
     box[:2] -= box[2:] * 0.5
     box[2:] += box[:2]
     return box.T
-
-
-def tlbr_to_xyah(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) x1, y1, x2, y2 boxes to (cx, cy, a, h) measurements (official operation order)."""
-    return measure(boxes)[1]
 
 
 def measure(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Association costs and assignment: vectorised IoU, score fusion, thresholded LAP."""
+"""Association costs and assignment: sparse IoU pairs, score fusion, thresholded LAP (IoU itself: ``tracker.iou``)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,8 +6,9 @@ from typing import Callable
 import lap
 import numpy as np
 
+from int8track.tracker.iou import TINY, box_areas, iou_matrix
+
 EMPTY_INDEX = np.empty(0, dtype=np.intp)
-_TINY = np.finfo(np.float64).tiny
 DENSE_PAIRS_LIMIT = 2048  # below this many box pairs a dense IoU matrix beats the sweep
 # Below this size (candidate pairs + rows + columns) an assignment runs in plain Python:
 # a few dozen list operations cost less than the ~30 numpy calls of the vectorised path.
@@ -16,39 +17,6 @@ SMALL_ASSIGNMENT = 96
 TIE_MARGIN = 1e-9
 # Up to this many competing pairs, stars are sorted out in Python before calling the LAP solver.
 SMALL_COMPETITION = 12
-
-
-def iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False) -> np.ndarray:
-    """(A, B) IoU of x1, y1, x2, y2 boxes.
-
-    ``inclusive=True`` counts pixels like ``cython_bbox.bbox_overlaps`` (and hence the
-    official ByteTrack): a side is ``x2 - x1 + 1``. ``inclusive=False`` is the
-    continuous-geometry IoU (side ``x2 - x1``). Boxes with no overlap get 0.
-    """
-    if boxes_a.shape[0] == 0 or boxes_b.shape[0] == 0:
-        return np.zeros((boxes_a.shape[0], boxes_b.shape[0]))
-    one = 1.0 if inclusive else 0.0
-    # Both sets' coordinate rows side by side: the areas of all boxes take one call per step,
-    # and (2, A, B) broadcasting gives the widths and heights of all pairs in one call per step.
-    count_a = boxes_a.shape[0]
-    both = np.concatenate((boxes_a.T, boxes_b.T), axis=1)
-    a, b = both[:, :count_a, None], both[:, None, count_a:]
-    sides = np.minimum(a[2:], b[2:]) - np.maximum(a[:2], b[:2])
-    if inclusive:
-        sides += one
-    np.maximum(sides, 0.0, out=sides)
-    inter = sides[0] * sides[1]
-    areas = _areas(both.T, one)
-    union = areas[:count_a, None] + areas[count_a:] - inter
-    # Where inter > 0 the union is >= inter > 0, so the floor only guards 0/0 for empty boxes.
-    return inter / np.maximum(union, _TINY)
-
-
-def _areas(boxes: np.ndarray, one: float) -> np.ndarray:
-    """``(x2 - x1 + one) * (y2 - y1 + one)`` of (N, 4) boxes."""
-    sides = boxes.T[2:] - boxes.T[:2]
-    sides += one
-    return sides[0] * sides[1]
 
 
 def overlapping_pairs(boxes_a: np.ndarray, boxes_b: np.ndarray, inclusive: bool = False,
@@ -122,8 +90,8 @@ def _positive_iou(boxes_a: np.ndarray, boxes_b: np.ndarray, rows: np.ndarray, co
     keep = (inter_w > 0).nonzero()[0]
     rows, cols = rows[keep], cols[keep]
     inter = inter_w[keep] * inter_h[keep]
-    union = _areas(boxes_a, one)[rows] + _areas(boxes_b, one)[cols] - inter
-    return rows, cols, inter / np.maximum(union, _TINY)
+    union = box_areas(boxes_a, one)[rows] + box_areas(boxes_b, one)[cols] - inter
+    return rows, cols, inter / np.maximum(union, TINY)
 
 
 def _overlap(edges_a: np.ndarray, edges_b: np.ndarray, rows: np.ndarray, cols: np.ndarray, one: float) -> np.ndarray:
@@ -154,18 +122,6 @@ def mask_classes(cost: np.ndarray, track_classes: np.ndarray, det_classes: np.nd
     """Set the cost of every track/detection pair of different classes to ``forbidden`` (in place)."""
     cost[track_classes[:, None] != det_classes[None, :]] = forbidden
     return cost
-
-
-def linear_assignment(cost: np.ndarray, thresh: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Minimum-cost matching of a dense cost matrix where no matched pair costs more than ``thresh``.
-
-    Same optimum as the official ``lap.lapjv(cost, extend_cost=True, cost_limit=thresh)``;
-    see ``sparse_assignment``. Returns ``(matched_rows, matched_cols, unmatched_rows,
-    unmatched_cols)`` as ascending index arrays (matched pairs in row order).
-    """
-    rows, cols = (cost <= thresh).nonzero()
-    return sparse_assignment(rows, cols, cost[rows, cols], cost.shape, thresh,
-                             lambda sub_rows, sub_cols: cost[np.ix_(sub_rows, sub_cols)])
 
 
 def sparse_assignment(rows: np.ndarray, cols: np.ndarray, costs: np.ndarray, shape: tuple[int, int], thresh: float,
