@@ -153,8 +153,17 @@ def person_gt(sequence: MotSequence, frames: int) -> list[np.ndarray]:
     return boxes_by_frame(gt.frames[keep], gt.boxes[keep], frames)
 
 
+@dataclass(frozen=True)
+class TrackScores:
+    e2e_fps: float
+    frames: int
+    ap50: float
+    mota: float  # percent
+    idf1: float  # percent
+
+
 def track_and_score(detector: Detector, source: Path, sequence: MotSequence, results: Path,
-                    max_frames: int | None) -> dict[str, float]:
+                    max_frames: int | None) -> TrackScores:
     """One ``track`` run (defaults, no video): end-to-end fps, AP50 of its detections, MOTA and IDF1."""
     recorder = RecordingDetector(detector)
     opened = open_source(str(source))
@@ -167,8 +176,8 @@ def track_and_score(detector: Detector, source: Path, sequence: MotSequence, res
     scored = summarize({sequence.name: accumulate(gt, read_results(results), run.frames,
                                                   protocol_for(gt, sequence.name))})[sequence.name]
     ap = average_precision(recorder.detections, person_gt(sequence, run.frames), np.array([0.5]))
-    return {"e2e_fps": float(run.report.info["end_to_end_fps"]), "frames": run.frames, "ap50": float(ap[0]),
-            "mota": scored.mota * 100, "idf1": scored.idf1 * 100}
+    return TrackScores(float(run.report.info["end_to_end_fps"]), run.frames, float(ap[0]), scored.mota * 100,
+                       scored.idf1 * 100)
 
 
 def run_model(name: str, sequence_name: str, args: argparse.Namespace) -> list[SizeRun]:
@@ -193,7 +202,7 @@ def run_model(name: str, sequence_name: str, args: argparse.Namespace) -> list[S
         scores = track_and_score(base[args.track_threads].with_input_size(size), source, sequence, results,
                                  args.max_frames)
         runs.append(SizeRun(name, sequence_name, labels, list(size), reason, infer_ms[(size, 1)],
-                            infer_ms[(size, 2)], **scores))
+                            infer_ms[(size, 2)], **asdict(scores)))
         print(format_row(runs[-1]), file=sys.stderr)
     return runs
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import onnx
 from torch import nn
@@ -53,7 +53,7 @@ def load_detector(source: str | Path, backend: str = "torch", num_threads: int |
     path = _resolve(source)
     if declared is None and _stem(path) in ZOO:
         declared = zoo_spec(_stem(path))
-    options = {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "classes": classes}
+    options: dict[str, Any] = {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "classes": classes}
 
     if path.suffix == ".onnx":
         proto = read_onnx(path)

@@ -82,7 +82,9 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], *, dynamic_batch:
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.float().eval(), (dummy,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+        # the stub types the target as a path; the TorchScript exporter writes to any binary buffer
+        torch.onnx.export(model.float().eval(), (dummy,), buffer,  # type: ignore[arg-type]
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
     return onnx.load_from_string(buffer.getvalue())
 

@@ -229,3 +229,19 @@ def test_track_imgsz_option_and_its_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--imgsz", "big"])
     assert exit_info.value.code == 2 and "--imgsz" in capsys.readouterr().err
+
+
+def test_one_detector_per_input_size_shares_the_float_model(tmp_path):
+    """Streams of different frame shapes each get a detector at their fitted size, all on one float model."""
+    path = tmp_path / "two_class.pth"
+    torch.save({"model": randomised(YOLOX("nano", 2)).state_dict()}, path)
+    spec = ZOO["yolox_nano"].replace(num_classes=2, class_names=["a", "b"], input_size=[96, 160])
+    base = load_detector(path, backend="onnxruntime", num_threads=1, spec=spec)
+    shapes = [(60, 80), (90, 120), (100, 50), (96, 160)]
+    by_size = {fitted_input_size(base.spec, shape): None for shape in shapes}
+    detectors = {size: base.with_input_size(size) for size in by_size}
+    assert sorted(detectors) == [(96, 64), (96, 128), (96, 160)]  # the two 4:3 streams share one size
+    assert all(d.model is base.model for d in detectors.values())
+    assert detectors[(96, 160)] is base
+    frame = np.random.default_rng(2).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    assert detectors[(96, 128)](frame).shape[1] == 6
