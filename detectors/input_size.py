@@ -112,7 +112,7 @@ def resolve_input_size(spec: ModelSpec, choice: InputSizeChoice,
         size = check_input_size(spec, choice.size)
         return size, f"exact: {_hw(size)} as requested (--imgsz {choice})"
     if frame_shape is None:
-        raise ValueError(f"input size {choice.mode!r} needs the frame shape")
+        raise ValueError(f"imgsz {str(choice)!r} follows the frames: give their shape (frame_shape=)")
     frame = f"{int(frame_shape[1])}x{int(frame_shape[0])} (WxH) frames"
     if choice.mode == "long":
         stride = stride_of(spec)

@@ -91,7 +91,7 @@ def test_resolve_longer_side_exact_and_stride_errors():
         resolve_input_size(BYTETRACK, InputSizeChoice.parse("600x800"), (576, 768))
     with pytest.raises(ValueError, match="500 is not a multiple of its stride 32"):
         resolve_input_size(BYTETRACK, InputSizeChoice.parse("500"), (576, 768))
-    with pytest.raises(ValueError, match="needs the frame shape"):
+    with pytest.raises(ValueError, match="follows the frames"):
         resolve_input_size(BYTETRACK, InputSizeChoice(), None)
     assert check_input_size(BYTETRACK, [64, 96]) == (64, 96)
 
