@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from int8track.apps.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, run_tracking
 from int8track.apps.profiler import plot_reports
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recalibrate", action="store_true",
                         help="quantize again even if a model calibrated on this source is cached (e.g. a camera "
                              "whose scene changed: live sources are known only by index or URL)")
+    add_imgsz_arguments(parser)
     parser.add_argument("--conf", type=float, help="detector score threshold (default: the model's)")
     parser.add_argument("--nms", type=float, help="detector NMS IoU threshold (default: the model's)")
     parser.add_argument("--classes", default="person",
@@ -94,9 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, SourceError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
     try:
+        source = PeekedSource(source)  # the first frame's shape sizes the detector's input
+    except SourceError as exc:
+        source.close()
+        return _fail(exc, EXIT_FAILED)
+    try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
-        detector, precision = _load_detector(args, source)
-        result = _run(args, tracker_config, source, detector, precision, output_dir)
+        detector, precision, size_reason = _load_detector(args, source)
+        result = _run(args, tracker_config, source, detector, precision, output_dir, size_reason)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
@@ -124,16 +131,20 @@ def _prepare_output_dir(path: Path) -> Path:
     return path
 
 
-def _load_detector(args: argparse.Namespace, source: FrameSource):
-    """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision)."""
+def _load_detector(args: argparse.Namespace, source: PeekedSource):
+    """The fp32 detector sized by ``--imgsz`` for the source's frames, or its cached/freshly calibrated int8
+    version (calibrated at that size); returns (detector, precision, why that input size)."""
     from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
                              conf_thresh=args.conf, nms_thresh=args.nms)
     detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))  # before calibrating
+    fitted = fit_detector(detector, args.imgsz, source.first.shape)  # before calibrating: int8 runs at this size
+    detector = fitted.detector
+    print(f"track: detector input {fitted.input_size[0]}x{fitted.input_size[1]} ({fitted.reason})", file=sys.stderr)
     if not args.int8:
-        return detector, "fp32"
+        return detector, "fp32", fitted.reason
     calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
     options = dict(QUANT_OPTIONS)
     if args.int8_target is not None:
@@ -146,7 +157,7 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
     origin = cached.calibration["source"]
     print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
           f"{origin.get('path', origin.get('live'))})", file=sys.stderr)
-    return cached.detector, "int8"
+    return cached.detector, "int8", fitted.reason
 
 
 def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
@@ -200,8 +211,8 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str,
-         output_dir: Path) -> RunResult:
+def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str, output_dir: Path,
+         size_reason: str) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -216,7 +227,8 @@ def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, pre
         show=show,
         max_frames=args.max_frames,
         progress=not args.quiet,
-        info={"model": detector.spec.name, "precision": precision, "threads": args.threads},
+        info={"model": detector.spec.name, "precision": precision, "threads": args.threads,
+              "input_size": "{}x{}".format(*detector.spec.input_size), "input_size_reason": size_reason},
     )
 
 

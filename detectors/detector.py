@@ -7,9 +7,14 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from torch import nn
 
+from .input_size import check_input_size
 from .postprocess import postprocess
 from .preprocess import preprocess
 from .spec import ModelSpec
+
+Runner = Callable[[np.ndarray], np.ndarray]
+#: Makes the runner of a float model at the input size of a spec (``detectors.loading.RunnerBuilder``).
+RunnerFactory = Callable[[nn.Module, ModelSpec], Runner]
 
 
 class Detector:
@@ -17,14 +22,17 @@ class Detector:
 
     ``conf_thresh``/``nms_thresh``/``classes`` default to the spec's values (all classes).
     ``model`` is the float torch model when there is one (None for a pure-ONNX int8 detector).
+    ``runner_factory`` remakes the runner for another input size (:meth:`with_input_size`); without it (or
+    without ``model``) the detector runs at ``spec.input_size`` only.
     """
 
-    def __init__(self, spec: ModelSpec, runner: Callable[[np.ndarray], np.ndarray], model: nn.Module | None = None,
+    def __init__(self, spec: ModelSpec, runner: Runner, model: nn.Module | None = None,
                  conf_thresh: float | None = None, nms_thresh: float | None = None,
-                 classes: list[int] | None = None) -> None:
+                 classes: list[int] | None = None, runner_factory: RunnerFactory | None = None) -> None:
         self.spec = spec
         self.runner = runner
         self.model = model
+        self.runner_factory = runner_factory
         self.conf_thresh = spec.conf_thresh if conf_thresh is None else float(conf_thresh)
         self.nms_thresh = spec.nms_thresh if nms_thresh is None else float(nms_thresh)
         self.classes = _checked_classes(spec, classes)
@@ -38,6 +46,26 @@ class Detector:
         checked = _checked_classes(self.spec, classes)
         detector = copy.copy(self)
         detector.classes = checked
+        return detector
+
+    def with_input_size(self, size: Sequence[int]) -> Detector:
+        """This detector at input ``size`` = (h, w) (multiples of the largest stride); ``self`` is unchanged.
+
+        The models are fully convolutional: the copy shares the float model and gets a runner for the new size
+        (an ONNX backend exports the model at that size, cached on disk), and its spec's ``input_size`` changes,
+        which the letterbox and the decoding grids follow. The same size returns ``self``. A detector without a
+        float model (an int8 ONNX file) has a fixed input: ValueError, quantize at the wanted size instead.
+        """
+        checked = check_input_size(self.spec, size)
+        if checked == self.spec.input_size:
+            return self
+        if self.model is None or self.runner_factory is None:
+            raise ValueError(f"{self.spec.name}: this detector runs a fixed {self.spec.input_size[0]}x"
+                             f"{self.spec.input_size[1]} ONNX graph and cannot change its input size; load the "
+                             f"float weights at {checked[0]}x{checked[1]} (and quantize at that size)")
+        detector = copy.copy(self)
+        detector.spec = self.spec.replace(input_size=list(checked))
+        detector.runner = self.runner_factory(self.model, detector.spec)
         return detector
 
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:

@@ -11,24 +11,26 @@ Every torch model is returned in folded form (BatchNorm folded into conv biases)
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import onnx
 from torch import nn
 
 from .checkpoints import (YOLOX_WIDTH_TO_VARIANT, load_state_strict, read_torch_checkpoint, yolov5_checkpoint,
                           yolox_arch_of_state, yolox_state_dict)
-from .detector import Detector
+from .detector import Detector, Runner
+from .input_size import InputSizeChoice, resolve_input_size
 from .layers import fuse_conv_bn
 from .onnx_import import (conv_weights_in_graph_order, load_onnx_weights, onnx_input_size, onnx_output_channels,
                           read_onnx)
-from .runtime import OrtRunner, TorchRunner, create_session, export_onnx
-from .spec import COCO80, ModelSpec
+from .runtime import OrtRunner, TorchRunner, create_session, export_onnx, save_onnx
+from .spec import COCO80, SPEC_METADATA_KEY, ModelSpec
 from .yolov5 import YOLOv5, activation_name, variant_of_yaml, yolov5_yaml
 from .yolox import YOLOX
 from .zoo import ZOO, cache_dir, sha256_of, zoo_spec, zoo_weights
 
-SPEC_METADATA_KEY = "int8track_spec"
 BACKENDS = ("torch", "onnxruntime")
 #: Part of the exported-ONNX cache key: bump when the models' graph or raw output layout changes.
 EXPORT_FORMAT = 1
@@ -36,38 +38,72 @@ EXPORT_FORMAT = 1
 
 def load_detector(source: str | Path, backend: str = "torch", num_threads: int | None = None,
                   conf_thresh: float | None = None, nms_thresh: float | None = None,
-                  classes: list[int] | None = None, spec: ModelSpec | str | None = None) -> Detector:
-    """Build a Detector from a zoo name or weights file (see module doc). None thresholds = spec defaults."""
+                  classes: list[int] | None = None, spec: ModelSpec | str | None = None,
+                  imgsz: InputSizeChoice | str | Sequence[int] | None = None,
+                  frame_shape: Sequence[int] | None = None) -> Detector:
+    """Build a Detector from a zoo name or weights file (see module doc). None thresholds = spec defaults.
+
+    ``imgsz`` sets the input size: None or ``"native"`` the model's own, an (h, w) pair or ``"HxW"`` exactly
+    that, ``"fitted"`` or ``"N"`` (longer side) for frames of ``frame_shape`` (see ``detectors.input_size``).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}, expected one of {BACKENDS}")
+    choice = _input_size_choice(imgsz)
     declared = zoo_spec(spec) if isinstance(spec, str) else spec
     path = _resolve(source)
     if declared is None and _stem(path) in ZOO:
         declared = zoo_spec(_stem(path))
-    options = {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "classes": classes}
+    options: dict[str, Any] = {"conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "classes": classes}
 
     if path.suffix == ".onnx":
         proto = read_onnx(path)
         stored = {p.key: p.value for p in proto.metadata_props}.get(SPEC_METADATA_KEY)
         if stored is not None:
             saved_spec = ModelSpec.from_dict(json.loads(stored))
-            return Detector(saved_spec, OrtRunner(create_session(path, num_threads)), model=None, **options)
+            detector = Detector(saved_spec, OrtRunner(create_session(path, num_threads)), model=None, **options)
+            return detector.with_input_size(resolve_input_size(saved_spec, choice, frame_shape)[0])
         model, resolved = _model_from_onnx(proto, path, declared)
-        runner = OrtRunner(create_session(path, num_threads)) if backend == "onnxruntime" else None
     elif path.suffix == ".pt":
         model, resolved = _model_from_yolov5_pt(path, declared)
-        runner = None
     elif path.name.endswith((".pth", ".pth.tar", ".tar")):
         model, resolved = _model_from_yolox_pth(path, declared)
-        runner = None
     else:
         raise ValueError(f"{path}: unsupported weights format {path.suffix!r} (expected .pth, .pth.tar, .pt or .onnx)")
 
     model = fuse_conv_bn(model).float().eval()
-    if runner is None:
-        runner = (TorchRunner(model, num_threads) if backend == "torch"
-                  else OrtRunner(create_session(_exported_onnx(model, resolved, path), num_threads)))
-    return Detector(resolved, runner, model=model, **options)
+    factory = RunnerBuilder(backend, num_threads, path)
+    size = resolve_input_size(resolved, choice, frame_shape)[0]
+    if backend == "onnxruntime" and path.suffix == ".onnx" and size == resolved.input_size:
+        runner: Runner = OrtRunner(create_session(path, num_threads))  # the file itself, at its own size
+    else:
+        resolved = resolved.replace(input_size=list(size))
+        runner = factory(model, resolved)
+    return Detector(resolved, runner, model=model, runner_factory=factory, **options)
+
+
+@dataclass(frozen=True)
+class RunnerBuilder:
+    """The runner of a loaded float model at any input size: the model itself (torch) or an ORT session on its
+    export at that size, cached on disk by weights hash and size (``onnxruntime``)."""
+
+    backend: str
+    num_threads: int | None
+    weights: Path
+
+    def __call__(self, model: nn.Module, spec: ModelSpec) -> Runner:
+        if self.backend == "torch":
+            return TorchRunner(model, self.num_threads)
+        return OrtRunner(create_session(_exported_onnx(model, spec, self.weights), self.num_threads))
+
+
+def _input_size_choice(imgsz: InputSizeChoice | str | Sequence[int] | None) -> InputSizeChoice:
+    if imgsz is None:
+        return InputSizeChoice("native")
+    if isinstance(imgsz, InputSizeChoice):
+        return imgsz
+    if isinstance(imgsz, str):
+        return InputSizeChoice.parse(imgsz)
+    return InputSizeChoice("exact", tuple(int(v) for v in imgsz))
 
 
 def _stem(path: Path) -> str:
@@ -170,6 +206,6 @@ def _exported_onnx(model: nn.Module, spec: ModelSpec, weights: Path) -> Path:
     key = f"{spec.name}-{sha256_of(weights)[:16]}-{h}x{w}-{spec.activation}-v{EXPORT_FORMAT}"
     target = cache_dir() / "onnx" / f"{key}.onnx"
     if not target.is_file():
-        export_onnx(model, spec.input_size, target)
+        save_onnx(export_onnx(model, spec.input_size), target)
     return target
 

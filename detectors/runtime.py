@@ -1,12 +1,14 @@
-"""Inference backends: ONNX Runtime sessions, runners (blob -> raw) and export of our torch models to ONNX."""
+"""Inference backends: ONNX Runtime sessions, runners (blob -> raw) and the export of our torch models to ONNX."""
 from __future__ import annotations
 
 import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
@@ -14,6 +16,7 @@ from torch import nn
 #: In ORT 1.31 this optimizer re-quantizes float weights next to QDQ nodes; int8 models must not be touched.
 DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 ONNX_OPSET = 13
+INPUT_NAME, OUTPUT_NAME = "images", "output"
 
 
 def create_session(model: str | Path | bytes, num_threads: int | None = None) -> ort.InferenceSession:
@@ -66,17 +69,36 @@ class TorchRunner:
             return self.model(torch.from_numpy(blob)).numpy()
 
 
-def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path) -> Path:
-    """Export ``model`` (fp32, eval) to ONNX at opset 13 with the TorchScript exporter; written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def export_onnx(model: nn.Module, input_size: tuple[int, int], *, dynamic_batch: bool = False) -> onnx.ModelProto:
+    """The one ONNX export of our torch models: fp32, eval, opset 13, TorchScript exporter, constants folded.
+
+    Input ``images`` (N, 3, H, W) -> ``output`` (N, A, 5+C). N is 1, or a symbolic ``batch`` dimension with
+    ``dynamic_batch`` (for batched inference of same-sized sources); H and W are fixed, so a model is exported
+    once per input size. The tracer's warnings (shape arithmetic traced as constants, which is what a fixed
+    size wants) are silenced.
+    """
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, *input_size)
-    with torch.no_grad():
-        torch.onnx.export(model.float().eval(), (dummy,), buffer, input_names=["images"], output_names=["output"],
-                          opset_version=ONNX_OPSET, dynamo=False)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the stub types the target as a path; the TorchScript exporter writes to any binary buffer
+        torch.onnx.export(model.float().eval(), (dummy,), buffer,  # type: ignore[arg-type]
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                          opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | Path) -> Path:
+    """Write ``proto`` atomically (temporary file in the same folder, then rename); parent folders created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(proto.SerializeToString())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return path

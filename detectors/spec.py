@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 FAMILIES = ("yolox", "yolov5")
+#: ONNX ``metadata_props`` key holding a ModelSpec as JSON (int8 models saved by ``quant``, loaded back here).
+SPEC_METADATA_KEY = "int8track_spec"
 
 #: Preprocessing conventions (see ``detectors.preprocess``):
 #: "yolox"          top-left letterbox, pad 114, BGR, 0..255 (current official YOLOX weights)

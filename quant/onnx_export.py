@@ -8,44 +8,36 @@ whose weight name does not map raises).
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
-import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from int8track.detectors.detector import Detector
-from int8track.detectors.runtime import OrtRunner, create_session
+from int8track.detectors.runtime import OrtRunner, create_session, export_onnx
+from int8track.detectors.spec import SPEC_METADATA_KEY as SPEC_KEY
 from int8track.detectors.spec import ModelSpec
 from int8track.quant.rescale import input_scale, output_scale, suspended
 from int8track.quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
 
-OPSET = 13
-INPUT_NAME, OUTPUT_NAME = "images", "output"
-SPEC_KEY, QUANT_KEY = "int8track_spec", "int8track_quant"
+QUANT_KEY = "int8track_quant"
 #: op types that prove int8 execution in an ORT-optimized graph
 INT8_OPS = ("QLinearConv", "ConvInteger", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearConcat",
             "MatMulInteger", "QLinearMatMul", "QLinearAveragePool", "QLinearGlobalAveragePool")
 
 
 def export_fp32(model: nn.Module, input_hw: tuple[int, int]) -> onnx.ModelProto:
-    """Export ``model`` (BatchNorm already folded) to ONNX, input ``images`` (1,3,H,W) -> ``output``."""
-    buffer = io.BytesIO()
-    dummy = torch.zeros(1, 3, *input_hw)
-    with warnings.catch_warnings(), suspended(model):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (dummy,), buffer, dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)
-    return _add_rescale_muls(_inline_identity_initializers(onnx.load_from_string(buffer.getvalue())), model)
+    """Export ``model`` (BatchNorm already folded) with ``detectors.runtime.export_onnx``, rescale hooks as Muls."""
+    with suspended(model):
+        proto = export_onnx(model, input_hw)
+    return _add_rescale_muls(_inline_identity_initializers(proto), model)
 
 
 def _add_rescale_muls(proto: onnx.ModelProto, model: nn.Module) -> onnx.ModelProto:

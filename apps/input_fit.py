@@ -1,0 +1,71 @@
+"""``--imgsz``: the detector's input size for a source, fitted to the source's frames unless told otherwise.
+
+The frame shape is known only once a frame is decoded, so the source's first frame is read before the detector
+is sized, and handed back as the first frame of the run (:class:`PeekedSource`): nothing is read twice, which
+matters for cameras and streams.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import numpy as np
+
+from int8track.apps.sources import FrameSource, SourceError
+from int8track.detectors.detector import Detector
+from int8track.detectors.input_size import InputSizeChoice, resolve_input_size
+
+IMGSZ_HELP = ("detector input size: 'fitted' (default: the model's native scale for the source's frames, padding "
+              "trimmed to the stride), 'native' (the model's own size, e.g. 608x1088), N (longer side N pixels, "
+              "the frames' aspect) or HxW (exactly that); sides must be multiples of the model's stride (32)")
+
+
+def add_imgsz_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--imgsz`` (parsed into an :class:`InputSizeChoice`; checked against the model's stride later)."""
+    parser.add_argument("--imgsz", type=_imgsz, default=InputSizeChoice("fitted"), metavar="SIZE", help=IMGSZ_HELP)
+
+
+def _imgsz(text: str) -> InputSizeChoice:
+    try:
+        return InputSizeChoice.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class PeekedSource(FrameSource):
+    """``source`` with its first frame already read (:attr:`first`); :meth:`read` returns that frame first."""
+
+    def __init__(self, source: FrameSource) -> None:
+        self.source = source
+        self.info = source.info
+        self.first = source.read()
+        if self.first is None:
+            raise SourceError(f"{source.info.location}: no frames read")
+        self._pending: np.ndarray | None = self.first
+
+    def read(self) -> np.ndarray | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        return self.source.read()
+
+    def close(self) -> None:
+        self.source.close()
+
+
+@dataclass(frozen=True)
+class FittedDetector:
+    """A detector sized for a source, and why that size (one line for the run report)."""
+
+    detector: Detector
+    reason: str
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.detector.spec.input_size
+
+
+def fit_detector(detector: Detector, choice: InputSizeChoice, frame_shape: tuple[int, ...]) -> FittedDetector:
+    """``detector`` at the input size ``choice`` gives for frames of ``frame_shape`` (ValueError: bad size)."""
+    size, reason = resolve_input_size(detector.spec, choice, frame_shape)
+    return FittedDetector(detector.with_input_size(size), reason)
