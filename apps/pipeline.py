@@ -14,7 +14,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 from int8track.apps.drawing import TrailHistory, draw_tracks
 from int8track.apps.motchallenge import MotResultWriter
 from int8track.apps.profiler import StageProfiler, TimingReport
+from int8track.apps.progress import Progress
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.writers import VideoWriterThread
 
@@ -179,6 +180,7 @@ class RunResult:
     results_path: Path | None
     video_path: Path | None
     outputs: list[np.ndarray] = field(default_factory=list)  # per-frame written tracks, when kept
+    interrupted_at: int | None = None  # last frame id processed when a stop was requested, else None
 
 
 def run_tracking(
@@ -194,6 +196,7 @@ def run_tracking(
     max_frames: int | None = None,
     progress: bool = True,
     info: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run the whole pipeline over ``source``: MOT results and annotated video (each optional, both atomic).
 
@@ -201,9 +204,11 @@ def run_tracking(
 
     A source that fails mid-run does not raise: the frames read are finished and written, and the error is
     returned in :attr:`RunResult.error` for the caller to report. Any other exception leaves no output file.
-    """
-    from tqdm import tqdm
 
+    ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
+    decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
+    where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM.
+    """
     profiler = StageProfiler(STAGES)
     reader = ReadAhead(source, max_frames=max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
@@ -211,10 +216,12 @@ def run_tracking(
     fps_meter = _RateMeter()
     video: VideoWriterThread | None = None
     error: SourceError | None = None
+    stop_requested = False
+    last_frame_id = 0
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         results = stack.enter_context(MotResultWriter(results_path)) if results_path is not None else None
-        bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress, desc=source.info.name))
+        bar = stack.enter_context(Progress(total, source.info.name, enabled=progress))
         if show:
             stack.callback(cv2.destroyAllWindows)
         try:
@@ -234,6 +241,10 @@ def run_tracking(
                     if show and not _show(image, source.info.name):
                         break
                 bar.update(1)
+                last_frame_id = frame_id
+                if not stop_requested and should_stop is not None and should_stop():
+                    stop_requested = True
+                    reader.stop()  # the loop drains what is already decoded, then ends normally
         except SourceError as exc:  # finish and write what was read; the caller reports the error
             error = exc
         except BaseException:
@@ -245,6 +256,9 @@ def run_tracking(
     frames = profiler.num_frames
     run_info = dict(info or {})
     run_info.update(_throughput_info(source, frames, wall, reader.dropped))
+    run_info["interrupted"] = stop_requested
+    if stop_requested:
+        run_info["interrupted_at_frame"] = last_frame_id
     return RunResult(
         report=profiler.report(run_info),
         frames=frames,
@@ -252,6 +266,7 @@ def run_tracking(
         error=error,
         results_path=results_path if results is not None else None,
         video_path=written_video,
+        interrupted_at=last_frame_id if stop_requested else None,
     )
 
 

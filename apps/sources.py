@@ -254,6 +254,12 @@ class ReadAhead:
                 self._condition.notify_all()
             yield frame
 
+    def stop(self) -> None:
+        """Stop reading new frames; iteration still yields the frames already decoded, then ends."""
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
+
     def close(self) -> None:
         """Stop the reader thread and release the source."""
         with self._condition:

@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from int8track.apps.interrupt import StopOnSignal
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from int8track.apps.profiler import plot_reports
@@ -29,6 +30,7 @@ DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as i
 QUANT_OPTIONS = {"num_frames": None}
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 class UserError(Exception):
@@ -93,11 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision = _load_detector(args, source)
-        result = _run(args, source, detector, precision, output_dir)
+        with StopOnSignal() as stop:
+            result = _run(args, source, detector, precision, output_dir, stop)
+            _write_report(result, output_dir, source.info.name, precision)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
-    _write_report(result, output_dir, source.info.name, precision)
+    except KeyboardInterrupt:  # before tracking started, or a second signal: unfinished outputs are deleted
+        source.close()
+        return _fail("aborted; outputs not finished are not written", EXIT_INTERRUPTED)
+    if stop.exit_code is not None:
+        print(f"track: stopped by {stop.signal_name} after frame {result.interrupted_at}; the outputs hold the "
+              f"{result.frames} frames processed", file=sys.stderr)
+        return stop.exit_code
     if result.error is not None:
         return _fail(f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
     if result.frames == 0:
@@ -197,7 +207,7 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) -> RunResult:
+def _run(args, source: FrameSource, detector, precision: str, output_dir: Path, stop: StopOnSignal) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -214,6 +224,7 @@ def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) 
         max_frames=args.max_frames,
         progress=not args.quiet,
         info={"model": detector.spec.name, "precision": precision, "threads": args.threads},
+        should_stop=lambda: stop.requested,
     )
 
 
