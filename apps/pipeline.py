@@ -24,7 +24,7 @@ from int8track.apps.motchallenge import MotResultWriter
 from int8track.apps.profiler import StageProfiler, TimingReport
 from int8track.apps.progress import Progress
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
-from int8track.apps.writers import VideoWriterThread
+from int8track.apps.writers import TracksJsonWriter, VideoWriterThread
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
@@ -181,6 +181,7 @@ class RunResult:
     video_path: Path | None
     outputs: list[np.ndarray] = field(default_factory=list)  # per-frame written tracks, when kept
     interrupted_at: int | None = None  # last frame id processed when a stop was requested, else None
+    tracks_path: Path | None = None
 
 
 def run_tracking(
@@ -192,13 +193,15 @@ def run_tracking(
     output_filter: OutputFilter = OutputFilter(),
     results_path: Path | None = None,
     video_path: Path | None = None,
+    tracks_path: Path | None = None,
     show: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
     info: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run the whole pipeline over ``source``: MOT results and annotated video (each optional, both atomic).
+    """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines (with class names and
+    ``det_index``, :class:`~apps.writers.TracksJsonWriter`) and annotated video (each optional, all atomic).
 
     ``classes`` as in :func:`track_frames` (None: the detector's own class list).
 
@@ -221,6 +224,8 @@ def run_tracking(
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         results = stack.enter_context(MotResultWriter(results_path)) if results_path is not None else None
+        class_names = getattr(getattr(detector, "spec", None), "class_names", ())
+        tracks_out = stack.enter_context(TracksJsonWriter(tracks_path, class_names)) if tracks_path else None
         bar = stack.enter_context(Progress(total, source.info.name, enabled=progress))
         if show:
             stack.callback(cv2.destroyAllWindows)
@@ -230,6 +235,8 @@ def run_tracking(
                 shown = output_filter(tracks)
                 if results is not None:
                     results.write(frame_id, shown)
+                if tracks_out is not None:
+                    tracks_out.write(frame_id, shown)
                 fps_meter.tick()
                 if video_path is not None or show:
                     with profiler.stage("draw"):
@@ -256,6 +263,8 @@ def run_tracking(
     frames = profiler.num_frames
     run_info = dict(info or {})
     run_info.update(_throughput_info(source, frames, wall, reader.dropped))
+    if video is not None:
+        run_info["video_codec"] = video.codec
     run_info["interrupted"] = stop_requested
     if stop_requested:
         run_info["interrupted_at_frame"] = last_frame_id
@@ -267,6 +276,7 @@ def run_tracking(
         results_path=results_path if results is not None else None,
         video_path=written_video,
         interrupted_at=last_frame_id if stop_requested else None,
+        tracks_path=tracks_path if tracks_out is not None else None,
     )
 
 
@@ -280,6 +290,8 @@ def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: i
         "end_to_end_fps": fps,
         "source_fps": source.info.fps,
         "dropped_frames": dropped,
+        # live: frames dropped to stay current and a stop is an error; otherwise every frame, normal end
+        "read_mode": "live" if source.info.is_live else "every frame",
     }
     if source.info.is_live:
         info["kept_up"] = dropped == 0

@@ -22,6 +22,7 @@ from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_f
 from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from int8track.apps.profiler import plot_reports
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.track_options import add_ecosystem_arguments, range_problem
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"
 DEFAULT_CALIB_FRAMES = 200
@@ -81,15 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-video", action="store_true", help="do not write the annotated video")
     parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ecosystem_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (problem := range_problem(args)) is not None:
+        return _fail(problem, EXIT_USAGE)
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:
-        source = open_source(args.source, fps=args.fps)
+        source = open_source(args.source, fps=args.fps, live=args.live)
     except (OSError, SourceError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
     try:
@@ -214,12 +218,14 @@ def _run(args, source: FrameSource, detector, precision: str, output_dir: Path, 
         show = False
     settings = TrackerSettings.from_args(args)
     tracker = settings.create(source.info.fps or DEFAULT_TRACKER_FPS)
+    tracker.class_aware = args.class_aware  # not a TrackerSettings field; update() reads the attribute
     stem = source.info.name
     return run_tracking(
         source, detector, tracker,
         output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
         results_path=output_dir / f"{stem}.txt",
         video_path=None if args.no_video else output_dir / f"{stem}.mp4",
+        tracks_path=output_dir / f"{stem}_tracks.jsonl" if args.save_tracks else None,
         show=show,
         max_frames=args.max_frames,
         progress=not args.quiet,
@@ -239,7 +245,7 @@ def _write_report(result: RunResult, output_dir: Path, stem: str, precision: str
         plot_reports({precision: report}, output_dir / f"{stem}_timing.png", title=f"{stem} ({precision})"),
     ]
     print(report.format_table(f"per-stage timing, {result.frames} frames ({precision})"))
-    for path in [result.results_path, result.video_path, *paths]:
+    for path in [result.results_path, result.tracks_path, result.video_path, *paths]:
         if path is not None:
             print(f"wrote {path}")
 
