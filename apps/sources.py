@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from int8track.apps.motchallenge import load_sequence
+from int8track.frames import IMAGE_EXTENSIONS, list_images, read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 #: Protocols that only carry live feeds. Anything else behind a URL (HTTP, object storage) may be a recorded
 #: file: it is read like one when the container states a frame count.
@@ -99,10 +99,10 @@ class ImageSequenceSource(FrameSource):
             return None
         path = self.paths[self._next]
         self._next += 1
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SourceError(f"{path}: cannot read image (corrupt or not an image)")
-        return frame
+        try:
+            return read_image(path)
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
 
 
 def open_source(spec: str | int | Path, fps: float | None = None, live: bool | None = None) -> FrameSource:
@@ -188,7 +188,7 @@ def _open_mot_sequence(path: Path, fps: float | None) -> ImageSequenceSource:
 def _list_images(folder: Path) -> list[Path]:
     if not _is_readable(folder):
         raise SourceError(f"{folder}: cannot read folder (permission denied)")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    images = list_images(folder)
     if not images:
         raise SourceError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return images
