@@ -24,8 +24,9 @@ _Handler = Callable[[int, FrameType | None], object] | int | signal.Handlers | N
 class StopOnSignal:
     """``with StopOnSignal() as stop:`` ... ``if stop.requested: finish()``.
 
-    Handlers are installed only from the main thread (Python allows no other); elsewhere the object is inert
-    and :attr:`requested` stays False unless :meth:`request` is called.
+    Handlers are installed only from the main thread (Python allows no other) and not for a signal that is
+    ignored (SIG_IGN); elsewhere the object is inert and :attr:`requested` stays False unless :meth:`request`
+    is called.
     """
 
     def __init__(self, signals: tuple[signal.Signals, ...] = HANDLED_SIGNALS, announce: bool = True) -> None:
@@ -65,6 +66,8 @@ class StopOnSignal:
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in self.signals:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # e.g. SIGINT of a shell's background job: the launcher chose to shield it
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 

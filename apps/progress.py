@@ -6,6 +6,7 @@ every ``interval_s`` seconds, then a last line, so logs stay short and readable.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from types import TracebackType
@@ -78,3 +79,11 @@ class Progress:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.close()
+
+
+def limit_tqdm_redraws(stream: TextIO | None = None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    """When ``stream`` (default stderr) is not a terminal, make every tqdm bar of this process (calibration,
+    downloads: code that uses tqdm directly) redraw at most every ``interval_s`` seconds, through tqdm's
+    ``TQDM_MININTERVAL`` environment default. A value the user set is kept."""
+    if not is_terminal(stream if stream is not None else sys.stderr):
+        os.environ.setdefault("TQDM_MININTERVAL", f"{interval_s:g}")

@@ -21,6 +21,7 @@ from int8track.apps.interrupt import StopOnSignal
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from int8track.apps.profiler import plot_reports
+from int8track.apps.progress import limit_tqdm_redraws
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.track_options import add_ecosystem_arguments, range_problem
 
@@ -90,16 +91,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (problem := range_problem(args)) is not None:
         return _fail(problem, EXIT_USAGE)
+    limit_tqdm_redraws()  # calibration and download bars: one redraw per few seconds in a log
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:
         source = open_source(args.source, fps=args.fps, live=args.live)
     except (OSError, SourceError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
+    stop = StopOnSignal()
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision = _load_detector(args, source)
-        with StopOnSignal() as stop:
+        with stop:
             result = _run(args, source, detector, precision, output_dir, stop)
             _write_report(result, output_dir, source.info.name, precision)
     except (UserError, OSError, ValueError) as exc:
@@ -107,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_USAGE)
     except KeyboardInterrupt:  # before tracking started, or a second signal: unfinished outputs are deleted
         source.close()
-        return _fail("aborted; outputs not finished are not written", EXIT_INTERRUPTED)
+        when = "by a second signal" if stop.requested else "before tracking started"
+        return _fail(f"interrupted {when}; outputs not finished are not written", EXIT_INTERRUPTED)
     if stop.exit_code is not None:
         print(f"track: stopped by {stop.signal_name} after frame {result.interrupted_at}; the outputs hold the "
               f"{result.frames} frames processed", file=sys.stderr)
