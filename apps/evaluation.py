@@ -218,10 +218,12 @@ def evaluate_results_dir(data_root: str | Path, results_dir: str | Path,
 
 def format_metrics_table(summary: Mapping[str, MotMetrics]) -> str:
     """Fixed-width text table of the headline metrics, one row per sequence (percentages for ratios)."""
-    header = f"{'sequence':<20}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'MOTP':>7}{'IDSW':>7}{'FP':>8}{'FN':>8}{'Rcll':>7}{'Prcn':>7}"
+    header = (f"{'sequence':<20}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'MOTP':>7}{'IDSW':>7}"
+              f"{'FP':>8}{'FN':>8}{'Rcll':>7}{'Prcn':>7}")
     lines = [header, "-" * len(header)]
     for name, m in summary.items():
-        lines.append(f"{name:<20}{100 * m.hota:7.1f}{100 * m.deta:7.1f}{100 * m.assa:7.1f}{100 * m.mota:7.1f}{100 * m.idf1:7.1f}{100 * m.motp:7.1f}{m.num_switches:7d}"
+        lines.append(f"{name:<20}{100 * m.hota:7.1f}{100 * m.deta:7.1f}{100 * m.assa:7.1f}"
+                     f"{100 * m.mota:7.1f}{100 * m.idf1:7.1f}{100 * m.motp:7.1f}{m.num_switches:7d}"
                      f"{m.num_false_positives:8d}{m.num_misses:8d}{100 * m.recall:7.1f}{100 * m.precision:7.1f}")
     return "\n".join(lines)
 

@@ -219,7 +219,7 @@ def run_tracking(
     fps_meter = _RateMeter()
     video: VideoWriterThread | None = None
     error: SourceError | None = None
-    stop_requested = False
+    stop_requested_after: int | None = None  # the frame being finished when the stop was asked for
     last_frame_id = 0
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -249,8 +249,8 @@ def run_tracking(
                         break
                 bar.update(1)
                 last_frame_id = frame_id
-                if not stop_requested and should_stop is not None and should_stop():
-                    stop_requested = True
+                if stop_requested_after is None and should_stop is not None and should_stop():
+                    stop_requested_after = frame_id
                     reader.stop()  # the loop drains what is already decoded, then ends normally
         except SourceError as exc:  # finish and write what was read; the caller reports the error
             error = exc
@@ -265,9 +265,11 @@ def run_tracking(
     run_info.update(_throughput_info(source, frames, wall, reader.dropped))
     if video is not None:
         run_info["video_codec"] = video.codec
+    stop_requested = stop_requested_after is not None
     run_info["interrupted"] = stop_requested
     if stop_requested:
-        run_info["interrupted_at_frame"] = last_frame_id
+        run_info["stop_requested_after_frame"] = stop_requested_after
+        run_info["interrupted_at_frame"] = last_frame_id  # the last frame processed, after the decoded ones
     return RunResult(
         report=profiler.report(run_info),
         frames=frames,

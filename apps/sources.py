@@ -130,7 +130,8 @@ def open_source(spec: str | int | Path, fps: float | None = None, live: bool | N
 def _open_path(text: str, fps: float | None) -> FrameSource:
     path = Path(text).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: source not found (expected a video, image folder, MOT sequence, camera index or URL)")
+        raise FileNotFoundError(f"{path}: source not found (expected a video, image folder, MOT sequence, "
+                                "camera index or URL)")
     if path.is_dir():
         if (path / "img1").is_dir():
             return _open_mot_sequence(path, fps)

@@ -44,7 +44,7 @@ def open_video_writer(path: Path, fps: float, size: tuple[int, int],
     """A ``cv2.VideoWriter`` with the first of ``codecs`` that opens, and that codec's name; OSError if none."""
     for codec in codecs:
         with _quiet_stderr():
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), float(fps), size)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*codec), float(fps), size)
         if writer.isOpened():
             return writer, codec
         writer.release()

@@ -107,7 +107,8 @@ def build_report(runs: list[SequenceRun], summary: dict[str, MotMetrics], settin
 
 def format_table(report: dict) -> str:
     """Fixed-width table: accuracy (ratios in %) and the tracker's median/mean ms per frame."""
-    header = (f"{'sequence':<16}{'frames':>7}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'FP':>7}{'FN':>8}"
+    header = (f"{'sequence':<16}{'frames':>7}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}"
+              f"{'FP':>7}{'FN':>8}"
               f"{'tracker ms median':>19}{'mean':>7}")
     lines = [header, "-" * len(header)]
     for name, row in [*report["sequences"].items(), (OVERALL, report["overall"])]:

@@ -57,6 +57,7 @@ def test_signal_keeps_the_outputs_of_the_frames_processed(tmp_path, sig, code):
     timing = json.loads((out / "vtest_timing.json").read_text())["info"]
     frames = timing["frames"]
     assert timing["interrupted"] is True and timing["interrupted_at_frame"] == frames
+    assert frames - 9 <= timing["stop_requested_after_frame"] <= frames  # at most the 8 decoded ahead + 1 more
     assert 0 < frames < 400
     results = read_results(out / "vtest.txt")  # parses as MOTChallenge results
     assert results.frames.max() == frames  # people are in every frame of this video

@@ -34,7 +34,7 @@ def test_tracking_and_calibration_read_the_same_webp_frames(webp_folder):
         assert source.read() is None and source.info.frame_count == NUM_FRAMES
     calibration = load_frames(webp_folder, num=None)
     assert len(calibration) == len(tracked) == NUM_FRAMES
-    for a, b, c in zip(expected, tracked, calibration):
+    for a, b, c in zip(expected, tracked, calibration, strict=True):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
     assert [f.sum() for f in load_frames(webp_folder, num=2)] == [expected[0].sum(), expected[-1].sum()]
