@@ -91,7 +91,7 @@ def _decode_all(capture: cv2.VideoCapture):
 
 def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = None, offset: int = 0,
                 step: int | None = None, label: str = "frame source") -> list[np.ndarray]:
-    """BGR frames from a list of frames, a video file, an image folder or a MOT sequence (its ``img1``),
+    """BGR frames from a list of frames, a video file or URL, an image folder or a MOT sequence (its ``img1``),
     ``num`` evenly spaced or every ``step``-th from ``offset`` (see :func:`evenly`).
 
     ``label`` names the source in errors (e.g. "calibration source"): FileNotFoundError when it does not exist,
@@ -100,6 +100,8 @@ def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = Non
     if not isinstance(source, (str, Path)):
         frames = list(source)
         return [frames[i] for i in evenly(len(frames), num, offset, step)]
+    if isinstance(source, str) and "://" in source:  # a recorded video behind a URL
+        return video_frames(source, num, offset, step, label=label)
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"{label} not found: {path}")

@@ -168,7 +168,8 @@ def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
     """The fingerprint of what ``_calibration_frames`` reads: ``--calib``, else the source."""
     if args.calib is not None:
         return source_fingerprint(args.calib)
-    return source_fingerprint(source.info.location, live=source.info.is_live)
+    # a URL is known by its text even when it is read like a file: nothing local to stat
+    return source_fingerprint(source.info.location, live=source.info.is_live or source.info.kind == "stream")
 
 
 def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:

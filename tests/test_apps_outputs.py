@@ -14,8 +14,10 @@ from conftest import require_data
 
 from int8track.apps.motchallenge import read_results
 from int8track.apps.sources import open_source
-from int8track.apps.track import main
+from int8track import frames
+from int8track.apps.track import _calibration_source, build_parser, main
 from int8track.apps.writers import CODECS, read_tracks_json
+from int8track.quant.calibration import load_frames
 
 FRAMES = 12
 
@@ -143,3 +145,18 @@ def test_live_schemes_and_forced_live_files(tmp_path):
         assert not source.info.is_live
     with open_source(video, live=True) as source:
         assert source.info.is_live
+
+
+def test_a_recorded_url_can_be_a_calibration_source(http_folder):
+    folder, base = http_folder
+    video = require_data("videos/vtest.avi")
+    _write_clip(folder / "clip.avi", video, 9)
+    url = f"{base}/clip.avi"
+    local = frames.video_frames(folder / "clip.avi", num=3)
+    remote = load_frames(url, num=3)
+    assert len(remote) == 3
+    for a, b in zip(local, remote, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with open_source(url) as source:
+        args = build_parser().parse_args([url])
+        assert _calibration_source(args, source) == {"live": url}  # known by the URL, nothing to stat
