@@ -1,4 +1,5 @@
-"""CLEAR-MOT and identity metrics (MOTA, IDF1, ID switches, ...) with motmetrics, under the MOTChallenge protocol.
+"""CLEAR-MOT and identity metrics (MOTA, IDF1, ID switches, ...) with motmetrics, and HOTA/DetA/AssA
+(``apps.hota``), under the MOTChallenge protocol.
 
 The protocol is TrackEval's ``MotChallenge2DBox`` preprocessing (the official MOTChallenge evaluation), per frame:
 
@@ -20,12 +21,13 @@ import argparse
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from int8track.apps import _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
+from int8track.apps.hota import HotaCounts, hota_counts
 from int8track.apps.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
 
 import motmetrics as mm  # noqa: E402  (after the compat shim)
@@ -64,12 +66,16 @@ class MotMetrics:
     mostly_tracked: int
     partially_tracked: int
     mostly_lost: int
+    hota: float = float("nan")  # HOTA, DetA, AssA (apps.hota); NaN when not computed
+    deta: float = float("nan")
+    assa: float = float("nan")
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
-_MOTMETRICS_NAMES = [f.name for f in fields(MotMetrics)]
+_HOTA_NAMES = ("hota", "deta", "assa")
+_MOTMETRICS_NAMES = [f.name for f in fields(MotMetrics) if f.name not in _HOTA_NAMES]
 
 
 def protocol_for(gt: MotAnnotations, sequence_name: str = "") -> str:
@@ -99,9 +105,9 @@ def _check_gt_classes(gt: MotAnnotations) -> None:
                          "use benchmark='MOT15' to score such files without class-based preprocessing")
 
 
-def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
-               benchmark: str = "MOT17") -> mm.MOTAccumulator:
-    """Frame-by-frame motmetrics accumulator of ``results`` against ``gt`` under the MOTChallenge protocol.
+def scored_frames(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
+                  benchmark: str = "MOT17") -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per frame, what the MOTChallenge protocol scores: ``(frame, gt ids, tracker ids, IoU matrix)``.
 
     ``benchmark`` is one of MOT15/MOT16/MOT17/MOT20 (see the module docstring; MOT15 skips class preprocessing).
     Frames 1..``num_frames`` are scored; results on other frames are a ValueError, as in TrackEval.
@@ -122,7 +128,6 @@ def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
     gt_rows, hyp_rows = gt.rows_by_frame(), results.rows_by_frame()
     no_rows = np.empty(0, dtype=np.int64)
 
-    accumulator = mm.MOTAccumulator(auto_id=False)
     for frame in range(1, num_frames + 1):
         g, h = gt_rows.get(frame, no_rows), hyp_rows.get(frame, no_rows)
         distance = np.full((len(g), len(h)), np.nan)
@@ -133,10 +138,24 @@ def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
                 h = np.delete(h, on_distractor)
                 distance = np.delete(distance, on_distractor, axis=1)
         keep = scored_gt[g]
-        distance = distance[keep]
+        yield frame, gt.ids[g[keep]], results.ids[h], 1.0 - distance[keep]
+
+
+def accumulate(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
+               benchmark: str = "MOT17") -> mm.MOTAccumulator:
+    """Frame-by-frame motmetrics accumulator of ``results`` against ``gt`` under the MOTChallenge protocol
+    (:func:`scored_frames`)."""
+    accumulator = mm.MOTAccumulator(auto_id=False)
+    for frame, gt_ids, hyp_ids, iou in scored_frames(gt, results, num_frames, benchmark):
+        distance = 1.0 - iou
         distance[distance > 1.0 - IOU_THRESHOLD + _EPS] = np.nan
-        accumulator.update(gt.ids[g[keep]], results.ids[h], distance, frameid=frame)
+        accumulator.update(gt_ids, hyp_ids, distance, frameid=frame)
     return accumulator
+
+
+def hota_of(gt: MotAnnotations, results: MotAnnotations, num_frames: int, benchmark: str = "MOT17") -> HotaCounts:
+    """HOTA counts (``apps.hota``) of ``results`` against ``gt`` under the same protocol as :func:`accumulate`."""
+    return hota_counts((g, h, iou) for _, g, h, iou in scored_frames(gt, results, num_frames, benchmark))
 
 
 def evaluate_sequence(sequence: MotSequence, results_path: str | Path,
@@ -147,17 +166,34 @@ def evaluate_sequence(sequence: MotSequence, results_path: str | Path,
                       benchmark or protocol_for(gt, sequence.name))
 
 
-def summarize(accumulators: Mapping[str, mm.MOTAccumulator]) -> dict[str, MotMetrics]:
-    """Metrics per sequence plus ``"OVERALL"``: all sequences' events combined (not a mean of per-sequence values)."""
+def evaluate_sequence_hota(sequence: MotSequence, results_path: str | Path,
+                           benchmark: str | None = None) -> HotaCounts:
+    """HOTA counts for a results file on ``sequence``, as :func:`evaluate_sequence`."""
+    gt = sequence.ground_truth()
+    return hota_of(gt, read_results(results_path), sequence.length, benchmark or protocol_for(gt, sequence.name))
+
+
+def summarize(accumulators: Mapping[str, mm.MOTAccumulator],
+              hota: Mapping[str, HotaCounts] | None = None) -> dict[str, MotMetrics]:
+    """Metrics per sequence plus ``"OVERALL"``: all sequences' events combined (not a mean of per-sequence values).
+
+    ``hota`` (same keys as ``accumulators``) fills the HOTA, DetA and AssA fields; without it they are NaN.
+    """
     if not accumulators:
         raise ValueError("no sequences to summarize")
     table = mm.metrics.create().compute_many(list(accumulators.values()), names=list(accumulators),
                                              metrics=_MOTMETRICS_NAMES, generate_overall=True)
+    hota_by_name = dict(hota or {})
+    if hota_by_name:
+        hota_by_name[OVERALL] = HotaCounts.combine([hota_by_name[name] for name in accumulators])
     summary = {}
     for name, row in table.iterrows():
-        values = {field.name: float(row[field.name]) if field.type == "float" else int(row[field.name])
-                  for field in fields(MotMetrics)}
+        values: dict = {field.name: float(row[field.name]) if field.type == "float" else int(row[field.name])
+                        for field in fields(MotMetrics) if field.name in _MOTMETRICS_NAMES}
         values["motp"] = 1.0 - values["motp"]  # motmetrics' MOTP is the mean distance 1 - IoU
+        counts = hota_by_name.get(str(name))
+        if counts is not None:
+            values.update(hota=counts.hota, deta=counts.deta, assa=counts.ass_a)
         summary[str(name)] = MotMetrics(**values)
     return summary
 
@@ -166,7 +202,7 @@ def evaluate_results_dir(data_root: str | Path, results_dir: str | Path,
                          benchmark: str | None = None) -> dict[str, MotMetrics]:
     """Score ``results_dir/<sequence name>.txt`` for every sequence with gt under ``data_root`` (TrackEval layout)."""
     results_dir = Path(results_dir)
-    accumulators = {}
+    accumulators, hota = {}, {}
     for sequence in find_sequences(data_root):
         if not sequence.gt_path.is_file():
             continue
@@ -174,17 +210,20 @@ def evaluate_results_dir(data_root: str | Path, results_dir: str | Path,
         if not results_path.is_file():
             raise FileNotFoundError(f"no results for sequence {sequence.name}: {results_path}")
         accumulators[sequence.name] = evaluate_sequence(sequence, results_path, benchmark)
+        hota[sequence.name] = evaluate_sequence_hota(sequence, results_path, benchmark)
     if not accumulators:
         raise FileNotFoundError(f"no sequence with gt/gt.txt under {data_root}")
-    return summarize(accumulators)
+    return summarize(accumulators, hota)
 
 
 def format_metrics_table(summary: Mapping[str, MotMetrics]) -> str:
     """Fixed-width text table of the headline metrics, one row per sequence (percentages for ratios)."""
-    header = f"{'sequence':<20}{'MOTA':>7}{'IDF1':>7}{'MOTP':>7}{'IDSW':>7}{'FP':>8}{'FN':>8}{'Rcll':>7}{'Prcn':>7}"
+    header = (f"{'sequence':<20}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'MOTP':>7}{'IDSW':>7}"
+              f"{'FP':>8}{'FN':>8}{'Rcll':>7}{'Prcn':>7}")
     lines = [header, "-" * len(header)]
     for name, m in summary.items():
-        lines.append(f"{name:<20}{100 * m.mota:7.1f}{100 * m.idf1:7.1f}{100 * m.motp:7.1f}{m.num_switches:7d}"
+        lines.append(f"{name:<20}{100 * m.hota:7.1f}{100 * m.deta:7.1f}{100 * m.assa:7.1f}"
+                     f"{100 * m.mota:7.1f}{100 * m.idf1:7.1f}{100 * m.motp:7.1f}{m.num_switches:7d}"
                      f"{m.num_false_positives:8d}{m.num_misses:8d}{100 * m.recall:7.1f}{100 * m.precision:7.1f}")
     return "\n".join(lines)
 

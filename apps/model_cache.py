@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -133,14 +134,31 @@ class Int8ModelCache:
         settings = {"quant": quant_options, "quant_version": QUANT_VERSION, "calibration": calibration or {}}
         key = cache_key(weights, detector.spec.input_size, settings)
         path = self.path_for(detector.spec.name, key)
-        reused = path.is_file() and not refresh
-        if not reused:
+        loaded = self._load_or_discard(path, detector, num_threads) if path.is_file() and not refresh else None
+        reused = loaded is not None
+        if loaded is None:
             record = {"weights": str(Path(weights).resolve()), "input_size": list(detector.spec.input_size),
                       "settings": settings}
             self._make(detector, calibration_frames(), quant_options, path, record)
-        loaded = self._loader()(str(path), num_threads=num_threads, conf_thresh=detector.conf_thresh,
-                                nms_thresh=detector.nms_thresh, classes=detector.classes)
+            loaded = self._load_entry(path, detector, num_threads)
         return CachedModel(loaded, path, reused, settings["calibration"])
+
+    def _load_entry(self, path: Path, detector, num_threads: int | None):
+        return self._loader()(str(path), num_threads=num_threads, conf_thresh=detector.conf_thresh,
+                              nms_thresh=detector.nms_thresh, classes=detector.classes)
+
+    def _load_or_discard(self, path: Path, detector, num_threads: int | None):
+        """The cached detector, or None after reporting and deleting an entry that does not load (a truncated
+        copy, a disk error): otherwise every later run would fail on it until the user found --recalibrate."""
+        try:
+            return self._load_entry(path, detector, num_threads)
+        except Exception as exc:  # whatever the loader raises on a bad file, the entry is unusable
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"warning: cached int8 model {path} does not load ({reason[:200]}); removing it and "
+                  "calibrating again", file=sys.stderr)
+            path.unlink(missing_ok=True)
+            path.with_suffix(".json").unlink(missing_ok=True)
+            return None
 
     def _make(self, detector, frames: list[np.ndarray], quant_options: dict, path: Path, record: dict) -> None:
         """Quantize and write the model and its ``.json`` record (the record first: no model without one)."""

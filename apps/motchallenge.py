@@ -17,9 +17,10 @@ from typing import Iterable, NoReturn
 
 import numpy as np
 
+from int8track.frames import list_images
+
 SEQINFO = "seqinfo.ini"
 DEFAULT_IMAGE_DIR = "img1"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 #: Frame rate assumed when a MOT15-style folder has no seqinfo.ini (ByteTrack's default).
 FALLBACK_FRAME_RATE = 30.0
 
@@ -309,7 +310,7 @@ def _ini_number(info: dict[str, str], key: str, path: Path, kind: type) -> int |
 def _list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit())
+    return list_images(folder, numbered_only=True)
 
 
 def _last_annotated_frame(root: Path) -> int | None:

@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -21,8 +21,9 @@ import numpy as np
 from int8track.apps.drawing import TrailHistory, draw_tracks
 from int8track.apps.motchallenge import MotResultWriter
 from int8track.apps.profiler import StageProfiler, TimingReport
+from int8track.apps.progress import Progress
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
-from int8track.apps.writers import VideoWriterThread
+from int8track.apps.writers import TracksJsonWriter, VideoWriterThread
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
@@ -132,6 +133,8 @@ class RunResult:
     results_path: Path | None
     video_path: Path | None
     outputs: list[np.ndarray] = field(default_factory=list)  # per-frame written tracks, when kept
+    interrupted_at: int | None = None  # last frame id processed when a stop was requested, else None
+    tracks_path: Path | None = None
 
 
 def run_tracking(
@@ -143,20 +146,25 @@ def run_tracking(
     output_filter: OutputFilter = OutputFilter(),
     results_path: Path | None = None,
     video_path: Path | None = None,
+    tracks_path: Path | None = None,
     show: bool = False,
     max_frames: int | None = None,
     progress: bool = True,
     info: dict | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run the whole pipeline over ``source``: MOT results and annotated video (each optional, both atomic).
+    """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines (with class names and
+    ``det_index``, :class:`~apps.writers.TracksJsonWriter`) and annotated video (each optional, all atomic).
 
     ``classes`` as in :func:`track_frames` (None: the detector's own class list).
 
     A source that fails mid-run does not raise: the frames read are finished and written, and the error is
     returned in :attr:`RunResult.error` for the caller to report. Any other exception leaves no output file.
-    """
-    from tqdm import tqdm
 
+    ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
+    decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
+    where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM.
+    """
     profiler = StageProfiler(STAGES)
     reader = ReadAhead(source, max_frames=max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
@@ -164,10 +172,14 @@ def run_tracking(
     fps_meter = _RateMeter()
     video: VideoWriterThread | None = None
     error: SourceError | None = None
+    stop_requested_after: int | None = None  # the frame being finished when the stop was asked for
+    last_frame_id = 0
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         results = stack.enter_context(MotResultWriter(results_path)) if results_path is not None else None
-        bar = stack.enter_context(tqdm(total=total, unit="frame", disable=not progress, desc=source.info.name))
+        class_names = getattr(getattr(detector, "spec", None), "class_names", ())
+        tracks_out = stack.enter_context(TracksJsonWriter(tracks_path, class_names)) if tracks_path else None
+        bar = stack.enter_context(Progress(total, source.info.name, enabled=progress))
         if show:
             stack.callback(cv2.destroyAllWindows)
         try:
@@ -176,6 +188,8 @@ def run_tracking(
                 shown = output_filter(tracks)
                 if results is not None:
                     results.write(frame_id, shown)
+                if tracks_out is not None:
+                    tracks_out.write(frame_id, shown)
                 fps_meter.tick()
                 if video_path is not None or show:
                     with profiler.stage("draw"):
@@ -187,6 +201,10 @@ def run_tracking(
                     if show and not _show(image, source.info.name):
                         break
                 bar.update(1)
+                last_frame_id = frame_id
+                if stop_requested_after is None and should_stop is not None and should_stop():
+                    stop_requested_after = frame_id
+                    reader.stop()  # the loop drains what is already decoded, then ends normally
         except SourceError as exc:  # finish and write what was read; the caller reports the error
             error = exc
         except BaseException:
@@ -198,6 +216,13 @@ def run_tracking(
     frames = profiler.num_frames
     run_info = dict(info or {})
     run_info.update(_throughput_info(source, frames, wall, reader.dropped))
+    if video is not None:
+        run_info["video_codec"] = video.codec
+    stop_requested = stop_requested_after is not None
+    run_info["interrupted"] = stop_requested
+    if stop_requested:
+        run_info["stop_requested_after_frame"] = stop_requested_after
+        run_info["interrupted_at_frame"] = last_frame_id  # the last frame processed, after the decoded ones
     return RunResult(
         report=profiler.report(run_info),
         frames=frames,
@@ -205,6 +230,8 @@ def run_tracking(
         error=error,
         results_path=results_path if results is not None else None,
         video_path=written_video,
+        interrupted_at=last_frame_id if stop_requested else None,
+        tracks_path=tracks_path if tracks_out is not None else None,
     )
 
 
@@ -218,6 +245,8 @@ def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: i
         "end_to_end_fps": fps,
         "source_fps": source.info.fps,
         "dropped_frames": dropped,
+        # live: frames dropped to stay current and a stop is an error; otherwise every frame, normal end
+        "read_mode": "live" if source.info.is_live else "every frame",
     }
     if source.info.is_live:
         info["kept_up"] = dropped == 0

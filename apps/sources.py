@@ -20,9 +20,12 @@ import cv2
 import numpy as np
 
 from int8track.apps.motchallenge import load_sequence
+from int8track.frames import IMAGE_EXTENSIONS, list_images, read_image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+#: Protocols that only carry live feeds. Anything else behind a URL (HTTP, object storage) may be a recorded
+#: file: it is read like one when the container states a frame count.
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://")
 
 
 class SourceError(RuntimeError):
@@ -74,6 +77,11 @@ class CaptureSource(FrameSource):
         ok, frame = self._capture.read()
         return frame if ok else None
 
+    def reported_frame_count(self) -> int | None:
+        """The container's frame count, None when it states none (a live feed, some streamed formats)."""
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        return count if count > 0 else None
+
     def close(self) -> None:
         self._capture.release()
 
@@ -91,27 +99,39 @@ class ImageSequenceSource(FrameSource):
             return None
         path = self.paths[self._next]
         self._next += 1
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SourceError(f"{path}: cannot read image (corrupt or not an image)")
-        return frame
+        try:
+            return read_image(path)
+        except ValueError as exc:
+            raise SourceError(str(exc)) from None
 
 
-def open_source(spec: str | int | Path, fps: float | None = None) -> FrameSource:
+def open_source(spec: str | int | Path, fps: float | None = None, live: bool | None = None) -> FrameSource:
     """Open a video file, image folder, MOT sequence folder (``img1/`` + ``seqinfo.ini``), camera index or URL.
 
-    ``fps`` overrides the source's own frame rate (needed for image folders, which have none).
+    ``fps`` overrides the source's own frame rate (needed for image folders, which have none). ``live`` overrides
+    the guess of whether the source is live (its reader then drops frames to stay current, and a stop is an
+    error) or recorded (every frame is read, the end is normal). The guess: camera indices and RTSP/RTMP/UDP/TCP
+    URLs are live; other URLs are live only when the container states no frame count; paths never are.
     Raises FileNotFoundError for a missing path and SourceError for anything that cannot be read.
     """
     text = str(spec)
     if isinstance(spec, int) or text.isdigit():
-        return _open_capture(int(text), SourceInfo(f"camera{text}", "camera", text, fps, None, True), fps)
+        info = SourceInfo(f"camera{text}", "camera", text, fps, None, True if live is None else live)
+        return _open_capture(int(text), info, fps)
     if text.lower().startswith(STREAM_SCHEMES):
         name = Path(text.split("?")[0].rstrip("/")).stem or "stream"
-        return _open_capture(text, SourceInfo(name, "stream", text, fps, None, True), fps)
+        return _open_url(text, SourceInfo(name, "stream", text, fps, None, True), fps, live)
+    source = _open_path(text, fps)
+    if live:
+        source.info = replace(source.info, is_live=True)
+    return source
+
+
+def _open_path(text: str, fps: float | None) -> FrameSource:
     path = Path(text).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: source not found (expected a video, image folder, MOT sequence, camera index or URL)")
+        raise FileNotFoundError(f"{path}: source not found (expected a video, image folder, MOT sequence, "
+                                "camera index or URL)")
     if path.is_dir():
         if (path / "img1").is_dir():
             return _open_mot_sequence(path, fps)
@@ -128,6 +148,16 @@ def _open_capture(target: str | int, info: SourceInfo, fps: float | None) -> Cap
         reported = capture.get(cv2.CAP_PROP_FPS)
         info = replace(info, fps=reported if reported and reported > 0 else None)
     return CaptureSource(capture, info)
+
+
+def _open_url(url: str, info: SourceInfo, fps: float | None, live: bool | None) -> CaptureSource:
+    """A URL: live per :data:`LIVE_SCHEMES` or, for other schemes, when no frame count is known."""
+    source = _open_capture(url, info, fps)
+    count = source.reported_frame_count()
+    if live is None:
+        live = url.lower().startswith(LIVE_SCHEMES) or count is None
+    source.info = replace(source.info, frame_count=None if live else count, is_live=live)
+    return source
 
 
 def _open_video_file(path: Path, fps: float | None) -> CaptureSource:
@@ -159,7 +189,7 @@ def _open_mot_sequence(path: Path, fps: float | None) -> ImageSequenceSource:
 def _list_images(folder: Path) -> list[Path]:
     if not _is_readable(folder):
         raise SourceError(f"{folder}: cannot read folder (permission denied)")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    images = list_images(folder)
     if not images:
         raise SourceError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return images
@@ -253,6 +283,12 @@ class ReadAhead:
                 frame = self._buffer.popleft()
                 self._condition.notify_all()
             yield frame
+
+    def stop(self) -> None:
+        """Stop reading new frames; iteration still yields the frames already decoded, then ends."""
+        with self._condition:
+            self._stopped = True
+            self._condition.notify_all()
 
     def close(self) -> None:
         """Stop the reader thread and release the source."""

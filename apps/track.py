@@ -18,10 +18,13 @@ import cv2
 import numpy as np
 
 from int8track.apps.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
+from int8track.apps.interrupt import StopOnSignal
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, run_tracking
 from int8track.apps.profiler import plot_reports
+from int8track.apps.progress import limit_tqdm_redraws
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.track_options import add_ecosystem_arguments, range_problem
 from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
 from int8track.tracker import ByteTracker, TrackerConfig
 
@@ -32,6 +35,7 @@ DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as i
 QUANT_OPTIONS = {"num_frames": None}
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
 class UserError(Exception):
@@ -83,18 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-video", action="store_true", help="do not write the annotated video")
     parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ecosystem_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if (problem := range_problem(args)) is not None:
+        return _fail(problem, EXIT_USAGE)
+    limit_tqdm_redraws()  # calibration and download bars: one redraw per few seconds in a log
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:
-        tracker_config = tracker_config_from_args(args)
-        source = open_source(args.source, fps=args.fps)
+        tracker_config = tracker_config_from_args(args).replace(class_aware=args.class_aware)
+        source = open_source(args.source, fps=args.fps, live=args.live)
     except (OSError, SourceError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
+    stop = StopOnSignal()
     try:
         source = PeekedSource(source)  # the first frame's shape sizes the detector's input
     except SourceError as exc:
@@ -103,11 +112,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         detector, precision, size_reason = _load_detector(args, source)
-        result = _run(args, tracker_config, source, detector, precision, output_dir, size_reason)
+        with stop:
+            result = _run(args, tracker_config, source, detector, precision, output_dir, size_reason, stop)
+            _write_report(result, output_dir, source.info.name, precision)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
-    _write_report(result, output_dir, source.info.name, precision)
+    except KeyboardInterrupt:  # before tracking started, or a second signal: unfinished outputs are deleted
+        source.close()
+        when = "by a second signal" if stop.requested else "before tracking started"
+        return _fail(f"interrupted {when}; outputs not finished are not written", EXIT_INTERRUPTED)
+    if stop.exit_code is not None:
+        print(f"track: stopped by {stop.signal_name} after frame {result.interrupted_at}; the outputs hold the "
+              f"{result.frames} frames processed", file=sys.stderr)
+        return stop.exit_code
     if result.error is not None:
         return _fail(f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
     if result.frames == 0:
@@ -164,7 +182,8 @@ def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
     """The fingerprint of what ``_calibration_frames`` reads: ``--calib``, else the source."""
     if args.calib is not None:
         return source_fingerprint(args.calib)
-    return source_fingerprint(source.info.location, live=source.info.is_live)
+    # a URL is known by its text even when it is read like a file: nothing local to stat
+    return source_fingerprint(source.info.location, live=source.info.is_live or source.info.kind == "stream")
 
 
 def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:
@@ -212,7 +231,7 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
 
 
 def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str, output_dir: Path,
-         size_reason: str) -> RunResult:
+         size_reason: str, stop: StopOnSignal) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -224,11 +243,13 @@ def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, pre
         output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
         results_path=output_dir / f"{stem}.txt",
         video_path=None if args.no_video else output_dir / f"{stem}.mp4",
+        tracks_path=output_dir / f"{stem}_tracks.jsonl" if args.save_tracks else None,
         show=show,
         max_frames=args.max_frames,
         progress=not args.quiet,
         info={"model": detector.spec.name, "precision": precision, "threads": args.threads,
               "input_size": "{}x{}".format(*detector.spec.input_size), "input_size_reason": size_reason},
+        should_stop=lambda: stop.requested,
     )
 
 
@@ -243,7 +264,7 @@ def _write_report(result: RunResult, output_dir: Path, stem: str, precision: str
         plot_reports({precision: report}, output_dir / f"{stem}_timing.png", title=f"{stem} ({precision})"),
     ]
     print(report.format_table(f"per-stage timing, {result.frames} frames ({precision})"))
-    for path in [result.results_path, result.video_path, *paths]:
+    for path in [result.results_path, result.tracks_path, result.video_path, *paths]:
         if path is not None:
             print(f"wrote {path}")
 

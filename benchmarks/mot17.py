@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, summarize
+from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
 from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_sequences
 from int8track.apps.pipeline import TRACKER_STAGES, update_tracker
 from int8track.apps.profiler import StageProfiler, TimingReport
+from int8track.apps.progress import Progress
 from int8track.apps.tracker_options import (DEFAULT_TRACK_THRESH, add_tracker_arguments, tracker_argv,
                                             tracker_config_from_args)
 from int8track.tracker import ByteTracker, TrackerConfig
@@ -72,7 +72,7 @@ def run_sequence(sequence: MotSequence, tracker_config: TrackerConfig, results_p
     tracker = ByteTracker(tracker_config, frame_rate=sequence.frame_rate)
     profiler = StageProfiler()
     with MotResultWriter(results_path) as writer, \
-            tqdm(total=sequence.length, desc=sequence.name, unit="frame", file=sys.stderr) as progress:
+            Progress(sequence.length, sequence.name, stream=sys.stderr) as progress:
         for frame_id, dets in enumerate(sequence.detections(), start=1):
             profiler.begin_frame()
             writer.write(frame_id, update_tracker(tracker, dets, profiler))
@@ -110,19 +110,21 @@ def build_report(runs: list[SequenceRun], summary: dict[str, MotMetrics], settin
 
 def format_table(report: dict) -> str:
     """Fixed-width table: accuracy (ratios in %) and the tracker's median/mean ms per frame."""
-    header = (f"{'sequence':<16}{'frames':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'FP':>7}{'FN':>8}"
+    header = (f"{'sequence':<16}{'frames':>7}{'HOTA':>7}{'DetA':>7}{'AssA':>7}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}"
+              f"{'FP':>7}{'FN':>8}"
               f"{'tracker ms median':>19}{'mean':>7}")
     lines = [header, "-" * len(header)]
     for name, row in [*report["sequences"].items(), (OVERALL, report["overall"])]:
         m, ms = row["metrics"], row["tracker_ms"]
-        lines.append(f"{name:<16}{row['frames']:>7}{100 * m['mota']:>7.1f}{100 * m['idf1']:>7.1f}"
+        lines.append(f"{name:<16}{row['frames']:>7}{100 * m['hota']:>7.1f}{100 * m['deta']:>7.1f}"
+                     f"{100 * m['assa']:>7.1f}{100 * m['mota']:>7.1f}{100 * m['idf1']:>7.1f}"
                      f"{m['num_switches']:>6}{m['num_false_positives']:>7}{m['num_misses']:>8}"
                      f"{ms['median']:>19.3f}{ms['mean']:>7.3f}")
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="ByteTrack on MOT17 train: MOTA/IDF1/IDSW and ms per frame.")
+    parser = argparse.ArgumentParser(description="ByteTrack on MOT17 train: HOTA/MOTA/IDF1/IDSW and ms per frame.")
     parser.add_argument("--data", type=Path, help=f"folder of MOT sequences, or one sequence (default: "
                                                   f"{DEFAULT_PUBLIC_DATA} for public detections)")
     parser.add_argument("--detections", choices=DETECTION_SOURCES, default="public",
@@ -162,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         tracker_config = tracker_config_from_args(args)
         runs = [run_sequence(sequence, tracker_config, out_dir / f"{sequence.name}.txt")
                 for sequence in benchmark_sequences(data_root)]
-        summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path)
-                             for run in runs})
+        summary = summarize({run.sequence.name: evaluate_sequence(run.sequence, run.results_path) for run in runs},
+                            {run.sequence.name: evaluate_sequence_hota(run.sequence, run.results_path) for run in runs})
     except (FileNotFoundError, ValueError) as error:  # bad or missing data files: the message names them
         sys.exit(f"error: {error}")
     report = build_report(runs, summary, {"data": str(data_root), "detections": args.detections,

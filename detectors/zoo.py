@@ -9,8 +9,13 @@ Only hashes actually known are stated; the others are None (no check).
 from __future__ import annotations
 
 import hashlib
+import html
+import http.cookiejar
 import os
+import re
+import urllib.parse
 import urllib.request
+from html.parser import HTMLParser
 from pathlib import Path
 
 from .spec import COCO80, ModelSpec
@@ -21,8 +26,8 @@ YOLOV5_RELEASE = "https://github.com/ultralytics/yolov5/releases/download/v7.0/y
 YOLOV5N_AT_COMMIT = "https://github.com/ultralytics/yolov5/raw/981548a1b78a10eb4fcf575997fa7392d5f74615/yolov5n.pt"
 YOLOV5N_SHA256 = "4f180cf23ba0717ada0badd6c685026d73d48f184d00fc159c2641284b2ac0a3"
 GDRIVE = "https://drive.google.com/uc?export=download&id={}"
-#: Google Drive ids of ByteTrack's model zoo (README of ifzhang/ByteTrack); Drive may answer large files
-#: with a confirmation page, which ``download`` rejects with the manual-download message.
+#: Google Drive ids of ByteTrack's model zoo (README of ifzhang/ByteTrack); Drive answers large files with a
+#: "can't scan this file for viruses" page, which ``download`` confirms (``gdrive_confirmation_url``).
 BYTETRACK_GDRIVE_IDS = {
     "nano": "1AoN2AxzVwOLM0gJ15bcwqZUpFjlDV1dX",
     "tiny": "1LFAl14sql2Q5Y9aNFsX_OqsnIzUD_1ju",
@@ -112,15 +117,18 @@ def zoo_weights(spec: ModelSpec) -> Path:
 
 
 def download(url: str, target: Path, sha256: str | None = None) -> Path:
-    """Download ``url`` to ``target`` with a tqdm progress bar; verify sha256 when known; atomic rename."""
+    """Download ``url`` to ``target`` with a tqdm progress bar; verify sha256 when known; atomic rename.
+
+    A Google Drive confirmation page (large files) is followed once to the file it guards; any other HTML
+    answer is an OSError, so a web page is never saved as weights.
+    """
     from tqdm import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".part")
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            if response.headers.get_content_type() == "text/html":  # e.g. a Google Drive confirmation page
-                raise OSError(f"{url} answered with an HTML page, not the weights file")
+        with _open_file_url(opener, url) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
@@ -133,3 +141,59 @@ def download(url: str, target: Path, sha256: str | None = None) -> Path:
         raise
     partial.replace(target)
     return target
+
+
+MAX_PAGE_BYTES = 1 << 20  # a confirmation page is a few kB; never read a large HTML answer into memory
+
+
+def _open_file_url(opener: urllib.request.OpenerDirector, url: str):
+    """The response carrying the file: ``url``'s, or the one its Drive confirmation page points to."""
+    response = opener.open(url, timeout=30)
+    if response.headers.get_content_type() != "text/html":
+        return response
+    with response:
+        page = response.read(MAX_PAGE_BYTES).decode("utf-8", errors="replace")
+    confirmed = gdrive_confirmation_url(page, url)
+    if confirmed is None:
+        raise OSError(f"{url} answered with an HTML page, not the weights file")
+    response = opener.open(confirmed, timeout=30)
+    if response.headers.get_content_type() == "text/html":
+        response.close()
+        raise OSError(f"{url}: Google Drive still answered with an HTML page after confirming the download "
+                      "(quota exceeded or access denied?)")
+    return response
+
+
+class _DownloadForm(HTMLParser):
+    """The ``download-form`` of a Drive warning page: its action and hidden inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {key: value or "" for key, value in attrs}
+        if tag == "form" and values.get("id") == "download-form":
+            self.action, self._inside = values.get("action", ""), True
+        elif tag == "input" and self._inside and values.get("name"):
+            self.fields[values["name"]] = values.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._inside = False
+
+
+def gdrive_confirmation_url(page: str, url: str) -> str | None:
+    """Where a Google Drive "can't scan for viruses" page sends the user to get the file, or None when ``page``
+    is not such a page. Drive has used two forms: a ``download-form`` with hidden inputs (current) and a link
+    with a ``confirm=`` token (older)."""
+    form = _DownloadForm()
+    form.feed(page)
+    if form.action:
+        return urllib.parse.urljoin(url, html.unescape(form.action)) + "?" + urllib.parse.urlencode(form.fields)
+    link = re.search(r'href="([^"]*confirm=[^"]+)"', page)
+    if link:
+        return urllib.parse.urljoin(url, html.unescape(link.group(1)))
+    return None

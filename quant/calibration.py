@@ -8,57 +8,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from int8track import frames
 from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
 from int8track.quant.bias_correction import correct_model_biases
 from int8track.quant.observers import make_observer
 from int8track.quant.simulate import QuantPlan, conv_layers, simulated
 
 DEFAULT_NUM_FRAMES = 200
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
-
-
-def _evenly(count: int, num: int | None, offset: int = 0, step: int | None = None) -> list[int]:
-    """Indices into ``count`` items: every ``step``-th from ``offset``, or ``num`` evenly spaced."""
-    if step is not None:
-        idx = list(range(offset, count, step))
-        return idx if num is None else idx[:num]
-    if num is None or num >= count:
-        return list(range(count))
-    return sorted({int(round(i)) for i in np.linspace(0, count - 1, num)})
-
-
-def _read_image(path: Path) -> np.ndarray:
-    frame = cv2.imread(str(path))
-    if frame is None:
-        raise ValueError(f"cannot read calibration image {path}")
-    return frame
-
-
-def _video_frames(path: Path, num: int | None, offset: int, step: int | None) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise ValueError(f"cannot open calibration video {path}")
-    count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    wanted = set(_evenly(count, num, offset, step))
-    frames, k = [], 0
-    while len(frames) < len(wanted):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if k in wanted:
-            frames.append(frame)
-        k += 1
-    cap.release()
-    if not frames:
-        raise ValueError(f"no frames decoded from calibration video {path}")
-    return frames
 
 
 def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = DEFAULT_NUM_FRAMES,
@@ -67,22 +28,9 @@ def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = DEF
 
     ``num`` frames evenly spaced over the source, or with ``step`` every ``step``-th frame from
     ``offset`` (at most ``num``) — e.g. ``step=4, offset=0`` to keep the other frames for evaluation.
+    Read by ``detectors.frames``, the reader tracking uses, so whatever can be tracked can be calibrated on.
     """
-    if not isinstance(source, (str, Path)):
-        frames = list(source)
-        return [frames[i] for i in _evenly(len(frames), num, offset, step)]
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"calibration source not found: {path}")
-    if path.is_file():
-        if path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"calibration file {path} is not a video ({', '.join(VIDEO_SUFFIXES)})")
-        return _video_frames(path, num, offset, step)
-    folder = path / "img1" if (path / "img1").is_dir() else path
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in calibration folder {folder}")
-    return [_read_image(images[i]) for i in _evenly(len(images), num, offset, step)]
+    return frames.load_frames(source, num, offset, step, label="calibration source")
 
 
 def preprocess_frames(preprocess: Callable[[np.ndarray], tuple[np.ndarray, object]],

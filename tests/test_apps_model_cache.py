@@ -143,3 +143,25 @@ def test_a_new_quantization_version_is_not_served_an_old_model(tmp_path, monkeyp
     assert not new.reused and new.path != old.path and len(quantize.frames_seen) == 2
     record = json.loads(new.path.with_suffix(".json").read_text())
     assert record["settings"]["quant_version"] == quant.QUANT_VERSION
+
+
+def test_a_truncated_entry_is_reported_removed_and_rebuilt(tmp_path, capsys):
+    weights = require_data("weights/yolox_nano.onnx")
+    detector = load_detector(str(weights), backend="onnxruntime", num_threads=1)
+    quantize = FloatStandIn(weights)
+    cache = Int8ModelCache(tmp_path / "cache", quantize=quantize)
+
+    def get():
+        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], {}, {"frames": 1},
+                         num_threads=1)
+
+    first = get()
+    data = first.path.read_bytes()
+    first.path.write_bytes(data[: len(data) // 3])  # as a full disk or a killed copy leaves it
+    rebuilt = get()
+    assert not rebuilt.reused and rebuilt.path == first.path and len(quantize.frames_seen) == 2
+    assert rebuilt.path.read_bytes() == data and rebuilt.path.with_suffix(".json").is_file()
+    err = capsys.readouterr().err
+    assert f"cached int8 model {first.path} does not load" in err and "calibrating again" in err
+    assert "\n" not in err.strip()  # one line
+    assert get().reused  # and the rebuilt entry serves the next run

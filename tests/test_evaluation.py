@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from conftest import require_data
 
-from int8track.apps.evaluation import OVERALL, MotMetrics, accumulate, evaluate_sequence, summarize
+from int8track.apps.evaluation import (
+    OVERALL,
+    MotMetrics,
+    accumulate,
+    evaluate_sequence,
+    evaluate_sequence_hota,
+    summarize,
+)
 from int8track.apps.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
 
 PED, STATIC_PERSON, CAR, NON_MOT_VEHICLE = 1, 7, 3, 6
@@ -178,9 +185,11 @@ def _trackeval_scores(gt_folder: Path, results: dict[str, Path], lengths: dict[s
     dataset = trackeval.datasets.MotChallenge2DBox({
         "GT_FOLDER": str(gt_folder), "TRACKERS_FOLDER": str(trackers_folder), "TRACKERS_TO_EVAL": ["ours"],
         "SKIP_SPLIT_FOL": True, "SEQ_INFO": dict(lengths), "BENCHMARK": benchmark, "PRINT_CONFIG": False})
-    metrics = [trackeval.metrics.CLEAR({"PRINT_CONFIG": False}), trackeval.metrics.Identity({"PRINT_CONFIG": False})]
+    metrics = [trackeval.metrics.CLEAR({"PRINT_CONFIG": False}), trackeval.metrics.Identity({"PRINT_CONFIG": False}),
+               trackeval.metrics.HOTA({"PRINT_CONFIG": False})]
     output, _ = evaluator.evaluate([dataset], metrics)
-    return {name: {**value["pedestrian"]["CLEAR"], **value["pedestrian"]["Identity"]}
+    return {name: {**value["pedestrian"]["CLEAR"], **value["pedestrian"]["Identity"],
+                   **{key: float(np.mean(v)) for key, v in value["pedestrian"]["HOTA"].items()}}
             for name, value in output["MotChallenge2DBox"]["ours"].items()}
 
 
@@ -199,7 +208,8 @@ def test_metrics_agree_with_trackeval(case: str, tmp_path: Path) -> None:
     gt_folder = require_data(folder)
     sequences = {name: load_sequence(gt_folder / name) for name in names}
     results = {name: make_results(seq, tmp_path / "ours" / "data" / f"{name}.txt") for name, seq in sequences.items()}
-    ours = summarize({name: evaluate_sequence(seq, results[name]) for name, seq in sequences.items()})
+    ours = summarize({name: evaluate_sequence(seq, results[name]) for name, seq in sequences.items()},
+                     {name: evaluate_sequence_hota(seq, results[name]) for name, seq in sequences.items()})
     reference = _trackeval_scores(gt_folder, results, {n: s.length for n, s in sequences.items()}, benchmark)
 
     for name in names + [OVERALL]:
@@ -211,6 +221,8 @@ def test_metrics_agree_with_trackeval(case: str, tmp_path: Path) -> None:
         assert abs(mine.num_switches - theirs["IDSW"]) <= 1, name
         assert abs(mine.num_false_positives - theirs["CLR_FP"]) <= max(2, mine.num_objects // 2000), name
         assert abs(mine.num_misses - theirs["CLR_FN"]) <= max(2, mine.num_objects // 2000), name
+        for ours_value, key in ((mine.hota, "HOTA"), (mine.deta, "DetA"), (mine.assa, "AssA")):
+            assert 100 * ours_value == pytest.approx(100 * theirs[key], abs=0.01), (name, key)
 
 
 def test_command_line_scores_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,7 +234,8 @@ def test_command_line_scores_a_results_folder(tmp_path: Path, capsys: pytest.Cap
     sequence = load_sequence(data / "MOT17-05-FRCNN")
     results = _track_public_detections(sequence, tmp_path / "res" / "MOT17-05-FRCNN.txt")
     assert main(["--data", str(data), "--results", str(tmp_path / "res"), "--json", str(tmp_path / "m.json")]) == 0
-    expected = summarize({sequence.name: evaluate_sequence(sequence, results)})
+    expected = summarize({sequence.name: evaluate_sequence(sequence, results)},
+                         {sequence.name: evaluate_sequence_hota(sequence, results)})
     assert json.loads((tmp_path / "m.json").read_text()) == {k: v.to_dict() for k, v in expected.items()}
     assert "MOT17-05-FRCNN" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:

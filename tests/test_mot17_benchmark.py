@@ -30,6 +30,7 @@ def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.C
         assert key in metrics
     assert metrics["mota"] == pytest.approx(1 - (metrics["num_misses"] + metrics["num_false_positives"]
                                                  + metrics["num_switches"]) / scored_gt)
+    assert all(0.2 < metrics[key] < 1 for key in ("hota", "deta", "assa"))  # values checked in test_evaluation
     assert 0.3 < metrics["recall"] < 1  # the tracker really follows people on the public detections
     assert row["frames"] == 48 and set(row["tracker_ms"]) >= {"median", "mean"}
     assert {stage["stage"] for stage in row["stages"]} >= {"track_predict", "track_association", "total"}
@@ -38,7 +39,7 @@ def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.C
     results = read_results(row["results_file"])
     assert results.frames.max() <= 48 and len(results) >= metrics["num_predictions"] > 0
     output = capsys.readouterr().out
-    assert "MOT17-05-FRCNN" in output and "OVERALL" in output and "MOTA" in output
+    assert "MOT17-05-FRCNN" in output and "OVERALL" in output and "MOTA" in output and "HOTA" in output
 
 
 def test_detector_mode_runs_the_real_detector_on_images_and_scores_it(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ OLD_NAMES = {"tracker", "detectors", "quant", "apps"}
 
 def _python_files() -> list[Path]:
     return [p for folder in ("tracker", "detectors", "quant", "apps", "benchmarks", "tests")
-            for p in sorted((ROOT / folder).rglob("*.py"))] + [ROOT / "__init__.py"]
+            for p in sorted((ROOT / folder).rglob("*.py"))] + sorted(ROOT.glob("*.py"))
 
 
 @pytest.mark.parametrize("path", _python_files(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -43,6 +43,7 @@ def test_wheel_installs_one_top_level_name_and_no_benchmarks(tmp_path):
                         "int8track/apps"}
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "track = int8track.apps.track:main" in entry_points
+    assert "int8track/frames.py" in names  # the shared frame reader ships with the package
 
 
 def test_public_api_is_listed_and_resolves():
