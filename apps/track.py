@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from int8track.apps.fleet import add_fleet_arguments, fleet_main, fleet_requested
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from int8track.apps.profiler import plot_reports
@@ -48,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                "model, and the program says which model it reuses and what it was calibrated on. Each model "
                "has a .json record beside it.",
     )
-    parser.add_argument("source", help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL")
+    parser.add_argument("source", nargs="*",
+                        help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL; several "
+                             "sources, a folder of videos, a glob or @FILE (one source a line) run as a fleet")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", default=DEFAULT_MODEL, help=f"model zoo name (default {DEFAULT_MODEL})")
     model.add_argument("--weights", type=Path, help="weights file (.onnx, .pth, .pt) instead of a zoo name")
@@ -79,11 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-video", action="store_true", help="do not write the annotated video")
     parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_fleet_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if fleet_requested(args):
+        return fleet_main(args)
+    args.source = args.source[0]
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:
