@@ -66,15 +66,19 @@ class TorchRunner:
             return self.model(torch.from_numpy(blob)).numpy()
 
 
-def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path) -> Path:
-    """Export ``model`` (fp32, eval) to ONNX at opset 13 with the TorchScript exporter; written atomically."""
+def export_onnx(model: nn.Module, input_size: tuple[int, int], path: str | Path, dynamic_batch: bool = False) -> Path:
+    """Export ``model`` (fp32, eval) to ONNX at opset 13 with the TorchScript exporter; written atomically.
+
+    ``dynamic_batch`` makes the batch dimension symbolic (``batch``) for batched inference of same-sized frames.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, *input_size)
     with torch.no_grad():
         torch.onnx.export(model.float().eval(), (dummy,), buffer, input_names=["images"], output_names=["output"],
-                          opset_version=ONNX_OPSET, dynamo=False)
+                          opset_version=ONNX_OPSET, dynamo=False,
+                          dynamic_axes={"images": {0: "batch"}, "output": {0: "batch"}} if dynamic_batch else None)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     with os.fdopen(fd, "wb") as handle:
         handle.write(buffer.getvalue())
