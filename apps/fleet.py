@@ -13,6 +13,7 @@ The same :func:`serve_streams` runs inside Ray actors (``apps.ray_fleet``).
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import multiprocessing
 import os
@@ -55,6 +56,7 @@ class ModelRef:
     conf_thresh: float | None = None
     nms_thresh: float | None = None
     classes: tuple[int, ...] | None = None
+    batched_path: str | None = None  # the same model with a dynamic batch dimension (``apps.batching``)
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "int8"):
@@ -81,6 +83,7 @@ class FleetConfig:
     write_video: bool = True
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
     output_filter: OutputFilter = field(default_factory=OutputFilter)
+    batch: bool = False  # a worker runs its streams' frames through the detector as one batch
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_frames"):
@@ -89,6 +92,9 @@ class FleetConfig:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, not {self.fps}")
+
+    def with_batching(self) -> "FleetConfig":
+        return replace(self, batch=True)
 
     def num_workers(self, num_streams: int) -> int:
         return max(1, min(self.workers or os.cpu_count() or 1, num_streams))
@@ -281,8 +287,22 @@ def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
             emit(("done", StreamReport(job.source_id, job.location, job.output_dir, error=error).to_dict()))
         return
 
+    batcher = None
+    if config.batch and model.batched_path is not None and len(jobs) > 1:
+        from int8track.apps.batching import BatchingRunner
+        from int8track.detectors.runtime import OrtRunner, create_session
+
+        batcher = BatchingRunner(OrtRunner(create_session(model.batched_path, threads)), len(jobs))
+        detector = copy.copy(detector)
+        detector.runner = batcher
+
     def serve(job: StreamJob) -> None:
-        emit(("done", run_stream(job, detector, config, emit, emit_tracks).to_dict()))
+        try:
+            report = run_stream(job, detector, config, emit, emit_tracks)
+        finally:
+            if batcher is not None:
+                batcher.leave()
+        emit(("done", report.to_dict()))
 
     workers = [threading.Thread(target=serve, args=(job,), name=f"stream-{job.source_id}") for job in jobs]
     for thread in workers:
@@ -321,6 +341,8 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
     exitcode, source_ids, restarting)`` and exactly one ``("done", report_dict)`` per job (a stream restarted
     after its worker died carries ``restarts``; one whose worker died twice carries the error).
     """
+    if config.batch and model.batched_path is None:
+        model = with_batched_model(model)
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     threads = config.threads_per_worker(len(jobs))
@@ -386,6 +408,14 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
             worker.process.join(timeout=5)
 
 
+def with_batched_model(model: ModelRef) -> ModelRef:
+    """``model`` with its dynamic-batch export (made once, in the driver, beside the exported ONNX models)."""
+    from int8track.apps.batching import batched_model_file
+    from int8track.detectors.zoo import cache_dir
+
+    return replace(model, batched_path=str(batched_model_file(model.path, cache_dir() / "onnx")))
+
+
 def _exit_reason(exitcode: int | None) -> str:
     if exitcode is not None and exitcode < 0:
         import signal
@@ -418,7 +448,8 @@ def run_fleet(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
                             f"{', '.join(source_ids)}; " + ("restarted" if restarting else "not restarted"))
     wall = time.perf_counter() - start
     info = {"backend": "pool", "workers": config.num_workers(len(jobs)),
-            "threads_per_worker": config.threads_per_worker(len(jobs)), "precision": model.precision,
+            "threads_per_worker": config.threads_per_worker(len(jobs)), "batch": config.batch,
+            "precision": model.precision,
             "model": model.path, "wall_s": wall, "worker_failures": failures}
     return finish_report([reports[job.source_id] for job in jobs], info)
 
@@ -468,11 +499,15 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run the workers as Ray actors on the cluster at ADDRESS (default: a local one); "
                             "needs pip install int8track[ray]")
+    group.add_argument("--batch", action="store_true",
+                       help="a worker runs the frames of its streams through the detector as one batch (fp32; "
+                            "measured slower than one frame at a time on a 2-core CPU: see benchmarks/streams.py)")
 
 
 def fleet_requested(args: argparse.Namespace) -> bool:
     """Whether the command line asks for more than today's one-source run."""
-    if args.sources is not None or args.workers is not None or args.ray is not None or len(args.source) != 1:
+    if (args.sources is not None or args.workers is not None or args.ray is not None or args.batch
+            or len(args.source) != 1):
         return True
     spec = args.source[0]
     return spec.startswith("@") or (_is_glob(spec) and not Path(spec).exists()) or bool(_folder_members(Path(spec)))
@@ -488,7 +523,8 @@ def fleet_main(args: argparse.Namespace) -> int:
             raise FleetError("no source given (name sources, a folder, a glob, @FILE or --sources FILE)")
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=TrackerSettings.from_args(args),
-                             output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh))
+                             output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
+                             batch=args.batch)
         output_dir = track._prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")
         jobs = plan_jobs(locations, output_dir)
         model = prepare_model(args, locations)

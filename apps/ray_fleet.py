@@ -53,6 +53,8 @@ def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
                   address: str | None = None) -> FleetReport:
     """Run ``jobs`` on ``config.num_workers`` Ray actors on the cluster at ``address`` (None: start a local one with
     this machine's cores) and return the fleet report gathered on the driver."""
+    if config.batch:
+        raise FleetError("--batch runs on the worker pool only, not with --ray")
     ray = _require_ray()
     started_here = not ray.is_initialized()
     if started_here:

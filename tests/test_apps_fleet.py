@@ -5,11 +5,13 @@ import csv
 import json
 import os
 import signal
+import threading
 
 import numpy as np
 import pytest
 from conftest import require_data
 
+from int8track.apps.batching import BatchingRunner
 from int8track.apps.fleet import (FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet,
                                   track_many)
 from int8track.apps.fleet_report import REPORT_CSV, REPORT_JSON, FleetReport
@@ -173,3 +175,42 @@ def test_fleet_user_errors_are_one_line(tmp_path, capsys):
     assert "missing.txt: cannot read the source list" in err and "Traceback" not in err
     assert main(["--workers", "0", str(tmp_path)]) == 2
     assert "workers must be at least 1" in capsys.readouterr().err
+
+
+def test_batched_worker_writes_identical_mot_files(one_worker_run, fleet_inputs, tmp_path):
+    _, reference = one_worker_run
+    video, sequence, _, weights = fleet_inputs
+    out = tmp_path / "batched"
+    assert main([str(video), str(sequence), *_common(weights, out, 1), "--batch"]) == 0
+    report = FleetReport.load_json(out / REPORT_JSON)
+    assert report.info["batch"] is True and report.info["workers"] == 1
+    for name in ("vtest", "PETS09-S2L1"):  # the dynamic-batch export computes what the official ONNX computes
+        assert (out / name / f"{name}.txt").read_text() == (reference / name / f"{name}.txt").read_text()
+
+
+def test_batching_runner_gives_each_caller_its_row_and_stops_waiting_for_leavers():
+    calls: list[int] = []
+
+    def run(blob: np.ndarray) -> np.ndarray:
+        calls.append(len(blob))
+        return blob * 2.0
+
+    runner = BatchingRunner(run, members=3, max_wait_s=5.0)  # long wait: batches must form by count, not time
+    results: dict[int, list[np.ndarray]] = {}
+
+    def stream(member: int, frames: int) -> None:
+        try:
+            results[member] = [runner(np.full((1, 2), 10.0 * member + i)) for i in range(frames)]
+        finally:
+            runner.leave()
+
+    threads = [threading.Thread(target=stream, args=(m, n)) for m, n in ((0, 4), (1, 4), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)  # nobody waits forever for the stream that left
+    for member, frames in ((0, 4), (1, 4), (2, 1)):
+        assert [float(r[0, 0]) for r in results[member]] == [2.0 * (10 * member + i) for i in range(frames)]
+    assert sum(calls) == 9 and calls[0] == 3 and max(calls) == 3 and len(calls) < 9
+    assert runner.batch_sizes == calls
