@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -19,7 +19,7 @@ DEFAULT_MAX_WAIT_S = 0.05
 
 
 class _Request:
-    __slots__ = ("blob", "result", "error", "taken")
+    __slots__ = ("blob", "error", "result", "taken")
 
     def __init__(self, blob: np.ndarray) -> None:
         self.blob = blob

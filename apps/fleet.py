@@ -21,9 +21,10 @@ import queue as queue_module
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,7 +94,7 @@ class FleetConfig:
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, not {self.fps}")
 
-    def with_batching(self) -> "FleetConfig":
+    def with_batching(self) -> FleetConfig:
         return replace(self, batch=True)
 
     def num_workers(self, num_streams: int) -> int:
@@ -167,7 +168,7 @@ def source_name(location: str) -> str:
     if location.isdigit():
         return f"camera{location}"
     if location.lower().startswith(STREAM_SCHEMES):
-        return Path(location.split("?")[0].rstrip("/")).stem or "stream"
+        return Path(location.split("?", maxsplit=1)[0].rstrip("/")).stem or "stream"
     path = Path(location)
     return path.name if path.is_dir() else path.stem
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class StreamReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StreamReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> StreamReport:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -78,7 +79,7 @@ class FleetReport:
         return {"info": dict(self.info), "streams": [stream.to_dict() for stream in self.streams]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FleetReport":
+    def from_dict(cls, data: Mapping[str, Any]) -> FleetReport:
         return cls(tuple(StreamReport.from_dict(item) for item in data["streams"]), dict(data.get("info", {})))
 
     def save_json(self, path: str | Path) -> Path:
@@ -87,7 +88,7 @@ class FleetReport:
         return path
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "FleetReport":
+    def load_json(cls, path: str | Path) -> FleetReport:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (KeyError, TypeError, json.JSONDecodeError) as exc:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, StreamJob, finish_report, partition, serve_streams
 from int8track.apps.fleet_report import FleetReport, StreamReport

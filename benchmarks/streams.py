@@ -20,8 +20,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,19 +111,17 @@ def run_mode(mode: str, k: int, video: Path, weights: Path, model: ModelRef, pre
     """Track K copies of ``video`` in ``mode``; the row of measurements."""
     jobs = plan_jobs([str(video)] * k, out)
     config = FleetConfig(workers=args.workers, threads=os.cpu_count(), max_frames=args.frames, write_video=False)
-    run: Callable[[], Any]
+    start = time.perf_counter()
     if mode == "naive":
-        run = lambda: _naive(jobs, weights, precision, args)  # noqa: E731
+        _naive(jobs, weights, precision, args)
     elif mode == "pool":
-        run = lambda: run_fleet(jobs, model, config)  # noqa: E731
+        run_fleet(jobs, model, config)
     elif mode == "batch":
-        run = lambda: run_fleet(jobs, model, config.with_batching())  # noqa: E731
+        run_fleet(jobs, model, config.with_batching())
     else:
         from int8track.apps.ray_fleet import run_fleet_ray
 
-        run = lambda: run_fleet_ray(jobs, model, config)  # noqa: E731
-    start = time.perf_counter()
-    run()
+        run_fleet_ray(jobs, model, config)
     wall = time.perf_counter() - start
     return {"precision": precision, "k": k, "mode": mode, "frames_per_stream": args.frames, "wall_s": wall,
             **_measure(out, k, wall)}

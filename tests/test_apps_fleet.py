@@ -12,8 +12,7 @@ import pytest
 from conftest import require_data
 
 from int8track.apps.batching import BatchingRunner
-from int8track.apps.fleet import (FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet,
-                                  track_many)
+from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet, track_many
 from int8track.apps.fleet_report import REPORT_CSV, REPORT_JSON, FleetReport
 from int8track.apps.motchallenge import format_tracks
 from int8track.apps.track import main
@@ -142,9 +141,9 @@ def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
     for source_id, frame_index, tracks in track_many([video, sequence], ModelRef(str(weights), classes=(0,)), config):
         order[source_id].append(frame_index)
         lines[source_id].append(format_tracks(frame_index, tracks))
-    for name in lines:
+    for name, written in lines.items():
         assert order[name] == list(range(1, FRAMES + 1))
-        assert "".join(lines[name]) == (reference / name / f"{name}.txt").read_text()
+        assert "".join(written) == (reference / name / f"{name}.txt").read_text()
 
 
 def test_expand_sources(tmp_path):
@@ -164,7 +163,7 @@ def test_expand_sources(tmp_path):
     assert len({job.output_dir for job in jobs}) == 3
     with pytest.raises(FleetError, match="no file matches"):
         expand_sources([str(tmp_path / "*.mkv")])
-    with pytest.raises(FleetError, match="empty.txt: the source list names no source"):
+    with pytest.raises(FleetError, match=r"empty\.txt: the source list names no source"):
         (tmp_path / "empty.txt").write_text("# nothing\n")
         expand_sources([f"@{tmp_path / 'empty.txt'}"])
 
