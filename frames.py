@@ -16,6 +16,8 @@ import numpy as np
 
 #: Still-image formats OpenCV decodes in every build we ship with.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+#: what a folder of recordings holds (``track FOLDER`` over many sources)
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".ts")
 MOT_IMAGE_DIR = "img1"
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from int8track.apps.fleet import add_fleet_arguments, fleet_main, fleet_requested
 from int8track.apps.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
 from int8track.apps.interrupt import StopOnSignal
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
@@ -55,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                "model, and the program says which model it reuses and what it was calibrated on. Each model "
                "has a .json record beside it.",
     )
-    parser.add_argument("source", help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL")
+    parser.add_argument("source", nargs="*",
+                        help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL; several "
+                             "sources, a folder of videos, a glob or @FILE (one source a line) run as a fleet")
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", default=DEFAULT_MODEL, help=f"model zoo name (default {DEFAULT_MODEL})")
     model.add_argument("--weights", type=Path, help="weights file (.onnx, .pth, .pt) instead of a zoo name")
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ecosystem_arguments(parser)
+    add_fleet_arguments(parser)
     return parser
 
 
@@ -96,6 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (problem := range_problem(args)) is not None:
         return _fail(problem, EXIT_USAGE)
     limit_tqdm_redraws()  # calibration and download bars: one redraw per few seconds in a log
+    if fleet_requested(args):
+        return fleet_main(args)
+    args.source = args.source[0]
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
     try:

@@ -49,7 +49,10 @@ def test_tracks_file_matches_the_mot_file_and_the_detections(tmp_path):
     # det_index points at the detection the track was updated with on that frame: recompute the detections
     from int8track.detectors import load_detector
 
-    detector = load_detector(str(weights), backend="onnxruntime", num_threads=1).with_classes([0])
+    info = json.loads((out / "vtest_timing.json").read_text())["info"]
+    size = tuple(int(side) for side in info["input_size"].split("x"))  # the run's (fitted) input size
+    detector = load_detector(str(weights), backend="onnxruntime", num_threads=1).with_input_size(size)
+    detector = detector.with_classes([0])
     capture = cv2.VideoCapture(str(video))
     for _ in range(FRAMES):
         ok, image = capture.read()
@@ -59,7 +62,6 @@ def test_tracks_file_matches_the_mot_file_and_the_detections(tmp_path):
     for track in matched:
         det = detections[track["det_index"]]
         assert _iou(np.array(track["box"]), det[:4]) > 0.5 and track["score"] == pytest.approx(det[4], abs=1e-4)
-    info = json.loads((out / "vtest_timing.json").read_text())["info"]
     assert info["video_codec"] in CODECS and info["read_mode"] == "every frame"
 
 

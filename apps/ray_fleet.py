@@ -1,0 +1,92 @@
+"""The fleet on Ray: the pool's workers (``apps.fleet.serve_streams``) as Ray actors.
+
+Each actor reserves ``threads_per_worker`` CPUs, so Ray places actors (and with them the streams) on the nodes
+with free CPUs. The model file's bytes go into the object store once (``ray.put``) and every actor writes them
+to its own node's temporary folder and loads them. An actor that dies is restarted once by Ray
+(``max_restarts=1``) and its call retried (``max_task_retries=1``), which reruns its streams; an actor that dies
+again is reported with its streams' errors. Outputs go to the jobs' folders (``--output-dir``), which must be a
+path every node can reach; the reports come back to the driver.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, StreamJob, finish_report, partition, serve_streams
+from int8track.apps.fleet_report import FleetReport, StreamReport
+
+
+def _require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise FleetError("--ray needs Ray: pip install 'int8track[ray]'") from None
+    return ray
+
+
+class StreamActor:
+    """A Ray actor serving streams with the model it was given (as bytes, through the object store)."""
+
+    def __init__(self, model: ModelRef, model_bytes: bytes, threads: int) -> None:
+        self._folder = tempfile.mkdtemp(prefix="int8track-model-")
+        path = Path(self._folder) / Path(model.path).name  # the file name keeps the zoo spec lookup working
+        path.write_bytes(model_bytes)
+        self._model = replace(model, path=str(path))
+        self._threads = threads
+
+    def serve(self, jobs: list[StreamJob], config: FleetConfig) -> list[dict]:
+        done: list[dict] = []
+
+        def emit(message: tuple) -> None:
+            if message[0] == "done":
+                done.append(message[1])
+
+        serve_streams(jobs, self._model, config, self._threads, emit)
+        return [{**report, "worker": f"ray actor pid {os.getpid()}"} for report in done]
+
+
+def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
+                  address: str | None = None) -> FleetReport:
+    """Run ``jobs`` on ``config.num_workers`` Ray actors on the cluster at ``address`` (None: start a local one with
+    this machine's cores) and return the fleet report gathered on the driver."""
+    if config.batch:
+        raise FleetError("--batch runs on the worker pool only, not with --ray")
+    ray = _require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)
+    start = time.perf_counter()
+    try:
+        threads = config.threads_per_worker(len(jobs))
+        actor_class = ray.remote(max_restarts=1, max_task_retries=1)(StreamActor)
+        model_ref = ray.put(Path(model.path).read_bytes())
+        groups = partition(jobs, config.num_workers(len(jobs)))
+        actors = [actor_class.options(num_cpus=threads).remote(model, model_ref, threads) for _ in groups]
+        calls = [actor.serve.remote(group, config) for actor, group in zip(actors, groups)]
+        reports: dict[str, StreamReport] = {}
+        failures: list[str] = []
+        for group, call in zip(groups, calls):
+            try:
+                for item in ray.get(call):
+                    reports[item["source_id"]] = StreamReport.from_dict(item)
+            except ray.exceptions.RayError as exc:  # the actor died twice (or could not be placed)
+                reason = str(exc).strip().splitlines()[0]
+                failures.append(f"ray actor serving {', '.join(job.source_id for job in group)} failed: {reason}")
+                for job in group:
+                    reports[job.source_id] = StreamReport(job.source_id, job.location, job.output_dir,
+                                                          error=f"ray actor failed: {reason}")
+        wall = time.perf_counter() - start
+    finally:
+        if started_here:
+            ray.shutdown()
+    info = {"backend": "ray", "address": address or "local", "workers": len(groups), "threads_per_worker": threads,
+            "precision": model.precision, "model": model.path, "wall_s": wall, "worker_failures": failures}
+    return finish_report([reports[job.source_id] for job in jobs], info)

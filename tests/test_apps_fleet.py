@@ -1,0 +1,215 @@
+"""Many streams: `track` over several real sources on a worker pool (and on Ray), failures kept local, the API."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+from conftest import require_data
+
+from int8track.apps.batching import BatchingRunner
+from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet, track_many
+from int8track.apps.fleet_report import REPORT_CSV, REPORT_JSON, FleetReport
+from int8track.apps.motchallenge import format_tracks
+from int8track.apps.track import main
+
+FRAMES = 6
+
+
+def _common(weights, out, workers: int) -> list[str]:
+    return ["--weights", str(weights), "--max-frames", str(FRAMES), "--output-dir", str(out), "--no-video",
+            "--quiet", "--workers", str(workers), "--threads", str(workers)]  # one inference thread per worker
+
+
+@pytest.fixture(scope="module")
+def fleet_inputs(tmp_path_factory):
+    video = require_data("videos/vtest.avi")
+    sequence = require_data("MOT15/train/PETS09-S2L1")
+    weights = require_data("weights/bytetrack_nano_mot17.onnx")
+    broken = tmp_path_factory.mktemp("inputs") / "broken.avi"
+    broken.write_bytes(b"this is not a video")
+    return video, sequence, broken, weights
+
+
+@pytest.fixture(scope="module")
+def one_worker_run(fleet_inputs, tmp_path_factory):
+    """The three sources on one worker: the reference the other runs must reproduce."""
+    video, sequence, broken, weights = fleet_inputs
+    out = tmp_path_factory.mktemp("one_worker")
+    code = main([str(video), str(sequence), str(broken), *_common(weights, out, 1)])
+    return code, out
+
+
+def test_broken_source_is_reported_and_the_others_finish(one_worker_run, capsys):
+    code, out = one_worker_run
+    assert code == 1  # a stream failed
+    report = FleetReport.load_json(out / REPORT_JSON)
+    by_id = {s.source_id: s for s in report.streams}
+    assert list(by_id) == ["vtest", "PETS09-S2L1", "broken"]
+    assert not by_id["broken"].ok and "broken.avi" in by_id["broken"].error
+    assert "cannot decode" in by_id["broken"].error
+    for name in ("vtest", "PETS09-S2L1"):
+        stream = by_id[name]
+        assert stream.ok and stream.frames == FRAMES and stream.fps > 0 and stream.p95_latency_ms > 0
+        rows = np.loadtxt(out / name / f"{name}.txt", delimiter=",", ndmin=2)
+        assert rows[:, 0].max() == FRAMES
+        assert abs(sum(stream.stage_share.values()) - 1.0) < 1e-6
+    # MOTA/IDF1 only where there is ground truth, scored on the frames tracked
+    assert by_id["vtest"].mota is None and by_id["vtest"].idf1 is None
+    assert 0.5 < by_id["PETS09-S2L1"].mota <= 1.0 and 0.5 < by_id["PETS09-S2L1"].idf1 <= 1.0
+    with open(out / REPORT_CSV, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["source_id"] for row in rows] == ["vtest", "PETS09-S2L1", "broken"]
+    assert int(rows[1]["frames"]) == FRAMES and rows[2]["error"]
+    assert not list(out.glob("broken*/*.txt"))
+
+
+def test_one_source_in_a_fleet_writes_what_track_writes(one_worker_run, fleet_inputs, tmp_path):
+    _, out = one_worker_run
+    video, _, _, weights = fleet_inputs
+    single = tmp_path / "single"
+    assert main([str(video), "--weights", str(weights), "--max-frames", str(FRAMES), "--output-dir", str(single),
+                 "--no-video", "--quiet", "--threads", "1"]) == 0
+    assert (single / "vtest.txt").read_text() == (out / "vtest" / "vtest.txt").read_text()
+    assert not (single / REPORT_JSON).exists()  # one source: today's outputs, no fleet report
+
+
+def test_multi_worker_run_writes_identical_mot_files(one_worker_run, fleet_inputs, tmp_path):
+    _, reference = one_worker_run
+    video, sequence, broken, weights = fleet_inputs
+    out = tmp_path / "two_workers"
+    assert main([str(video), str(sequence), str(broken), *_common(weights, out, 2)]) == 1
+    report = json.loads((out / REPORT_JSON).read_text())
+    assert report["info"]["workers"] == 2 and report["info"]["threads_per_worker"] == 1
+    assert len({s["worker"] for s in report["streams"] if s["frames"]}) == 2  # both workers served a stream
+    for name in ("vtest", "PETS09-S2L1"):
+        assert (out / name / f"{name}.txt").read_text() == (reference / name / f"{name}.txt").read_text()
+
+
+def test_ray_local_writes_identical_mot_files(one_worker_run, fleet_inputs, tmp_path):
+    pytest.importorskip("ray")
+    _, reference = one_worker_run
+    video, sequence, broken, weights = fleet_inputs
+    out = tmp_path / "ray"
+    assert main([str(video), str(sequence), str(broken), *_common(weights, out, 2), "--ray"]) == 1
+    report = FleetReport.load_json(out / REPORT_JSON)
+    assert report.info["backend"] == "ray"
+    assert [s.source_id for s in report.failed] == ["broken"]
+    for name in ("vtest", "PETS09-S2L1"):
+        assert (out / name / f"{name}.txt").read_text() == (reference / name / f"{name}.txt").read_text()
+
+
+def test_killed_worker_is_reported_restarted_and_the_others_complete(fleet_inputs, tmp_path):
+    video, sequence, _, weights = fleet_inputs
+    frames = 24
+    jobs = plan_jobs([str(video), str(sequence)], tmp_path)
+    config = FleetConfig(workers=2, threads=2, max_frames=frames, write_video=False)
+    pids: dict[str, int] = {}
+    killed: list[int] = []
+
+    def kill_vtest_worker(message: tuple) -> None:
+        if message[0] == "started":
+            for source_id in message[3]:
+                pids[source_id] = message[2]
+        elif message[0] == "progress" and message[1] == "vtest" and message[2] >= 2 and not killed:
+            killed.append(pids["vtest"])
+            os.kill(pids["vtest"], signal.SIGKILL)
+
+    report = run_fleet(jobs, ModelRef(str(weights)), config, on_message=kill_vtest_worker)
+    assert killed and pids["vtest"] != pids["PETS09-S2L1"]
+    (failure,) = report.info["worker_failures"]
+    assert f"pid {killed[0]}" in failure and "SIGKILL" in failure and "vtest" in failure and "restarted" in failure
+    by_id = {s.source_id: s for s in report.streams}
+    assert by_id["vtest"].restarts == 1 and by_id["PETS09-S2L1"].restarts == 0
+    for name in ("vtest", "PETS09-S2L1"):
+        assert by_id[name].ok and by_id[name].frames == frames
+        rows = np.loadtxt(tmp_path / name / f"{name}.txt", delimiter=",", ndmin=2)
+        assert rows[:, 0].max() == frames
+    assert "restarted 1x" in report.format_table()
+
+
+def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
+    _, reference = one_worker_run
+    video, sequence, _, weights = fleet_inputs
+    config = FleetConfig(workers=2, threads=2, max_frames=FRAMES)
+    lines: dict[str, list[str]] = {"vtest": [], "PETS09-S2L1": []}
+    order: dict[str, list[int]] = {"vtest": [], "PETS09-S2L1": []}
+    for source_id, frame_index, tracks in track_many([video, sequence], ModelRef(str(weights), classes=(0,)), config):
+        order[source_id].append(frame_index)
+        lines[source_id].append(format_tracks(frame_index, tracks))
+    for name, written in lines.items():
+        assert order[name] == list(range(1, FRAMES + 1))
+        assert "".join(written) == (reference / name / f"{name}.txt").read_text()
+
+
+def test_expand_sources(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("b.mp4", "a.avi", "notes.txt"):
+        (videos / name).write_bytes(b"")
+    (videos / "seq" / "img1").mkdir(parents=True)
+    listing = tmp_path / "list.txt"
+    listing.write_text("# cameras\n0\n\nrtsp://cam/stream?x=1\n" + str(videos / "a.avi") + "\n")
+    assert expand_sources([str(videos)]) == [str(videos / n) for n in ("a.avi", "b.mp4", "seq")]
+    assert expand_sources([str(videos / "*.mp4"), f"@{listing}"]) == [
+        str(videos / "b.mp4"), "0", "rtsp://cam/stream?x=1", str(videos / "a.avi")]
+    assert expand_sources([], sources_file=listing)[0] == "0"
+    jobs = plan_jobs(["x/vtest.avi", "y/vtest.avi", "0"], tmp_path)
+    assert [job.source_id for job in jobs] == ["vtest", "vtest-2", "camera0"]
+    assert len({job.output_dir for job in jobs}) == 3
+    with pytest.raises(FleetError, match="no file matches"):
+        expand_sources([str(tmp_path / "*.mkv")])
+    with pytest.raises(FleetError, match=r"empty\.txt: the source list names no source"):
+        (tmp_path / "empty.txt").write_text("# nothing\n")
+        expand_sources([f"@{tmp_path / 'empty.txt'}"])
+
+
+def test_fleet_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["--sources", str(tmp_path / "missing.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.txt: cannot read the source list" in err and "Traceback" not in err
+    assert main(["--workers", "0", str(tmp_path)]) == 2
+    assert "workers must be at least 1" in capsys.readouterr().err
+
+
+def test_batched_worker_writes_identical_mot_files(one_worker_run, fleet_inputs, tmp_path):
+    _, reference = one_worker_run
+    video, sequence, _, weights = fleet_inputs
+    out = tmp_path / "batched"
+    assert main([str(video), str(sequence), *_common(weights, out, 1), "--batch"]) == 0
+    report = FleetReport.load_json(out / REPORT_JSON)
+    assert report.info["batch"] is True and report.info["workers"] == 1
+    for name in ("vtest", "PETS09-S2L1"):  # the dynamic-batch export computes what the official ONNX computes
+        assert (out / name / f"{name}.txt").read_text() == (reference / name / f"{name}.txt").read_text()
+
+
+def test_batching_runner_gives_each_caller_its_row_and_stops_waiting_for_leavers():
+    calls: list[int] = []
+
+    def run(blob: np.ndarray) -> np.ndarray:
+        calls.append(len(blob))
+        return blob * 2.0
+
+    runner = BatchingRunner(run, members=3, max_wait_s=5.0)  # long wait: batches must form by count, not time
+    results: dict[int, list[np.ndarray]] = {}
+
+    def stream(member: int, frames: int) -> None:
+        try:
+            results[member] = [runner(np.full((1, 2), 10.0 * member + i)) for i in range(frames)]
+        finally:
+            runner.leave()
+
+    threads = [threading.Thread(target=stream, args=(m, n)) for m, n in ((0, 4), (1, 4), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)  # nobody waits forever for the stream that left
+    for member, frames in ((0, 4), (1, 4), (2, 1)):
+        assert [float(r[0, 0]) for r in results[member]] == [2.0 * (10 * member + i) for i in range(frames)]
+    assert sum(calls) == 9 and calls[0] == 3 and max(calls) == 3 and len(calls) < 9
+    assert runner.batch_sizes == calls
