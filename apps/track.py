@@ -20,13 +20,11 @@ import numpy as np
 from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.pipeline import OutputFilter, RunResult, TrackerSettings, run_tracking
 from int8track.apps.profiler import plot_reports
+from int8track.apps.quantize import add_int8_arguments, config_from_args, print_summary, summary_dict
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"
-DEFAULT_CALIB_FRAMES = 200
 DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as in the official demo
-#: ``quant.quantize_detector`` options: calibrate on every frame handed over (their count is ``--calib-frames``).
-QUANT_OPTIONS = {"num_frames": None}
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
@@ -55,12 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, help="where to write outputs (default runs/track/<source name>)")
     parser.add_argument("--int8", action="store_true",
                         help="run the detector in int8 (calibrated once per calibration source, then cached)")
-    parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
-                        help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
-    parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
-    parser.add_argument("--int8-target", type=_agreement, metavar="F1",
-                        help="keep the most sensitive layers float until int8 detections agree with fp32 at this F1 "
-                             "(e.g. 0.95) on calibration frames held out from calibrating; slower, more faithful")
+    add_int8_arguments(parser)
     parser.add_argument("--recalibrate", action="store_true",
                         help="quantize again even if a model calibrated on this source is cached (e.g. a camera "
                              "whose scene changed: live sources are known only by index or URL)")
@@ -92,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_USAGE)
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
-        detector, precision = _load_detector(args, source)
-        result = _run(args, source, detector, precision, output_dir)
+        detector, precision, int8_info = _load_detector(args, source)
+        result = _run(args, source, detector, precision, output_dir, int8_info)
     except (UserError, OSError, ValueError) as exc:
         source.close()
         return _fail(exc, EXIT_USAGE)
@@ -122,7 +115,8 @@ def _prepare_output_dir(path: Path) -> Path:
 
 
 def _load_detector(args: argparse.Namespace, source: FrameSource):
-    """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision)."""
+    """The fp32 detector, or its cached/freshly calibrated int8 version; returns (detector, precision, the int8
+    decisions for the timing report)."""
     from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)
@@ -130,20 +124,18 @@ def _load_detector(args: argparse.Namespace, source: FrameSource):
                              conf_thresh=args.conf, nms_thresh=args.nms)
     detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))  # before calibrating
     if not args.int8:
-        return detector, "fp32"
+        return detector, "fp32", {}
     calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
-    options = dict(QUANT_OPTIONS)
-    if args.int8_target is not None:
-        options.update(target_agreement=args.int8_target, ranking="full")
     cached = Int8ModelCache().get(
-        detector, weights, lambda: _calibration_frames(args, source), options, calibration,
+        detector, weights, lambda: _calibration_frames(args, source), config_from_args(args), calibration,
         num_threads=args.threads, refresh=args.recalibrate,
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"
     origin = cached.calibration["source"]
     print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
           f"{origin.get('path', origin.get('live'))})", file=sys.stderr)
-    return cached.detector, "int8"
+    print_summary(cached.quant_report, "track")
+    return cached.detector, "int8", {"int8": summary_dict(cached.quant_report)}
 
 
 def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
@@ -170,17 +162,6 @@ def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[n
     return frames
 
 
-def _agreement(text: str) -> float:
-    """An F1 in (0, 1] for ``--int8-target``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not an F1 in (0, 1]")
-    return value
-
-
 def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     """Class ids from a comma-separated list of names or ids, checked against the model's classes (not empty)."""
     ids = []
@@ -197,7 +178,7 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) -> RunResult:
+def _run(args, source: FrameSource, detector, precision: str, output_dir: Path, extra_info: dict) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -213,7 +194,7 @@ def _run(args, source: FrameSource, detector, precision: str, output_dir: Path) 
         show=show,
         max_frames=args.max_frames,
         progress=not args.quiet,
-        info={"model": detector.spec.name, "precision": precision, "threads": args.threads},
+        info={"model": detector.spec.name, "precision": precision, "threads": args.threads, **extra_info},
     )
 
 
