@@ -239,8 +239,9 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         report.observer_scores = {name: {"high": s.high, "low": s.low} for name, s in scores.items()}
         if speed_ms:  # the timed float set, with the chosen observer's ranges
             plan = speed_candidates(prep.model, plan, prep.detector.spec.input_size)[speed_choice]
-        with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
-            plan = round_weights(prep, plan, config)
+        if config.rounding == "gptq":
+            with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
+                plan = round_weights(prep, plan, config)
         if config.bias_correction:
             report.extra["bias_correction_max"] = correct_biases(prep.model, plan, prep.calib_blobs)
         with timer.step("accuracy floor"):

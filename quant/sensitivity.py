@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from int8track.quant.agreement import detection_f1
+from int8track.quant.config import SPEED_MARGIN
 from int8track.detectors.runtime import create_session
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.qparams import sqnr_db
@@ -237,9 +238,6 @@ def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
     return strides
 
 
-#: a faster candidate is chosen over one keeping more convs float only when it is faster by more than this
-#: (relative); run-to-run differences of the minima are a few percent, even with the CPU busy
-SPEED_MARGIN = 0.10
 
 
 def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int]) -> dict[str, QuantPlan]:
