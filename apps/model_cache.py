@@ -33,6 +33,14 @@ def cache_root() -> Path:
     return home / "int8"
 
 
+def speed_table_root() -> Path:
+    """Where the speed plan's timings per graph and machine are kept (``quant.speed_table``):
+    ``$INT8TRACK_SPEED_TABLE``, else ``$INT8TRACK_HOME/speed`` (default ``~/.cache/int8track/speed``)."""
+    if os.environ.get("INT8TRACK_SPEED_TABLE"):
+        return Path(os.environ["INT8TRACK_SPEED_TABLE"]).expanduser()
+    return cache_root().parent / "speed"
+
+
 def resolve_weights(model: str, weights: str | Path | None = None) -> Path:
     """The weights file to load: ``weights`` if given, else the zoo model's cached copy (downloaded when
     possible). FileNotFoundError with a one-line explanation when neither is available."""
@@ -155,7 +163,7 @@ class Int8ModelCache:
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
-        quantized = self._quantizer()(detector, frames, config=config)
+        quantized = self._quantizer()(detector, frames, config=config, speed_table=speed_table_root())
         _write_atomically(path.with_suffix(".json"), lambda partial: partial.write_text(
             json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"))
         _write_atomically(path, quantized.save)

@@ -54,7 +54,7 @@ def summary_dict(report: dict[str, Any]) -> dict[str, Any]:
     """The int8 decisions worth keeping beside the timings (a subset of ``quant.QuantReport``)."""
     keys = ("observer", "observer_scores", "floor", "agreement", "quantized_convs", "speed_ms", "speed_choice",
             "int8_faster", "accepted", "all_float", "rejected", "calibration_frames", "eval_frames", "seconds",
-            "cpu_seconds", "frames_per_second")
+            "cpu_seconds", "frames_per_second", "extra")
     out = {k: report[k] for k in keys if k in report}
     out["float_convs"] = len(report.get("float_layers", []))
     out["calibration_seconds"] = sum(report.get("seconds", {}).values())
@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from int8track.apps.model_cache import speed_table_root
     from int8track.apps.track import UserError, _class_ids
     from int8track.detectors import load_detector
     from int8track.quant import quantize_detector
@@ -113,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  conf_thresh=args.conf, nms_thresh=args.nms)
         detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))
         frames = read_calibration_frames(args.calib, args.calib_frames)
-        qdet = quantize_detector(detector, frames, config, num_threads=args.threads, progress=not args.quiet)
+        qdet = quantize_detector(detector, frames, config, num_threads=args.threads, progress=not args.quiet,
+                                 speed_table=speed_table_root())
         output = args.output or args.weights.with_name(f"{args.weights.stem}_int8.onnx")
         qdet.save(output)
     except (UserError, OSError, ValueError) as exc:

@@ -28,7 +28,8 @@ __all__ = ["quantize_detector", "QuantConfig", "QuantReport", "QuantizedDetector
 
 def quantize_detector(detector: Detector, calibration_frames: str | Path | Sequence[np.ndarray],
                       config: QuantConfig | None = None, *, eval_frames: Sequence[np.ndarray] | None = None,
-                      num_threads: int | None = None, progress: bool = True, **overrides: Any) -> QuantizedDetector:
+                      num_threads: int | None = None, speed_table: str | Path | None = None, progress: bool = True,
+                      **overrides: Any) -> QuantizedDetector:
     """Calibrate ``detector`` (needs ``detector.model``) and return an int8 detector running in ONNX Runtime.
 
     ``config`` (default ``QuantConfig()``) with ``overrides`` (its field names) says how; it is validated before
@@ -37,8 +38,10 @@ def quantize_detector(detector: Detector, calibration_frames: str | Path | Seque
     Every returned model reaches the accuracy floor on the held-out frames (``QuantConfig.target_agreement``);
     ``quant_info`` (a ``QuantReport``) says what was chosen, rejected, measured and how long each step took.
     ``num_threads``: ONNX Runtime threads of the int8 detector and torch threads while calibrating (None: the
-    libraries' defaults).
+    libraries' defaults). ``speed_table``: a folder where the speed plan's timings are kept per graph and machine
+    (``quant.speed_table``): measured once, reused after, so the same inputs give the same model whatever the CPU
+    is doing; None measures every time.
     """
     cfg = QuantConfig.from_options(config, **overrides)
     return quantize(detector, calibration_frames, cfg, eval_frames=eval_frames, num_threads=num_threads,
-                    progress=progress)
+                    speed_table=speed_table, progress=progress)

@@ -29,6 +29,7 @@ from int8track.quant.sensitivity import (FP32, EvalSet, LayerSensitivity, LocalE
                                          local_sensitivity, speed_candidates, speed_plan,
                                          time_models)
 from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
+from int8track.quant.speed_table import SpeedTable
 from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics
 
 RANKING_FRAMES = 8  # frames for the local sensitivity ranking (a ranking, not a measurement)
@@ -204,7 +205,7 @@ def widen_float_set(plan: QuantPlan, order: Sequence[str],
 
 def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], config: QuantConfig, *,
              eval_frames: Sequence[np.ndarray] | None = None, num_threads: int | None = None,
-             progress: bool = True) -> QuantizedDetector:
+             speed_table: str | Path | None = None, progress: bool = True) -> QuantizedDetector:
     """Make the int8 detector ``config`` describes; see ``quant.quantize_detector``."""
     timer = Timer(progress)
     with timer.step("reading frames and exporting the float graph"):
@@ -218,14 +219,17 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         first = ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
     speed_ms: dict[str, float] = {}
     speed_choice = "not timed"
+    speeds = SpeedTable(speed_table)
     if config.speed_aware and prep.base_float != list(conv_layers(prep.model)):
         with timer.step("speed plan (interleaved ORT timings)"):
             speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.plan(first, "timing", config),
-                                                   prep.calib_blobs[0], margin=config.speed_margin)
+                                                   prep.calib_blobs[0], margin=config.speed_margin, table=speeds)
     report = QuantReport(config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
                          observer=config.observer, floor={"high": floor.high, "low": floor.low,
                                                           "source": floor.source},
                          speed_ms=speed_ms, speed_choice=speed_choice, extra=prep.extra)
+    if speed_ms:
+        report.extra["speed_timings"] = "reused from the speed table" if speeds.reused else "measured now"
     table: list[LayerSensitivity | LocalError] = []
     if speed_choice == FP32:
         report.int8_faster = False
@@ -246,7 +250,7 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
             report.extra["bias_correction_max"] = correct_biases(prep.model, plan, prep.calib_blobs)
         with timer.step("accuracy floor"):
             plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report)
-        if speed_ms and plan.quantized and not clearly_faster(prep, plan, speed_ms, config.speed_margin):
+        if speed_ms and plan.quantized and not clearly_faster(prep, plan, speed_ms, config.speed_margin, speeds):
             report.int8_faster = False
             report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
             plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
@@ -260,15 +264,17 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
                              plan=plan, float_model=prep.model, sensitivity=table)
 
 
-def clearly_faster(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], margin: float) -> bool:
+def clearly_faster(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], margin: float,
+                   table: SpeedTable) -> bool:
     """Whether ``plan`` beats fp32 by more than ``margin``: from the speed plan's timings when it is one of its
-    candidates, else timed against fp32 again (interleaved)."""
+    candidates, else timed against fp32 (or read from ``table``)."""
     candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
-    timings = dict(speed_ms)
     name = list(candidates)[-1]  # ``plan`` itself
+    timings = dict(speed_ms)
     if name not in timings or set(candidates[name].quantized) != set(plan.quantized):
-        timings = time_models({FP32: prep.proto.SerializeToString(), name: prep.int8_bytes(plan)},
-                              prep.calib_blobs[0])
+        fp32, blob = prep.proto.SerializeToString(), prep.calib_blobs[0]
+        key = table.key(fp32, {FP32: [], name: sorted(plan.quantized)}, blob.shape, 1)
+        timings = table.timings(key, lambda: time_models({FP32: fp32, name: prep.int8_bytes(plan)}, blob))
     return timings[FP32] > timings[name] * (1.0 + margin)
 
 

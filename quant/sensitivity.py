@@ -26,6 +26,7 @@ from int8track.detectors.runtime import create_session
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
+from int8track.quant.speed_table import SpeedTable
 
 Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
 
@@ -207,9 +208,11 @@ def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Pat
 def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 9, num_threads: int = 1) -> dict[str, float]:
     """Fastest ms per inference of each ONNX model on ``blob``, runs interleaved round-robin.
 
-    The minimum, not the median: on a shared machine other processes only ever add time, so the fastest
-    of interleaved runs is the estimate that moves least when the CPU is busy.
+    With one ORT thread the graph runs on the calling thread, so its CPU time (``thread_time``) is measured:
+    unlike wall time it does not grow while other processes hold the cores (wall-time rankings of near-equal
+    graphs flipped on a busy 2-core machine). The minimum of the interleaved runs drops the rest of the noise.
     """
+    clock = time.thread_time if num_threads == 1 else time.perf_counter
     sessions = {name: create_session(data, num_threads) for name, data in models.items()}
     feeds = {name: {s.get_inputs()[0].name: blob} for name, s in sessions.items()}
     times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -217,9 +220,9 @@ def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 9, num
         session.run(None, feeds[name])  # warm-up
     for _ in range(rounds):
         for name, session in sessions.items():
-            start = time.perf_counter()
+            start = clock()
             session.run(None, feeds[name])
-            times[name].append((time.perf_counter() - start) * 1000)
+            times[name].append((clock() - start) * 1000)
     return {name: float(np.min(t)) for name, t in times.items()}
 
 
@@ -240,6 +243,9 @@ def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
 
 
 
+FP32 = "fp32"
+
+
 def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int]) -> dict[str, QuantPlan]:
     """fp32 (every conv float), then ``plan`` with every conv of output stride < s kept float for s = ..., 8, 4
     (the last one is ``plan`` itself): from most convs float to fewest."""
@@ -251,10 +257,11 @@ def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int
 
 
 def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: np.ndarray, num_threads: int = 1,
-               rounds: int = 9, margin: float = SPEED_MARGIN) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
-    """Times every ``speed_candidates`` graph; the candidate keeping the most convs float among those within
-    ``margin`` of the fastest wins (``pick_candidate``), so a choice flips only if timings move by more than
-    the margin, and int8 is used only where it is clearly faster than fp32.
+               rounds: int = 9, margin: float = SPEED_MARGIN,
+               table: SpeedTable | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
+    """Times every ``speed_candidates`` graph (or reads their timings from ``table``, where an earlier run on
+    this machine stored them); the candidate keeping the most convs float among those within ``margin`` of the
+    fastest wins (``pick_candidate``), so int8 is used only where it is clearly faster than fp32.
 
     Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
     convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
@@ -262,13 +269,17 @@ def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: 
     Returns the chosen candidate's name, every candidate and the timings (ms).
     """
     candidates = speed_candidates(model, plan, (int(blob.shape[-2]), int(blob.shape[-1])))
-    models = {name: proto.SerializeToString() if name == FP32 else insert_qdq(proto, model, p).SerializeToString()
-              for name, p in candidates.items()}
-    timings = time_models(models, blob, rounds, num_threads)
+    fp32 = proto.SerializeToString()
+
+    def measure() -> dict[str, float]:
+        models = {name: fp32 if name == FP32 else insert_qdq(proto, model, p).SerializeToString()
+                  for name, p in candidates.items()}
+        return time_models(models, blob, rounds, num_threads)
+
+    table = table or SpeedTable(None)
+    key = table.key(fp32, {name: sorted(p.quantized) for name, p in candidates.items()}, blob.shape, num_threads)
+    timings = table.timings(key, measure)
     return pick_candidate(timings, list(candidates), margin), candidates, timings
-
-
-FP32 = "fp32"
 
 
 def pick_candidate(timings: dict[str, float], candidates: list[str], margin: float) -> str:
