@@ -158,7 +158,8 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
 def search_table(name: str, paths: list[Path], gt: list[np.ndarray], args: argparse.Namespace) -> list[dict]:
     """``quant.search`` over observer x scheme x weight granularity x equalization x float set: simulated F1,
     SQNR and person AP50 on search frames (k = 2 mod 4), ranges from calibration frames (k = 0 mod 4)."""
-    det = load_detector(require_path(SHARED_DATA / "weights" / name, f"weights {name}"))
+    # person AP: the ground truth holds person boxes only
+    det = load_detector(require_path(SHARED_DATA / "weights" / name, f"weights {name}")).with_classes([0])
     calib = [read_frame(p) for p in evenly(paths[0::4], args.table_calib_frames)]
     index = evenly(list(range(2, len(paths), 4)), args.table_eval_frames)
     rows = search(det, calib, [read_frame(paths[i]) for i in index], ground_truth=[gt[i] for i in index])
