@@ -36,7 +36,7 @@ def add_int8_arguments(parser: argparse.ArgumentParser, calib_required: bool = F
                         help="explicit accuracy floor: detection F1 vs fp32 at both thresholds (e.g. 0.95) instead "
                              "of the JPEG floor; " + FLOOR_HELP)
     parser.add_argument("--int8-floor-jpeg", type=_quality, default=QuantConfig.floor_jpeg_quality, metavar="Q",
-                        help=f"JPEG quality of the default floor (default %(default)s; lower is a looser floor)")
+                        help="JPEG quality of the default floor (default %(default)s; lower is a looser floor)")
     parser.add_argument("--int8-observer", default=QuantConfig.observer,
                         help="range observer: auto (percentile or minmax, whichever agrees best), or a name of "
                              "int8track.quant.observers (default %(default)s)")

@@ -4,7 +4,8 @@ Runs the `track` program (a subprocess, as a user would) on a video: fp32; fp32 
 JPEG quality 95 (the noise reference: a change no user would notice); then ``--runs`` fresh ``--int8``
 calibrations, each with an empty model cache (``INT8TRACK_HOME`` in a new temporary folder), the second one while
 ``--busy`` other processes keep the cores busy. The speed plan's timings (``quant.speed_table``, per graph and
-machine) are measured by the first int8 run and kept for the others, as they are for a user. Scores every run with ``apps.evaluation`` (MOTChallenge protocol,
+machine) are measured by the first int8 run and kept for the others, as they are for a user.
+Scores every run with ``apps.evaluation`` (MOTChallenge protocol,
 MOT15 layout: PETS09-S2L1's gt rows with consider flag 0 dropped) and prints MOTA, IDF1, ID switches, the int8
 decisions (floor, agreement reached, int8 convs, calibration seconds and frames/s per step) and median inference
 ms per run; whether the int8 runs' tracks are identical; and writes ``front_door.json`` and ``front_door.csv``.
@@ -27,7 +28,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         results.append(run["results"].read_bytes())
         rows.append({"run": f"int8 #{k + 1}" + (f" ({args.busy} busy loops)" if busy else ""),
                      **score(run["results"], args.sequence, frames), "infer_ms": infer_ms(run["timing"]),
-                     "calibration_s": int8["calibration_seconds"], "calibration_cpu_s": sum(int8["cpu_seconds"].values()),
+                     "calibration_s": int8["calibration_seconds"],
+                     "calibration_cpu_s": sum(int8["cpu_seconds"].values()),
                      "floor": int8["floor"], "agreement": int8["agreement"], "accepted": int8["accepted"],
                      "int8_convs": int8["quantized_convs"], "float_convs": int8["float_convs"],
                      "observer": int8["observer"], "speed_ms": int8["speed_ms"], "speed_choice": int8["speed_choice"],
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {
         "weights": str(args.weights), "video": str(args.video), "frames": frames, "threads": args.threads,
         "rows": rows, "int8_tracks_identical": len(set(results)) <= 1,
-        "int8_mota_spread": (max(r["MOTA"] for r in int8_rows) - min(r["MOTA"] for r in int8_rows)) if int8_rows else None,
+        "int8_mota_spread": (max(r["MOTA"] for r in int8_rows) - min(r["MOTA"] for r in int8_rows)
+                             if int8_rows else None),
         "every_int8_within_1_mota": all(r["MOTA"] >= rows[0]["MOTA"] - 1.0 for r in int8_rows),
         "every_int8_at_floor": all(r["agreement"]["high"] >= r["floor"]["high"] and
                                    r["agreement"]["low"] >= r["floor"]["low"] for r in int8_rows),
@@ -151,15 +153,18 @@ def main(argv: list[str] | None = None) -> dict:
         "int8_never_slower": all(r["infer_ms"] <= rows[0]["infer_ms"] * 1.05 for r in int8_rows),
     }
     print(f"\n{args.weights.name} on {args.video.name}, {frames} frames (threads {args.threads or 'ORT default'})")
-    print(f"{'run':28s} {'MOTA':>6s} {'IDF1':>6s} {'IDSW':>5s} {'infer ms':>9s} {'calib s':>8s} {'cpu s':>6s}  decision")
+    print(f"{'run':28s} {'MOTA':>6s} {'IDF1':>6s} {'IDSW':>5s} {'infer ms':>9s} {'calib s':>8s} {'cpu s':>6s}  "
+          "decision")
     for r in rows:
-        calib = f"{r['calibration_s']:8.1f} {r['calibration_cpu_s']:6.1f}" if "calibration_s" in r else f"{'':8s} {'':6s}"
+        calib = (f"{r['calibration_s']:8.1f} {r['calibration_cpu_s']:6.1f}" if "calibration_s" in r
+                 else f"{'':8s} {'':6s}")
         decision = ""
         if "accepted" in r:
             decision = (f"{r['accepted']}; {r['int8_convs']} int8 / {r['float_convs']} float convs; F1@0.5 "
                         f"{r['agreement']['high']:.3f}>={r['floor']['high']:.3f}, F1@0.1 {r['agreement']['low']:.3f}"
                         f">={r['floor']['low']:.3f}")
-        print(f"{r['run']:28s} {r['MOTA']:6.1f} {r['IDF1']:6.1f} {r['IDSW']:5d} {r['infer_ms']:9.1f} {calib}  {decision}")
+        print(f"{r['run']:28s} {r['MOTA']:6.1f} {r['IDF1']:6.1f} {r['IDSW']:5d} {r['infer_ms']:9.1f} {calib}  "
+              f"{decision}")
     for r in int8_rows:
         print(f"{r['run']}: " + ", ".join(f"{k} {v:.1f} s" + (f" ({r['frames_per_second'][k]:.1f} frames/s)"
                                                               if k in r["frames_per_second"] else "")

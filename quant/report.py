@@ -14,8 +14,8 @@ class QuantReport:
     ``floor``/``agreement``: the floor and what the accepted model reached (both thresholds);
     ``speed_ms``: fastest interleaved ORT time of fp32 and each speed candidate, ``speed_choice`` the one chosen;
     ``rejected``: candidates that missed the floor, with their agreement; ``int8_faster``: False when no int8
-    variant beat fp32 by the speed margin (the model is then all float); ``seconds``: wall time per step (``cpu_seconds``: this process's CPU time, which a busy machine
-    does not inflate).
+    variant beat fp32 by the speed margin (the model is then all float); ``seconds``: wall time per step
+    (``cpu_seconds``: this process's CPU time, which a busy machine does not inflate).
     """
 
     config: dict[str, Any]

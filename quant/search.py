@@ -107,8 +107,8 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
             configs = list(itertools.product(granularities, float_sets))
             for granularity, float_set in tqdm(configs, desc=f"search ({observer}, {scheme}, equalize={equalized})",
                                                unit="config", disable=not progress):
-                plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats[float_set]], scheme, observer,
-                                 weight_granularity=granularity)
+                quantized = [n for n in conv_layers(model) if n not in floats[float_set]]
+                plan = QuantPlan(ranges, quantized, scheme, observer, weight_granularity=granularity)
                 raw = [run_simulated(model, plan, b) for b in evalset.blobs]
                 agreement = compare(evalset, raw)
                 ap50 = None

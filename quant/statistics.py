@@ -13,9 +13,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
+import torch
 from torch import nn
 
-import torch
 from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
 from int8track.quant.calibration import torch_threads
 from int8track.quant.observers import (MinMaxObserver, Observer, RunningHistogram, _flat_numpy, _HistogramBased,
