@@ -55,7 +55,10 @@ def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("cannot JPEG-encode a held-out frame")
-    return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if decoded is None:
+        raise ValueError("cannot decode a JPEG-encoded held-out frame")
+    return decoded
 
 
 class HeldOut:

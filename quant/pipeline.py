@@ -233,7 +233,7 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
     table: list[LayerSensitivity | LocalError] = []
     if speed_choice == FP32:
         report.int8_faster = False
-        plan = prep.plan(first, config.observer, config).with_float(conv_layers(prep.model))
+        plan = prep.plan(first, config.observer, config).with_float(list(conv_layers(prep.model)))
         reached = Agreement2(1.0, 1.0)
         report.accepted = "fp32 (int8 not faster)"
     else:

@@ -90,7 +90,7 @@ def gather_statistics(proto: onnx.ModelProto, model: nn.Module, blobs: Sequence[
     points = conv_tensors(proto, model)
     hists = {t: RunningHistogram(count_zeros=False) for t in dict.fromkeys(points.values())}
     convs = conv_layers(model)
-    first = {}  # one hook per tensor: a tensor feeding two convs is observed once
+    first: dict[str, str] = {}  # one hook per tensor: a tensor feeding two convs is observed once
     for point, tensor in points.items():
         first.setdefault(tensor, point)
 
