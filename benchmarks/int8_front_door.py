@@ -109,14 +109,20 @@ def main(argv: list[str] | None = None) -> dict:
     frames = args.max_frames or load_sequence(args.sequence).length
     fps = ["--fps", str(cv2.VideoCapture(str(args.video)).get(cv2.CAP_PROP_FPS))]  # same tracker rate everywhere
 
-    rows = []
+    rows: list[dict] = []
+
+    def done(row: dict) -> None:  # each run is printed and kept as it finishes: a long benchmark can be cut short
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+        (out / "front_door_rows.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
+
     fp32 = track(args.video, out / "fp32", args, [])
-    rows.append({"run": "fp32", **score(fp32["results"], args.sequence, frames), "infer_ms": infer_ms(fp32["timing"])})
+    done({"run": "fp32", **score(fp32["results"], args.sequence, frames), "infer_ms": infer_ms(fp32["timing"])})
     with tempfile.TemporaryDirectory() as tmp:
         jpeg = track(jpeg_frames(args.video, Path(tmp) / "vtest_q95", args.max_frames), out / "fp32_jpeg95", args,
                      fps)
-        rows.append({"run": f"fp32 on JPEG q{JPEG_QUALITY}", **score(jpeg["results"], args.sequence, frames),
-                     "infer_ms": infer_ms(jpeg["timing"])})
+        done({"run": f"fp32 on JPEG q{JPEG_QUALITY}", **score(jpeg["results"], args.sequence, frames),
+              "infer_ms": infer_ms(jpeg["timing"])})
     results = []
     speed_table = Path(tempfile.mkdtemp(prefix="speed_table_"))  # measured by the first int8 run, kept after
     for k in range(args.runs):
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
                 proc.wait()
         int8 = run["timing"]["info"]["int8"]
         results.append(run["results"].read_bytes())
-        rows.append({"run": f"int8 #{k + 1}" + (f" ({args.busy} busy loops)" if busy else ""),
+        done({"run": f"int8 #{k + 1}" + (f" ({args.busy} busy loops)" if busy else ""),
                      **score(run["results"], args.sequence, frames), "infer_ms": infer_ms(run["timing"]),
                      "calibration_s": int8["calibration_seconds"],
                      "calibration_cpu_s": sum(int8["cpu_seconds"].values()),
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "int8_convs": int8["quantized_convs"], "float_convs": int8["float_convs"],
                      "observer": int8["observer"], "speed_ms": int8["speed_ms"], "speed_choice": int8["speed_choice"],
                      "frames_per_second": int8["frames_per_second"], "seconds": int8["seconds"],
-                     "cpu_seconds": int8["cpu_seconds"]})
+                     "cpu_seconds": int8["cpu_seconds"], "speed_timings": int8["extra"].get("speed_timings")})
     int8_rows = [r for r in rows if r["run"].startswith("int8")]
     summary = {
         "weights": str(args.weights), "video": str(args.video), "frames": frames, "threads": args.threads,
