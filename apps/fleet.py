@@ -581,6 +581,7 @@ def prepare_model(args: argparse.Namespace, locations: Sequence[str]) -> ModelRe
     from int8track.apps import track
     from int8track.apps.input_fit import PeekedSource, fit_detector
     from int8track.apps.model_cache import Int8ModelCache, resolve_weights
+    from int8track.apps.quantize import config_from_args, print_summary
     from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)
@@ -595,15 +596,14 @@ def prepare_model(args: argparse.Namespace, locations: Sequence[str]) -> ModelRe
         if not args.int8:
             return ModelRef(str(weights), "fp32", args.conf, args.nms, classes, input_size=size)
         calibration = {"frames": args.calib_frames, "source": track._calibration_source(args, source)}
-        options = dict(track.QUANT_OPTIONS)
-        if args.int8_target is not None:
-            options.update(target_agreement=args.int8_target, ranking="full")
         cached = Int8ModelCache().get(fitted.detector, weights, lambda: track._calibration_frames(args, source),
-                                      options, calibration, num_threads=args.threads, refresh=args.recalibrate)
+                                      config_from_args(args), calibration, num_threads=args.threads,
+                                      refresh=args.recalibrate)
     finally:
         source.close()
     verb = "reusing cached" if cached.reused else "calibrated and cached"
     print(f"track: {verb} int8 model {cached.path}, loaded by every worker", file=sys.stderr)
+    print_summary(cached.quant_report, "track")
     return ModelRef(str(cached.path), "int8", args.conf, args.nms, classes, input_size=size)
 
 

@@ -2,8 +2,8 @@
 
 An entry is the int8 ONNX file that ``quant`` saves (with its ``int8track_spec`` metadata), stored under
 ``$INT8TRACK_HOME/int8/`` (default ``~/.cache/int8track/int8/``) with a name made from a hash of the weights
-file's bytes, the input size, the quantization settings, ``quant.QUANT_VERSION`` (so a model made by older
-quantization code is not reused) and the calibration description, which names the
+file's bytes, the input size, the quantization settings (``quant.QuantConfig.key``, which carries the algorithm
+version, so a model made by older quantization code is not reused) and the calibration description, which names the
 calibration source by :func:`source_fingerprint`: change any of them (e.g. track another video) and a new
 model is made. Beside each model a ``.json`` file records what went into its key, for a user who wonders what
 a cached file was calibrated on. Entries are written to temporary names and renamed, so a crash never leaves
@@ -18,9 +18,12 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from int8track.quant.config import QuantConfig
 
 KEY_LENGTH = 20  # hex characters of the sha256 used in file names
 
@@ -29,6 +32,14 @@ def cache_root() -> Path:
     """``$INT8TRACK_HOME/int8`` or ``~/.cache/int8track/int8``."""
     home = Path(os.environ.get("INT8TRACK_HOME", Path.home() / ".cache" / "int8track")).expanduser()
     return home / "int8"
+
+
+def speed_table_root() -> Path:
+    """Where the speed plan's timings per graph and machine are kept (``quant.speed_table``):
+    ``$INT8TRACK_SPEED_TABLE``, else ``$INT8TRACK_HOME/speed`` (default ``~/.cache/int8track/speed``)."""
+    if os.environ.get("INT8TRACK_SPEED_TABLE"):
+        return Path(os.environ["INT8TRACK_SPEED_TABLE"]).expanduser()
+    return cache_root().parent / "speed"
 
 
 def resolve_weights(model: str, weights: str | Path | None = None) -> Path:
@@ -88,12 +99,14 @@ class CachedModel:
     path: Path
     reused: bool
     calibration: dict
+    #: the quantizer's report stored in the model (``quant.QuantReport.to_dict``), {} when it has none
+    quant_report: dict
 
 
 class Int8ModelCache:
     """Find or make the int8 version of a detector.
 
-    ``quantize(detector, frames, **quant_options)`` and ``load(path, num_threads)`` default to
+    ``quantize(detector, frames, config=QuantConfig)`` and ``load(path, num_threads)`` default to
     ``quant.quantize_detector`` and ``detectors.load_detector``; they are parameters so a caller can use
     other implementations of the same contract.
     """
@@ -116,7 +129,7 @@ class Int8ModelCache:
         detector,
         weights: str | Path,
         calibration_frames: Callable[[], list[np.ndarray]],
-        quant_options: dict | None = None,
+        config: QuantConfig | None = None,
         calibration: dict | None = None,
         num_threads: int | None = None,
         refresh: bool = False,
@@ -124,14 +137,15 @@ class Int8ModelCache:
         """The int8 model of ``detector`` (loaded from ``weights``), with the detector's score and NMS thresholds
         and class list.
 
-        ``quant_options`` go to the quantizer; ``calibration`` describes the calibration data (name its source
-        with :func:`source_fingerprint`). Both are part of the cache key. ``calibration_frames()`` is called,
-        and the model quantized, only when the cache has no entry for that key (or ``refresh``).
+        ``config`` (default ``QuantConfig()``) goes to the quantizer; ``calibration`` describes the calibration
+        data (name its source with :func:`source_fingerprint`). Both are part of the cache key.
+        ``calibration_frames()`` is called, and the model quantized, only when the cache has no entry for that
+        key (or ``refresh``).
         """
-        from int8track.quant import QUANT_VERSION
+        from int8track.quant.config import QuantConfig
 
-        quant_options = dict(quant_options or {})
-        settings = {"quant": quant_options, "quant_version": QUANT_VERSION, "calibration": calibration or {}}
+        config = config or QuantConfig()
+        settings = {"quant": config.key(), "calibration": calibration or {}}
         key = cache_key(weights, detector.spec.input_size, settings)
         path = self.path_for(detector.spec.name, key)
         loaded = self._load_or_discard(path, detector, num_threads) if path.is_file() and not refresh else None
@@ -139,9 +153,9 @@ class Int8ModelCache:
         if loaded is None:
             record = {"weights": str(Path(weights).resolve()), "input_size": list(detector.spec.input_size),
                       "settings": settings}
-            self._make(detector, calibration_frames(), quant_options, path, record)
+            self._make(detector, calibration_frames(), config, path, record)
             loaded = self._load_entry(path, detector, num_threads)
-        return CachedModel(loaded, path, reused, settings["calibration"])
+        return CachedModel(loaded, path, reused, settings["calibration"], stored_report(path))
 
     def _load_entry(self, path: Path, detector, num_threads: int | None):
         return self._loader()(str(path), num_threads=num_threads, conf_thresh=detector.conf_thresh,
@@ -160,14 +174,14 @@ class Int8ModelCache:
             path.with_suffix(".json").unlink(missing_ok=True)
             return None
 
-    def _make(self, detector, frames: list[np.ndarray], quant_options: dict, path: Path, record: dict) -> None:
+    def _make(self, detector, frames: list[np.ndarray], config: QuantConfig, path: Path, record: dict) -> None:
         """Quantize and write the model and its ``.json`` record (the record first: no model without one)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
-        quantized = self._quantizer()(detector, frames, **quant_options)
+        quantized = self._quantizer()(detector, frames, config=config, speed_table=speed_table_root())
         _write_atomically(path.with_suffix(".json"), lambda partial: partial.write_text(
             json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"))
         _write_atomically(path, quantized.save)
@@ -185,6 +199,16 @@ class Int8ModelCache:
 
             self._load = load_detector
         return self._load
+
+
+def stored_report(path: str | Path) -> dict:
+    """The quantization report in an int8 ONNX model's metadata ({} when there is none)."""
+    import onnx
+
+    from int8track.quant.onnx_export import QUANT_KEY
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(props[QUANT_KEY]) if QUANT_KEY in props else {}
 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:

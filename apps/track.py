@@ -24,16 +24,14 @@ from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_f
 from int8track.apps.pipeline import OutputFilter, RunResult, run_tracking
 from int8track.apps.profiler import plot_reports
 from int8track.apps.progress import limit_tqdm_redraws
+from int8track.apps.quantize import add_int8_arguments, config_from_args, print_summary, summary_dict
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.track_options import add_ecosystem_arguments, range_problem
 from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
 from int8track.tracker import ByteTracker, TrackerConfig
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"
-DEFAULT_CALIB_FRAMES = 200
 DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as in the official demo
-#: ``quant.quantize_detector`` options: calibrate on every frame handed over (their count is ``--calib-frames``).
-QUANT_OPTIONS = {"num_frames": None}
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
@@ -65,12 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, help="where to write outputs (default runs/track/<source name>)")
     parser.add_argument("--int8", action="store_true",
                         help="run the detector in int8 (calibrated once per calibration source, then cached)")
-    parser.add_argument("--calib-frames", type=int, default=DEFAULT_CALIB_FRAMES,
-                        help=f"calibration frames, evenly spaced over the source (default {DEFAULT_CALIB_FRAMES})")
-    parser.add_argument("--calib", type=Path, help="calibrate on this video or image folder instead of the source")
-    parser.add_argument("--int8-target", type=_agreement, metavar="F1",
-                        help="keep the most sensitive layers float until int8 detections agree with fp32 at this F1 "
-                             "(e.g. 0.95) on calibration frames held out from calibrating; slower, more faithful")
+    add_int8_arguments(parser)
     parser.add_argument("--recalibrate", action="store_true",
                         help="quantize again even if a model calibrated on this source is cached (e.g. a camera "
                              "whose scene changed: live sources are known only by index or URL)")
@@ -118,9 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, EXIT_FAILED)
     try:
         output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
-        detector, precision, size_reason = _load_detector(args, source)
+        detector, precision, extra_info = _load_detector(args, source)
         with stop:
-            result = _run(args, tracker_config, source, detector, precision, output_dir, size_reason, stop)
+            result = _run(args, tracker_config, source, detector, precision, output_dir, extra_info, stop)
             _write_report(result, output_dir, source.info.name, precision)
     except (UserError, OSError, ValueError) as exc:
         source.close()
@@ -158,7 +151,8 @@ def _prepare_output_dir(path: Path) -> Path:
 
 def _load_detector(args: argparse.Namespace, source: PeekedSource):
     """The fp32 detector sized by ``--imgsz`` for the source's frames, or its cached/freshly calibrated int8
-    version (calibrated at that size); returns (detector, precision, why that input size)."""
+    version (calibrated at that size); returns (detector, precision, the input size's reason and the int8
+    decisions for the timing report)."""
     from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)
@@ -169,20 +163,18 @@ def _load_detector(args: argparse.Namespace, source: PeekedSource):
     detector = fitted.detector
     print(f"track: detector input {fitted.input_size[0]}x{fitted.input_size[1]} ({fitted.reason})", file=sys.stderr)
     if not args.int8:
-        return detector, "fp32", fitted.reason
+        return detector, "fp32", {"input_size_reason": fitted.reason}
     calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
-    options = dict(QUANT_OPTIONS)
-    if args.int8_target is not None:
-        options.update(target_agreement=args.int8_target, ranking="full")
     cached = Int8ModelCache().get(
-        detector, weights, lambda: _calibration_frames(args, source), options, calibration,
+        detector, weights, lambda: _calibration_frames(args, source), config_from_args(args), calibration,
         num_threads=args.threads, refresh=args.recalibrate,
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"
     origin = cached.calibration["source"]
     print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
           f"{origin.get('path', origin.get('live'))})", file=sys.stderr)
-    return cached.detector, "int8", fitted.reason
+    print_summary(cached.quant_report, "track")
+    return cached.detector, "int8", {"input_size_reason": fitted.reason, "int8": summary_dict(cached.quant_report)}
 
 
 def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
@@ -210,17 +202,6 @@ def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[n
     return frames
 
 
-def _agreement(text: str) -> float:
-    """An F1 in (0, 1] for ``--int8-target``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not an F1 in (0, 1]")
-    return value
-
-
 def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
     """Class ids from a comma-separated list of names or ids, checked against the model's classes (not empty)."""
     ids = []
@@ -238,7 +219,7 @@ def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
 
 
 def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str, output_dir: Path,
-         size_reason: str, stop: StopOnSignal) -> RunResult:
+         extra_info: dict, stop: StopOnSignal) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
@@ -255,7 +236,7 @@ def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, pre
         max_frames=args.max_frames,
         progress=not args.quiet,
         info={"model": detector.spec.name, "precision": precision, "threads": args.threads,
-              "input_size": "{}x{}".format(*detector.spec.input_size), "input_size_reason": size_reason},
+              "input_size": "{}x{}".format(*detector.spec.input_size), **extra_info},
         should_stop=lambda: stop.requested,
     )
 

@@ -29,8 +29,8 @@ from int8track.apps.motchallenge import MotSequence, find_sequences
 from int8track.apps.pipeline import OutputFilter, run_tracking
 from int8track.apps.profiler import TimingReport, plot_reports
 from int8track.apps.sources import open_source
-from int8track.apps.track import QUANT_OPTIONS
 from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig
 from int8track.tracker import ByteTracker, TrackerConfig
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -120,7 +120,8 @@ def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_f
         return [f for s in sequences for f in load_frames(s.root, num=per_sequence)]
 
     calibration = {"frames": calib_frames, "sources": [source_fingerprint(s.root) for s in sequences]}
-    cached = Int8ModelCache().get(detector, weights, frames, QUANT_OPTIONS, calibration, num_threads=num_threads)
+    config = QuantConfig(num_frames=None, held_out_frames=max(1, calib_frames // 4))  # as `track --int8`
+    cached = Int8ModelCache().get(detector, weights, frames, config, calibration, num_threads=num_threads)
     return cached.detector, cached.path, cached.reused
 
 
@@ -185,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model", help="zoo name instead of the default weights file")
     model.add_argument("--weights", type=Path, help=f"weights file (default {DEFAULT_WEIGHTS})")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32,int8")
-    parser.add_argument("--calib-frames", type=int, default=200, help="int8 calibration frames over all sequences")
+    parser.add_argument("--calib-frames", type=int, default=DEFAULT_NUM_FRAMES,
+                        help="int8 calibration frames over all sequences (a quarter held out for the floor)")
     add_tracker_arguments(parser, track_thresh_default=BENCHMARK_TRACK_THRESH)
     parser.add_argument("--threads", type=int, default=1, help="inference and OpenCV threads (default 1)")
     parser.add_argument("--video", action="store_true", help="also draw and write annotated videos")

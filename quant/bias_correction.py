@@ -12,13 +12,12 @@ ReLU). Adding that mean back into the bias removes the shift:
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
 from torch import nn
 
-from int8track.quant.equalize import constant_input_response, run_with_output_hooks
+from int8track.quant.equalize import run_with_output_hooks
 
 
 def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -80,42 +79,6 @@ def empirical_bias_correction(
 
 def _bias_or_zero(conv: nn.Conv2d) -> torch.Tensor:
     return conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
-
-
-def relu_normal_mean(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """``E[max(0, z)]`` for ``z ~ N(mu, sigma^2)``: ``mu Phi(mu/sigma) + sigma phi(mu/sigma)`` (``max(mu, 0)`` at sigma 0)."""
-    mu, sigma = mu.double(), sigma.double().abs()
-    t = mu / sigma.clamp_min(1e-300)
-    mean = mu * torch.special.ndtr(t) + sigma * torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi)
-    return torch.where(sigma > 0, mean, mu.clamp_min(0.0))
-
-
-def expected_input_from_bn(bn: nn.BatchNorm2d, act: nn.Module) -> torch.Tensor:
-    """Per-channel ``E[act(z)]`` with ``z ~ N(beta, gamma^2)`` (the BN output distribution it was trained to).
-
-    Supported: ReLU (clipped-normal mean) and Identity (``beta``).
-    """
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(bn.num_features, dtype=torch.float64)
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones(bn.num_features, dtype=torch.float64)
-    if isinstance(act, nn.ReLU):
-        return relu_normal_mean(beta, gamma)
-    if isinstance(act, nn.Identity):
-        return beta
-    raise ValueError(f"analytical bias correction supports ReLU or Identity after BatchNorm, got {type(act).__name__}")
-
-
-def analytical_bias_correction(float_conv: nn.Conv2d, quant_conv: nn.Conv2d, expected_input: torch.Tensor) -> torch.Tensor:
-    """Data-free: add ``(W - W_q) E[x]`` (per output channel, over taps and group inputs) to ``quant_conv``'s bias.
-
-    Assumes ``E[x]`` is the same at every position (true away from zero padding). Returns the correction.
-    """
-    _check_pair(float_conv, quant_conv)
-    if expected_input.numel() != float_conv.in_channels:
-        raise ValueError(f"expected_input has {expected_input.numel()} values, conv has {float_conv.in_channels} input channels")
-    diff = float_conv.weight.detach().double() - quant_conv.weight.detach().double()
-    correction = constant_input_response(float_conv, expected_input.double(), weight=diff).cpu()
-    _add_to_bias(quant_conv, correction)
-    return correction
 
 
 def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from int8track.quant.fold import ACTIVATION_TYPES
@@ -303,49 +302,6 @@ def cross_layer_equalize(
     return total
 
 
-def constant_input_response(conv: nn.Conv2d, values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """``conv`` (no bias) applied to an input that is ``values[i]`` everywhere on channel i, away from padding.
-
-    Per output channel ``sum over taps and the group's input channels of W[o, i] values[i]``;
-    ``weight`` replaces ``conv.weight`` (e.g. a weight difference). Shape (out_channels,).
-    """
-    w = conv.weight if weight is None else weight
-    kh = (conv.kernel_size[0] - 1) * conv.dilation[0] + 1
-    kw = (conv.kernel_size[1] - 1) * conv.dilation[1] + 1
-    constant = values.detach().to(w).view(1, -1, 1, 1).expand(1, -1, kh, kw)
-    with torch.no_grad():
-        return F.conv2d(constant, w.detach(), None, 1, 0, conv.dilation, conv.groups).reshape(-1)
-
-
-def high_bias_from_bn(bn: nn.BatchNorm2d, n_sigma: float = 3.0) -> torch.Tensor:
-    """Data-free absorbable bias ``c = max(0, beta - n_sigma |gamma|)`` (pre-activation ~ N(beta, gamma^2))."""
-    beta = bn.bias.detach() if bn.bias is not None else torch.zeros(bn.num_features)
-    gamma = bn.weight.detach() if bn.weight is not None else torch.ones(bn.num_features)
-    return torch.clamp(beta - n_sigma * gamma.abs(), min=0.0)
-
-
-def absorb_high_bias(conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d, c: torch.Tensor) -> None:
-    """In place: ``b1 -= c`` and ``b2 += W2 c`` (W2 summed over its kernel taps, per group).
-
-    Exact where the pre-activation ``z >= c`` (then ``f(z - c) = f(z) - c`` for ReLU-like f) and
-    conv2 sees no zero padding; at padded borders of a k > 1 conv2 the padded zeros now stand for
-    ``-c``, so border outputs move by the padded taps times c. Measure it on real data.
-    """
-    if not is_positively_homogeneous(act):
-        raise ValueError(f"high-bias absorption needs a ReLU-like activation, got {type(act).__name__}")
-    c = c.detach().to(conv1.weight).reshape(-1)
-    if c.numel() != conv1.out_channels or bool((c < 0).any()):
-        raise ValueError(f"absorbed bias must be {conv1.out_channels} non-negative values")
-    with torch.no_grad():
-        shift = constant_input_response(conv2, c)
-        if conv1.bias is None:
-            conv1.bias = nn.Parameter(torch.zeros_like(conv1.weight[:, 0, 0, 0]))
-        if conv2.bias is None:
-            conv2.bias = nn.Parameter(torch.zeros_like(conv2.weight[:, 0, 0, 0]))
-        conv1.bias.sub_(c)
-        conv2.bias.add_(shift.to(conv2.bias))
-
-
 def run_with_output_hooks(
     model: nn.Module, modules: list[nn.Module], inputs: Iterable[torch.Tensor], record: Callable[[int, torch.Tensor], None],
     prepend: bool = False,
@@ -361,36 +317,3 @@ def run_with_output_hooks(
     finally:
         for h in handles:
             h.remove()
-
-
-def preactivation_minimum(model: nn.Module, convs: list[nn.Conv2d], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per-channel minimum of each conv's output (its pre-activation once BN is folded) over ``inputs``.
-
-    The data-driven estimate of the absorbable bias when BN statistics are gone: ``c = max(0, min z)``.
-    """
-    mins = [torch.full((conv.out_channels,), float("inf")) for conv in convs]
-
-    def record(k: int, out: torch.Tensor) -> None:
-        mins[k] = torch.minimum(mins[k], out.float().transpose(0, 1).reshape(out.shape[1], -1).amin(1).cpu())
-
-    run_with_output_hooks(model, list(convs), inputs, record)
-    return mins
-
-
-def absorb_high_biases(
-    model: nn.Module, inputs: list[torch.Tensor], chains: list[list[Layer]] | None = None
-) -> list[tuple[str, str]]:
-    """Data-driven high-bias absorption on every ReLU-like pair of ``chains`` (default: found ones).
-
-    ``c_i = max(0, min over the data of conv1's pre-activation i)``, so ``z >= c`` holds on ``inputs``.
-    Links are verified on ``inputs[0]`` first (:func:`verify_chains`). Returns the (conv1, conv2) pairs changed.
-    """
-    if not inputs:
-        raise ValueError("absorb_high_biases needs at least one input batch")
-    chains = find_equalization_chains(model) if chains is None else chains
-    chains, _ = verify_chains(model, chains, inputs[0])
-    pairs = [(a, b) for chain in chains for a, b in zip(chain, chain[1:]) if is_positively_homogeneous(a.act)]
-    mins = preactivation_minimum(model, [a.conv for a, _ in pairs], inputs)
-    for (a, b), m in zip(pairs, mins):
-        absorb_high_bias(a.conv, a.act, b.conv, torch.clamp(m, min=0.0))
-    return [(a.name, b.name) for a, b in pairs]

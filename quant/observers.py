@@ -144,8 +144,16 @@ class RunningHistogram:
 
     def update(self, x: torch.Tensor) -> None:
         """Add the values of ``x``, widening the grid first if they fall outside it."""
-        values = _flat_numpy(x)
+        self.update_array(_flat_numpy(x))
+
+    def update_array(self, values: np.ndarray, extrema: tuple[float, float] | None = None) -> None:
+        """``update`` for values already a flat NumPy array; ``extrema``: their (min, max) when ``values`` is a
+        sample of a larger tensor whose extremes must still be covered."""
         ext = _extrema(values)
+        if ext is not None and extrema is not None:
+            ext = (min(ext[0], extrema[0]), max(ext[1], extrema[1]))
+            if not (math.isfinite(ext[0]) and math.isfinite(ext[1])):
+                raise ValueError("observer got non-finite values (NaN or inf) in the activation tensor")
         if ext is None:
             return
         self.min, self.max = min(self.min, ext[0]), max(self.max, ext[1])

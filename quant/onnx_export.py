@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import onnx
@@ -26,6 +27,9 @@ from int8track.detectors.spec import SPEC_METADATA_KEY as SPEC_KEY
 from int8track.detectors.spec import ModelSpec
 from int8track.quant.rescale import input_scale, output_scale, suspended
 from int8track.quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
+
+if TYPE_CHECKING:
+    from int8track.quant.report import QuantReport
 
 QUANT_KEY = "int8track_quant"
 #: op types that prove int8 execution in an ORT-optimized graph
@@ -309,17 +313,23 @@ def save_model(proto: onnx.ModelProto, path: str | Path) -> Path:
 class QuantizedDetector(Detector):
     """An int8 detector: the fp32 detector's preprocess/postprocess around an ORT session on the QDQ model.
 
-    ``proto`` is the int8 ONNX (with metadata), ``quant_info`` the settings and measurements behind it.
+    ``proto`` is the int8 ONNX (with metadata), ``quant_info`` the decisions and measurements behind it
+    (``quant.report.QuantReport``), ``plan`` and ``float_model`` what it was made from (for simulation), and
+    ``sensitivity`` the per-layer table when the float set had to grow.
     """
 
-    def __init__(self, spec: ModelSpec, proto: onnx.ModelProto, quant_info: dict, num_threads: int | None = None,
-                 conf_thresh: float | None = None, nms_thresh: float | None = None,
-                 classes: list[int] | None = None) -> None:
-        set_metadata(proto, spec.to_dict(), quant_info)
+    def __init__(self, spec: ModelSpec, proto: onnx.ModelProto, quant_info: QuantReport,
+                 num_threads: int | None = None, conf_thresh: float | None = None, nms_thresh: float | None = None,
+                 classes: list[int] | None = None, *, plan: QuantPlan, float_model: nn.Module,
+                 sensitivity: Sequence[object] = ()) -> None:
+        set_metadata(proto, spec.to_dict(), quant_info.to_dict())
         session = create_session(proto.SerializeToString(), num_threads)
         super().__init__(spec, OrtRunner(session), None, conf_thresh, nms_thresh, classes)
         self.proto = proto
         self.quant_info = quant_info
+        self.plan = plan
+        self.float_model = float_model
+        self.sensitivity = list(sensitivity)
 
     def save(self, path: str | Path) -> Path:
         """Write the int8 ONNX; ``detectors.load_detector(path)`` loads it without calibration."""

@@ -28,7 +28,9 @@ from int8track.quant.equalize import cross_layer_equalize
 from int8track.quant.fold import fold_batchnorm
 from int8track.quant.onnx_export import default_float_layers, export_fp32, fuse_silu
 from int8track.quant.sensitivity import EvalSet, compare
+from int8track.quant.pipeline import TORCH_THREADS
 from int8track.quant.simulate import ACT_SCHEMES, WEIGHT_GRANULARITIES, QuantPlan, conv_layers, run_simulated
+from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics
 
 OBSERVERS = ("minmax", "percentile", "entropy", "mse")
 FLOAT_SETS = ("none", "stem", "stem+head")
@@ -71,8 +73,10 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
 
     The fp32 reference is the unequalized folded model (equalization is exact only in float, so an
     equalized model's int8 error shows against it); a model where equalization finds no exact link gets no
-    ``equalized=True`` rows (they would repeat the others). ``ground_truth`` (per eval frame, (G,4) xyxy person
-    boxes) adds person AP50 of the simulated int8 detections (class 0, conf 0.01, as in COCO-style evaluation).
+    ``equalized=True`` rows (they would repeat the others). ``ground_truth`` (per eval frame, (G,4) xyxy boxes of
+    the detector's classes) adds AP50 of the simulated int8 detections of those classes (conf 0.01, as in
+    COCO-style evaluation). Histogram-based observers read their ranges from one statistics pass per model
+    (``quant.statistics``), as ``quantize_detector`` does.
     """
     _check("float sets", float_sets, FLOAT_SETS)
     _check("activation schemes", schemes, tuple(ACT_SCHEMES))
@@ -83,7 +87,7 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
     calib = preprocess_frames(detector.preprocess, calibration_frames)
     metas = [detector.preprocess(f) for f in eval_frames]
     evalset = EvalSet.build(folded, [b for b, _ in metas], [m for _, m in metas], detector.postprocess)
-    ap_detector = Detector(detector.spec, detector.runner, conf_thresh=0.01, classes=[0])
+    ap_detector = Detector(detector.spec, detector.runner, conf_thresh=0.01, classes=detector.classes)
     rows = []
     for equalized in equalize:
         model = copy.deepcopy(folded)
@@ -92,14 +96,19 @@ def search(detector: Detector, calibration_frames: Sequence[np.ndarray], eval_fr
         proto = fuse_silu(export_fp32(model, detector.spec.input_size))
         following = following_activations(proto, model)
         floats = {name: _float_set(name, proto, model, stem) for name in float_sets}
+        stats: list[ConvStatistics] = []
         for observer, scheme in itertools.product(observers, schemes):
-            ranges = collect_ranges(model, calib, observer, progress=progress, activations=following,
-                                    scheme=ACT_SCHEMES[scheme])
+            if observer in HISTOGRAM_OBSERVERS:
+                stats = stats or [gather_statistics(proto, model, calib, TORCH_THREADS)]
+                ranges = stats[0].ranges(observer, following, ACT_SCHEMES[scheme])
+            else:
+                ranges = collect_ranges(model, calib, observer, progress=progress, activations=following,
+                                        scheme=ACT_SCHEMES[scheme], num_threads=TORCH_THREADS)
             configs = list(itertools.product(granularities, float_sets))
             for granularity, float_set in tqdm(configs, desc=f"search ({observer}, {scheme}, equalize={equalized})",
                                                unit="config", disable=not progress):
-                plan = QuantPlan(ranges, [n for n in conv_layers(model) if n not in floats[float_set]], scheme, observer,
-                                 weight_granularity=granularity)
+                quantized = [n for n in conv_layers(model) if n not in floats[float_set]]
+                plan = QuantPlan(ranges, quantized, scheme, observer, weight_granularity=granularity)
                 raw = [run_simulated(model, plan, b) for b in evalset.blobs]
                 agreement = compare(evalset, raw)
                 ap50 = None

@@ -21,10 +21,12 @@ from torch import nn
 from tqdm import tqdm
 
 from int8track.quant.agreement import detection_f1
+from int8track.quant.config import SPEED_MARGIN
 from int8track.detectors.runtime import create_session
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
+from int8track.quant.speed_table import SpeedTable
 
 Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
 
@@ -203,8 +205,14 @@ def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Pat
     return paths
 
 
-def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 5, num_threads: int = 1) -> dict[str, float]:
-    """Median ms per inference of each ONNX model on ``blob``, runs interleaved round-robin to cancel drift."""
+def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 9, num_threads: int = 1) -> dict[str, float]:
+    """Fastest ms per inference of each ONNX model on ``blob``, runs interleaved round-robin.
+
+    With one ORT thread the graph runs on the calling thread, so its CPU time (``thread_time``) is measured:
+    unlike wall time it does not grow while other processes hold the cores (wall-time rankings of near-equal
+    graphs flipped on a busy 2-core machine). The minimum of the interleaved runs drops the rest of the noise.
+    """
+    clock = time.thread_time if num_threads == 1 else time.perf_counter
     sessions = {name: create_session(data, num_threads) for name, data in models.items()}
     feeds = {name: {s.get_inputs()[0].name: blob} for name, s in sessions.items()}
     times: dict[str, list[float]] = {name: [] for name in sessions}
@@ -212,10 +220,10 @@ def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 5, num
         session.run(None, feeds[name])  # warm-up
     for _ in range(rounds):
         for name, session in sessions.items():
-            start = time.perf_counter()
+            start = clock()
             session.run(None, feeds[name])
-            times[name].append((time.perf_counter() - start) * 1000)
-    return {name: float(np.median(t)) for name, t in times.items()}
+            times[name].append((clock() - start) * 1000)
+    return {name: float(np.min(t)) for name, t in times.items()}
 
 
 @torch.no_grad()
@@ -233,40 +241,49 @@ def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
     return strides
 
 
-#: candidates within this relative time of the fastest count as equally fast (ORT timing noise ~5-10%)
-SPEED_TOLERANCE = 0.05
+
+
+FP32 = "fp32"
+
+
+def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int]) -> dict[str, QuantPlan]:
+    """fp32 (every conv float), then ``plan`` with every conv of output stride < s kept float for s = ..., 8, 4
+    (the last one is ``plan`` itself): from most convs float to fewest."""
+    strides = conv_strides(model, input_hw)
+    candidates = {FP32: plan.with_float(plan.quantized)}
+    for s in sorted({strides[n] for n in plan.quantized}, reverse=True):
+        candidates[f"int8 from stride {s}"] = plan.with_float([n for n in plan.quantized if strides[n] < s])
+    return candidates
 
 
 def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: np.ndarray, num_threads: int = 1,
-               rounds: int = 5, tolerance: float = SPEED_TOLERANCE) -> tuple[QuantPlan, dict[str, float]]:
-    """The fastest of: the plan, and the plan with every conv of output stride < s kept float (s = 4, 8, ...),
-    except that the candidate keeping the most convs float wins among those within ``tolerance`` (relative)
-    of the fastest: early high-resolution convs are the most sensitive to int8 and where it saves least,
-    and timings of near-equal candidates differ by noise (which made the choice change between runs).
+               rounds: int = 9, margin: float = SPEED_MARGIN,
+               table: SpeedTable | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
+    """Times every ``speed_candidates`` graph (or reads their timings from ``table``, where an earlier run on
+    this machine stored them); the candidate keeping the most convs float among those within ``margin`` of the
+    fastest wins (``pick_candidate``), so int8 is used only where it is clearly faster than fp32.
 
     Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
     convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
-    high-resolution maps with few channels the int8 conv saves less than its Q/DQ costs. If even the
-    fastest candidate is slower than fp32, every conv stays float (the int8 model is never slower).
-    Returns the chosen plan and the timings (ms) of fp32 and every candidate.
+    high-resolution maps with few channels the int8 conv saves less than its Q/DQ costs.
+    Returns the chosen candidate's name, every candidate and the timings (ms).
     """
-    strides = conv_strides(model, tuple(blob.shape[-2:]))
-    candidates = {f"int8 from stride {s}": plan.with_float([n for n in plan.quantized if strides[n] < s])
-                  for s in sorted({strides[n] for n in plan.quantized})}
-    models = {"fp32": proto.SerializeToString()}
-    models.update({name: insert_qdq(proto, model, p).SerializeToString() for name, p in candidates.items()})
-    timings = time_models(models, blob, rounds, num_threads)
-    best = pick_candidate(timings, list(candidates), tolerance)
-    if best is None:
-        return plan.with_float(plan.quantized), timings
-    return candidates[best], timings
+    candidates = speed_candidates(model, plan, (int(blob.shape[-2]), int(blob.shape[-1])))
+    fp32 = proto.SerializeToString()
+
+    def measure() -> dict[str, float]:
+        models = {name: fp32 if name == FP32 else insert_qdq(proto, model, p).SerializeToString()
+                  for name, p in candidates.items()}
+        return time_models(models, blob, rounds, num_threads)
+
+    table = table or SpeedTable(None)
+    key = table.key(fp32, {name: sorted(p.quantized) for name, p in candidates.items()}, blob.shape, num_threads)
+    timings = table.timings(key, measure)
+    return pick_candidate(timings, list(candidates), margin), candidates, timings
 
 
-def pick_candidate(timings: dict[str, float], candidates: list[str], tolerance: float) -> str | None:
-    """Of the ``candidates`` (ordered by more convs kept float) faster than ``timings["fp32"]``, the last one
-    timed within ``tolerance`` of the fastest; None when none is faster than fp32."""
-    faster = [name for name in candidates if timings[name] < timings["fp32"]]
-    if not faster:
-        return None
-    fastest = min(timings[name] for name in faster)
-    return [name for name in faster if timings[name] <= fastest * (1.0 + tolerance)][-1]
+def pick_candidate(timings: dict[str, float], candidates: list[str], margin: float) -> str:
+    """The first of ``candidates`` (ordered from most convs float, fp32 first) timed within ``margin``
+    (relative) of the fastest."""
+    fastest = min(timings[name] for name in candidates)
+    return next(name for name in candidates if timings[name] <= fastest * (1.0 + margin))

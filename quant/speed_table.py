@@ -1,0 +1,63 @@
+"""Measured speed of int8 candidates, kept per machine so the speed plan is measured once and then reused.
+
+Which convs are worth int8 is a property of the graph and the machine, not of the calibration frames, and whole-graph
+timings of near-equal candidates move by more than their differences when other processes share the cores (even
+CPU-time rankings flipped under two busy loops on a 2-core machine). So the first quantization of a graph on a
+machine measures the candidates and stores the timings; every later one (another video, a busy CPU, a cleared model
+cache) reads them back, and the same weights and frames give the same plan. Delete the folder to measure again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Callable
+
+import onnxruntime as ort
+
+
+def machine_id() -> dict[str, str]:
+    """What the timings depend on besides the graph: CPU model, core count and ONNX Runtime version."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "machine": platform.machine(), "onnxruntime": ort.__version__}
+
+
+class SpeedTable:
+    """Timings by key in ``folder`` (one JSON file each); ``folder`` None keeps nothing (measure every time)."""
+
+    def __init__(self, folder: str | Path | None) -> None:
+        self.folder = Path(folder) if folder is not None else None
+        self.reused = False
+
+    def key(self, graph: bytes, candidates: dict[str, list[str]], input_shape: tuple[int, ...],
+            num_threads: int) -> str:
+        digest = hashlib.sha256(graph)
+        digest.update(json.dumps({"candidates": candidates, "shape": list(input_shape), "threads": num_threads,
+                                  "machine": machine_id()}, sort_keys=True).encode())
+        return digest.hexdigest()[:20]
+
+    def timings(self, key: str, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
+        """The stored timings under ``key``, or ``measure()``'s, stored."""
+        path = None if self.folder is None else self.folder / f"{key}.json"
+        if path is not None and path.is_file():
+            try:
+                self.reused = True
+                return {k: float(v) for k, v in json.loads(path.read_text())["timings_ms"].items()}
+            except (ValueError, KeyError, TypeError):
+                self.reused = False  # unreadable: measure again and overwrite
+        timings = measure()
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+            partial.write_text(json.dumps({"timings_ms": timings, "machine": machine_id()}, indent=1) + "\n")
+            os.replace(partial, path)
+        return timings
