@@ -93,15 +93,18 @@ class BatchingRunner:
             self._condition.notify_all()
 
 
-def batched_model_file(weights: str | Path, folder: Path) -> Path:
-    """The fp32 model of ``weights`` exported with a dynamic batch dimension into ``folder`` (made once per
-    weights file and input size; later calls reuse it). ValueError for an int8 model (no float model to export)."""
+def batched_model_file(weights: str | Path, folder: Path, input_size: tuple[int, int] | None = None) -> Path:
+    """The fp32 model of ``weights`` exported with a dynamic batch dimension into ``folder`` at ``input_size``
+    (None: the model's own), made once per weights file and input size; later calls reuse it. ValueError for an
+    int8 model (no float model to export)."""
     from int8track.detectors import load_detector
     from int8track.detectors.runtime import export_onnx, save_onnx
 
     detector = load_detector(str(weights), backend="torch")
     if detector.model is None:
         raise ValueError(f"{weights}: batching needs the float model; an int8 ONNX file has none (run fp32)")
+    if input_size is not None:
+        detector = detector.with_input_size(input_size)
     height, width = detector.spec.input_size
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     path = folder / f"{detector.spec.name}-{digest}-{height}x{width}-batch.onnx"

@@ -259,7 +259,8 @@ def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config
         video_path=output_dir / f"{stem}.mp4" if config.write_video else None,
         max_frames=config.max_frames,
         progress=False,
-        info={"model": detector.spec.name, "source_id": job.source_id},
+        info={"model": detector.spec.name, "source_id": job.source_id,
+              "input_size": "{}x{}".format(*detector.spec.input_size)},
     )
     report = replace(base, results_path=str(result.results_path) if result.results_path else None)
     if result.frames:
@@ -431,7 +432,8 @@ def with_batched_model(model: ModelRef) -> ModelRef:
     from int8track.apps.batching import batched_model_file
     from int8track.detectors.zoo import cache_dir
 
-    return replace(model, batched_path=str(batched_model_file(model.path, cache_dir() / "onnx")))
+    path = batched_model_file(model.path, cache_dir() / "onnx", model.input_size)
+    return replace(model, batched_path=str(path))
 
 
 def _exit_reason(exitcode: int | None) -> str:

@@ -136,9 +136,12 @@ def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
     _, reference = one_worker_run
     video, sequence, _, weights = fleet_inputs
     config = FleetConfig(workers=2, threads=2, max_frames=FRAMES)
+    info = json.loads((reference / "vtest" / "vtest_timing.json").read_text())["info"]
+    size = tuple(int(side) for side in info["input_size"].split("x"))  # the fleet's fitted input size
+    model = ModelRef(str(weights), classes=(0,), input_size=size)
     lines: dict[str, list[str]] = {"vtest": [], "PETS09-S2L1": []}
     order: dict[str, list[int]] = {"vtest": [], "PETS09-S2L1": []}
-    for source_id, frame_index, tracks in track_many([video, sequence], ModelRef(str(weights), classes=(0,)), config):
+    for source_id, frame_index, tracks in track_many([video, sequence], model, config):
         order[source_id].append(frame_index)
         lines[source_id].append(format_tracks(frame_index, tracks))
     for name, written in lines.items():
