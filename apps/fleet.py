@@ -16,8 +16,8 @@ import argparse
 import copy
 import glob
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue as queue_module
 import sys
 import threading
 import time
@@ -331,15 +331,26 @@ def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
 
 
 def _worker_main(jobs: list[StreamJob], model: ModelRef, config: FleetConfig, threads: int,
-                 messages: Any, emit_tracks: bool) -> None:
-    """Entry point of a pool process."""
-    serve_streams(jobs, model, config, threads, messages.put, emit_tracks)
+                 channel: Any, emit_tracks: bool) -> None:
+    """Entry point of a pool process: its streams' threads share its own pipe to the driver (one lock, so the
+    messages of two threads never interleave)."""
+    lock = threading.Lock()
+
+    def emit(message: tuple) -> None:
+        with lock:
+            channel.send(message)
+
+    try:
+        serve_streams(jobs, model, config, threads, emit, emit_tracks)
+    finally:
+        channel.close()
 
 
 # ---- the pool (driver side) --------------------------------------------------------------------------------
 @dataclass
 class _Worker:
     process: Any
+    channel: Any  # the read end of its own pipe: a worker killed mid-message breaks only its own channel
     jobs: dict[str, StreamJob]  # the streams it has not finished
 
 
@@ -363,7 +374,6 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
     if config.batch and model.batched_path is None:
         model = with_batched_model(model)
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
     threads = config.threads_per_worker(len(jobs))
     workers: dict[int, _Worker] = {}
     restarts: dict[str, int] = {}
@@ -371,10 +381,12 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
 
     def start(group: list[StreamJob]) -> tuple:
         nonlocal next_index
-        process = context.Process(target=_worker_main, args=(group, model, config, threads, messages, emit_tracks),
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=_worker_main, args=(group, model, config, threads, writer, emit_tracks),
                                   name=f"int8track-worker-{next_index}", daemon=True)
         process.start()
-        workers[next_index] = _Worker(process, {job.source_id: job for job in group})
+        writer.close()  # the child holds the only write end, so its death reads as end of file here
+        workers[next_index] = _Worker(process, reader, {job.source_id: job for job in group})
         next_index += 1
         return ("started", next_index - 1, process.pid, [job.source_id for job in group])
 
@@ -387,44 +399,46 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
                 message = ("done", replace(report, restarts=restarts[report.source_id]).to_dict())
         return message
 
+    def ended(index: int) -> Iterator[tuple]:
+        """The worker's channel is closed: it finished, or died (then its unfinished streams restart once)."""
+        worker = workers.pop(index)
+        worker.channel.close()
+        worker.process.join(timeout=10)
+        lost = list(worker.jobs.values())
+        if not lost:
+            return
+        again = [job for job in lost if restarts.get(job.source_id, 0) < MAX_RESTARTS]
+        yield ("worker_died", index, worker.process.pid, worker.process.exitcode,
+               [job.source_id for job in lost], bool(again))
+        for job in lost:
+            if job not in again:
+                error = f"worker process died ({_exit_reason(worker.process.exitcode)}) after a restart"
+                yield ("done", replace(StreamReport(job.source_id, job.location, job.output_dir),
+                                       error=error, restarts=restarts[job.source_id]).to_dict())
+        for job in again:
+            restarts[job.source_id] = restarts.get(job.source_id, 0) + 1
+        if again:
+            yield start(again)
+
     try:
         for group in partition(jobs, config.num_workers(len(jobs))):
             yield start(group)
         while workers:
-            try:
-                yield receive(messages.get(timeout=POLL_S))
-                continue
-            except queue_module.Empty:
-                pass
-            for index, worker in list(workers.items()):
-                if worker.process.exitcode is None:
+            by_channel = {worker.channel: index for index, worker in workers.items()}
+            for channel in multiprocessing.connection.wait(list(by_channel), timeout=POLL_S):
+                index = by_channel[channel]
+                try:
+                    message = channel.recv()
+                except (EOFError, OSError):  # closed, or cut off mid-message by the worker's death
+                    yield from ended(index)
                     continue
-                while True:  # what it sent before it ended is still in the pipe
-                    try:
-                        yield receive(messages.get(timeout=POLL_S))
-                    except queue_module.Empty:
-                        break
-                del workers[index]
-                lost = list(worker.jobs.values())
-                if not lost:
-                    continue
-                again = [job for job in lost if restarts.get(job.source_id, 0) < MAX_RESTARTS]
-                yield ("worker_died", index, worker.process.pid, worker.process.exitcode,
-                       [job.source_id for job in lost], bool(again))
-                for job in lost:
-                    if job not in again:
-                        error = f"worker process died ({_exit_reason(worker.process.exitcode)}) after a restart"
-                        yield ("done", replace(StreamReport(job.source_id, job.location, job.output_dir),
-                                               error=error, restarts=restarts[job.source_id]).to_dict())
-                for job in again:
-                    restarts[job.source_id] = restarts.get(job.source_id, 0) + 1
-                if again:
-                    yield start(again)
+                yield receive(message)
     finally:
         for worker in workers.values():
             worker.process.terminate()
         for worker in workers.values():
             worker.process.join(timeout=5)
+            worker.channel.close()
 
 
 def with_batched_model(model: ModelRef) -> ModelRef:

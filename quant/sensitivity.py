@@ -260,8 +260,8 @@ def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: 
                rounds: int = 9, margin: float = SPEED_MARGIN,
                table: SpeedTable | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
     """Times every ``speed_candidates`` graph (or reads their timings from ``table``, where an earlier run on
-    this machine stored them); the candidate keeping the most convs float among those within ``margin`` of the
-    fastest wins (``pick_candidate``), so int8 is used only where it is clearly faster than fp32.
+    this machine stored them); of the candidates faster than fp32 by more than ``margin``, the one keeping the
+    most convs float among those within ``margin`` of the fastest wins (``pick_candidate``), else fp32.
 
     Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
     convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
@@ -283,7 +283,12 @@ def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: 
 
 
 def pick_candidate(timings: dict[str, float], candidates: list[str], margin: float) -> str:
-    """The first of ``candidates`` (ordered from most convs float, fp32 first) timed within ``margin``
-    (relative) of the fastest."""
-    fastest = min(timings[name] for name in candidates)
-    return next(name for name in candidates if timings[name] <= fastest * (1.0 + margin))
+    """fp32 (``candidates[0]``) unless an int8 candidate beats it by more than ``margin`` (relative); then, of the
+    candidates that do, the first (most convs float) timed within ``margin`` of the fastest of them.
+
+    One rule for both questions, so the choice agrees with the final int8-vs-fp32 check (``clearly_faster``): a
+    candidate merely close to the fastest but not clearly faster than fp32 is never picked."""
+    fp32 = candidates[0]
+    eligible = [fp32] + [n for n in candidates[1:] if timings[fp32] > timings[n] * (1.0 + margin)]
+    fastest = min(timings[name] for name in eligible)
+    return next(name for name in eligible if timings[name] <= fastest * (1.0 + margin))
