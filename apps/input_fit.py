@@ -66,6 +66,14 @@ class FittedDetector:
 
 
 def fit_detector(detector: Detector, choice: InputSizeChoice, frame_shape: tuple[int, ...]) -> FittedDetector:
-    """``detector`` at the input size ``choice`` gives for frames of ``frame_shape`` (ValueError: bad size)."""
+    """``detector`` at the input size ``choice`` gives for frames of ``frame_shape`` (ValueError: bad size).
+
+    A detector with no float model (a saved int8 ONNX file, e.g. from ``quantize``) has a fixed input: the
+    default ``fitted`` then keeps the file's own size (it was fitted when it was quantized) and says so; an
+    explicit other size is an error naming the fixed one."""
+    if detector.model is None and choice.mode == "fitted":
+        size = detector.spec.input_size
+        return FittedDetector(detector, f"fixed: this ONNX graph runs only at {size[0]}x{size[1]} (its size when "
+                                        "it was exported or quantized)")
     size, reason = resolve_input_size(detector.spec, choice, frame_shape)
     return FittedDetector(detector.with_input_size(size), reason)

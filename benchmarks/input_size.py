@@ -33,10 +33,12 @@ import numpy as np
 
 from int8track.apps.evaluation import accumulate, protocol_for, summarize
 from int8track.apps.motchallenge import MotSequence, load_sequence, read_results
-from int8track.apps.pipeline import OutputFilter, TrackerSettings, run_tracking
+from int8track.apps.pipeline import OutputFilter, run_tracking
+from int8track.apps.tracker_options import DEFAULT_TRACK_THRESH
 from int8track.apps.sources import open_source
 from int8track.detectors import Detector, InputSizeChoice, load_detector, resolve_input_size
 from int8track.detectors.evaluation import average_precision, boxes_by_frame
+from int8track.tracker import ByteTracker, TrackerConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -167,7 +169,7 @@ def track_and_score(detector: Detector, source: Path, sequence: MotSequence, res
     """One ``track`` run (defaults, no video): end-to-end fps, AP50 of its detections, MOTA and IDF1."""
     recorder = RecordingDetector(detector)
     opened = open_source(str(source))
-    tracker = TrackerSettings().create(opened.info.fps or 30.0)
+    tracker = ByteTracker(TrackerConfig.from_track_thresh(DEFAULT_TRACK_THRESH), frame_rate=opened.info.fps or 30.0)
     run = run_tracking(opened, recorder, tracker, output_filter=OutputFilter(), results_path=results,
                        max_frames=max_frames, progress=False)
     if run.error is not None:

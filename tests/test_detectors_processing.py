@@ -5,6 +5,7 @@ import json
 
 import cv2
 import numpy as np
+import torch
 import onnx
 import pytest
 from conftest import require_data
@@ -268,9 +269,13 @@ def test_with_classes_keeps_an_int8_subclass_and_its_saved_form(coco_detector, s
     """``QuantizedDetector`` (here around the float ONNX: its precision does not matter for the class list)
     stays a QuantizedDetector sharing its session, and a detector loaded from its saved file filters the same."""
     from int8track.quant.onnx_export import QuantizedDetector
+    from int8track.quant.report import QuantReport
+    from int8track.quant.simulate import QuantPlan
 
     proto = onnx.load(require_data("weights/yolox_nano.onnx"))
-    saved = QuantizedDetector(coco_detector.spec, proto, {}, num_threads=1, conf_thresh=0.05)
+    saved = QuantizedDetector(coco_detector.spec, proto, QuantReport(config={}, calibration_frames=0, eval_frames=0,
+                                                                 observer="minmax"), num_threads=1,
+                              conf_thresh=0.05, plan=QuantPlan(ranges={}, quantized=[]), float_model=torch.nn.Identity())
     people = saved.with_classes([0])
     assert type(people) is QuantizedDetector and people.runner is saved.runner and people.proto is saved.proto
     expected = coco_detector.with_classes([0])(street_frame)
