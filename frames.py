@@ -8,8 +8,8 @@ which the ``detectors`` package loads), so reading a MOT sequence stays cheap.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterator, Mapping
 
+import motmetrics as mm  # noqa: E402  (after the compat shim)
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from int8track.apps import _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
 from int8track.apps.hota import HotaCounts, hota_counts
 from int8track.apps.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
-
-import motmetrics as mm  # noqa: E402  (after the compat shim)
 
 IOU_THRESHOLD = 0.5
 PEDESTRIAN = 1

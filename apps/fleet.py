@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from int8track.apps.fleet_report import (
     FleetReport,
     StreamReport,

@@ -14,8 +14,8 @@ by TP, as TrackEval does; ``tests/test_hota.py`` checks the result against Track
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment

@@ -11,8 +11,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
-from typing import Callable
 
 #: The shell convention: a process ended by signal N exits with 128 + N.
 SIGNAL_EXIT_BASE = 128

@@ -10,10 +10,11 @@ import configparser
 import os
 import uuid
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, NoReturn
+from typing import NoReturn
 
 import numpy as np
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class TimingReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TimingReport":
+    def from_dict(cls, data: dict) -> TimingReport:
         stages = list(data["stages"])
         samples = {s: np.asarray(data["samples_ns"][s], dtype=np.int64) for s in stages}
         return cls(stages=stages, samples_ns=samples, info=dict(data.get("info", {})))
@@ -119,7 +119,7 @@ class TimingReport:
         return path
 
     @classmethod
-    def load_json(cls, path: str | Path) -> "TimingReport":
+    def load_json(cls, path: str | Path) -> TimingReport:
         path = Path(path)
         try:
             return cls.from_dict(json.loads(path.read_text()))
@@ -170,7 +170,7 @@ class StageProfiler:
             self._stages.append(stage)
         self._current[stage] = self._current.get(stage, 0) + int(duration_ns)
 
-    def stage(self, name: str) -> "_StageTimer":
+    def stage(self, name: str) -> _StageTimer:
         return _StageTimer(self, name)
 
     def end_frame(self) -> None:
@@ -215,7 +215,7 @@ class _StageTimer:
         self._name = name
         self._start = 0
 
-    def __enter__(self) -> "_StageTimer":
+    def __enter__(self) -> _StageTimer:
         self._start = time.perf_counter_ns()
         return self
 

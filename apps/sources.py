@@ -12,9 +12,9 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -59,7 +59,7 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Release the underlying device or file."""
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> FrameSource:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -298,7 +298,7 @@ class ReadAhead:
         self._thread.join(timeout=10)
         self.source.close()
 
-    def __enter__(self) -> "ReadAhead":
+    def __enter__(self) -> ReadAhead:
         return self
 
     def __exit__(self, *exc) -> None:

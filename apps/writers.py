@@ -12,9 +12,10 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Callable, Iterator, Sequence, TextIO
+from typing import TextIO
 
 import cv2
 import numpy as np

@@ -9,10 +9,9 @@ boxes, see tests/test_detectors_real.py) with ``--conf`` (default 0.01, as in CO
 """
 from __future__ import annotations
 
-import sys
-
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from int8track.apps.motchallenge import load_sequence
+
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path

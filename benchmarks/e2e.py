@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 
@@ -32,6 +32,7 @@ from int8track.apps.sources import open_source
 from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
 from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig
 from int8track.tracker import ByteTracker, TrackerConfig
+
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path

@@ -32,7 +32,6 @@ import cv2
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path  # noqa: E402
-
 from int8track.apps.evaluation import accumulate, summarize  # noqa: E402
 from int8track.apps.motchallenge import load_sequence, read_results  # noqa: E402
 

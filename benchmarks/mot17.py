@@ -33,9 +33,14 @@ from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_seque
 from int8track.apps.pipeline import TRACKER_STAGES, update_tracker
 from int8track.apps.profiler import StageProfiler, TimingReport
 from int8track.apps.progress import Progress
-from int8track.apps.tracker_options import (DEFAULT_TRACK_THRESH, add_tracker_arguments, tracker_argv,
-                                            tracker_config_from_args)
+from int8track.apps.tracker_options import (
+    DEFAULT_TRACK_THRESH,
+    add_tracker_arguments,
+    tracker_argv,
+    tracker_config_from_args,
+)
 from int8track.tracker import ByteTracker, TrackerConfig
+
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import e2e

@@ -11,10 +11,9 @@ Beside int8's agreement with fp32 stands fp32's agreement with itself on the sam
 """
 from __future__ import annotations
 
-import sys
-
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from int8track.apps.motchallenge import load_sequence
+
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
@@ -34,10 +34,10 @@ from int8track.detectors.layers import fuse_conv_bn
 from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
 from int8track.detectors.yolox import YOLOX
 from int8track.quant import quantize_detector
-from int8track.quant.fold import fold_batchnorm
 from int8track.quant.agreement import detection_f1
-from int8track.quant.search import search, write_table
+from int8track.quant.fold import fold_batchnorm
 from int8track.quant.onnx_export import export_fp32, int8_op_count, optimized_op_counts
+from int8track.quant.search import search, write_table
 from int8track.quant.sensitivity import cosine
 from int8track.quant.simulate import run_simulated
 

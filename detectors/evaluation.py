@@ -7,7 +7,7 @@ at recall 0, 0.01, ..., 1. No ignore regions/crowd boxes (PETS gt has none).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

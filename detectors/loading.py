@@ -11,20 +11,32 @@ Every torch model is returned in folded form (BatchNorm folded into conv biases)
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import onnx
 from torch import nn
 
-from .checkpoints import (YOLOX_WIDTH_TO_VARIANT, load_state_strict, read_torch_checkpoint, yolov5_checkpoint,
-                          yolox_arch_of_state, yolox_state_dict)
+from .checkpoints import (
+    YOLOX_WIDTH_TO_VARIANT,
+    load_state_strict,
+    read_torch_checkpoint,
+    yolov5_checkpoint,
+    yolox_arch_of_state,
+    yolox_state_dict,
+)
 from .detector import Detector, Runner
 from .input_size import InputSizeChoice, resolve_input_size
 from .layers import fuse_conv_bn
-from .onnx_import import (conv_weights_in_graph_order, load_onnx_weights, onnx_input_size, onnx_output_channels,
-                          read_onnx)
+from .onnx_import import (
+    conv_weights_in_graph_order,
+    load_onnx_weights,
+    onnx_input_size,
+    onnx_output_channels,
+    read_onnx,
+)
 from .runtime import OrtRunner, TorchRunner, create_session, export_onnx, save_onnx
 from .spec import COCO80, SPEC_METADATA_KEY, ModelSpec
 from .yolov5 import YOLOv5, activation_name, variant_of_yaml, yolov5_yaml

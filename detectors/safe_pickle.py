@@ -35,7 +35,7 @@ class Stub:
 
     qualname = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Stub":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Stub:
         obj = object.__new__(cls)
         obj.__dict__["_stub_args"] = args
         return obj

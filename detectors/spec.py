@@ -78,7 +78,7 @@ class ModelSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         """Inverse of :meth:`to_dict`; unknown keys raise a ValueError naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -86,6 +86,6 @@ class ModelSpec:
             raise ValueError(f"ModelSpec.from_dict: unknown keys {unknown}")
         return cls(**data)
 
-    def replace(self, **changes: Any) -> "ModelSpec":
+    def replace(self, **changes: Any) -> ModelSpec:
         """A copy with some fields changed (validated again)."""
         return ModelSpec.from_dict({**self.to_dict(), **changes})

@@ -13,7 +13,7 @@ whose output feeds nothing but one elementwise activation are refined.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import onnx
 import torch

@@ -1,7 +1,7 @@
 """Detection agreement between two box sets (e.g. int8 vs fp32 detections of the same frame)."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

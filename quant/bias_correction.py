@@ -12,7 +12,7 @@ ReLU). Adding that mean back into the bias removes the shift:
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-
 #: Changes whenever an algorithm (not a setting) changes the int8 model made from the same inputs, so
 #: caches do not reuse a model made by older code. Settings are in the key through ``QuantConfig.key``.
 ALGORITHM_VERSION = 4

@@ -14,8 +14,8 @@ if you enable it. BatchNorm must be folded first (quant.fold.fold_batchnorm).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import torch
 from torch import nn

@@ -13,7 +13,7 @@ Grouped and depthwise convs get one Hessian per group (its input channels x kern
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ but the ~200 Muls make ByteTrack-nano int8 slower than fp32 (0.74x), so ``quanti
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ only the final grid (its bin width) depends on how the data was split into batch
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

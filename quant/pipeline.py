@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -25,9 +26,17 @@ from int8track.quant.gptq import gptq_plan
 from int8track.quant.migrate import migrate_convs
 from int8track.quant.onnx_export import QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq
 from int8track.quant.report import QuantReport
-from int8track.quant.sensitivity import (FP32, EvalSet, LayerSensitivity, LocalError, layer_sensitivity,
-                                         local_sensitivity, speed_candidates, speed_plan,
-                                         time_models)
+from int8track.quant.sensitivity import (
+    FP32,
+    EvalSet,
+    LayerSensitivity,
+    LocalError,
+    layer_sensitivity,
+    local_sensitivity,
+    speed_candidates,
+    speed_plan,
+    time_models,
+)
 from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 from int8track.quant.speed_table import SpeedTable
 from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics

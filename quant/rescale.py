@@ -7,8 +7,8 @@ their output hooks are prepended before :class:`OutputScale`).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

@@ -12,9 +12,9 @@ import copy
 import csv
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,8 +27,8 @@ from int8track.quant.calibration import collect_ranges, preprocess_frames
 from int8track.quant.equalize import cross_layer_equalize
 from int8track.quant.fold import fold_batchnorm
 from int8track.quant.onnx_export import default_float_layers, export_fp32, fuse_silu
-from int8track.quant.sensitivity import EvalSet, compare
 from int8track.quant.pipeline import TORCH_THREADS
+from int8track.quant.sensitivity import EvalSet, compare
 from int8track.quant.simulate import ACT_SCHEMES, WEIGHT_GRANULARITIES, QuantPlan, conv_layers, run_simulated
 from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import onnx
@@ -20,9 +21,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from int8track.detectors.runtime import create_session
 from int8track.quant.agreement import detection_f1
 from int8track.quant.config import SPEED_MARGIN
-from int8track.detectors.runtime import create_session
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
@@ -43,7 +44,7 @@ class EvalSet:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, model: nn.Module, blobs: Sequence[np.ndarray], metas: Sequence[Any], decode: Decode) -> "EvalSet":
+    def build(cls, model: nn.Module, blobs: Sequence[np.ndarray], metas: Sequence[Any], decode: Decode) -> EvalSet:
         raw = [model(torch.from_numpy(b)).numpy() for b in blobs]
         return cls(list(blobs), list(metas), decode, raw, [decode(r, m) for r, m in zip(raw, metas)])
 

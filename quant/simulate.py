@@ -15,9 +15,9 @@ twice is a no-op — which is what the single Q/DQ pair in the ONNX graph does.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -82,13 +82,13 @@ class QuantPlan:
         scale, zero_point = activation_qparams(lo, hi, ACT_SCHEMES[self.scheme])
         return ActQuant(float(scale), int(zero_point), self.scheme)
 
-    def with_float(self, float_layers: list[str] | set[str]) -> "QuantPlan":
+    def with_float(self, float_layers: list[str] | set[str]) -> QuantPlan:
         """The same plan with ``float_layers`` removed from the quantized set."""
         drop = set(float_layers)
         return replace(self, quantized=[n for n in self.quantized if n not in drop], extra=dict(self.extra),
                        rounded=dict(self.rounded))
 
-    def with_rounded(self, rounded: dict[str, np.ndarray]) -> "QuantPlan":
+    def with_rounded(self, rounded: dict[str, np.ndarray]) -> QuantPlan:
         """The same plan with these convs' int8 weights (shapes as their float weights) replacing nearest rounding."""
         return replace(self, quantized=list(self.quantized), extra=dict(self.extra), rounded={**self.rounded, **rounded})
 

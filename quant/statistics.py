@@ -8,8 +8,8 @@ histogram, so choosing between observers costs no extra pass over the frames.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -18,8 +18,14 @@ from torch import nn
 
 from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
 from int8track.quant.calibration import torch_threads
-from int8track.quant.observers import (MinMaxObserver, Observer, RunningHistogram, _flat_numpy, _HistogramBased,
-                                       make_observer)
+from int8track.quant.observers import (
+    MinMaxObserver,
+    Observer,
+    RunningHistogram,
+    _flat_numpy,
+    _HistogramBased,
+    make_observer,
+)
 from int8track.quant.simulate import conv_layers
 
 #: observers whose range is a function of the running histogram (and its min/max) alone

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from int8track.quant.bias_correction import _add_to_bias, _check_pair
-from int8track.quant.equalize import (Layer, find_equalization_chains, is_positively_homogeneous,
-                                      run_with_output_hooks, verify_chains)
+from int8track.quant.equalize import (
+    Layer,
+    find_equalization_chains,
+    is_positively_homogeneous,
+    run_with_output_hooks,
+    verify_chains,
+)
 
 
 def constant_input_response(conv: nn.Conv2d, values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,13 +9,14 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.batching import BatchingRunner
 from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet, track_many
 from int8track.apps.fleet_report import REPORT_CSV, REPORT_JSON, FleetReport
 from int8track.apps.motchallenge import format_tracks
 from int8track.apps.track import main
+
+from conftest import require_data
 
 FRAMES = 6
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import require_data
 
 from int8track.apps.interrupt import StopOnSignal
 from int8track.apps.motchallenge import read_results
+
+from conftest import require_data
 
 REPO_PARENT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT_S = 120.0

@@ -13,10 +13,11 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-from conftest import require_data
 
 from int8track.apps.model_cache import Int8ModelCache, source_fingerprint
 from int8track.detectors import load_detector
+
+from conftest import require_data
 
 OLD_TIME_NS = 1_600_000_000 * 10**9
 

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.pipeline import track_frames
 from int8track.apps.sources import open_source
 from int8track.detectors import load_detector
 from int8track.tracker import ByteTracker
+
+from conftest import require_data
 
 FRAMES = 3
 

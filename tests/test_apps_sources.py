@@ -6,9 +6,10 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
+
+from conftest import require_data
 
 
 def _frames(source: FrameSource, **options) -> list:

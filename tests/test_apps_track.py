@@ -6,10 +6,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.pipeline import STAGES, OutputFilter
 from int8track.apps.track import main
+
+from conftest import require_data
 
 FRAMES = 12
 

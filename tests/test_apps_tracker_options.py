@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import require_data
 
 from benchmarks import e2e, mot17
 from int8track.apps import track
 from int8track.apps.tracker_options import tracker_argv, tracker_config_from_args
 from int8track.tracker import TrackerConfig
+
+from conftest import require_data
 
 YAML = "tracker_type: bytetrack\ntrack_high_thresh: 0.3\ntrack_low_thresh: 0.2\nnew_track_thresh: 0.35\n" \
        "track_buffer: 45\nmatch_thresh: 0.7\nfuse_score: false\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from int8track.tracker import ByteTracker, OUTPUT_COLUMNS
+from int8track.tracker import OUTPUT_COLUMNS, ByteTracker
 
 
 def walker_frames(frames: int, people: int = 3, seed: int = 0) -> list[np.ndarray]:

@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import require_data
+from test_detectors_loading import randomised
+from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 from int8track.detectors import ZOO, load_detector
 from int8track.detectors.input_size import InputSizeChoice, check_input_size, fitted_input_size, resolve_input_size
@@ -19,8 +20,8 @@ from int8track.detectors.runtime import create_session, export_onnx
 from int8track.detectors.spec import SPEC_METADATA_KEY
 from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
 from int8track.detectors.yolox import YOLOX
-from test_detectors_loading import randomised
-from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
+
+from conftest import require_data
 
 BYTETRACK = ZOO["bytetrack_nano_mot17"]  # native 608x1088
 YOLOV5 = ZOO["yolov5n"]  # native 640x640

@@ -8,13 +8,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 from int8track.detectors import ZOO, Detector, load_detector
 from int8track.detectors.layers import fuse_conv_bn, is_fused
 from int8track.detectors.runtime import OrtRunner
 from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
 from int8track.detectors.yolox import YOLOX
-from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 # Published parameter counts: YOLOX README (M, unfused) and Ultralytics' fused model summaries (exact).
 YOLOX_PARAMS_M = {"nano": 0.91, "tiny": 5.06, "s": 9.0, "m": 25.3, "l": 54.2, "x": 99.1}

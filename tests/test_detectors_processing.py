@@ -5,10 +5,9 @@ import json
 
 import cv2
 import numpy as np
-import torch
 import onnx
 import pytest
-from conftest import require_data
+import torch
 
 from int8track.detectors import load_detector
 from int8track.detectors.evaluation import average_precision, coco_summary
@@ -17,6 +16,8 @@ from int8track.detectors.postprocess import postprocess
 from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess
 from int8track.detectors.spec import ModelSpec
 from int8track.detectors.zoo import zoo_spec
+
+from conftest import require_data
 
 
 # ---------------------------------------------------------------------------------------------------- NMS

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.evaluation import (
     OVERALL,
@@ -16,6 +15,8 @@ from int8track.apps.evaluation import (
     summarize,
 )
 from int8track.apps.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
+
+from conftest import require_data
 
 PED, STATIC_PERSON, CAR, NON_MOT_VEHICLE = 1, 7, 3, 6
 BOX_A = (100.0, 100.0, 40.0, 100.0)  # x, y, w, h

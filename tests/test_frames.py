@@ -6,12 +6,13 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track import frames
 from int8track.apps.sources import open_source
 from int8track.apps.track import main
 from int8track.quant.calibration import load_frames
+
+from conftest import require_data
 
 NUM_FRAMES = 5
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 from filterpy.kalman import KalmanFilter
-from tracker_reference import block_to_full
 
 from int8track.tracker import kalman
+
+from tracker_reference import block_to_full
 
 W_POS, W_VEL = 1.0 / 20, 1.0 / 160
 

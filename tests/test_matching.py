@@ -7,11 +7,12 @@ import lap
 import numpy as np
 import pytest
 from cython_bbox import bbox_overlaps
-from tracker_reference import linear_assignment
 
 from int8track.tracker import matching
 from int8track.tracker.iou import iou_matrix, iou_one_to_many
 from int8track.tracker.matching import fuse_score, mask_classes, overlapping_pairs, sparse_assignment
+
+from tracker_reference import linear_assignment
 
 
 def random_boxes(rng: np.random.Generator, count: int, scale: float = 100.0) -> np.ndarray:

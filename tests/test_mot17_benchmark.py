@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import require_data
 
-from int8track.apps.motchallenge import read_results
 from benchmarks import mot17
+from int8track.apps.motchallenge import read_results
+
+from conftest import require_data
 
 
 def test_benchmark_main_writes_results_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,8 @@ from int8track.apps.motchallenge import (
     read_results,
     write_results,
 )
+
+from conftest import require_data
 
 MOT17_05 = "MOT17/train/MOT17-05-FRCNN"
 MINI_05 = "MOT17-mini/train/MOT17-05-FRCNN"
@@ -227,11 +228,10 @@ def test_writer_is_atomic(tmp_path: Path) -> None:
     path = tmp_path / "seq.txt"
     path.write_text("1,1,0,0,1,1,1,-1,-1,-1\n")  # an earlier complete file
     rng = np.random.default_rng(1)
-    with pytest.raises(KeyboardInterrupt):
-        with MotResultWriter(path) as writer:
-            writer.write(1, _tracks(rng, 3, 1))
-            assert path.read_text() == "1,1,0,0,1,1,1,-1,-1,-1\n"  # unchanged while writing
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), MotResultWriter(path) as writer:
+        writer.write(1, _tracks(rng, 3, 1))
+        assert path.read_text() == "1,1,0,0,1,1,1,-1,-1,-1\n"  # unchanged while writing
+        raise KeyboardInterrupt
     assert path.read_text() == "1,1,0,0,1,1,1,-1,-1,-1\n"
     assert os.listdir(tmp_path) == ["seq.txt"]  # no temporary file left behind
     with MotResultWriter(path) as writer:

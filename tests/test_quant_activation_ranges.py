@@ -2,16 +2,15 @@
 really lowers the error after the activation (checked by fake-quantizing samples directly)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from test_quant_simulate import tiny_setup
 
 from int8track.quant.activation_ranges import ActivationAwareObserver, activation_aware_low, following_activations
 from int8track.quant.calibration import collect_ranges
 from int8track.quant.observers import MinMaxObserver, PercentileObserver, RunningHistogram
 from int8track.quant.onnx_export import export_fp32, fuse_silu
 from int8track.quant.qparams import activation_qparams, fake_quantize
-from test_quant_simulate import tiny_setup
 
 
 def post_activation_mse(x: torch.Tensor, lo: float, hi: float, act) -> float:

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from int8track.quant.bias_correction import correct_model_biases, empirical_bias_correction, output_channel_mean
-from quant_reference import analytical_bias_correction, expected_input_from_bn, relu_normal_mean
 from int8track.quant.qparams import fake_quantize, sqnr_db, weight_qparams_per_channel
+
+from quant_reference import analytical_bias_correction, expected_input_from_bn, relu_normal_mean
 
 
 def _quantized_copy(conv: nn.Conv2d, levels: int = 7) -> nn.Conv2d:
@@ -132,9 +133,9 @@ def test_real_yolov5n_bias_correction_improves_held_out_sqnr() -> None:
 
     import cv2
 
-    from conftest import require_data
-
     from int8track import detectors
+
+    from conftest import require_data
     det = detectors.load_detector(str(require_data("weights/yolov5n.pt")), backend="torch")
     frames = sorted(glob.glob(str(require_data("MOT17-mini/train/MOT17-05-FRCNN/img1") / "*.jpg")))[:8]
     blobs = [torch.from_numpy(det.preprocess(cv2.imread(f))[0]) for f in frames]

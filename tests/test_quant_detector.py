@@ -8,13 +8,14 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import require_data
 from int8track.quant import quantize_detector
 from int8track.quant.agreement import detection_f1
 from int8track.quant.calibration import load_frames
 from int8track.quant.onnx_export import SPEC_KEY, int8_op_count, optimized_op_counts
 from int8track.quant.sensitivity import cosine
 from int8track.quant.simulate import run_simulated
+
+from conftest import require_data
 
 # Measured 2026-11-22 (percentile ranges from the 3 calibration frames, stem (2 convs) + head preds float,
 # 384x512): F1 0.836 on the 3 held-out frames below (0.854 on 20 other frames). The bound leaves room for

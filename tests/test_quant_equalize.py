@@ -17,6 +17,7 @@ from int8track.quant.equalize import (
 )
 from int8track.quant.fold import fold_batchnorm
 from int8track.quant.qparams import sqnr_db
+
 from quant_reference import absorb_high_bias, absorb_high_biases, high_bias_from_bn
 
 
@@ -100,8 +101,8 @@ def test_unfolded_batchnorm_blocks_equalization() -> None:
 
 
 def test_chains_in_detector_blocks() -> None:
-    from int8track.detectors import yolox as yolox
     from int8track.detectors import yolov5 as yolov5
+    from int8track.detectors import yolox as yolox
     block = nn.Sequential(
         yolox.Bottleneck(8, 8, shortcut=True, depthwise=True, act="relu"),
         yolox.CSPLayer(8, 8, 1, shortcut=False, act="relu"),
@@ -202,9 +203,9 @@ def test_verify_chains_rejects_links_whose_output_is_routed_elsewhere() -> None:
 
 
 def test_real_yolov5n_chains_verified_and_silu_gated() -> None:
-    from conftest import require_data
-
     from int8track import detectors
+
+    from conftest import require_data
     det = detectors.load_detector(str(require_data("weights/yolov5n.pt")), backend="torch")
     model = fold_batchnorm(det.model)
     x = torch.rand(1, 3, 64, 64)

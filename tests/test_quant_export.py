@@ -6,13 +6,22 @@ import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
+from test_quant_simulate import tiny_setup
 
 from int8track.detectors.runtime import create_session
 from int8track.quant.calibration import collect_ranges
-from int8track.quant.onnx_export import (conv_nodes, conv_order, default_float_layers, export_fp32, fuse_silu, insert_qdq,
-                               int8_op_count, optimized_op_counts, output_convs)
+from int8track.quant.onnx_export import (
+    conv_nodes,
+    conv_order,
+    default_float_layers,
+    export_fp32,
+    fuse_silu,
+    insert_qdq,
+    int8_op_count,
+    optimized_op_counts,
+    output_convs,
+)
 from int8track.quant.simulate import QuantPlan, conv_layers, run_simulated
-from test_quant_simulate import tiny_setup
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.quant import QuantReport, quantize_detector
 from int8track.quant.calibration import load_frames
+
+from conftest import require_data
 
 SMALL_INPUT = (192, 256)  # 4:3 like PETS09; small so two quantizations fit in a test on a shared CPU
 

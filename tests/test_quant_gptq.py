@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from test_quant_simulate import tiny_setup
 from torch import nn
 
 from int8track.detectors.runtime import create_session
@@ -14,7 +14,6 @@ from int8track.quant.calibration import collect_ranges
 from int8track.quant.gptq import conv_patches, gptq_plan, gptq_round
 from int8track.quant.onnx_export import export_fp32, fuse_silu, insert_qdq
 from int8track.quant.simulate import QuantPlan, conv_layers, quantize_weight, run_simulated
-from test_quant_simulate import tiny_setup
 
 
 @pytest.mark.parametrize("groups,stride", [(1, 1), (4, 2), (8, 1)])

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from test_quant_simulate import tiny_setup
 
 from int8track.detectors.runtime import create_session
 from int8track.quant.calibration import collect_ranges
@@ -16,7 +17,6 @@ from int8track.quant.onnx_export import export_fp32, insert_qdq, optimized_op_co
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.rescale import input_scale, output_scale
 from int8track.quant.simulate import QuantPlan, conv_layers, run_simulated
-from test_quant_simulate import tiny_setup
 
 SIZE = 32
 

@@ -7,14 +7,24 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_quant_simulate import tiny_setup
 
 from int8track.quant.calibration import collect_ranges
 from int8track.quant.onnx_export import export_fp32, fuse_silu
 from int8track.quant.qparams import sqnr_db
-from int8track.quant.sensitivity import (EvalSet, choose_float_layers, conv_strides, evaluate_plan, layer_sensitivity,
-                               local_sensitivity, pick_candidate, report, speed_plan, SPEED_MARGIN)
+from int8track.quant.sensitivity import (
+    SPEED_MARGIN,
+    EvalSet,
+    choose_float_layers,
+    conv_strides,
+    evaluate_plan,
+    layer_sensitivity,
+    local_sensitivity,
+    pick_candidate,
+    report,
+    speed_plan,
+)
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim
-from test_quant_simulate import tiny_setup
 
 
 def decode(raw: np.ndarray, _meta) -> np.ndarray:

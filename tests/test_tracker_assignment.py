@@ -4,10 +4,11 @@ from __future__ import annotations
 import lap
 import numpy as np
 import pytest
-from tracker_reference import linear_assignment
 
 from int8track.tracker import matching
 from int8track.tracker.matching import star_matches
+
+from tracker_reference import linear_assignment
 
 THRESH = 0.8
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_data
 
 from int8track.apps.motchallenge import load_sequence
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.interop import detections_from_ultralytics, load_tracker_yaml
+
+from conftest import require_data
 
 # Ultralytics' ultralytics/cfg/trackers/bytetrack.yaml (8.x), comments shortened.
 ULTRALYTICS_BYTETRACK_YAML = """\

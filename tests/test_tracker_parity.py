@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import require_data
 from int8track.tracker import ByteTracker
+
+from conftest import require_data
 
 REFERENCE = "reference/bytetrack"
 SETS = [

@@ -9,8 +9,15 @@ import numpy as np
 
 from int8track.tracker import kalman
 from int8track.tracker.config import TrackerConfig
-from int8track.tracker.matching import (EMPTY_INDEX, SMALL_ASSIGNMENT, fuse_score, iou_pairs, mask_classes,
-                              small_sparse_assignment, sparse_assignment)
+from int8track.tracker.matching import (
+    EMPTY_INDEX,
+    SMALL_ASSIGNMENT,
+    fuse_score,
+    iou_pairs,
+    mask_classes,
+    small_sparse_assignment,
+    sparse_assignment,
+)
 from int8track.tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
 from int8track.tracker.validation import CleanDetections, check_frame_step, clean_detections
 

@@ -1,7 +1,7 @@
 """Association costs and assignment: sparse IoU pairs, score fusion, thresholded LAP (IoU itself: ``tracker.iou``)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import lap
 import numpy as np
