@@ -38,7 +38,10 @@ _EXPORTS: dict[str, str] = {
     "open_source": "int8track.apps.sources",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [  # spelled out for readers and linters; tests/test_packaging.py checks it against _EXPORTS
+    "OUTPUT_COLUMNS", "ByteTracker", "Detector", "ModelSpec", "QuantPlan", "QuantizedDetector", "TrackerConfig",
+    "__version__", "load_detector", "open_source", "quantize_detector", "run_tracking", "track_frames",
+]
 
 if TYPE_CHECKING:
     from int8track.apps.pipeline import run_tracking, track_frames

@@ -19,4 +19,4 @@ def _asfarray(a: ArrayLike, dtype: DTypeLike = np.float64) -> np.ndarray:
 
 
 if not hasattr(np, "asfarray"):
-    np.asfarray = _asfarray
+    setattr(np, "asfarray", _asfarray)  # noqa: B010 (numpy 2 removed the attribute; its stubs do not know it)

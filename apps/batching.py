@@ -98,16 +98,16 @@ def batched_model_file(weights: str | Path, folder: Path, input_size: tuple[int,
     (None: the model's own), made once per weights file and input size; later calls reuse it. ValueError for an
     int8 model (no float model to export)."""
     from int8track.detectors import load_detector
+    from int8track.detectors.input_size import check_input_size
     from int8track.detectors.runtime import export_onnx, save_onnx
 
     detector = load_detector(str(weights), backend="torch")
-    if detector.model is None:
+    model = detector.model
+    if model is None:
         raise ValueError(f"{weights}: batching needs the float model; an int8 ONNX file has none (run fp32)")
-    if input_size is not None:
-        detector = detector.with_input_size(input_size)
-    height, width = detector.spec.input_size
+    height, width = check_input_size(detector.spec, input_size) if input_size else detector.spec.input_size
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     path = folder / f"{detector.spec.name}-{digest}-{height}x{width}-batch.onnx"
-    if not path.is_file():
-        save_onnx(export_onnx(detector.model, detector.spec.input_size, dynamic_batch=True), path)
+    if not path.is_file():  # fully convolutional: the float model exports at any stride-multiple size
+        save_onnx(export_onnx(model, (height, width), dynamic_batch=True), path)
     return path

@@ -18,7 +18,8 @@ def id_color(track_id: int) -> tuple[int, int, int]:
 
 
 class TrailHistory:
-    """The last ``length`` bottom-centre points of each track, forgotten once a track is unseen for ``length`` frames."""
+    """The last ``length`` bottom-centre points of each track, forgotten once a track is unseen for ``length``
+    frames."""
 
     def __init__(self, length: int = 20) -> None:
         self.length = length

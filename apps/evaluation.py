@@ -97,8 +97,8 @@ def _hyps_on_distractors(iou: np.ndarray, gt_classes: np.ndarray, distractors: t
     return cols[np.isin(gt_classes[rows], distractors)]
 
 
-def _check_gt_classes(gt: MotAnnotations) -> None:
-    invalid = np.setdiff1d(np.unique(gt.classes), np.asarray(VALID_GT_CLASSES))
+def _check_gt_classes(gt: MotAnnotations, classes: np.ndarray) -> None:
+    invalid = np.setdiff1d(np.unique(classes), np.asarray(VALID_GT_CLASSES))
     if len(invalid):
         raise ValueError(f"{gt.path}: invalid MOTChallenge gt classes {invalid.tolist()} (valid: 1..13); "
                          "use benchmark='MOT15' to score such files without class-based preprocessing")
@@ -114,16 +114,18 @@ def scored_frames(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; expected one of {BENCHMARKS}")
     use_classes = benchmark != "MOT15"
+    classes = np.empty(0, dtype=np.int64)  # gt's class column, where the benchmark uses it
     if use_classes:
         if gt.classes is None:
             raise ValueError(f"{gt.path}: gt has no class column (MOT15 layout); evaluate it with benchmark='MOT15'")
-        _check_gt_classes(gt)
+        classes = gt.classes
+        _check_gt_classes(gt, classes)
     outside = results.frames[(results.frames < 1) | (results.frames > num_frames)]
     if len(outside):
         raise ValueError(f"{results.path}: results on frame {outside[0]} outside the sequence's "
                          f"frames 1..{num_frames}")
     distractors = _distractor_classes(benchmark)
-    scored_gt = gt.consider & (gt.classes == PEDESTRIAN) if use_classes else gt.consider
+    scored_gt = gt.consider & (classes == PEDESTRIAN) if use_classes else gt.consider
     gt_rows, hyp_rows = gt.rows_by_frame(), results.rows_by_frame()
     no_rows = np.empty(0, dtype=np.int64)
 
@@ -133,7 +135,7 @@ def scored_frames(gt: MotAnnotations, results: MotAnnotations, num_frames: int,
         if len(g) and len(h):
             distance = mm.distances.iou_matrix(gt.boxes[g], results.boxes[h], max_iou=1.0)  # 1 - IoU
             if use_classes:
-                on_distractor = _hyps_on_distractors(1.0 - distance, gt.classes[g], distractors)
+                on_distractor = _hyps_on_distractors(1.0 - distance, classes[g], distractors)
                 h = np.delete(h, on_distractor)
                 distance = np.delete(distance, on_distractor, axis=1)
         keep = scored_gt[g]

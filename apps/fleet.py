@@ -425,11 +425,11 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
         for group in partition(jobs, config.num_workers(len(jobs))):
             yield start(group)
         while workers:
-            by_channel = {worker.channel: index for index, worker in workers.items()}
-            for channel in multiprocessing.connection.wait(list(by_channel), timeout=POLL_S):
-                index = by_channel[channel]
+            by_channel: dict[Any, int] = {worker.channel: index for index, worker in workers.items()}
+            for ready in multiprocessing.connection.wait(list(by_channel), timeout=POLL_S):
+                index = by_channel[ready]
                 try:
-                    message = channel.recv()
+                    message = workers[index].channel.recv()
                 except (EOFError, OSError):  # closed, or cut off mid-message by the worker's death
                     yield from ended(index)
                     continue
@@ -556,8 +556,9 @@ def fleet_main(args: argparse.Namespace) -> int:
         locations = expand_sources(args.source, args.sources)
         if not locations:
             raise FleetError("no source given (name sources, a folder, a glob, @FILE or --sources FILE)")
+        tracker = tracker_config_from_args(args).replace(class_aware=args.class_aware)
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
-                             write_video=not args.no_video, tracker=tracker_config_from_args(args).replace(class_aware=args.class_aware),
+                             write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
                              batch=args.batch)
         output_dir = track._prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")

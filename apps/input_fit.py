@@ -38,10 +38,11 @@ class PeekedSource(FrameSource):
     def __init__(self, source: FrameSource) -> None:
         self.source = source
         self.info = source.info
-        self.first = source.read()
-        if self.first is None:
+        first = source.read()
+        if first is None:
             raise SourceError(f"{source.info.location}: no frames read")
-        self._pending: np.ndarray | None = self.first
+        self.first: np.ndarray = first
+        self._pending: np.ndarray | None = first
 
     def read(self) -> np.ndarray | None:
         if self._pending is not None:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import numpy as np
 
@@ -286,7 +286,7 @@ def _is_sequence_dir(path: Path) -> bool:
 
 def _read_seqinfo(path: Path) -> dict[str, str]:
     parser = configparser.ConfigParser()
-    parser.optionxform = str  # keep camelCase keys
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep camelCase keys (configparser's way)
     try:
         parser.read(path, encoding="utf-8")
     except configparser.Error as error:
@@ -306,6 +306,11 @@ def _ini_number(info: dict[str, str], key: str, path: Path, kind: type) -> int |
     if value <= 0:
         raise ValueError(f"{path}: {key} must be positive, found {info[key]!r}")
     return value
+
+
+def _ini_int(info: dict[str, str], key: str, path: Path) -> int | None:
+    value = _ini_number(info, key, path, int)
+    return None if value is None else int(value)
 
 
 def _list_images(folder: Path) -> list[Path]:
@@ -335,14 +340,14 @@ def load_sequence(root: str | Path) -> MotSequence:
     image_dir = info.get("imDir", DEFAULT_IMAGE_DIR)
     images = [] if {"seqLength", "imExt", "imWidth", "imHeight"} <= info.keys() else _list_images(root / image_dir)
 
-    length = _ini_number(info, "seqLength", ini_path, int)
+    length = _ini_int(info, "seqLength", ini_path)
     if length is None:
         length = int(images[-1].stem) if images else _last_annotated_frame(root)
     if length is None:
         raise ValueError(f"{root}: cannot tell the sequence length: no {SEQINFO} with seqLength, no images in "
                          f"{image_dir}/ and no det/det.txt or gt/gt.txt with rows")
-    width = _ini_number(info, "imWidth", ini_path, int)
-    height = _ini_number(info, "imHeight", ini_path, int)
+    width = _ini_int(info, "imWidth", ini_path)
+    height = _ini_int(info, "imHeight", ini_path)
     if (width is None or height is None) and images:
         height, width = _image_size(images[0])
     frame_rate = _ini_number(info, "frameRate", ini_path, float)
@@ -414,7 +419,7 @@ class MotResultWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._handle = None
+        self._handle: TextIO | None = None
         self._temp_path: Path | None = None
 
     def __enter__(self) -> MotResultWriter:

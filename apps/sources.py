@@ -56,7 +56,7 @@ class FrameSource(ABC):
     @abstractmethod
     def read(self) -> np.ndarray | None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a source with nothing to release need not override it)
         """Release the underlying device or file."""
 
     def __enter__(self) -> FrameSource:

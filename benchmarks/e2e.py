@@ -37,7 +37,8 @@ from int8track.tracker import ByteTracker, TrackerConfig
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
 
-DEFAULT_DATA = (SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1", SHARED_DATA / "MOT17-mini" / "train" / "MOT17-05-FRCNN")
+DEFAULT_DATA = (SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1",
+                SHARED_DATA / "MOT17-mini" / "train" / "MOT17-05-FRCNN")
 DEFAULT_WEIGHTS = SHARED_DATA / "weights" / "bytetrack_nano_mot17.onnx"
 #: The reference run's tracker threshold on PETS09-S2L1 (see the module docstring).
 BENCHMARK_TRACK_THRESH = 0.6
@@ -82,7 +83,7 @@ def run_sequence(
     results_dir: Path,
     *,
     precision: str = "fp32",
-    output_filter: OutputFilter = OutputFilter(),
+    output_filter: OutputFilter | None = None,
     classes: Sequence[int] | None = (0,),
     video: bool = False,
     max_frames: int | None = None,
@@ -95,7 +96,7 @@ def run_sequence(
     result = run_tracking(
         source, detector, tracker,
         classes=classes,
-        output_filter=output_filter,
+        output_filter=output_filter or OutputFilter(),
         results_path=results_dir / f"{sequence.name}.txt",
         video_path=results_dir / f"{sequence.name}.mp4" if video else None,
         max_frames=max_frames,
@@ -206,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sequences:
         sys.exit(f"error: no MOT sequence with img1/ under {', '.join(map(str, args.data))}")
     try:
-        weights = resolve_weights(args.model, None) if args.model else resolve_weights("", args.weights or DEFAULT_WEIGHTS)
+        weights = (resolve_weights(args.model, None) if args.model
+                   else resolve_weights("", args.weights or DEFAULT_WEIGHTS))
     except FileNotFoundError as exc:
         sys.exit(f"error: {exc}")
     fp32 = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads)

@@ -242,11 +242,13 @@ def write_json(results: dict, path: Path | None) -> None:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'model':34s} {'F1':>6s} {'F1@.5':>6s} {'jpegF1':>6s} {'@.5':>6s} {'cos':>7s} {'sim/dep':>8s} {'AP50 fp32':>9s} {'AP50 int8':>9s} {'AP50 jpeg':>9s} "
+    print(f"\n{'model':34s} {'F1':>6s} {'F1@.5':>6s} {'jpegF1':>6s} {'@.5':>6s} {'cos':>7s} {'sim/dep':>8s} "
+          f"{'AP50 fp32':>9s} {'AP50 int8':>9s} {'AP50 jpeg':>9s} "
           f"{'int8 ops':>8s} {'fl.convs':>8s}  speed: fp32/int8 ms (ratio) at 1t | 2t")
     for name, r in results["models"].items():
         acc = (f"{r['f1_vs_fp32']:6.3f} {r[f'f1_vs_fp32_at_{TRACK_HIGH_THRESH}']:6.3f} "
-               f"{r[f'fp32_jpeg{JPEG_QUALITY}_f1']:6.3f} {r[f'fp32_jpeg{JPEG_QUALITY}_f1_at_{TRACK_HIGH_THRESH}']:6.3f} "
+               f"{r[f'fp32_jpeg{JPEG_QUALITY}_f1']:6.3f} "
+               f"{r[f'fp32_jpeg{JPEG_QUALITY}_f1_at_{TRACK_HIGH_THRESH}']:6.3f} "
                f"{r['output_cosine']:7.4f} "
                f"{r['sim_vs_deployed_cosine'] or float('nan'):8.4f} "
                f"{r['AP50_fp32']:9.3f} {r['AP50_int8']:9.3f} {r['AP50_fp32_jpeg']:9.3f}" if "f1_vs_fp32" in r else

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -82,8 +82,9 @@ def yolov5_checkpoint(path: str | Path) -> dict[str, Any]:
     names = model.__dict__.get("names")
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
-    first_conv = model._modules["model"]._modules["0"]
-    return {"state_dict": state, "yaml": dict(model.yaml), "names": list(names) if names else None,
+    tree = cast(Any, model)  # a Stub's attributes are its unpickled state (checked above: a yaml dict)
+    first_conv = tree._modules["model"]._modules["0"]
+    return {"state_dict": state, "yaml": dict(tree.yaml), "names": list(names) if names else None,
             "activation": type(first_conv._modules["act"]).__name__}
 
 

@@ -34,7 +34,8 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("cannot fold a BatchNorm2d without running statistics (track_running_stats=False)")
     if bn.num_features != conv.out_channels:
-        raise ValueError(f"BatchNorm2d has {bn.num_features} features but the conv has {conv.out_channels} output channels")
+        raise ValueError(f"BatchNorm2d has {bn.num_features} features but the conv has "
+                         f"{conv.out_channels} output channels")
     fused = copy.deepcopy(conv)
     with torch.no_grad():
         var = bn.running_var.double()

@@ -12,7 +12,7 @@ Then score = obj * best class probability, confidence filter, class-aware NMS, u
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +56,8 @@ def _anchor_key(spec: ModelSpec) -> tuple[tuple[float, ...], ...]:
 
 
 def _expected_locations(spec: ModelSpec) -> int:
-    per_cell = 1 if spec.family == "yolox" else len(spec.anchors[0]) // 2
+    # YOLOv5 specs carry anchors (type-only cast: a spec without them still fails here, as before)
+    per_cell = 1 if spec.family == "yolox" else len(cast("list[list[float]]", spec.anchors)[0]) // 2
     return sum((spec.input_size[0] // s) * (spec.input_size[1] // s) * per_cell for s in spec.strides)
 
 

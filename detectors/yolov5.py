@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -160,14 +160,19 @@ class YOLOv5(nn.Module):
     def _parse(self, cfg: dict[str, Any], strides: tuple[int, ...]) -> tuple[nn.Sequential, set[int]]:
         nc, gd, gw = cfg["nc"], cfg["depth_multiple"], cfg["width_multiple"]
         anchors = cfg["anchors"]
-        layers, save, ch = [], set(), [3]
+        layers: list[nn.Module] = []
+        save: set[int] = set()
+        ch: list[int | None] = [3]  # output channels per layer; only Detect (the last layer) adds None
+        module: nn.Module
+        c2: int | None
         for i, (f, n, name, args) in enumerate(cfg["backbone"] + cfg["head"]):
             n = max(round(n * gd), 1) if n > 1 else n
             if name in ("Conv", "C3", "SPPF", "Bottleneck"):
-                c1, c2 = ch[f], _make_divisible(args[0] * gw)
+                c1, c2 = cast(int, ch[f]), _make_divisible(args[0] * gw)
                 rest = list(args[1:])
                 if name == "C3":
-                    module = C3(c1, c2, n, *rest, act=self.act)
+                    # mypy cannot see that *rest (at most ``shortcut``) stops before ``act``
+                    module = C3(c1, c2, n, *rest, act=self.act)  # type: ignore[misc]
                 else:
                     cls = {"Conv": Conv, "SPPF": SPPF, "Bottleneck": Bottleneck}[name]
                     module = nn.Sequential(*(cls(c1 if j == 0 else c2, c2, *rest, act=self.act) for j in range(n))) \
@@ -175,9 +180,9 @@ class YOLOv5(nn.Module):
             elif name == "nn.Upsample":
                 module, c2 = nn.Upsample(None, args[1], args[2]), ch[f]
             elif name == "Concat":
-                module, c2 = Concat(args[0]), sum(ch[x] for x in f)
+                module, c2 = Concat(args[0]), sum(cast(int, ch[x]) for x in f)
             elif name == "Detect":
-                module = Detect(nc, anchors, [ch[x] for x in f], strides)
+                module = Detect(nc, anchors, cast("list[int]", [ch[x] for x in f]), strides)
                 c2 = None
             else:
                 raise ValueError(f"YOLOv5 yaml layer {i}: unsupported module {name!r}")
@@ -191,8 +196,10 @@ class YOLOv5(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs: list[torch.Tensor | None] = []
         for module in self.model:
-            if module.f != -1:
-                x = outputs[module.f] if isinstance(module.f, int) else [x if j == -1 else outputs[j] for j in module.f]
-            x = module(x)
+            f = cast("int | list[int]", module.f)  # set in _parse (torch stubs: Tensor | Module)
+            inputs: torch.Tensor | list[torch.Tensor | None] | None = x
+            if f != -1:
+                inputs = outputs[f] if isinstance(f, int) else [x if j == -1 else outputs[j] for j in f]
+            x = module(inputs)
             outputs.append(x if module.i in self.save else None)
         return x

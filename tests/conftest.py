@@ -27,3 +27,15 @@ def require_data(relative: str) -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_data("")
+
+
+@pytest.fixture(scope="module")
+def single_torch_thread():
+    """One torch thread for a module: on the shared 2-core CI machine, 2 spinning OpenMP threads are many times
+    slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

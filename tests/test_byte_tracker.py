@@ -238,7 +238,7 @@ def test_memory_stays_bounded_on_an_endless_stream() -> None:
     tracker = ByteTracker(track_buffer=1)  # max_time_lost = 1
     no_detections = np.empty((0, 5))
     most = 0
-    for cycle in range(5_000):
+    for _ in range(5_000):
         x, y = rng.uniform(0, 1000, 2)
         people = np.array([[x, y, x + 20, y + 40, 0.9], [x + 100, y, x + 120, y + 40, 0.8]])
         for t in range(20):

@@ -11,7 +11,6 @@ import onnx
 import pytest
 import torch
 from test_detectors_loading import randomised
-from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 from int8track.detectors import ZOO, load_detector
 from int8track.detectors.input_size import InputSizeChoice, check_input_size, fitted_input_size, resolve_input_size

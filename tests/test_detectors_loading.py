@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_detectors_support import single_torch_thread  # noqa: F401  (fixture)
 
 from int8track.detectors import ZOO, Detector, load_detector
 from int8track.detectors.layers import fuse_conv_bn, is_fused

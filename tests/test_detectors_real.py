@@ -7,19 +7,17 @@
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
-cv2 = pytest.importorskip("cv2")
-from test_detectors_support import single_torch_thread  # noqa: E402,F401  (fixture)
+from int8track.detectors import load_detector
+from int8track.detectors.evaluation import boxes_by_frame, gt_recall, iou_matrix
+from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from int8track.detectors.runtime import create_session
 
-from int8track.detectors import load_detector  # noqa: E402
-from int8track.detectors.evaluation import boxes_by_frame, gt_recall, iou_matrix  # noqa: E402
-from int8track.detectors.preprocess import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from int8track.detectors.runtime import create_session  # noqa: E402
-
-from conftest import require_data  # noqa: E402
+from conftest import require_data
 
 PETS = "MOT15/train/PETS09-S2L1"
 FRAMES = list(range(1, 796, 100))  # 8 frames spread over the sequence

@@ -56,6 +56,7 @@ def test_wheel_installs_one_top_level_name_and_no_benchmarks(tmp_path):
 def test_public_api_is_listed_and_resolves():
     import int8track
 
+    assert set(int8track.__all__) == set(int8track._EXPORTS) | {"__version__"}
     for name in int8track.__all__:
         assert getattr(int8track, name) is not None, name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):

@@ -73,7 +73,8 @@ def test_report_writes_csv_json_png(setup, tmp_path):
     model, _, plan, evalset = setup
     table = layer_sensitivity(model, plan, evalset, progress=False)
     paths = report(table, tmp_path / "sens", title="tiny")
-    rows = list(csv.DictReader(open(paths["csv"])))
+    with open(paths["csv"]) as handle:
+        rows = list(csv.DictReader(handle))
     assert [r["layer"] for r in rows] == [r.layer for r in table]
     assert json.loads(paths["json"].read_text())[0]["layer"] == table[0].layer
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"

@@ -287,7 +287,7 @@ class ByteTracker:
         return rows
 
     def _associate(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool, thresh: float,
-                   timer: _StageTimer) -> tuple[np.ndarray, ...]:
+                   timer: _StageTimer) -> tuple[np.ndarray, np.ndarray, np.ndarray | slice, np.ndarray | slice]:
         """Match table rows ``rows`` to detections ``det_ids`` (cost 1 - IoU, optionally score-fused).
 
         Returns (matched rows, matched columns, unmatched rows, unmatched columns) as
@@ -299,6 +299,7 @@ class ByteTracker:
         timer.lap("bookkeeping")
         shape = (rows.size, det_ids.size)
         forbidden = max(1.0, thresh) + 1.0  # cost of a pair of different classes (class_aware)
+        candidates: tuple[list[int], list[int], list[float]] | tuple[np.ndarray, np.ndarray, np.ndarray]
 
         def dense_cost(sub_rows: np.ndarray, sub_cols: np.ndarray) -> np.ndarray:
             return self._dense_cost(frame, candidates, rows, det_ids, sub_rows, sub_cols, forbidden)
@@ -342,6 +343,7 @@ class ByteTracker:
         if class_aware:
             track_classes, det_classes = self._tracks.match[:, CLASS].tolist(), frame.dets.classes.tolist()
         local_rows, local_cols, costs = [], [], []
+        assert frame.pair_lists is not None  # _associate calls this only when the frame has pair lists
         for row, det, iou in zip(*frame.pair_lists):
             i, j = row_pos.get(row), col_pos.get(det)
             if i is None or j is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -107,6 +107,6 @@ def update_with_detections(tracker: ByteTracker, detections: sv.Detections) -> s
         columns.append(np.asarray(detections.class_id, dtype=np.float64).reshape(-1, 1))
     tracks = tracker.update(np.hstack(columns))
     matched = tracks[tracks[:, 7] >= 0]
-    result = detections[matched[:, 7].astype(np.intp)]
+    result = cast("sv.Detections", detections[matched[:, 7].astype(np.intp)])  # an index array selects rows
     result.tracker_id = matched[:, 4].astype(int)
     return result

@@ -101,7 +101,8 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     return new_mean.reshape(8, count).T, new_cov.T
 
 
-_LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])  # P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
+# P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
+_LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])
 
 
 def xyah_to_tlbr(mean: np.ndarray) -> np.ndarray:

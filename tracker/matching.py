@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import lap
 import numpy as np
@@ -237,7 +238,7 @@ def star_matches(rows: list[int], cols: list[int], costs: list[float], thresh: f
         groups.setdefault(key, []).append(k)
     hard = groups.pop(None, [])
     matches = []
-    for (axis, index), pairs in groups.items():
+    for (axis, index), pairs in cast("dict[tuple[int, int], list[int]]", groups).items():  # None popped above
         whole = len(pairs) == (col_count if axis else row_count)[index]
         best = _clear_winner(pairs, costs, thresh) if whole else None
         if best is None:

@@ -74,7 +74,8 @@ def clean_detections(detections: object) -> CleanDetections:
     )
 
 
-def check_frame_step(frame_gap: int | None, timestamp: float | None, last_timestamp: float | None, frame_rate: float) -> int:
+def check_frame_step(frame_gap: int | None, timestamp: float | None, last_timestamp: float | None,
+                     frame_rate: float) -> int:
     """Number of frame periods since the previous update (>= 1).
 
     ``frame_gap`` is given directly; ``timestamp`` (seconds) is converted with
