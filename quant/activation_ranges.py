@@ -14,6 +14,7 @@ whose output feeds nothing but one elementwise activation are refined.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import onnx
 import torch
@@ -93,7 +94,7 @@ class ActivationAwareObserver(Observer):
     def __init__(self, base: Observer, activation: Activation, scheme: str | QScheme) -> None:
         self.base, self.activation, self.scheme = base, activation, get_scheme(scheme)
         self._own_hist = not isinstance(base, _HistogramBased)
-        self.hist = RunningHistogram(count_zeros=False) if self._own_hist else base.hist
+        self.hist = RunningHistogram(count_zeros=False) if self._own_hist else cast(_HistogramBased, base).hist
 
     def update(self, x: torch.Tensor) -> None:
         self.base.update(x)

@@ -20,7 +20,9 @@ from torch import nn
 from int8track.quant.equalize import run_with_output_hooks
 
 
-def output_channel_mean(conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None) -> torch.Tensor:
+def output_channel_mean(
+    conv: nn.Conv2d, inputs: Iterable[torch.Tensor], weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean over batch and positions of ``conv(x)`` without bias, per output channel (float64).
 
     ``weight`` replaces ``conv.weight``; the conv is linear, so a weight difference gives the mean error.
@@ -78,7 +80,9 @@ def empirical_bias_correction(
 
 
 def _bias_or_zero(conv: nn.Conv2d) -> torch.Tensor:
-    return conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    if conv.bias is not None:
+        return conv.bias.detach().double().cpu()
+    return torch.zeros(conv.out_channels, dtype=torch.float64)
 
 
 def _conv_output_means(model: nn.Module, names: list[str], batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -131,7 +135,7 @@ def correct_model_biases(
     corrections = {}
 
     def correct(name: str):
-        def hook(conv: nn.Module, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
+        def hook(conv: nn.Conv2d, _args: tuple, out: torch.Tensor) -> torch.Tensor | None:
             if name in corrections:  # a conv run twice is corrected once
                 return None
             corrections[name] = target[name] - out.detach().double().mean(dim=(0, 2, 3)).cpu()

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -85,11 +86,15 @@ def collect_ranges(model: nn.Module, blobs: Sequence[np.ndarray], observer: str 
     finally:
         for h in handles:
             h.remove()
-    return {point: tuple(float(v) for v in obs.range()) for point, obs in observers.items()}
+    return {
+        point: cast("tuple[float, float]", tuple(float(v) for v in obs.range())) for point, obs in observers.items()
+    }
 
 
 @torch.no_grad()
-def correct_biases(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], max_frames: int = 8) -> dict[str, float]:
+def correct_biases(
+    model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], max_frames: int = 8
+) -> dict[str, float]:
     """Empirical bias correction (``quant.bias_correction``) of the plan's convs, applied to ``model``'s float biases.
 
     The simulated int8 copy is corrected layer by layer in execution order so that each conv's mean raw

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -127,11 +128,13 @@ def _block_layers(module: nn.Module | None, name: str) -> list[Layer] | None:
     if isinstance(module, nn.Conv2d):
         return [Layer(name, module, nn.Identity())]
     conv = getattr(module, "conv", None)
-    if isinstance(conv, nn.Conv2d) and isinstance(getattr(module, "act", None), nn.Module):
+    if isinstance(conv, nn.Conv2d) and isinstance(act := getattr(module, "act", None), nn.Module):
         unfolded = isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
-        return [Layer(f"{name}.conv", conv, module.act, unfolded)]
+        return [Layer(f"{name}.conv", conv, act, unfolded)]
     if module is not None and hasattr(module, "dconv") and hasattr(module, "pconv"):
-        first, second = _block_layers(module.dconv, f"{name}.dconv"), _block_layers(module.pconv, f"{name}.pconv")
+        # submodules (nn.Module.__getattr__ is typed Tensor | Module)
+        dconv, pconv = cast(nn.Module, module.dconv), cast(nn.Module, module.pconv)
+        first, second = _block_layers(dconv, f"{name}.dconv"), _block_layers(pconv, f"{name}.pconv")
         return first + second if first and second else None
     return None
 
@@ -186,7 +189,9 @@ def _sequential_chains(seq: nn.Sequential, prefix: str) -> list[list[Layer]]:
             continue
         if isinstance(child, nn.Conv2d):  # a bare conv owns the BN / activation children after it
             tail = []
-            while k < len(children) and isinstance(children[k][1], ACTIVATION_TYPES + (nn.Identity, nn.PReLU, nn.BatchNorm2d)):
+            while k < len(children) and isinstance(
+                children[k][1], ACTIVATION_TYPES + (nn.Identity, nn.PReLU, nn.BatchNorm2d)
+            ):
                 tail.append(children[k][1])
                 k += 1
             layers = [_bare_conv_layer(layers[0], tail)]
@@ -303,7 +308,10 @@ def cross_layer_equalize(
 
 
 def run_with_output_hooks(
-    model: nn.Module, modules: list[nn.Module], inputs: Iterable[torch.Tensor], record: Callable[[int, torch.Tensor], None],
+    model: nn.Module,
+    modules: list[nn.Module],
+    inputs: Iterable[torch.Tensor],
+    record: Callable[[int, torch.Tensor], None],
     prepend: bool = False,
 ) -> None:
     """Run ``model`` on every input without gradients, calling ``record(k, output)`` for ``modules[k]``

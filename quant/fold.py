@@ -42,7 +42,9 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False, example_input: torch
     target = model if inplace else copy.deepcopy(model)
     pairs: list[tuple[nn.Module, str, str, str]] = []  # (parent, conv attr, bn attr, qualified name)
     for name, module in target.named_modules():
-        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(getattr(module, "bn", None), nn.BatchNorm2d):
+        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(
+            getattr(module, "bn", None), nn.BatchNorm2d
+        ):
             pairs.append((module, "conv", "bn", name))
         if isinstance(module, nn.Sequential):
             pairs.extend((module, a, b, f"{name}.{a}" if name else a) for a, b in _sequential_pairs(module))
@@ -76,7 +78,9 @@ def _check_bn_follows_conv(
     for parent, conv_attr, bn_attr, name in pairs:
         conv_out = outputs.get(id(getattr(parent, conv_attr)))
         if conv_out is None or inputs.get(id(getattr(parent, bn_attr))) is not conv_out:
-            raise ValueError(f"cannot fold BatchNorm in {name or 'model'!r}: its {bn_attr!r} does not consume {conv_attr!r}'s output")
+            raise ValueError(
+                f"cannot fold BatchNorm in {name or 'model'!r}: its {bn_attr!r} does not consume {conv_attr!r}'s output"
+            )
 
 
 def relu6_to_relu(model: nn.Module, inplace: bool = False) -> tuple[nn.Module, int]:
@@ -143,5 +147,7 @@ def _sequential_conv_act(seq: nn.Sequential, prefix: str) -> list[FusablePattern
             rest = rest[1:]
         if rest and isinstance(rest[0][1], ACTIVATION_TYPES):
             act_name, act = rest[0]
-            found.append(FusablePattern("conv_act", _join(prefix, conv_name), _join(prefix, act_name), type(act).__name__))
+            found.append(
+                FusablePattern("conv_act", _join(prefix, conv_name), _join(prefix, act_name), type(act).__name__)
+            )
     return found

@@ -14,6 +14,7 @@ Grouped and depthwise convs get one Hessian per group (its input channels x kern
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ WEIGHT_QMAX = 127
 
 def conv_patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """The conv's input as patches per group: ``(groups, C_in/groups * kh * kw, positions)`` in float64."""
-    cols = F.unfold(x.double(), conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    padding = cast(tuple[int, ...], conv.padding)  # numeric padding: string modes ("same") are not supported here
+    cols = F.unfold(x.double(), conv.kernel_size, dilation=conv.dilation, padding=padding, stride=conv.stride)
     d = conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
     return cols.reshape(x.shape[0], conv.groups, d, -1).permute(1, 2, 0, 3).reshape(conv.groups, d, -1)
 

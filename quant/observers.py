@@ -103,6 +103,7 @@ class MovingAverageMinMaxObserver(Observer):
 
     def range(self) -> tuple[float, float]:
         self._require_data(self.lo is not None, type(self).__name__)
+        assert self.lo is not None and self.hi is not None  # both set together by the first update()
         return float(self.lo), float(self.hi)
 
 
@@ -307,7 +308,9 @@ class HistogramObserver(_HistogramBased):
     candidate O(1).
     """
 
-    def __init__(self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 256) -> None:
+    def __init__(
+        self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 256
+    ) -> None:
         super().__init__(bins)
         self.scheme = get_scheme(scheme)
         self.per_side = candidates_per_side
@@ -344,7 +347,9 @@ class MSEObserver(_HistogramBased):
     ``[a, b]`` grid) or ``[-t, t]`` thresholds for symmetric schemes.
     """
 
-    def __init__(self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 64) -> None:
+    def __init__(
+        self, scheme: str | QScheme = ASYMMETRIC_UINT8, bins: int = 2048, candidates_per_side: int = 64
+    ) -> None:
         super().__init__(bins)
         self.scheme = get_scheme(scheme)
         self.per_side = candidates_per_side
@@ -354,7 +359,9 @@ class MSEObserver(_HistogramBased):
         lo, hi = _candidate_grid(h, self.scheme, self.per_side)
         keep = h.counts > 0
         c, n = h.centers[keep], h.counts[keep]
-        err = torch.cat([_fake_quant_sse(c, n, lo[k], hi[k], self.scheme) for k in torch.split(torch.arange(lo.numel()), 256)])
+        err = torch.cat(
+            [_fake_quant_sse(c, n, lo[k], hi[k], self.scheme) for k in torch.split(torch.arange(lo.numel()), 256)]
+        )
         k = int(torch.argmin(err))
         return float(lo[k]) + 0.0, float(hi[k])
 

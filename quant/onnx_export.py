@@ -189,7 +189,7 @@ def fuse_silu(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
-def _init(name: str, array: np.ndarray) -> TensorProto:
+def _init(name: str, array: np.ndarray | np.generic) -> TensorProto:
     return numpy_helper.from_array(np.asarray(array), name)
 
 

@@ -113,7 +113,9 @@ def weight_qparams_per_channel(
     return scales, torch.zeros(w.shape[axis], dtype=torch.int32)
 
 
-def _broadcast(param: torch.Tensor | float | int, x: torch.Tensor, axis: int | None, dtype: torch.dtype) -> torch.Tensor:
+def _broadcast(
+    param: torch.Tensor | float | int, x: torch.Tensor, axis: int | None, dtype: torch.dtype
+) -> torch.Tensor:
     """Scalar or per-channel parameter shaped to broadcast against ``x`` along ``axis``."""
     p = torch.as_tensor(param, dtype=dtype, device=x.device)
     if p.numel() == 1:

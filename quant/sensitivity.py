@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -123,7 +123,7 @@ def local_sensitivity(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndar
     stats = {n: np.zeros(3) for n in plan.quantized}  # signal energy, noise energy, |error| sum / count
 
     def hook(name: str):
-        def record(conv: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        def record(conv: nn.Conv2d, args: tuple, out: torch.Tensor) -> None:
             err = (sims[name](conv, args[0]) - out).double()
             stats[name] += [float((out.double() ** 2).sum()), float((err**2).sum()), float(err.abs().mean())]
         return record
@@ -195,9 +195,10 @@ def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Pat
     axes[0, 0].bar(x, [r.sqnr_db for r in ordered])
     axes[0, 0].set_ylabel("detector output SQNR (dB)" if has_f1 else "conv output SQNR (dB)")
     if has_f1:
-        axes[1, 0].bar(x, [r.f1 for r in ordered], color="tab:orange")
+        f1_rows = cast(list[LayerSensitivity], ordered)  # has_f1: every row is a LayerSensitivity
+        axes[1, 0].bar(x, [r.f1 for r in f1_rows], color="tab:orange")
         axes[1, 0].set_ylabel("detection F1 vs fp32")
-        axes[1, 0].set_ylim(min([r.f1 for r in ordered] + [0.9]) - 0.02, 1.0)
+        axes[1, 0].set_ylim(min([r.f1 for r in f1_rows] + [0.9]) - 0.02, 1.0)
     axes[-1, 0].set_xticks(x, [r.layer for r in ordered], rotation=90, fontsize=5)
     axes[0, 0].set_title(title or ("one conv int8 at a time" if has_f1 else "each conv's own int8 error"))
     fig.tight_layout()

@@ -90,7 +90,9 @@ class QuantPlan:
 
     def with_rounded(self, rounded: dict[str, np.ndarray]) -> QuantPlan:
         """The same plan with these convs' int8 weights (shapes as their float weights) replacing nearest rounding."""
-        return replace(self, quantized=list(self.quantized), extra=dict(self.extra), rounded={**self.rounded, **rounded})
+        return replace(
+            self, quantized=list(self.quantized), extra=dict(self.extra), rounded={**self.rounded, **rounded}
+        )
 
     def weight(self, name: str, conv: nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
         """int8 weight and per-output-channel scales of conv ``name`` (all equal when per tensor): the rounded
@@ -157,9 +159,9 @@ def conv_sim(conv: nn.Conv2d, act_in: ActQuant, act_out: ActQuant,
     wq, ws = quantize_weight(conv.weight) if weight is None else weight
     bq = quantize_bias(conv.bias, act_in.scale, ws)
     shape = (-1,) + (1,) * (conv.weight.dim() - 1)
-    weight = torch.from_numpy(wq.astype(np.float32) * ws.reshape(shape)).to(conv.weight)
+    sim_weight = torch.from_numpy(wq.astype(np.float32) * ws.reshape(shape)).to(conv.weight)
     bias = torch.from_numpy(bq.astype(np.float64) * (np.float32(act_in.scale) * ws)).to(conv.weight)
-    return ConvSim(weight, bias, act_in, act_out)
+    return ConvSim(sim_weight, bias, act_in, act_out)
 
 
 @contextmanager
@@ -194,7 +196,9 @@ def simulated(model: nn.Module, plan: QuantPlan) -> Iterator[nn.Module]:
             if bias is None:
                 convs[name].bias = None
             else:
-                convs[name].bias.data = bias
+                conv_bias = convs[name].bias
+                assert conv_bias is not None  # the conv had a bias when saved and keeps it
+                conv_bias.data = bias
 
 
 @torch.no_grad()

@@ -74,7 +74,13 @@ def test_quantize_command_writes_the_model_track_runs_without_calibrating(tmp_pa
 
     report = QuantReport.from_dict(json.loads(report_path.read_text()))
     assert report.agreement["high"] >= report.floor["high"] and report.agreement["low"] >= report.floor["low"]
-    assert report.calibration_frames + report.eval_frames == 6 and report.observer in ("percentile", "minmax")
+    assert report.calibration_frames + report.eval_frames == 6
+    # whether int8 pays off is this machine's timing (stored in the speed table, so both quantizations below
+    # agree); with int8 kept, an observer was chosen, else the model is all float and says why
+    if report.int8_faster:
+        assert report.observer in ("percentile", "minmax") and report.quantized_convs > 0
+    else:
+        assert report.all_float and "not faster" in report.accepted
     assert report.speed_choice in report.speed_ms and report.seconds and report.frames_per_second
 
     # the in-memory int8 detector made with the same settings and frames gives the same detections
