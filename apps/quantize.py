@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from int8track.apps.arg_types import checked_number
 from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig
 
 EXIT_USAGE = 2
@@ -132,35 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value}: need at least 2 frames (calibration and held-out)")
-    return value
-
-
-def _quality(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a JPEG quality") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{value} is not a JPEG quality in [1, 100]")
-    return value
-
-
-def _agreement(text: str) -> float:
-    """An F1 in (0, 1] for ``--int8-target``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not an F1 in (0, 1]")
-    return value
+_positive_int = checked_number(int, lambda v: v >= 2, "{value}: need at least 2 frames (calibration and held-out)",
+                               "a whole number")
+_quality = checked_number(int, lambda v: 1 <= v <= 100, "{value} is not a JPEG quality in [1, 100]", "a JPEG quality")
+_agreement = checked_number(float, lambda v: 0.0 < v <= 1.0, "{text} is not an F1 in (0, 1]")  # --int8-target
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from int8track.apps.arg_types import checked_number
 from int8track.tracker.config import NEW_TRACK_MARGIN, TrackerConfig
 from int8track.tracker.interop import load_tracker_yaml
 
@@ -64,32 +65,6 @@ def tracker_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-def _unit_interval(text: str) -> float:
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a score in [0, 1]")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not an integer >= 0")
-    return value
+_unit_interval = checked_number(float, lambda v: 0.0 <= v <= 1.0, "{text} is not a score in [0, 1]")
+_non_negative = checked_number(float, lambda v: v >= 0.0, "{text} is not a number >= 0")
+_non_negative_int = checked_number(int, lambda v: v >= 0, "{text} is not an integer >= 0", "an integer")
