@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn, TextIO
+from typing import NoReturn, TextIO, TypeVar
 
 import numpy as np
 
@@ -410,30 +410,27 @@ def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
     return "".join(lines)
 
 
-class MotResultWriter:
-    """Write a MOTChallenge results file frame by frame, atomically.
-
-    Lines go to a hidden temporary file beside ``path``; only a clean exit from the ``with`` block renames it to
-    ``path`` (``os.replace``), so an interrupted run never leaves a truncated file that looks complete.
-    """
+class AtomicTextFile:
+    """A text file written under a hidden temporary name beside ``path``; only a clean exit from the ``with``
+    block syncs it and renames it to ``path`` (``os.replace``), so an interrupted run never leaves a truncated
+    file that looks complete. Subclasses write through :meth:`_write`."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._handle: TextIO | None = None
         self._temp_path: Path | None = None
 
-    def __enter__(self) -> MotResultWriter:
+    def __enter__(self: _Atomic) -> _Atomic:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # a unique name opened exclusively ("x"): unlike mkstemp, the file gets the usual umask permissions
         self._temp_path = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.part")
         self._handle = open(self._temp_path, "x", encoding="utf-8", newline="\n")
         return self
 
-    def write(self, frame_id: int, tracks: np.ndarray) -> None:
-        """Append the tracks of one frame (tracker ``update`` output, (M,8))."""
+    def _write(self, text: str) -> None:
         if self._handle is None:
-            raise RuntimeError("MotResultWriter.write() called outside its `with` block")
-        self._handle.write(format_tracks(frame_id, tracks))
+            raise RuntimeError(f"{type(self).__name__}.write() called outside its `with` block")
+        self._handle.write(text)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
@@ -448,6 +445,17 @@ class MotResultWriter:
         finally:
             self._temp_path.unlink(missing_ok=True)
             self._handle = None
+
+
+_Atomic = TypeVar("_Atomic", bound=AtomicTextFile)
+
+
+class MotResultWriter(AtomicTextFile):
+    """Write a MOTChallenge results file frame by frame, atomically (:class:`AtomicTextFile`)."""
+
+    def write(self, frame_id: int, tracks: np.ndarray) -> None:
+        """Append the tracks of one frame (tracker ``update`` output, (M,8))."""
+        self._write(format_tracks(frame_id, tracks))
 
 
 def write_results(path: str | Path, frames: Iterable[tuple[int, np.ndarray]]) -> Path:

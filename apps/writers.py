@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import TextIO
 
 import cv2
 import numpy as np
+
+from int8track.apps.motchallenge import AtomicTextFile
 
 _STOP = object()
 #: Tried in order: H.264 plays in browsers but needs an encoder OpenCV's FFmpeg may lack (pip wheels usually
@@ -119,7 +119,7 @@ class VideoWriterThread:
         return None
 
 
-class TracksJsonWriter:
+class TracksJsonWriter(AtomicTextFile):
     """Per-frame tracks as JSON lines, written atomically like the MOT file (temporary name, renamed on a
     clean exit from the ``with`` block).
 
@@ -130,39 +130,19 @@ class TracksJsonWriter:
     """
 
     def __init__(self, path: str | Path, class_names: Sequence[str] = ()) -> None:
-        self.path = Path(path)
+        super().__init__(path)
         self.class_names = list(class_names)
-        self._temp_path = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
-        self._handle: TextIO | None = None
-
-    def __enter__(self) -> TracksJsonWriter:
-        self._handle = open(self._temp_path, "w", encoding="utf-8", newline="\n")
-        return self
 
     def write(self, frame_id: int, tracks: np.ndarray) -> None:
         """One frame of tracker output ((M,8): x1,y1,x2,y2,track_id,score,class,det_index)."""
-        if self._handle is None:
-            raise RuntimeError("TracksJsonWriter.write() called outside its `with` block")
         rows = [self._track(row) for row in tracks]
-        self._handle.write(json.dumps({"frame": int(frame_id), "tracks": rows}, separators=(",", ":")) + "\n")
+        self._write(json.dumps({"frame": int(frame_id), "tracks": rows}, separators=(",", ":")) + "\n")
 
     def _track(self, row: np.ndarray) -> dict:
         class_id = int(row[6])
         name = self.class_names[class_id] if 0 <= class_id < len(self.class_names) else str(class_id)
         return {"id": int(row[4]), "box": [round(float(v), 2) for v in row[:4]], "score": round(float(row[5]), 5),
                 "class_id": class_id, "class_name": name, "det_index": int(row[7])}
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        assert self._handle is not None
-        try:
-            self._handle.close()
-            if exc_type is None:
-                os.replace(self._temp_path, self.path)
-        finally:
-            self._temp_path.unlink(missing_ok=True)
-            self._handle = None
-
 
 def read_tracks_json(path: str | Path) -> list[dict]:
     """The frames of a :class:`TracksJsonWriter` file, in order; ValueError naming the file and line if bad."""
