@@ -6,7 +6,7 @@ from typing import Any
 
 #: Changes whenever an algorithm (not a setting) changes the int8 model made from the same inputs, so
 #: caches do not reuse a model made by older code. Settings are in the key through ``QuantConfig.key``.
-ALGORITHM_VERSION = 4
+ALGORITHM_VERSION = 5
 #: observers ``observer="auto"`` chooses between (the search never ranked entropy or MSE first on the real models)
 AUTO_OBSERVERS = ("percentile", "minmax")
 #: frames read from the source; ``EvalSplit`` holds some out (see ``benchmarks/int8_front_door.py`` for the curve)

@@ -65,6 +65,12 @@ class Prepared:
         return QuantPlan(ranges, [n for n in conv_layers(self.model) if n not in self.base_float], config.scheme,
                          observer, weight_granularity=config.weight_granularity)
 
+    def timing_plan(self, config: QuantConfig) -> QuantPlan:
+        """A plan with placeholder ranges, for timing graphs: ORT's int8 kernels take as long whatever the scales."""
+        quantized = [n for n in conv_layers(self.model) if n not in self.base_float]
+        ranges = {f"{n}:{side}": (-1.0, 1.0) for n in quantized for side in ("in", "out")}
+        return QuantPlan(ranges, quantized, config.scheme, "timing", weight_granularity=config.weight_granularity)
+
     def int8_bytes(self, plan: QuantPlan) -> bytes:
         return insert_qdq(self.proto, self.model, plan).SerializeToString()
 
@@ -189,10 +195,12 @@ def sensitivity_order(prep: Prepared, plan: QuantPlan,
     return [row.layer for row in table], table
 
 
-def widen_float_set(plan: QuantPlan, order: Sequence[str],
-                    meets: Callable[[QuantPlan], bool]) -> QuantPlan | None:
+def widen_float_set(plan: QuantPlan, order: Sequence[str], meets: Callable[[QuantPlan], bool],
+                    fast: Callable[[QuantPlan], bool] | None = None) -> QuantPlan | None:
     """The plan with the shortest prefix of ``order`` kept float that ``meets`` the floor (prefixes grow 1, 2, 4,
-    ..., then the last step is bisected); None when even every listed conv float misses it."""
+    ..., then the last step is bisected); None when even every listed conv float misses it, or when a growing
+    prefix stops being ``fast`` before one meets the floor (each float conv adds layout reorders at its int8
+    boundaries, so a longer prefix is not faster, and scoring it would be wasted)."""
     order = [n for n in order if n in plan.quantized]
     cache: dict[int, bool] = {}
 
@@ -202,7 +210,11 @@ def widen_float_set(plan: QuantPlan, order: Sequence[str],
         return cache[k]
 
     lo, hi = 0, 1
-    while hi < len(order) and not ok(hi):
+    while True:
+        if fast is not None and not fast(plan.with_float(order[:hi])):
+            return None
+        if hi >= len(order) or ok(hi):
+            break
         lo, hi = hi, min(len(order), 2 * hi)
     if not ok(hi):
         return None
@@ -223,15 +235,14 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         held = HeldOut(detector, prep.proto.SerializeToString(), prep.held, num_threads)
         floor = (Floor(config.target_agreement, config.target_agreement, "target_agreement")
                  if config.target_agreement is not None else held.jpeg_floor(config.floor_jpeg_quality))
-    ranges = range_source(prep, config)
-    with timer.step("calibration statistics (one pass, all observers)", len(prep.calib_blobs)):
-        first = ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
     speed_ms: dict[str, float] = {}
     speed_choice = "not timed"
     speeds = SpeedTable(speed_table)
     if config.speed_aware and prep.base_float != list(conv_layers(prep.model)):
+        # before calibration: graph speed does not depend on the ranges, and when no int8 graph beats fp32 by the
+        # margin the statistics, observer choice and weight rounding are not needed at all
         with timer.step("speed plan (interleaved ORT timings)"):
-            speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.plan(first, "timing", config),
+            speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.timing_plan(config),
                                                    prep.calib_blobs[0], margin=config.speed_margin, table=speeds)
     report = QuantReport(config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
                          observer=config.observer, floor={"high": floor.high, "low": floor.low,
@@ -242,10 +253,13 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
     table: list[LayerSensitivity | LocalError] = []
     if speed_choice == FP32:
         report.int8_faster = False
-        plan = prep.plan(first, config.observer, config).with_float(list(conv_layers(prep.model)))
+        plan = QuantPlan({}, [], config.scheme, config.observer, weight_granularity=config.weight_granularity)
         reached = Agreement2(1.0, 1.0)
-        report.accepted = "fp32 (int8 not faster)"
+        report.accepted = "fp32 (int8 not faster; not calibrated)"
     else:
+        ranges = range_source(prep, config)
+        with timer.step("calibration statistics (one pass, all observers)", len(prep.calib_blobs)):
+            ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
         with timer.step("observer choice on held-out frames", len(prep.held)):
             plan, scores = choose_observer(prep, config, ranges, held)
         report.observer = plan.observer
@@ -258,8 +272,10 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         if config.bias_correction:
             report.extra["bias_correction_max"] = correct_biases(prep.model, plan, prep.calib_blobs)
         with timer.step("accuracy floor"):
-            plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report)
-        if speed_ms and plan.quantized and not clearly_faster(prep, plan, speed_ms, config.speed_margin, speeds):
+            plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report, speeds)
+        if speed_ms and plan.quantized:
+            report.extra["accepted_speed_ms"] = timed_against_fp32(prep, plan, speed_ms, config, speeds)
+        if speed_ms and plan.quantized and not clearly_faster(report.extra["accepted_speed_ms"], config.speed_margin):
             report.int8_faster = False
             report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
             plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
@@ -273,25 +289,32 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
                              plan=plan, float_model=prep.model, sensitivity=table)
 
 
-def clearly_faster(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], margin: float,
-                   table: SpeedTable) -> bool:
-    """Whether ``plan`` beats fp32 by more than ``margin``: from the speed plan's timings when it is one of its
-    candidates, else timed against fp32 (or read from ``table``)."""
-    candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
-    name = list(candidates)[-1]  # ``plan`` itself
-    timings = dict(speed_ms)
-    if name not in timings or set(candidates[name].quantized) != set(plan.quantized):
-        fp32, blob = prep.proto.SerializeToString(), prep.calib_blobs[0]
-        key = table.key(fp32, {FP32: [], name: sorted(plan.quantized)}, blob.shape, 1)
-        timings = table.timings(key, lambda: time_models({FP32: fp32, name: prep.int8_bytes(plan)}, blob))
-    return timings[FP32] > timings[name] * (1.0 + margin)
+def timed_against_fp32(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], config: QuantConfig,
+                       table: SpeedTable) -> dict[str, float]:
+    """ms of fp32 and of ``plan`` (under its name): from the speed plan's timings when ``plan`` is one of its
+    candidates, else timed now against fp32 (or read from ``table``, where an earlier run stored them)."""
+    timed = speed_candidates(prep.model, prep.timing_plan(config), prep.detector.spec.input_size)
+    name = next((n for n, p in timed.items() if n in speed_ms and set(p.quantized) == set(plan.quantized)), None)
+    if name is not None:
+        return {FP32: speed_ms[FP32], name: speed_ms[name]}
+    name = f"int8, {len(plan.quantized)} convs"
+    fp32, blob = prep.proto.SerializeToString(), prep.calib_blobs[0]
+    key = table.key(fp32, {FP32: [], name: sorted(plan.quantized)}, blob.shape, 1)
+    return table.timings(key, lambda: time_models({FP32: fp32, name: prep.int8_bytes(plan)}, blob))
+
+
+def clearly_faster(timings: dict[str, float], margin: float) -> bool:
+    """Whether the int8 entry of ``timed_against_fp32``'s timings beats fp32 by more than ``margin``."""
+    int8 = next(ms for name, ms in timings.items() if name != FP32)
+    return timings[FP32] > int8 * (1.0 + margin)
 
 
 def accept(prep: Prepared, config: QuantConfig, plan: QuantPlan, held: HeldOut, floor: Floor,
-           speed_ms: dict[str, float], speed_choice: str,
-           report: QuantReport) -> tuple[QuantPlan, Agreement2, list[LayerSensitivity | LocalError]]:
+           speed_ms: dict[str, float], speed_choice: str, report: QuantReport,
+           speeds: SpeedTable) -> tuple[QuantPlan, Agreement2, list[LayerSensitivity | LocalError]]:
     """The first plan reaching ``floor``: ``plan``, then the more-float speed candidates, then ``plan`` with the
-    most sensitive convs kept float (as few as reach it), then every conv float."""
+    most sensitive convs kept float (as few as reach it, while still clearly faster than fp32 when the speed
+    plan ran), then every conv float."""
     scored: dict[tuple[str, ...], Agreement2] = {}
 
     def meets(candidate: QuantPlan, label: str | None = None) -> bool:
@@ -308,16 +331,31 @@ def accept(prep: Prepared, config: QuantConfig, plan: QuantPlan, held: HeldOut, 
         return plan, scored[tuple(plan.quantized)], []
     if speed_ms:
         candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
-        names = [n for n in candidates if n != FP32]
+        # more-float candidates clearly faster than fp32 only: one that is not would end as fp32 after the final
+        # speed check, where the chosen candidate with its most sensitive convs float may still be clearly faster
+        names = [n for n in candidates if n != FP32 and speed_ms[FP32] > speed_ms[n] * (1.0 + config.speed_margin)]
         for name in reversed(names[:names.index(speed_choice)] if speed_choice in names else []):
             if meets(candidates[name], f"{plan.observer}, {name}"):
                 report.accepted = f"{plan.observer}, {name}"
                 return candidates[name], scored[tuple(candidates[name].quantized)], []
     order, table = sensitivity_order(prep, plan, config)
-    widened = widen_float_set(plan, order, meets)
+    too_slow: list[int] = []  # float convs of the first widened plan not clearly faster than fp32
+
+    def fast(candidate: QuantPlan) -> bool:
+        if clearly_faster(timed_against_fp32(prep, candidate, speed_ms, config, speeds), config.speed_margin):
+            return True
+        too_slow.append(len(plan.quantized) - len(candidate.quantized))
+        return False
+
+    widened = widen_float_set(plan, order, meets, fast if speed_ms else None)
     if widened is not None and widened.quantized:
         report.accepted = f"{plan.observer}, {len(plan.quantized) - len(widened.quantized)} more convs float " \
                           f"(by {config.ranking} sensitivity)"
         return widened, scored[tuple(widened.quantized)], table
-    report.accepted = "all float (no int8 plan reached the floor)"
+    if too_slow:
+        report.int8_faster = False
+        report.accepted = (f"all float: int8 is not faster than fp32 (by the margin) with {too_slow[0]} of its most "
+                           "sensitive convs float, and with fewer it missed the floor")
+    else:
+        report.accepted = "all float (no int8 plan reached the floor)"
     return plan.with_float(plan.quantized), Agreement2(1.0, 1.0), table
