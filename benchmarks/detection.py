@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -26,23 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path
 from int8track.detectors import load_detector
 from int8track.detectors.evaluation import boxes_by_frame, coco_summary, gt_recall
+from int8track.frames import read_image
 
 MODELS = ["yolox_nano.onnx", "bytetrack_nano_mot17.onnx", "yolov5n.pt"]
 SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
 STAGES = ("preprocess", "infer", "postprocess")
 
 
-def read_frame(path: Path) -> np.ndarray:
-    frame = cv2.imread(str(path))
-    if frame is None:
-        raise ValueError(f"cannot read image {path}")
-    return frame
-
-
 def accuracy(weights: Path, paths: list[Path], gt: list[np.ndarray], conf: float) -> dict[str, float]:
     """Person AP over the frames (ORT backend, 2 threads) and recall of gt at score >= 0.5."""
     det = load_detector(weights, backend="onnxruntime", num_threads=2, conf_thresh=conf, classes=[0])
-    dets = [det(read_frame(p)) for p in tqdm(paths, desc=f"AP {weights.name}", unit="frame")]
+    dets = [det(read_image(p)) for p in tqdm(paths, desc=f"AP {weights.name}", unit="frame")]
     summary = coco_summary(dets, gt)
     summary["recall@0.5score"] = gt_recall([d[d[:, 4] >= 0.5] for d in dets], gt)
     return summary
@@ -87,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = seq.image_paths()[:n]
     gt_all = seq.ground_truth()
     gt = boxes_by_frame(gt_all.frames, gt_all.boxes, seq.length)[:n]
-    timing_frames = [read_frame(p) for p in paths[: args.timing_frames]]
+    timing_frames = [read_image(p) for p in paths[: args.timing_frames]]
 
     results: dict = {"sequence": str(SEQUENCE), "frames": n, "conf": args.conf, "gt_boxes": int(sum(map(len, gt))),
                      "timing_frames": len(timing_frames), "models": {}}

@@ -18,7 +18,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -33,8 +32,10 @@ from int8track.detectors.evaluation import boxes_by_frame, coco_summary
 from int8track.detectors.layers import fuse_conv_bn
 from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
 from int8track.detectors.yolox import YOLOX
+from int8track.frames import read_image
 from int8track.quant import quantize_detector
 from int8track.quant.agreement import detection_f1
+from int8track.quant.floor import jpeg
 from int8track.quant.fold import fold_batchnorm
 from int8track.quant.onnx_export import export_fp32, int8_op_count, optimized_op_counts
 from int8track.quant.search import search, write_table
@@ -46,13 +47,6 @@ SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
 AP_CONF = 0.01
 TRACK_HIGH_THRESH = 0.5  # ByteTracker's default track_high_thresh
 JPEG_QUALITY = 95  # the fp32 noise floor: fp32 on frames re-encoded at this quality vs fp32 on the originals
-
-
-def read_frame(path: Path) -> np.ndarray:
-    frame = cv2.imread(str(path))
-    if frame is None:
-        raise ValueError(f"cannot read image {path}")
-    return frame
 
 
 def evenly(items: list, num: int) -> list:
@@ -83,14 +77,6 @@ def speed(fp32_onnx: bytes, int8_onnx: bytes, blob: np.ndarray, rounds: int) -> 
     return out
 
 
-def jpeg_roundtrip(frame: np.ndarray) -> np.ndarray:
-    """``frame`` encoded as JPEG at ``JPEG_QUALITY`` and decoded: a perturbation nobody would call a change."""
-    ok, buffer = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError("cannot JPEG-encode a frame")
-    return cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-
-
 def agreement(ref: list[np.ndarray], cand: list[np.ndarray]) -> tuple[float, float]:
     """Detection F1 at the detector's conf threshold and over the boxes scoring >= TRACK_HIGH_THRESH on both sides.
 
@@ -108,10 +94,10 @@ def with_conf(det: Detector, conf: float | None, classes: list[int] | None) -> D
 def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argparse.Namespace) -> dict:
     weights = require_path(SHARED_DATA / "weights" / name, f"weights {name}")
     det = load_detector(weights)
-    calib = [read_frame(p) for p in evenly(paths[0::4], args.calib_frames)]
-    search = [read_frame(p) for p in evenly(paths[2::4], args.search_frames)]
+    calib = [read_image(p) for p in evenly(paths[0::4], args.calib_frames)]
+    search = [read_image(p) for p in evenly(paths[2::4], args.search_frames)]
     eval_idx = evenly([i for i in range(len(paths)) if i % 2 == 1], args.frames)
-    frames = [read_frame(paths[i]) for i in eval_idx]
+    frames = [read_image(paths[i]) for i in eval_idx]
     qdet = quantize_detector(det, calib, observer=args.observer, eval_frames=search, num_threads=2,
                              target_agreement=args.target, ranking=args.ranking,
                              migrate=args.migrate,
@@ -128,7 +114,7 @@ def real_model(name: str, paths: list[Path], gt: list[np.ndarray], args: argpars
     for k, frame in enumerate(tqdm(frames, desc=f"{name} fp32 vs int8", unit="frame")):
         blob, meta = det.preprocess(frame)
         raws = {"fp32": fdet.infer(blob), "int8": qdet.infer(blob),
-                "fp32_jpeg": fdet.infer(det.preprocess(jpeg_roundtrip(frame))[0])}
+                "fp32_jpeg": fdet.infer(det.preprocess(jpeg(frame, JPEG_QUALITY))[0])}
         a, b = (raws[t].astype(np.float64).ravel() for t in ("fp32", "int8"))
         dot += (a @ b, a @ a, b @ b)
         for tag, (decoder, ap_decoder) in decoders.items():
@@ -160,9 +146,9 @@ def search_table(name: str, paths: list[Path], gt: list[np.ndarray], args: argpa
     SQNR and person AP50 on search frames (k = 2 mod 4), ranges from calibration frames (k = 0 mod 4)."""
     # person AP: the ground truth holds person boxes only
     det = load_detector(require_path(SHARED_DATA / "weights" / name, f"weights {name}")).with_classes([0])
-    calib = [read_frame(p) for p in evenly(paths[0::4], args.table_calib_frames)]
+    calib = [read_image(p) for p in evenly(paths[0::4], args.table_calib_frames)]
     index = evenly(list(range(2, len(paths), 4)), args.table_eval_frames)
-    rows = search(det, calib, [read_frame(paths[i]) for i in index], ground_truth=[gt[i] for i in index])
+    rows = search(det, calib, [read_image(paths[i]) for i in index], ground_truth=[gt[i] for i in index])
     if args.json is not None:
         write_table(rows, args.json.with_name(f"{args.json.stem}_search_{Path(name).stem}"))
     print(f"\n{name}: search, best first ({len(calib)} calibration / {len(index)} search frames, simulated)")
@@ -226,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
             results.setdefault("search", {})[name] = search_table(name, paths, gt, args)
         results["models"][name] = real_model(name, paths, gt, args)
         write_json(results, args.json)
-    calib = [read_frame(p) for p in evenly(paths[0::4], 8)]
+    calib = [read_image(p) for p in evenly(paths[0::4], 8)]
     for name in args.random:
         results["models"][f"{name} (random init, 640)"] = random_model(name, calib, args)
         write_json(results, args.json)

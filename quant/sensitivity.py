@@ -116,7 +116,7 @@ def local_sensitivity(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndar
     """SQNR of every quantized conv's int8 output vs float (float network, one pass); worst first.
 
     ~2 forward passes per frame instead of one per layer: used to *rank* layers for the float set,
-    whose effect on detections is then measured on the whole plan (``choose_float_layers``).
+    whose effect on detections is then measured on the whole plan (``quant.pipeline.widen_float_set``).
     """
     convs = conv_layers(model)
     sims = {n: conv_sim(convs[n], plan.act(f"{n}:in"), plan.act(f"{n}:out")) for n in plan.quantized}
@@ -137,38 +137,6 @@ def local_sensitivity(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndar
             h.remove()
     rows = [LocalError(n, float(10 * np.log10(s[0] / max(s[1], 1e-30))), s[2] / len(blobs)) for n, s in stats.items()]
     return sorted(rows, key=lambda r: r.sqnr_db)
-
-
-def choose_float_layers(model: nn.Module, plan: QuantPlan, evalset: EvalSet, order: Sequence[str],
-                        target_f1: float, max_float: int | None = None,
-                        progress: bool = True) -> tuple[list[str], Agreement]:
-    """Grow the float set greedily in ``order`` (most sensitive first) until the simulated F1 >= ``target_f1``.
-
-    Steps double in size (1, 2, 4, ... layers), then the last step is bisected back to the smallest
-    prefix of the sensitivity order that meets the target. Returns the layers to keep float (on top
-    of those ``plan`` already keeps float) and the agreement reached.
-    """
-    order = [layer for layer in order if layer in plan.quantized]
-    limit = len(order) if max_float is None else min(max_float, len(order))
-    cache: dict[int, Agreement] = {}
-    bar = tqdm(desc=f"float set for F1>={target_f1}", unit="eval", disable=not progress)
-
-    def agreement(k: int) -> Agreement:
-        if k not in cache:
-            cache[k] = evaluate_plan(model, plan.with_float(order[:k]), evalset)
-            bar.update(1)
-            bar.set_postfix(float_layers=k, f1=f"{cache[k].f1:.3f}")
-        return cache[k]
-
-    lo, hi = -1, 0  # invariant: prefix lo fails (or is "none"), prefix hi is the candidate
-    while agreement(hi).f1 < target_f1 and hi < limit:
-        lo, hi = hi, min(limit, max(1, 2 * hi))
-    if agreement(hi).f1 >= target_f1:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if agreement(mid).f1 >= target_f1 else (mid, hi)
-    bar.close()
-    return order[:hi], agreement(hi)
 
 
 def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Path, title: str = "") -> dict[str, Path]:

@@ -11,11 +11,11 @@ from test_quant_simulate import tiny_setup
 
 from int8track.quant.calibration import collect_ranges
 from int8track.quant.onnx_export import export_fp32, fuse_silu
+from int8track.quant.pipeline import widen_float_set
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.sensitivity import (
     SPEED_MARGIN,
     EvalSet,
-    choose_float_layers,
     conv_strides,
     evaluate_plan,
     layer_sensitivity,
@@ -61,10 +61,15 @@ def test_float_set_is_the_shortest_prefix_meeting_the_target(setup):
     model, _, plan, evalset = setup
     table = layer_sensitivity(model, plan, evalset, progress=False)
     order = [r.layer for r in table]
-    none, reached = choose_float_layers(model, plan, evalset, order, target_f1=0.0, progress=False)
-    assert none == [] and reached.f1 == evaluate_plan(model, plan, evalset).f1
-    chosen, reached = choose_float_layers(model, plan, evalset, order, target_f1=1.0, progress=False)
-    assert chosen == order[:len(chosen)] and reached.f1 == 1.0
+
+    def meets(target):
+        return lambda candidate: evaluate_plan(model, candidate, evalset).f1 >= target
+
+    # the plan itself was scored before widening: the shortest widened prefix is one conv
+    assert widen_float_set(plan, order, meets(0.0)).quantized == [n for n in plan.quantized if n != order[0]]
+    widened = widen_float_set(plan, order, meets(1.0))
+    chosen = [n for n in plan.quantized if n not in widened.quantized]
+    assert set(chosen) == set(order[:len(chosen)]) and evaluate_plan(model, widened, evalset).f1 == 1.0
     if chosen:  # one layer fewer misses the target (bisection found the boundary)
         assert evaluate_plan(model, plan.with_float(order[:len(chosen) - 1]), evalset).f1 < 1.0
 
