@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from int8track.apps.arg_types import checked_number
-from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig
+from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig, held_out_count
 
 EXIT_USAGE = 2
 
@@ -32,7 +32,7 @@ def add_int8_arguments(parser: argparse.ArgumentParser, calib_required: bool = F
                         help="calibrate on this video, image folder or MOT sequence" +
                              ("" if calib_required else " instead of the source"))
     parser.add_argument("--calib-frames", type=_positive_int, default=DEFAULT_NUM_FRAMES,
-                        help=f"frames read evenly spaced over the calibration source; a quarter are held out to "
+                        help=f"frames read evenly spaced over the calibration source; half are held out to "
                              f"check the floor (default {DEFAULT_NUM_FRAMES})")
     parser.add_argument("--int8-target", type=_agreement, metavar="F1",
                         help="explicit accuracy floor: detection F1 vs fp32 at both thresholds (e.g. 0.95) instead "
@@ -46,7 +46,7 @@ def add_int8_arguments(parser: argparse.ArgumentParser, calib_required: bool = F
 
 def config_from_args(args: argparse.Namespace) -> QuantConfig:
     """The ``QuantConfig`` the options ask for (frames are read by the caller, so ``num_frames`` is None)."""
-    held = max(1, args.calib_frames // 4)
+    held = held_out_count(args.calib_frames)
     return QuantConfig(observer=args.int8_observer, target_agreement=args.int8_target,
                        floor_jpeg_quality=args.int8_floor_jpeg, num_frames=None, held_out_frames=held,
                        ranking="full" if args.int8_target is not None else "local")

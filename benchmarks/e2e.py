@@ -30,7 +30,7 @@ from int8track.apps.pipeline import OutputFilter, run_tracking
 from int8track.apps.profiler import TimingReport, plot_reports
 from int8track.apps.sources import open_source
 from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
-from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig
+from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig, held_out_count
 from int8track.tracker import ByteTracker, TrackerConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
@@ -122,7 +122,7 @@ def int8_detector(detector, weights: Path, sequences: list[MotSequence], calib_f
         return [f for s in sequences for f in load_frames(s.root, num=per_sequence)]
 
     calibration = {"frames": calib_frames, "sources": [source_fingerprint(s.root) for s in sequences]}
-    config = QuantConfig(num_frames=None, held_out_frames=max(1, calib_frames // 4))  # as `track --int8`
+    config = QuantConfig(num_frames=None, held_out_frames=held_out_count(calib_frames))  # as `track --int8`
     cached = Int8ModelCache().get(detector, weights, frames, config, calibration, num_threads=num_threads)
     return cached.detector, cached.path, cached.reused
 
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--weights", type=Path, help=f"weights file (default {DEFAULT_WEIGHTS})")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated: fp32,int8")
     parser.add_argument("--calib-frames", type=int, default=DEFAULT_NUM_FRAMES,
-                        help="int8 calibration frames over all sequences (a quarter held out for the floor)")
+                        help="int8 calibration frames over all sequences (half held out for the floor)")
     add_tracker_arguments(parser, track_thresh_default=BENCHMARK_TRACK_THRESH)
     parser.add_argument("--threads", type=int, default=1, help="inference and OpenCV threads (default 1)")
     parser.add_argument("--video", action="store_true", help="also draw and write annotated videos")
