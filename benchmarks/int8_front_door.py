@@ -90,7 +90,11 @@ def infer_ms(timing: dict) -> float:
 def interleaved_speed(args: argparse.Namespace, fp32_timing: dict, int8_models: list[str],
                       rounds: int = 30) -> dict[str, dict]:
     """Median inference ms of fp32 (at the size the fp32 run used) and of every shipped int8 model, calls
-    interleaved round-robin on one frame, at 1 and 2 threads; and the worst int8/fp32 ratio."""
+    interleaved round-robin on one frame, on one ONNX Runtime thread; and the worst int8/fp32 ratio.
+
+    One thread only: with several multi-threaded sessions in one process, each session's idle pool threads spin
+    after its run and slow the next session (on this 2-core machine identical graphs then differed by 12% and
+    two threads timed slower than one); ``track``'s own per-run medians are in the rows beside."""
     from int8track.detectors import load_detector
 
     size = fp32_timing["info"].get("input_size")
@@ -98,7 +102,7 @@ def interleaved_speed(args: argparse.Namespace, fp32_timing: dict, int8_models: 
     _, frame = capture.read()
     capture.release()
     result = {}
-    for threads in (1, 2):
+    for threads in (1,):
         fp32 = load_detector(args.weights, backend="onnxruntime", num_threads=threads)
         if size:
             fp32 = fp32.with_input_size([int(v) for v in str(size).split("x")])
