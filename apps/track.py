@@ -171,10 +171,14 @@ def _load_detector(args: argparse.Namespace, source: PeekedSource):
     )
     verb = "reusing cached" if cached.reused else "calibrated and cached"
     origin = cached.calibration["source"]
+    took = "" if cached.reused else f", {cached.make_seconds:.1f} s"
     print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
-          f"{origin.get('path', origin.get('live'))})", file=sys.stderr)
+          f"{origin.get('path', origin.get('live'))}{took})", file=sys.stderr)
     print_summary(cached.quant_report, "track")
-    return cached.detector, "int8", {"input_size_reason": fitted.reason, "int8": summary_dict(cached.quant_report)}
+    summary = summary_dict(cached.quant_report)
+    if not cached.reused:  # the whole wait before tracking: frames read, calibration process started, calibrated
+        summary["calibration_wall_seconds"] = cached.make_seconds
+    return cached.detector, "int8", {"input_size_reason": fitted.reason, "int8": summary}
 
 
 def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:

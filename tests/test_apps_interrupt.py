@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,3 +97,29 @@ def test_stop_on_signal_restores_handlers_and_reports_the_code():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_ctrl_c_during_int8_calibration_stops_the_calibration_process(tmp_path):
+    """Calibration runs in a child process (``apps.model_cache.quantize_in_child``): Ctrl-C on the process group
+    (what a terminal sends) ends both at once, not when the calibration would have finished, and caches nothing."""
+    video = require_data("videos/vtest.avi")
+    weights = require_data("weights/bytetrack_nano_mot17.onnx")
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "int8track.apps.track", str(video), "--weights", str(weights), "--int8",
+               "--output-dir", str(tmp_path / "out"), "--no-video", "--max-frames", "5"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "INT8TRACK_HOME": str(home)}, start_new_session=True)
+    assert process.stderr is not None
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:  # the child prints its steps on the same stderr
+        line = process.stderr.readline()
+        if not line or line.startswith("int8: reading frames"):
+            break
+    time.sleep(1.0)
+    signalled = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert time.monotonic() - signalled < 10.0  # a full calibration takes 15 s and more here
+    assert "Traceback" not in stderr and "interrupted before tracking started" in stderr
+    assert not list((home / "int8").glob("*.onnx"))  # no model cached from an interrupted calibration

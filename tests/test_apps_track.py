@@ -108,17 +108,19 @@ def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, 
 
 def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, monkeypatch):
     from int8track import quant
+    from int8track.apps import model_cache
 
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
     monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
-    seen, real = [], quant.quantize_detector
+    seen = []
 
-    def spy(detector, frames, config, **runtime):  # records the settings, quantizes without the (slow) search
+    def spy(detector, frames, config, path):  # records the settings, quantizes in-process without the slow search
         seen.append(config)
-        return real(detector, frames, config, target_agreement=None, ranking="local", **runtime)
+        quant.quantize_detector(detector, frames, config, target_agreement=None, ranking="local",
+                                speed_table=model_cache.speed_table_root()).save(path)
 
-    monkeypatch.setattr(quant, "quantize_detector", spy)
+    monkeypatch.setattr(model_cache, "quantize_in_child", spy)
     argv = [str(video), "--weights", str(weights), "--int8", "--int8-target", "0.9", "--calib-frames", "4",
             "--threads", "1", "--no-video", "--quiet", "--max-frames", "2", "--output-dir", str(tmp_path / "out")]
     assert main(argv) == 0
