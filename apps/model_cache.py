@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -159,7 +160,7 @@ class Int8ModelCache:
             record = {"weights": str(Path(weights).resolve()), "input_size": list(detector.spec.input_size),
                       "settings": settings}
             start = time.perf_counter()
-            self._make(detector, calibration_frames(), config, path, record)
+            self._make(detector, calibration_frames, config, path, record)
             made = time.perf_counter() - start
             loaded = self._load_entry(path, detector, num_threads)
         return CachedModel(loaded, path, reused, settings["calibration"], stored_report(path),
@@ -182,20 +183,21 @@ class Int8ModelCache:
             path.with_suffix(".json").unlink(missing_ok=True)
             return None
 
-    def _make(self, detector, frames: list[np.ndarray], config: QuantConfig, path: Path, record: dict) -> None:
+    def _make(self, detector, frames: Callable[[], list[np.ndarray]], config: QuantConfig, path: Path,
+              record: dict) -> None:
         """Quantize and write the model and its ``.json`` record (the record first: no model without one)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
-        if self._quantize is not None:
-            quantized = self._quantize(detector, frames, config=config, speed_table=speed_table_root())
-        _write_atomically(path.with_suffix(".json"), lambda partial: partial.write_text(
+        write_record = partial(_write_atomically, path.with_suffix(".json"), lambda temp: temp.write_text(
             json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"))
         if self._quantize is None:  # the library's quantizer, in a child process (``quantize_in_child``)
-            quantize_in_child(detector, frames, config, path)
+            quantize_in_child(detector, frames, config, path, before=write_record)
         else:
+            quantized = self._quantize(detector, frames(), config=config, speed_table=speed_table_root())
+            write_record()
             _write_atomically(path, quantized.save)
 
     def _loader(self) -> Callable:
@@ -206,11 +208,13 @@ class Int8ModelCache:
         return self._load
 
 
-def quantize_in_child(detector, frames: list[np.ndarray], config: QuantConfig, path: Path) -> None:
-    """``quant.quantize_detector`` in a fresh (spawned) process that writes the model to ``path``.
+def quantize_in_child(detector, frames: Callable[[], list[np.ndarray]], config: QuantConfig, path: Path,
+                      before: Callable[[], object] = lambda: None) -> None:
+    """``quant.quantize_detector`` in a fresh (spawned) process that writes the model to ``path``; ``frames()``
+    is called here while the child starts (its imports overlap the frame reading), then ``before()``.
 
     Measured on the 2-core machine: after calibrating in the tracking process, the same model file inferred at
-    40-43 ms per frame (2 threads, ByteTrack nano 608x832) against 25-27 ms in a process that never calibrated,
+    35-43 ms per frame (2 threads, ByteTrack nano 608x832) against 25-27 ms in a process that never calibrated,
     for the whole video; the calibration's threads and memory end with the child. Frames and the float model
     travel by pickle (~85 MB for 64 frames, well under a second); the steps still print to the same stderr.
     """
@@ -224,8 +228,11 @@ def quantize_in_child(detector, frames: list[np.ndarray], config: QuantConfig, p
     portable.runner_factory = None
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_calibration_child_setup) as pool:
-        future = pool.submit(quantize_in_process, portable, frames, config, str(path))
         try:
+            pool.submit(_import_quantizer)  # starts the child and its torch import now
+            calibration_frames = frames()
+            before()
+            future = pool.submit(quantize_in_process, portable, calibration_frames, config, str(path))
             while True:  # short waits, so that Ctrl-C / SIGTERM reach this process while the child works
                 try:
                     future.result(timeout=0.25)
@@ -235,10 +242,22 @@ def quantize_in_child(detector, frames: list[np.ndarray], config: QuantConfig, p
         except BrokenProcessPool as exc:
             raise RuntimeError(f"the int8 calibration process ended before writing {path} (killed or out of "
                                "memory?)") from exc
-        except BaseException:  # interrupted: stop the calibration now rather than at its end
+        except BaseException:  # interrupted, or the frames could not be read: stop the child now
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
             raise
+
+
+def quantize_here(detector, frames: Callable[[], list[np.ndarray]], config: QuantConfig, path: Path,
+                  before: Callable[[], object] = lambda: None) -> None:
+    """``quantize_in_child`` in this process (tests that replace ``quant.quantize_detector``, debugging)."""
+    calibration_frames = frames()
+    before()
+    quantize_in_process(detector, calibration_frames, config, path)
+
+
+def _import_quantizer() -> None:
+    import int8track.quant  # noqa: F401
 
 
 def _calibration_child_setup() -> None:

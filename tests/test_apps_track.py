@@ -115,9 +115,11 @@ def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, m
     monkeypatch.setenv("INT8TRACK_HOME", str(tmp_path / "cache"))
     seen = []
 
-    def spy(detector, frames, config, path):  # records the settings, quantizes in-process without the slow search
+    def spy(detector, frames, config, path, before):  # records the settings, quantizes here without the slow search
         seen.append(config)
-        quant.quantize_detector(detector, frames, config, target_agreement=None, ranking="local",
+        calibration_frames = frames()
+        before()
+        quant.quantize_detector(detector, calibration_frames, config, target_agreement=None, ranking="local",
                                 speed_table=model_cache.speed_table_root()).save(path)
 
     monkeypatch.setattr(model_cache, "quantize_in_child", spy)

@@ -190,7 +190,7 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
         return _Saveable(proto)
 
     monkeypatch.setattr(quant, "quantize_detector", stand_in)
-    monkeypatch.setattr(model_cache, "quantize_in_child", model_cache.quantize_in_process)  # sees the stand-in
+    monkeypatch.setattr(model_cache, "quantize_in_child", model_cache.quantize_here)  # sees the stand-in
     base = [str(video), "--weights", str(weights), "--int8", "--calib-frames", "2", "--threads", "1", "--no-video",
             "--quiet", "--max-frames", "2"]
     assert main([*base, "--output-dir", str(tmp_path / "fitted")]) == 0
