@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
+
+# A shell's background job (`nohup .ci/run &`) starts with SIGINT ignored, and child processes inherit an ignored
+# signal: the Ctrl-C tests would then fail for the launcher's reason, not the code's. Restore Python's handler, so
+# this process sees SIGINT and the processes it starts get the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("INT8TRACK_DATA", PROJECT_ROOT.parent / "shared" / "data"))
