@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from int8track.quant.sensitivity import (
     EvalSet,
     LayerSensitivity,
     LocalError,
+    conv_strides,
     layer_sensitivity,
     local_sensitivity,
     speed_candidates,
@@ -64,6 +66,14 @@ class Prepared:
     def plan(self, ranges: dict[str, tuple[float, float]], observer: str, config: QuantConfig) -> QuantPlan:
         return QuantPlan(ranges, [n for n in conv_layers(self.model) if n not in self.base_float], config.scheme,
                          observer, weight_granularity=config.weight_granularity)
+
+    @cached_property
+    def strides(self) -> dict[str, int]:
+        """Output stride of every conv (``conv_strides``: one forward pass, so computed once)."""
+        return conv_strides(self.model, self.detector.spec.input_size)
+
+    def speed_candidates(self, plan: QuantPlan) -> dict[str, QuantPlan]:
+        return speed_candidates(plan, self.strides)
 
     def timing_plan(self, config: QuantConfig) -> QuantPlan:
         """A plan with placeholder ranges, for timing graphs: ORT's int8 kernels take as long whatever the scales."""
@@ -243,7 +253,8 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         # margin the statistics, observer choice and weight rounding are not needed at all
         with timer.step("speed plan (interleaved ORT timings)"):
             speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.timing_plan(config),
-                                                   prep.calib_blobs[0], margin=config.speed_margin, table=speeds)
+                                                   prep.calib_blobs[0], margin=config.speed_margin, table=speeds,
+                                                   strides=prep.strides)
     report = QuantReport(config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
                          observer=config.observer, floor={"high": floor.high, "low": floor.low,
                                                           "source": floor.source},
@@ -265,7 +276,7 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         report.observer = plan.observer
         report.observer_scores = {name: {"high": s.high, "low": s.low} for name, s in scores.items()}
         if speed_ms:  # the timed float set, with the chosen observer's ranges
-            plan = speed_candidates(prep.model, plan, prep.detector.spec.input_size)[speed_choice]
+            plan = prep.speed_candidates(plan)[speed_choice]
         if config.rounding == "gptq":
             with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
                 plan = round_weights(prep, plan, config)
@@ -274,11 +285,11 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         with timer.step("accuracy floor"):
             plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report, speeds)
         if speed_ms and plan.quantized:
-            report.extra["accepted_speed_ms"] = timed_against_fp32(prep, plan, speed_ms, config, speeds)
-        if speed_ms and plan.quantized and not clearly_faster(report.extra["accepted_speed_ms"], config.speed_margin):
-            report.int8_faster = False
-            report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
-            plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
+            report.extra["accepted_speed_ms"] = timed = timed_against_fp32(prep, plan, speed_ms, config, speeds)
+            if not clearly_faster(timed, config.speed_margin):
+                report.int8_faster = False
+                report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
+                plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
     report.agreement = {"high": reached.high, "low": reached.low}
     report.quantized_convs = len(plan.quantized)
     report.float_layers = [n for n in conv_layers(prep.model) if n not in plan.quantized]
@@ -293,7 +304,7 @@ def timed_against_fp32(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, floa
                        table: SpeedTable) -> dict[str, float]:
     """ms of fp32 and of ``plan`` (under its name): from the speed plan's timings when ``plan`` is one of its
     candidates, else timed now against fp32 (or read from ``table``, where an earlier run stored them)."""
-    timed = speed_candidates(prep.model, prep.timing_plan(config), prep.detector.spec.input_size)
+    timed = prep.speed_candidates(prep.timing_plan(config))
     name = next((n for n, p in timed.items() if n in speed_ms and set(p.quantized) == set(plan.quantized)), None)
     if name is not None:
         return {FP32: speed_ms[FP32], name: speed_ms[name]}
@@ -330,7 +341,7 @@ def accept(prep: Prepared, config: QuantConfig, plan: QuantPlan, held: HeldOut, 
         report.accepted = label
         return plan, scored[tuple(plan.quantized)], []
     if speed_ms:
-        candidates = speed_candidates(prep.model, plan, prep.detector.spec.input_size)
+        candidates = prep.speed_candidates(plan)
         # more-float candidates clearly faster than fp32 only: one that is not would end as fp32 after the final
         # speed check, where the chosen candidate with its most sensitive convs float may still be clearly faster
         names = [n for n in candidates if n != FP32 and speed_ms[FP32] > speed_ms[n] * (1.0 + config.speed_margin)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -211,15 +211,12 @@ def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
     return strides
 
 
-
-
 FP32 = "fp32"
 
 
-def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int]) -> dict[str, QuantPlan]:
+def speed_candidates(plan: QuantPlan, strides: Mapping[str, int]) -> dict[str, QuantPlan]:
     """fp32 (every conv float), then ``plan`` with every conv of output stride < s kept float for s = ..., 8, 4
-    (the last one is ``plan`` itself): from most convs float to fewest."""
-    strides = conv_strides(model, input_hw)
+    (the last one is ``plan`` itself): from most convs float to fewest. ``strides``: ``conv_strides``."""
     candidates = {FP32: plan.with_float(plan.quantized)}
     for s in sorted({strides[n] for n in plan.quantized}, reverse=True):
         candidates[f"int8 from stride {s}"] = plan.with_float([n for n in plan.quantized if strides[n] < s])
@@ -228,7 +225,8 @@ def speed_candidates(model: nn.Module, plan: QuantPlan, input_hw: tuple[int, int
 
 def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: np.ndarray, num_threads: int = 1,
                rounds: int = 9, margin: float = SPEED_MARGIN,
-               table: SpeedTable | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
+               table: SpeedTable | None = None,
+               strides: Mapping[str, int] | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
     """Times every ``speed_candidates`` graph (or reads their timings from ``table``, where an earlier run on
     this machine stored them); of the candidates faster than fp32 by more than ``margin``, the one keeping the
     most convs float among those within ``margin`` of the fastest wins (``pick_candidate``), else fp32.
@@ -236,9 +234,12 @@ def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: 
     Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
     convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
     high-resolution maps with few channels the int8 conv saves less than its Q/DQ costs.
+    ``strides``: ``conv_strides`` of ``model`` at the blob's size, when the caller has them already.
     Returns the chosen candidate's name, every candidate and the timings (ms).
     """
-    candidates = speed_candidates(model, plan, (int(blob.shape[-2]), int(blob.shape[-1])))
+    if strides is None:
+        strides = conv_strides(model, (int(blob.shape[-2]), int(blob.shape[-1])))
+    candidates = speed_candidates(plan, strides)
     fp32 = proto.SerializeToString()
 
     def measure() -> dict[str, float]:
