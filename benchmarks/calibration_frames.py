@@ -16,7 +16,6 @@ calibration seconds (statistics pass, GPTQ); writes ``calibration_frames.json`` 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, require_path  # noqa: E402
+from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # noqa: E402
 from int8track.detectors import load_detector  # noqa: E402
 from int8track.frames import evenly  # noqa: E402
 from int8track.quant import QuantConfig, quantize_detector  # noqa: E402
@@ -130,12 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"weights": str(args.weights), "video": str(args.video), "input_size": detector.spec.input_size,
               "eval_frames": len(eval_frames), "jpeg95": {"high": noise.high, "low": noise.low}, "rows": rows,
               "summary": summary}
-    (out / "calibration_frames.json").write_text(json.dumps(result, indent=1) + "\n")
-    with open(out / "calibration_frames.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out / 'calibration_frames.json'} and {out / 'calibration_frames.csv'}")
+    write_json_and_csv(out / "calibration_frames", result, rows)
     return result
 
 

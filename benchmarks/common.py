@@ -1,6 +1,8 @@
 """Helpers shared by the benchmark scripts: where the real data lives."""
 from __future__ import annotations
 
+import csv
+import json
 import os
 import sys
 from pathlib import Path
@@ -15,3 +17,16 @@ def require_path(path: str | Path, what: str) -> Path:
     if not resolved.exists():
         sys.exit(f"error: {what} not found: {resolved}")
     return resolved
+
+
+def write_json_and_csv(stem: Path, result: object, rows: list[dict], columns: list[str] | None = None) -> None:
+    """``stem``.json holding ``result`` and ``stem``.csv with one line per row (``columns``, default the first
+    row's keys; other keys are left out of the CSV), then one line naming both files."""
+    json_path, csv_path = stem.with_suffix(".json"), stem.with_suffix(".csv")
+    json_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns or (list(rows[0]) if rows else []),
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {json_path} and {csv_path}")

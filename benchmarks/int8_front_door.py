@@ -18,7 +18,6 @@ Timings from a shared machine are pessimistic; the calibration's CPU seconds are
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -32,7 +31,7 @@ import cv2
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, require_path  # noqa: E402
+from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # noqa: E402
 from int8track.apps.evaluation import accumulate, summarize  # noqa: E402
 from int8track.apps.motchallenge import load_sequence, read_results  # noqa: E402
 
@@ -225,14 +224,9 @@ def main(argv: list[str] | None = None) -> dict:
     for key in ("int8_tracks_identical", "int8_mota_spread", "every_int8_within_1_mota", "every_int8_at_floor",
                 "calibration_max_s", "int8_never_slower"):
         print(f"{key}: {summary[key]}")
-    (out / "front_door.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    with open(out / "front_door.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["run", "MOTA", "IDF1", "IDSW", "infer_ms", "calibration_s",
-                                               "calibration_cpu_s", "accepted", "int8_convs", "float_convs"],
-                                extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {out / 'front_door.json'} and {out / 'front_door.csv'}")
+    write_json_and_csv(out / "front_door", summary, rows, ["run", "MOTA", "IDF1", "IDSW", "infer_ms", "calibration_s",
+                                                           "calibration_cpu_s", "accepted", "int8_convs",
+                                                           "float_convs"])
     return summary
 
 

@@ -32,8 +32,6 @@ Ray costs ~7 s to start a local cluster and its actors, and ~0.7 s per stream at
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import subprocess
 import sys
@@ -50,7 +48,7 @@ from int8track.apps.track import build_parser as track_parser
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, require_path  # noqa: E402
+from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # noqa: E402
 
 DEFAULT_VIDEO = SHARED_DATA / "videos" / "vtest.avi"
 DEFAULT_WEIGHTS = SHARED_DATA / "weights" / "bytetrack_nano_mot17.onnx"
@@ -114,13 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     meta = {"video": str(video), "weights": str(weights), "frames": args.frames, "cores": cores,
             "workers": args.workers, "source_fps": SOURCE_FPS}
-    (args.output_dir / "streams.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
     columns = [c for c in rows[0] if c != "stage_share"] if rows else []
-    with open(args.output_dir / "streams.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.output_dir / 'streams.json'}\nwrote {args.output_dir / 'streams.csv'}")
+    write_json_and_csv(args.output_dir / "streams", {"meta": meta, "runs": rows}, rows, columns)
     return 0
 
 

@@ -80,10 +80,12 @@ class FloatStandIn:
         self.frames_seen.append(len(frames))
         proto = onnx.load(self.weights)
         proto.metadata_props.add(key="int8track_spec", value=json.dumps(detector.spec.to_dict()))
-        return _Saveable(proto)
+        return SavedProto(proto)
 
 
-class _Saveable:
+class SavedProto:
+    """A quantizer's result stand-in: ``save(path)`` writes ``proto`` (as ``QuantizedDetector.save`` does)."""
+
     def __init__(self, proto) -> None:
         self.proto = proto
 

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from test_apps_model_cache import SavedProto
 from test_detectors_loading import randomised
 
 from int8track.detectors import ZOO, load_detector
@@ -187,7 +188,7 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
         seen.append((detector.spec.input_size, detector.preprocess(frames[0])[0].shape))
         proto = export_onnx(detector.model, detector.spec.input_size)
         proto.metadata_props.add(key=SPEC_METADATA_KEY, value=json.dumps(detector.spec.to_dict()))
-        return _Saveable(proto)
+        return SavedProto(proto)
 
     monkeypatch.setattr(quant, "quantize_detector", stand_in)
     monkeypatch.setattr(model_cache, "quantize_in_child", model_cache.quantize_here)  # sees the stand-in
@@ -202,15 +203,6 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
     for run, size in (("fitted", "608x832"), ("native", "608x1088"), ("again", "608x832")):
         info = json.loads((tmp_path / run / "vtest_timing.json").read_text())["info"]
         assert (info["precision"], info["input_size"]) == ("int8", size)
-
-
-class _Saveable:
-    def __init__(self, proto: onnx.ModelProto) -> None:
-        self.proto = proto
-
-    def save(self, path):
-        onnx.save(self.proto, str(path))
-        return path
 
 
 def test_track_imgsz_option_and_its_errors(tmp_path, capsys):
