@@ -100,25 +100,22 @@ def interleaved_speed(args: argparse.Namespace, fp32_timing: dict, int8_models: 
     capture = cv2.VideoCapture(str(args.video))
     _, frame = capture.read()
     capture.release()
-    result = {}
-    for threads in (1,):
-        fp32 = load_detector(args.weights, backend="onnxruntime", num_threads=threads)
-        if size:
-            fp32 = fp32.with_input_size([int(v) for v in str(size).split("x")])
-        models = [fp32] + [load_detector(path, backend="onnxruntime", num_threads=threads) for path in int8_models]
-        blob = fp32.preprocess(frame)[0]
-        times: list[list[float]] = [[] for _ in models]
-        for det in models:
-            det.infer(blob)  # warm-up
-        for _ in range(rounds):
-            for det, samples in zip(models, times):
-                start = time.perf_counter()
-                det.infer(blob)
-                samples.append((time.perf_counter() - start) * 1000)
-        medians = [float(sorted(t)[len(t) // 2]) for t in times]
-        result[str(threads)] = {"fp32_ms": medians[0], "int8_ms": medians[1:],
-                                "int8_over_fp32": max(medians[1:], default=medians[0]) / medians[0]}
-    return result
+    fp32 = load_detector(args.weights, backend="onnxruntime", num_threads=1)
+    if size:
+        fp32 = fp32.with_input_size([int(v) for v in str(size).split("x")])
+    models = [fp32] + [load_detector(path, backend="onnxruntime", num_threads=1) for path in int8_models]
+    blob = fp32.preprocess(frame)[0]
+    times: list[list[float]] = [[] for _ in models]
+    for det in models:
+        det.infer(blob)  # warm-up
+    for _ in range(rounds):
+        for det, samples in zip(models, times):
+            start = time.perf_counter()
+            det.infer(blob)
+            samples.append((time.perf_counter() - start) * 1000)
+    medians = [float(sorted(t)[len(t) // 2]) for t in times]
+    return {"1": {"fp32_ms": medians[0], "int8_ms": medians[1:],
+                  "int8_over_fp32": max(medians[1:], default=medians[0]) / medians[0]}}  # keyed by thread count
 
 
 def busy_processes(count: int) -> list[subprocess.Popen]:
