@@ -33,9 +33,9 @@ _EXPORTS: dict[str, str] = {
     "quantize_detector": "int8track.quant",
     "QuantizedDetector": "int8track.quant",
     "QuantPlan": "int8track.quant",
-    "track_frames": "int8track.apps.pipeline",
-    "run_tracking": "int8track.apps.pipeline",
-    "open_source": "int8track.apps.sources",
+    "track_frames": "int8track.apps.pipeline.run",
+    "run_tracking": "int8track.apps.pipeline.run",
+    "open_source": "int8track.apps.io.sources",
 }
 
 __all__ = [  # spelled out for readers and linters; tests/test_packaging.py checks it against _EXPORTS
@@ -44,8 +44,8 @@ __all__ = [  # spelled out for readers and linters; tests/test_packaging.py chec
 ]
 
 if TYPE_CHECKING:
-    from int8track.apps.pipeline import run_tracking, track_frames
-    from int8track.apps.sources import open_source
+    from int8track.apps.io.sources import open_source
+    from int8track.apps.pipeline.run import run_tracking, track_frames
     from int8track.detectors import Detector, ModelSpec, load_detector
     from int8track.quant import QuantizedDetector, QuantPlan, quantize_detector
     from int8track.tracker import OUTPUT_COLUMNS, ByteTracker, TrackerConfig

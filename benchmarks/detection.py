@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

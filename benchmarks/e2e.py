@@ -23,13 +23,13 @@ from pathlib import Path
 
 import cv2
 
-from int8track.apps.evaluation import MotMetrics, evaluate_sequence, summarize
-from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
-from int8track.apps.motchallenge import MotSequence, find_sequences
-from int8track.apps.pipeline import OutputFilter, run_tracking
-from int8track.apps.profiler import TimingReport, plot_reports
-from int8track.apps.sources import open_source
-from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.apps.evaluation.metrics import MotMetrics, evaluate_sequence, summarize
+from int8track.apps.io.motchallenge import MotSequence, find_sequences
+from int8track.apps.io.sources import open_source
+from int8track.apps.models.cache import Int8ModelCache, resolve_weights, source_fingerprint
+from int8track.apps.pipeline.profiler import TimingReport, plot_reports
+from int8track.apps.pipeline.run import OutputFilter, run_tracking
 from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig, held_out_count
 from int8track.tracker import ByteTracker, TrackerConfig
 

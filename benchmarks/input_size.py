@@ -31,11 +31,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.evaluation import accumulate, protocol_for, summarize
-from int8track.apps.motchallenge import MotSequence, load_sequence, read_results
-from int8track.apps.pipeline import OutputFilter, run_tracking
-from int8track.apps.sources import open_source
-from int8track.apps.tracker_options import DEFAULT_TRACK_THRESH
+from int8track.apps.cli.tracker_options import DEFAULT_TRACK_THRESH
+from int8track.apps.evaluation.metrics import accumulate, protocol_for, summarize
+from int8track.apps.io.motchallenge import MotSequence, load_sequence, read_results
+from int8track.apps.io.sources import open_source
+from int8track.apps.pipeline.run import OutputFilter, run_tracking
 from int8track.detectors import Detector, InputSizeChoice, load_detector, resolve_input_size
 from int8track.detectors.evaluation import average_precision, boxes_by_frame
 from int8track.tracker import ByteTracker, TrackerConfig

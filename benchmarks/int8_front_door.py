@@ -32,8 +32,8 @@ import cv2
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # noqa: E402
-from int8track.apps.evaluation import accumulate, summarize  # noqa: E402
-from int8track.apps.motchallenge import load_sequence, read_results  # noqa: E402
+from int8track.apps.evaluation.metrics import accumulate, summarize  # noqa: E402
+from int8track.apps.io.motchallenge import load_sequence, read_results  # noqa: E402
 
 DEFAULT_VIDEO = SHARED_DATA / "videos" / "vtest.avi"
 DEFAULT_SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
@@ -43,7 +43,7 @@ JPEG_QUALITY = 95
 
 def track(source: Path, out: Path, args: argparse.Namespace, extra: list[str], env: dict | None = None) -> dict:
     """One `track` run; its timing report, results file and stderr."""
-    argv = [sys.executable, "-m", "int8track.apps.track", str(source), "--weights", str(args.weights),
+    argv = [sys.executable, "-m", "int8track.apps.cli.track", str(source), "--weights", str(args.weights),
             "--no-video", "--quiet", "--output-dir", str(out), *extra]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]

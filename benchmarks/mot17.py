@@ -28,17 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
-from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
-from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_sequences
-from int8track.apps.pipeline import TRACKER_STAGES, update_tracker
-from int8track.apps.profiler import StageProfiler, TimingReport
-from int8track.apps.progress import Progress
-from int8track.apps.tracker_options import (
+from int8track.apps.cli.tracker_options import (
     DEFAULT_TRACK_THRESH,
     add_tracker_arguments,
     tracker_argv,
     tracker_config_from_args,
 )
+from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
+from int8track.apps.io.motchallenge import MotResultWriter, MotSequence, find_sequences
+from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
+from int8track.apps.pipeline.progress import Progress
+from int8track.apps.pipeline.run import TRACKER_STAGES, update_tracker
 from int8track.tracker import ByteTracker, TrackerConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.

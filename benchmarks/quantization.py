@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

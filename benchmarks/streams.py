@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from int8track.apps.fleet import FleetConfig, ModelRef, plan_jobs, prepare_model, run_fleet
-from int8track.apps.profiler import TimingReport
-from int8track.apps.track import build_parser as track_parser
+from int8track.apps.cli.track import build_parser as track_parser
+from int8track.apps.fleet.pool import FleetConfig, ModelRef, plan_jobs, prepare_model, run_fleet
+from int8track.apps.pipeline.profiler import TimingReport
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -130,7 +130,7 @@ def run_mode(mode: str, k: int, video: Path, weights: Path, model: ModelRef, pre
     elif mode == "batch":
         run_fleet(jobs, model, config.with_batching())
     else:
-        from int8track.apps.ray_fleet import run_fleet_ray
+        from int8track.apps.fleet.ray_actors import run_fleet_ray
 
         run_fleet_ray(jobs, model, config)
     wall = time.perf_counter() - start
@@ -142,7 +142,7 @@ def _naive(jobs, weights: Path, precision: str, args: argparse.Namespace) -> Non
     """K ``track`` processes side by side, one inference thread each, as a user would start them."""
     extra = ["--int8", "--calib-frames", str(args.calib_frames)] if precision == "int8" else []
     processes = [subprocess.Popen(
-        [sys.executable, "-m", "int8track.apps.track", job.location, "--weights", str(weights), "--threads", "1",
+        [sys.executable, "-m", "int8track.apps.cli.track", job.location, "--weights", str(weights), "--threads", "1",
          "--no-video", "--quiet", "--max-frames", str(args.frames), "--output-dir", job.output_dir, *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for job in jobs]
     for process in processes:

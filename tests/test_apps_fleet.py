@@ -10,11 +10,19 @@ import threading
 import numpy as np
 import pytest
 
-from int8track.apps.batching import BatchingRunner
-from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, expand_sources, plan_jobs, run_fleet, track_many
-from int8track.apps.fleet_report import REPORT_CSV, REPORT_JSON, FleetReport
-from int8track.apps.motchallenge import format_tracks
-from int8track.apps.track import main
+from int8track.apps.cli.track import main
+from int8track.apps.fleet.batching import BatchingRunner
+from int8track.apps.fleet.pool import (
+    FleetConfig,
+    FleetError,
+    ModelRef,
+    expand_sources,
+    plan_jobs,
+    run_fleet,
+    track_many,
+)
+from int8track.apps.fleet.report import REPORT_CSV, REPORT_JSON, FleetReport
+from int8track.apps.io.motchallenge import format_tracks
 
 from conftest import require_data
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from int8track.apps.interrupt import StopOnSignal
-from int8track.apps.motchallenge import read_results
+from int8track.apps.io.motchallenge import read_results
+from int8track.apps.pipeline.interrupt import StopOnSignal
 
 from conftest import require_data
 
@@ -25,7 +25,7 @@ def _start_track(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "int8track.apps.track", str(video), "--weights", str(weights),
+    command = [sys.executable, "-m", "int8track.apps.cli.track", str(video), "--weights", str(weights),
                "--output-dir", str(out), "--threads", "1", "--max-frames", "400"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return process, out
@@ -105,7 +105,7 @@ def test_ctrl_c_during_int8_calibration_stops_the_calibration_process(tmp_path):
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
     home = tmp_path / "home"
-    command = [sys.executable, "-m", "int8track.apps.track", str(video), "--weights", str(weights), "--int8",
+    command = [sys.executable, "-m", "int8track.apps.cli.track", str(video), "--weights", str(weights), "--int8",
                "--output-dir", str(tmp_path / "out"), "--no-video", "--max-frames", "5"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "INT8TRACK_HOME": str(home)}, start_new_session=True)

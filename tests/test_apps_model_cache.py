@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from int8track.apps.model_cache import Int8ModelCache, source_fingerprint
+from int8track.apps.models.cache import Int8ModelCache, source_fingerprint
 from int8track.detectors import load_detector
 
 from conftest import require_data

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from int8track import frames
-from int8track.apps.motchallenge import read_results
-from int8track.apps.sources import open_source
-from int8track.apps.track import _calibration_source, build_parser, main
-from int8track.apps.writers import CODECS, read_tracks_json
+from int8track.apps.cli.track import _calibration_source, build_parser, main
+from int8track.apps.io.motchallenge import read_results
+from int8track.apps.io.sources import open_source
+from int8track.apps.io.writers import CODECS, read_tracks_json
 from int8track.quant.calibration import load_frames
 
 from conftest import require_data

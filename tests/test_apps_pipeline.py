@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from int8track.apps.pipeline import track_frames
-from int8track.apps.sources import open_source
+from int8track.apps.io.sources import open_source
+from int8track.apps.pipeline.run import track_frames
 from int8track.detectors import load_detector
 from int8track.tracker import ByteTracker
 

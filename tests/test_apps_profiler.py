@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from int8track.apps.profiler import StageProfiler, TimingReport, plot_reports, read_summary_csv
+from int8track.apps.pipeline.profiler import StageProfiler, TimingReport, plot_reports, read_summary_csv
 
 
 def _known_report() -> TimingReport:

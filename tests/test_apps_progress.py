@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import os
 
-from int8track.apps.progress import Progress, limit_tqdm_redraws
+from int8track.apps.pipeline.progress import Progress, limit_tqdm_redraws
 
 
 class Terminal(io.StringIO):

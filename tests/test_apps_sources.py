@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from int8track.apps.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
+from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
 
 from conftest import require_data
 
@@ -145,7 +145,7 @@ class _EmptyDetector:
 
 
 def test_frames_dropped_by_a_live_source_reach_the_tracker_as_frame_gaps():
-    from int8track.apps.pipeline import track_frames
+    from int8track.apps.pipeline.run import track_frames
 
     source = _FakeCamera(60, 0.001)
     reader = ReadAhead(source)

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from int8track.apps.pipeline import STAGES, OutputFilter
-from int8track.apps.track import main
+from int8track.apps.cli.track import main
+from int8track.apps.pipeline.run import STAGES, OutputFilter
 
 from conftest import require_data
 
@@ -108,7 +108,7 @@ def test_int8_calibrates_once_per_source_then_reuses_the_cached_model(tmp_path, 
 
 def test_int8_target_reaches_the_quantizer_and_the_cache_key(tmp_path, capsys, monkeypatch):
     from int8track import quant
-    from int8track.apps import model_cache
+    from int8track.apps.models import cache as model_cache
 
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")

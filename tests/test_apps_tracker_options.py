@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks import e2e, mot17
-from int8track.apps import track
-from int8track.apps.tracker_options import tracker_argv, tracker_config_from_args
+from int8track.apps.cli import track
+from int8track.apps.cli.tracker_options import tracker_argv, tracker_config_from_args
 from int8track.tracker import TrackerConfig
 
 from conftest import require_data

@@ -176,8 +176,8 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
     """``track --int8``: the detector handed to the quantizer is already at the fitted size (its calibration
     blobs too), the cached model runs at that size, and another size is another cache entry."""
     from int8track import quant
-    from int8track.apps import model_cache
-    from int8track.apps.track import main
+    from int8track.apps.cli.track import main
+    from int8track.apps.models import cache as model_cache
 
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")
@@ -206,7 +206,7 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
 
 
 def test_track_imgsz_option_and_its_errors(tmp_path, capsys):
-    from int8track.apps.track import main
+    from int8track.apps.cli.track import main
 
     video = require_data("videos/vtest.avi")
     weights = require_data("weights/bytetrack_nano_mot17.onnx")

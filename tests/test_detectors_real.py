@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")  # whole module on o
 
 @pytest.fixture(scope="module")
 def pets() -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    from int8track.apps.motchallenge import load_sequence
+    from int8track.apps.io.motchallenge import load_sequence
 
     seq = load_sequence(require_data(PETS))
     gt = seq.ground_truth()

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from int8track.apps.evaluation import (
+from int8track.apps.evaluation.metrics import (
     OVERALL,
     MotMetrics,
     accumulate,
@@ -14,7 +14,7 @@ from int8track.apps.evaluation import (
     evaluate_sequence_hota,
     summarize,
 )
-from int8track.apps.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
+from int8track.apps.io.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
 
 from conftest import require_data
 
@@ -229,7 +229,7 @@ def test_metrics_agree_with_trackeval(case: str, tmp_path: Path) -> None:
 def test_command_line_scores_a_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from int8track.apps.evaluation import main
+    from int8track.apps.evaluation.metrics import main
 
     data = require_data("MOT17-mini/train")
     sequence = load_sequence(data / "MOT17-05-FRCNN")

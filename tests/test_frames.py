@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from int8track import frames
-from int8track.apps.sources import open_source
-from int8track.apps.track import main
+from int8track.apps.cli.track import main
+from int8track.apps.io.sources import open_source
 from int8track.quant.calibration import load_frames
 
 from conftest import require_data

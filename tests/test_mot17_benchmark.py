@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import mot17
-from int8track.apps.motchallenge import read_results
+from int8track.apps.io.motchallenge import read_results
 
 from conftest import require_data
 

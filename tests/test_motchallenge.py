@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from int8track.apps.motchallenge import (
+from int8track.apps.io.motchallenge import (
     MotResultWriter,
     find_sequences,
     format_tracks,

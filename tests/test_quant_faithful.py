@@ -58,8 +58,8 @@ def test_the_same_plan_while_other_processes_keep_both_cores_busy(small_bytetrac
 
 
 def test_quantize_command_writes_the_model_track_runs_without_calibrating(tmp_path, capsys, monkeypatch):
-    from int8track.apps.quantize import build_parser, config_from_args, main
-    from int8track.apps.track import main as track
+    from int8track.apps.cli.quantize import build_parser, config_from_args, main
+    from int8track.apps.cli.track import main as track
     from int8track.detectors import load_detector
 
     weights = require_data("weights/yolox_nano.onnx")
@@ -106,7 +106,7 @@ def test_quantize_command_writes_the_model_track_runs_without_calibrating(tmp_pa
     (["WEIGHTS", "--calib", "CALIB", "--int8-observer", "median"], "unknown observer 'median'"),
 ])
 def test_quantize_errors_are_one_line(argv, message, capsys):
-    from int8track.apps.quantize import main
+    from int8track.apps.cli.quantize import main
 
     weights, calib = require_data("weights/yolox_nano.onnx"), require_data("MOT17-mini/train/MOT17-05-FRCNN")
     argv = [str(weights) if a == "WEIGHTS" else str(calib) if a == "CALIB" else a for a in argv]

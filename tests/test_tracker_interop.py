@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.interop import detections_from_ultralytics, load_tracker_yaml
 

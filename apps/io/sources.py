@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 from int8track.frames import IMAGE_EXTENSIONS, list_images, read_image
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

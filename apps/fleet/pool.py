@@ -28,15 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from int8track.apps.fleet_report import (
+from int8track.apps.cli.tracker_options import tracker_config_from_args
+from int8track.apps.fleet.report import (
     FleetReport,
     StreamReport,
     score_stream,
     stream_report_from_timing,
 )
-from int8track.apps.pipeline import OutputFilter, run_tracking, track_frames
-from int8track.apps.profiler import StageProfiler
-from int8track.apps.sources import (
+from int8track.apps.io.sources import (
     IMAGE_EXTENSIONS,
     STREAM_SCHEMES,
     FrameSource,
@@ -44,7 +43,8 @@ from int8track.apps.sources import (
     SourceError,
     open_source,
 )
-from int8track.apps.tracker_options import tracker_config_from_args
+from int8track.apps.pipeline.profiler import StageProfiler
+from int8track.apps.pipeline.run import OutputFilter, run_tracking, track_frames
 from int8track.frames import VIDEO_EXTENSIONS
 from int8track.tracker import ByteTracker, TrackerConfig
 
@@ -309,7 +309,7 @@ def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
 
     batcher = None
     if config.batch and model.batched_path is not None and len(jobs) > 1:
-        from int8track.apps.batching import BatchingRunner
+        from int8track.apps.fleet.batching import BatchingRunner
         from int8track.detectors.runtime import OrtRunner, create_session
 
         batcher = BatchingRunner(OrtRunner(create_session(model.batched_path, threads)), len(jobs))
@@ -444,7 +444,7 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
 
 def with_batched_model(model: ModelRef) -> ModelRef:
     """``model`` with its dynamic-batch export (made once, in the driver, beside the exported ONNX models)."""
-    from int8track.apps.batching import batched_model_file
+    from int8track.apps.fleet.batching import batched_model_file
     from int8track.detectors.zoo import cache_dir
 
     path = batched_model_file(model.path, cache_dir() / "onnx", model.input_size)
@@ -550,7 +550,7 @@ def fleet_requested(args: argparse.Namespace) -> bool:
 
 def fleet_main(args: argparse.Namespace) -> int:
     """``track`` over many sources: returns the exit code (0 when every stream ran without error)."""
-    from int8track.apps import track
+    from int8track.apps.cli import track
 
     try:
         locations = expand_sources(args.source, args.sources)
@@ -565,7 +565,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         jobs = plan_jobs(locations, output_dir)
         model = prepare_model(args, locations)
         if args.ray is not None:
-            from int8track.apps.ray_fleet import run_fleet_ray
+            from int8track.apps.fleet.ray_actors import run_fleet_ray
 
             report = run_fleet_ray(jobs, model, config, None if args.ray == "local" else args.ray)
         else:
@@ -596,10 +596,10 @@ def prepare_model(args: argparse.Namespace, locations: Sequence[str]) -> ModelRe
     """The model every worker loads, sized by ``--imgsz`` for the first source that opens (the fleet runs one
     input size; other frame shapes are letterboxed into it): the weights (fp32), or the int8 model calibrated
     once at that size, on ``--calib`` or that source, through the int8 cache (so a later run reuses it)."""
-    from int8track.apps import track
-    from int8track.apps.input_fit import PeekedSource, fit_detector
-    from int8track.apps.model_cache import Int8ModelCache, resolve_weights
-    from int8track.apps.quantize import config_from_args, print_summary
+    from int8track.apps.cli import track
+    from int8track.apps.cli.quantize import config_from_args, print_summary
+    from int8track.apps.models.cache import Int8ModelCache, resolve_weights
+    from int8track.apps.models.input_fit import PeekedSource, fit_detector
     from int8track.detectors import load_detector
 
     weights = resolve_weights(args.model, args.weights)

@@ -158,8 +158,8 @@ def score_stream(report: StreamReport) -> StreamReport:
     location = Path(report.location)
     if report.results_path is None or report.frames == 0 or not (location / "gt" / "gt.txt").is_file():
         return report
-    from int8track.apps.evaluation import accumulate, protocol_for, summarize
-    from int8track.apps.motchallenge import load_sequence, read_results
+    from int8track.apps.evaluation.metrics import accumulate, protocol_for, summarize
+    from int8track.apps.io.motchallenge import load_sequence, read_results
 
     sequence = load_sequence(location)
     gt = sequence.ground_truth()

@@ -17,8 +17,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from int8track.apps.fleet import FleetConfig, FleetError, ModelRef, StreamJob, finish_report, partition, serve_streams
-from int8track.apps.fleet_report import FleetReport, StreamReport
+from int8track.apps.fleet.pool import (
+    FleetConfig,
+    FleetError,
+    ModelRef,
+    StreamJob,
+    finish_report,
+    partition,
+    serve_streams,
+)
+from int8track.apps.fleet.report import FleetReport, StreamReport
 
 
 def _require_ray() -> Any:

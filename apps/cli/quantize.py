@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from int8track.apps.arg_types import checked_number
+from int8track.apps.cli.arg_types import checked_number
 from int8track.quant.config import DEFAULT_NUM_FRAMES, QuantConfig, held_out_count
 
 EXIT_USAGE = 2
@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from int8track.apps.model_cache import speed_table_root
-    from int8track.apps.track import UserError, _class_ids
+    from int8track.apps.cli.track import UserError, _class_ids
+    from int8track.apps.models.cache import speed_table_root
     from int8track.detectors import load_detector
     from int8track.quant import quantize_detector
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from int8track.apps.sources import FrameSource, SourceError
+from int8track.apps.io.sources import FrameSource, SourceError
 from int8track.detectors.detector import Detector
 from int8track.detectors.input_size import InputSizeChoice, resolve_input_size
 

@@ -17,17 +17,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.fleet import add_fleet_arguments, fleet_main, fleet_requested
-from int8track.apps.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
-from int8track.apps.interrupt import StopOnSignal
-from int8track.apps.model_cache import Int8ModelCache, resolve_weights, source_fingerprint
-from int8track.apps.pipeline import OutputFilter, RunResult, run_tracking
-from int8track.apps.profiler import plot_reports
-from int8track.apps.progress import limit_tqdm_redraws
-from int8track.apps.quantize import add_int8_arguments, config_from_args, print_summary, summary_dict
-from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
-from int8track.apps.track_options import add_ecosystem_arguments, range_problem
-from int8track.apps.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.apps.cli.quantize import add_int8_arguments, config_from_args, print_summary, summary_dict
+from int8track.apps.cli.track_options import add_ecosystem_arguments, range_problem
+from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_config_from_args
+from int8track.apps.fleet.pool import add_fleet_arguments, fleet_main, fleet_requested
+from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.models.cache import Int8ModelCache, resolve_weights, source_fingerprint
+from int8track.apps.models.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
+from int8track.apps.pipeline.interrupt import StopOnSignal
+from int8track.apps.pipeline.profiler import plot_reports
+from int8track.apps.pipeline.progress import limit_tqdm_redraws
+from int8track.apps.pipeline.run import OutputFilter, RunResult, run_tracking
 from int8track.tracker import ByteTracker, TrackerConfig
 
 DEFAULT_MODEL = "bytetrack_nano_mot17"

@@ -27,9 +27,9 @@ import motmetrics as mm  # noqa: E402  (after the compat shim)
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from int8track.apps import _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
-from int8track.apps.hota import HotaCounts, hota_counts
-from int8track.apps.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
+from int8track.apps.evaluation import motmetrics_compat as _motmetrics_compat  # noqa: F401  (restores np.asfarray for motmetrics under NumPy 2)
+from int8track.apps.evaluation.hota import HotaCounts, hota_counts
+from int8track.apps.io.motchallenge import MotAnnotations, MotSequence, find_sequences, read_results
 
 IOU_THRESHOLD = 0.5
 PEDESTRIAN = 1

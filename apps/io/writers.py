@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.motchallenge import AtomicTextFile
+from int8track.apps.io.motchallenge import AtomicTextFile
 
 _STOP = object()
 #: Tried in order: H.264 plays in browsers but needs an encoder OpenCV's FFmpeg may lack (pip wheels usually

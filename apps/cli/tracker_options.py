@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from int8track.apps.arg_types import checked_number
+from int8track.apps.cli.arg_types import checked_number
 from int8track.tracker.config import NEW_TRACK_MARGIN, TrackerConfig
 from int8track.tracker.interop import load_tracker_yaml
 

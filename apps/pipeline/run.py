@@ -18,12 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.drawing import TrailHistory, draw_tracks
-from int8track.apps.motchallenge import MotResultWriter
-from int8track.apps.profiler import StageProfiler, TimingReport
-from int8track.apps.progress import Progress
-from int8track.apps.sources import FrameSource, ReadAhead, SourceError, open_source
-from int8track.apps.writers import TracksJsonWriter, VideoWriterThread
+from int8track.apps.io.motchallenge import MotResultWriter
+from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
+from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
+from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
+from int8track.apps.pipeline.progress import Progress
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
