@@ -21,6 +21,10 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".m
 MOT_IMAGE_DIR = "img1"
 
 
+#: The frame rate assumed where a source does not state one (image folders, a MOT sequence without it), as in
+#: the official ByteTrack demo.
+FALLBACK_FRAME_RATE = 30.0
+
 def is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 

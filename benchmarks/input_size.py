@@ -38,6 +38,7 @@ from int8track.apps.io.sources import open_source
 from int8track.apps.pipeline.run import OutputFilter, run_tracking
 from int8track.detectors import Detector, InputSizeChoice, load_detector, resolve_input_size
 from int8track.detectors.evaluation import average_precision, boxes_by_frame
+from int8track.frames import FALLBACK_FRAME_RATE
 from int8track.tracker import ByteTracker, TrackerConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
@@ -169,7 +170,8 @@ def track_and_score(detector: Detector, source: Path, sequence: MotSequence, res
     """One ``track`` run (defaults, no video): end-to-end fps, AP50 of its detections, MOTA and IDF1."""
     recorder = RecordingDetector(detector)
     opened = open_source(str(source))
-    tracker = ByteTracker(TrackerConfig.from_track_thresh(DEFAULT_TRACK_THRESH), frame_rate=opened.info.fps or 30.0)
+    tracker = ByteTracker(TrackerConfig.from_track_thresh(DEFAULT_TRACK_THRESH),
+                          frame_rate=opened.info.fps or FALLBACK_FRAME_RATE)
     run = run_tracking(opened, recorder, tracker, output_filter=OutputFilter(), results_path=results,
                        max_frames=max_frames, progress=False)
     if run.error is not None:

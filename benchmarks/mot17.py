@@ -35,7 +35,8 @@ from int8track.apps.cli.tracker_options import (
     tracker_config_from_args,
 )
 from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
-from int8track.apps.io.motchallenge import MotResultWriter, MotSequence, find_sequences
+from int8track.apps.io.mot_results import MotResultWriter
+from int8track.apps.io.motchallenge import MotSequence, find_sequences
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.apps.pipeline.run import TRACKER_STAGES, update_tracker

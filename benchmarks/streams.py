@@ -42,9 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from int8track.apps.cli.track import build_parser as track_parser
-from int8track.apps.fleet.pool import FleetConfig, ModelRef, plan_jobs, prepare_model, run_fleet
+from int8track.apps.cli.fleet import prepare_model
+from int8track.apps.fleet.config import FleetConfig, ModelRef
+from int8track.apps.fleet.jobs import plan_jobs
+from int8track.apps.fleet.pool import run_fleet
+from int8track.apps.models.request import CalibrationRequest, ModelRequest
 from int8track.apps.pipeline.profiler import TimingReport
+from int8track.quant.config import QuantConfig, held_out_count
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -84,10 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     rows: list[dict[str, Any]] = []
     for precision in [p.strip() for p in args.precisions.split(",") if p.strip()]:
-        track_args = [str(video), "--weights", str(weights), "--threads", str(cores), "--quiet"]
+        int8 = None
         if precision == "int8":
-            track_args += ["--int8", "--calib-frames", str(args.calib_frames)]
-        model = prepare_model(track_parser().parse_args(track_args), [str(video)])
+            quant = QuantConfig(num_frames=None, held_out_frames=held_out_count(args.calib_frames))
+            int8 = CalibrationRequest(quant=quant, frames=args.calib_frames)
+        request = ModelRequest(weights=weights, threads=cores, int8=int8)
+        model = prepare_model(request, [str(video)], None)
         for k in ks:
             reference: dict[str, str] | None = None
             for mode in modes:

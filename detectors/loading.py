@@ -37,7 +37,7 @@ from .onnx_import import (
     onnx_output_channels,
     read_onnx,
 )
-from .runtime import OrtRunner, TorchRunner, create_session, export_onnx, save_onnx
+from .runtime import OrtRunner, TorchRunner, cached_onnx, create_session, export_onnx
 from .spec import COCO80, SPEC_METADATA_KEY, ModelSpec
 from .yolov5 import YOLOv5, activation_name, variant_of_yaml, yolov5_yaml
 from .yolox import YOLOX
@@ -217,7 +217,5 @@ def _exported_onnx(model: nn.Module, spec: ModelSpec, weights: Path) -> Path:
     h, w = spec.input_size
     key = f"{spec.name}-{sha256_of(weights)[:16]}-{h}x{w}-{spec.activation}-v{EXPORT_FORMAT}"
     target = cache_dir() / "onnx" / f"{key}.onnx"
-    if not target.is_file():
-        save_onnx(export_onnx(model, spec.input_size), target)
-    return target
+    return cached_onnx(target, lambda: export_onnx(model, spec.input_size))
 

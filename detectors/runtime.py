@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
+import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,8 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
+
+from int8track.files import write_bytes_atomically
 
 #: In ORT 1.31 this optimizer re-quantizes float weights next to QDQ nodes; int8 models must not be touched.
 DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
@@ -89,16 +91,25 @@ def export_onnx(model: nn.Module, input_size: tuple[int, int], *, dynamic_batch:
     return onnx.load_from_string(buffer.getvalue())
 
 
-def save_onnx(proto: onnx.ModelProto, path: str | Path) -> Path:
-    """Write ``proto`` atomically (temporary file in the same folder, then rename); parent folders created."""
+def cached_onnx(path: str | Path, make: Callable[[], onnx.ModelProto]) -> Path:
+    """``path`` if it holds a readable ONNX model, else ``make()`` written there atomically.
+
+    A cached file that does not parse (truncated by a full disk or a killed copy, overwritten with garbage) is
+    reported in one line, removed and made again, so it never blocks later runs.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(proto.SerializeToString())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    if path.is_file():
+        try:
+            onnx.load(str(path), load_external_data=False)
+            return path
+        except Exception as exc:  # whatever the parser raises, the file is unusable
+            reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+            print(f"warning: cached ONNX model {path} does not load ({reason}); removing it and exporting again",
+                  file=sys.stderr)
+            path.unlink(missing_ok=True)
+    return save_onnx(make(), path)
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | Path) -> Path:
+    """Write ``proto`` atomically (``int8track.files``); parent folders created."""
+    return write_bytes_atomically(path, proto.SerializeToString())

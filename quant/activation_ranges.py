@@ -20,7 +20,7 @@ import onnx
 import torch
 from torch import nn
 
-from int8track.quant.observers import Observer, RunningHistogram, _fake_quant_sse, _HistogramBased
+from int8track.quant.observers import HistogramBased, Observer, RunningHistogram, fake_quant_sse
 from int8track.quant.qparams import QScheme, get_scheme
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
@@ -83,7 +83,7 @@ def activation_aware_low(hist: RunningHistogram, lo: float, hi: float, activatio
     top = min(0.0, hi)
     lows = top + (lo - top) * (1.0 - torch.arange(candidates + 1, dtype=torch.float64) / candidates)  # lo ... top
     highs = torch.full_like(lows, hi)
-    err = _fake_quant_sse(x, n, lows, highs, scheme, transform=activation)
+    err = fake_quant_sse(x, n, lows, highs, scheme, transform=activation)
     return float(lows[int(torch.argmin(err))]) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
@@ -93,8 +93,8 @@ class ActivationAwareObserver(Observer):
 
     def __init__(self, base: Observer, activation: Activation, scheme: str | QScheme) -> None:
         self.base, self.activation, self.scheme = base, activation, get_scheme(scheme)
-        self._own_hist = not isinstance(base, _HistogramBased)
-        self.hist = RunningHistogram(count_zeros=False) if self._own_hist else cast(_HistogramBased, base).hist
+        self._own_hist = not isinstance(base, HistogramBased)
+        self.hist = RunningHistogram(count_zeros=False) if self._own_hist else cast(HistogramBased, base).hist
 
     def update(self, x: torch.Tensor) -> None:
         self.base.update(x)

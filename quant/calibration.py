@@ -17,10 +17,9 @@ from tqdm import tqdm
 from int8track import frames
 from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
 from int8track.quant.bias_correction import correct_model_biases
+from int8track.quant.config import DEFAULT_NUM_FRAMES
 from int8track.quant.observers import make_observer
 from int8track.quant.simulate import QuantPlan, conv_layers, simulated
-
-DEFAULT_NUM_FRAMES = 200
 
 
 def load_frames(source: str | Path | Sequence[np.ndarray], num: int | None = DEFAULT_NUM_FRAMES,

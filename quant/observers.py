@@ -230,7 +230,7 @@ def histogram_quantile(counts: torch.Tensor, origin: float, width: float, q: tor
     return origin + (j - 1 + frac) * width
 
 
-class _HistogramBased(Observer):
+class HistogramBased(Observer):
     """Shared state for observers that search a range on a running histogram."""
 
     def __init__(self, bins: int = 2048) -> None:
@@ -244,7 +244,7 @@ class _HistogramBased(Observer):
         return self.hist
 
 
-class PercentileObserver(_HistogramBased):
+class PercentileObserver(HistogramBased):
     """Clip to percentiles of the data: per side ``(100 - p, p)`` or symmetric ``|x|`` percentile p.
 
     Percentiles are read from the running histogram by interpolating its CDF, so they match
@@ -297,7 +297,7 @@ def _candidate_grid(
     return lo_g[keep], hi_g[keep]
 
 
-class HistogramObserver(_HistogramBased):
+class HistogramObserver(HistogramBased):
     """Minimise the expected L2 error (rounding + clipping) over candidate ranges, from the histogram.
 
     Same idea as PyTorch's HistogramObserver, with an exhaustive search instead of its greedy one:
@@ -338,7 +338,7 @@ class HistogramObserver(_HistogramBased):
         return float(lo[k]) + 0.0, float(hi[k])  # + 0.0 turns -0.0 into 0.0
 
 
-class MSEObserver(_HistogramBased):
+class MSEObserver(HistogramBased):
     """Choose the range minimising the MSE between x and fake_quant(x) over a grid of candidates.
 
     Unlike :class:`HistogramObserver` (noise model), this applies the real quantizer, including
@@ -360,7 +360,7 @@ class MSEObserver(_HistogramBased):
         keep = h.counts > 0
         c, n = h.centers[keep], h.counts[keep]
         err = torch.cat(
-            [_fake_quant_sse(c, n, lo[k], hi[k], self.scheme) for k in torch.split(torch.arange(lo.numel()), 256)]
+            [fake_quant_sse(c, n, lo[k], hi[k], self.scheme) for k in torch.split(torch.arange(lo.numel()), 256)]
         )
         k = int(torch.argmin(err))
         return float(lo[k]) + 0.0, float(hi[k])
@@ -372,7 +372,7 @@ def qparams_span(lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme) -> torch.T
     return 2.0 * torch.maximum(-lo, hi) if scheme.symmetric else hi - lo
 
 
-def _fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme,
+def fake_quant_sse(c: torch.Tensor, n: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, scheme: QScheme,
                     transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Weighted squared fake-quantization error of values ``c`` (weights ``n``) for each candidate range,
     measured after ``transform`` (e.g. the activation that follows the quantized tensor) when given."""

@@ -26,6 +26,7 @@ from int8track.detectors.detector import Detector
 from int8track.detectors.runtime import OrtRunner, create_session, export_onnx
 from int8track.detectors.spec import SPEC_METADATA_KEY as SPEC_KEY
 from int8track.detectors.spec import ModelSpec
+from int8track.files import write_bytes_atomically
 from int8track.quant.rescale import input_scale, output_scale, suspended
 from int8track.quant.simulate import ActQuant, QuantPlan, conv_layers, quantize_bias
 
@@ -304,11 +305,8 @@ def int8_op_count(counts: Counter) -> int:
 
 
 def save_model(proto: onnx.ModelProto, path: str | Path) -> Path:
-    """Write ``proto`` to ``path`` (parent folders created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(proto, str(path))
-    return path
+    """Write ``proto`` to ``path`` atomically (parent folders created): a killed run leaves no truncated model."""
+    return write_bytes_atomically(path, proto.SerializeToString())
 
 
 class QuantizedDetector(Detector):

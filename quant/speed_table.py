@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime as ort
+
+from int8track.files import write_text_atomically
 
 
 def machine_id() -> dict[str, str]:
@@ -50,14 +53,16 @@ class SpeedTable:
         path = None if self.folder is None else self.folder / f"{key}.json"
         if path is not None and path.is_file():
             try:
+                stored = {k: float(v) for k, v in json.loads(path.read_text())["timings_ms"].items()}
+                if not stored:
+                    raise ValueError("no timings")
                 self.reused = True
-                return {k: float(v) for k, v in json.loads(path.read_text())["timings_ms"].items()}
-            except (ValueError, KeyError, TypeError):
-                self.reused = False  # unreadable: measure again and overwrite
+                return stored
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:  # measure again and overwrite
+                print(f"warning: speed table entry {path} is unreadable ({type(exc).__name__}); measuring again",
+                      file=sys.stderr)
+                self.reused = False
         timings = measure()
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-            partial.write_text(json.dumps({"timings_ms": timings, "machine": machine_id()}, indent=1) + "\n")
-            os.replace(partial, path)
+            write_text_atomically(path, json.dumps({"timings_ms": timings, "machine": machine_id()}, indent=1) + "\n")
         return timings

@@ -18,10 +18,10 @@ from torch import nn
 
 from int8track.quant.activation_ranges import Activation, ActivationAwareObserver
 from int8track.quant.observers import (
+    HistogramBased,
     MinMaxObserver,
     Observer,
     RunningHistogram,
-    _HistogramBased,
     make_observer,
 )
 
@@ -65,7 +65,7 @@ def _observer_on(name: str, hist: RunningHistogram) -> Observer:
             obs.lo, obs.hi = hist.min, hist.max
         return obs
     observer = make_observer(name)
-    assert isinstance(observer, _HistogramBased)
+    assert isinstance(observer, HistogramBased)
     observer.hist = hist
     return observer
 

@@ -12,17 +12,12 @@ import pytest
 
 from int8track.apps.cli.track import main
 from int8track.apps.fleet.batching import BatchingRunner
-from int8track.apps.fleet.pool import (
-    FleetConfig,
-    FleetError,
-    ModelRef,
-    expand_sources,
-    plan_jobs,
-    run_fleet,
-    track_many,
-)
+from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
+from int8track.apps.fleet.jobs import expand_sources, plan_jobs
+from int8track.apps.fleet.messages import FleetMessage, Progress, Started
+from int8track.apps.fleet.pool import run_fleet, track_many
 from int8track.apps.fleet.report import REPORT_CSV, REPORT_JSON, FleetReport
-from int8track.apps.io.motchallenge import format_tracks
+from int8track.apps.io.mot_results import format_tracks
 
 from conftest import require_data
 
@@ -120,11 +115,12 @@ def test_killed_worker_is_reported_restarted_and_the_others_complete(fleet_input
     pids: dict[str, int] = {}
     killed: list[int] = []
 
-    def kill_vtest_worker(message: tuple) -> None:
-        if message[0] == "started":
-            for source_id in message[3]:
-                pids[source_id] = message[2]
-        elif message[0] == "progress" and message[1] == "vtest" and message[2] >= 2 and not killed:
+    def kill_vtest_worker(message: FleetMessage) -> None:
+        if isinstance(message, Started):
+            for source_id in message.source_ids:
+                pids[source_id] = message.pid
+        elif isinstance(message, Progress) and message.source_id == "vtest" and message.frames_read >= 2 \
+                and not killed:
             killed.append(pids["vtest"])
             os.kill(pids["vtest"], signal.SIGKILL)
 

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from int8track import frames
-from int8track.apps.cli.track import _calibration_source, build_parser, main
+from int8track.apps.cli.track import main
 from int8track.apps.io.motchallenge import read_results
 from int8track.apps.io.sources import open_source
 from int8track.apps.io.writers import CODECS, read_tracks_json
+from int8track.apps.models.cache import source_fingerprint
 from int8track.quant.calibration import load_frames
 
 from conftest import require_data
@@ -166,5 +167,6 @@ def test_a_recorded_url_can_be_a_calibration_source(http_folder):
     for a, b in zip(local, remote, strict=True):
         np.testing.assert_array_equal(a, b)
     with open_source(url) as source:
-        args = build_parser().parse_args([url])
-        assert _calibration_source(args, source) == {"live": url}  # known by the URL, nothing to stat
+        # known by the URL, nothing to stat (as prepare_detector fingerprints a stream read like a file)
+        assert source.info.kind == "stream"
+        assert source_fingerprint(source.info.location, live=True) == {"live": url}

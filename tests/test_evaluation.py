@@ -14,7 +14,8 @@ from int8track.apps.evaluation.metrics import (
     evaluate_sequence_hota,
     summarize,
 )
-from int8track.apps.io.motchallenge import MotAnnotations, MotSequence, load_sequence, write_results
+from int8track.apps.io.mot_results import write_results
+from int8track.apps.io.motchallenge import MotAnnotations, MotSequence, load_sequence
 
 from conftest import require_data
 

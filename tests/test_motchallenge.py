@@ -11,15 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from int8track.apps.io.mot_results import MotResultWriter, format_tracks, write_results
 from int8track.apps.io.motchallenge import (
-    MotResultWriter,
     find_sequences,
-    format_tracks,
     load_sequence,
     read_ground_truth,
     read_mot_table,
     read_results,
-    write_results,
 )
 
 from conftest import require_data

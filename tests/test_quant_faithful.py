@@ -58,7 +58,8 @@ def test_the_same_plan_while_other_processes_keep_both_cores_busy(small_bytetrac
 
 
 def test_quantize_command_writes_the_model_track_runs_without_calibrating(tmp_path, capsys, monkeypatch):
-    from int8track.apps.cli.quantize import build_parser, config_from_args, main
+    from int8track.apps.cli.model_options import quant_config_from_args
+    from int8track.apps.cli.quantize import build_parser, main
     from int8track.apps.cli.track import main as track
     from int8track.detectors import load_detector
 
@@ -85,7 +86,7 @@ def test_quantize_command_writes_the_model_track_runs_without_calibrating(tmp_pa
 
     # the in-memory int8 detector made with the same settings and frames gives the same detections
     detector = load_detector(str(weights), backend="onnxruntime", num_threads=1).with_classes([0])
-    in_memory = quantize_detector(detector, load_frames(calib, 6), config_from_args(build_parser().parse_args(argv)),
+    in_memory = quantize_detector(detector, load_frames(calib, 6), quant_config_from_args(build_parser().parse_args(argv)),
                                   num_threads=1, speed_table=tmp_path / "home" / "speed", progress=False)
     assert in_memory.quant_info.speed_choice == report.speed_choice
     saved = load_detector(str(out), backend="onnxruntime", num_threads=1, classes=[0])

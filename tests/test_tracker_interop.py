@@ -9,7 +9,7 @@ import pytest
 
 from int8track.apps.io.motchallenge import load_sequence
 from int8track.tracker import ByteTracker, TrackerConfig
-from int8track.tracker.interop import detections_from_ultralytics, load_tracker_yaml
+from int8track.tracker.interop import detections_from_ultralytics
 
 from conftest import require_data
 
@@ -37,10 +37,10 @@ def test_ultralytics_bytetrack_yaml_maps_key_for_key(tmp_path: Path) -> None:
     path = write(tmp_path, ULTRALYTICS_BYTETRACK_YAML)
     expected = TrackerConfig(track_high_thresh=0.25, track_low_thresh=0.1, new_track_thresh=0.25, track_buffer=30,
                              match_thresh=0.8, fuse_score=True)
-    assert load_tracker_yaml(path) == expected
+    assert TrackerConfig.from_yaml(path) == expected
     tracker = ByteTracker.from_yaml(path, frame_rate=10)
     assert tracker.config == expected.replace(frame_rate=10) and tracker.max_time_lost == 10
-    assert load_tracker_yaml(write(tmp_path, "track_buffer: 60\n", "partial.yaml")) == TrackerConfig(track_buffer=60)
+    assert TrackerConfig.from_yaml(write(tmp_path, "track_buffer: 60\n", "partial.yaml")) == TrackerConfig(track_buffer=60)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -57,7 +57,7 @@ def test_ultralytics_bytetrack_yaml_maps_key_for_key(tmp_path: Path) -> None:
 def test_bad_tracker_files_get_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ValueError, match=message) as error:
-        load_tracker_yaml(path)
+        TrackerConfig.from_yaml(path)
     assert str(error.value).startswith(f"{path}: ") and "\n" not in str(error.value)
 
 

@@ -122,11 +122,9 @@ class ByteTracker:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **settings: Any) -> ByteTracker:
-        """A tracker configured by an Ultralytics ``bytetrack.yaml`` (``tracker.interop.load_tracker_yaml``);
-        keywords override the file's values (e.g. ``frame_rate``)."""
-        from int8track.tracker.interop import load_tracker_yaml
-
-        return cls(load_tracker_yaml(path), **settings)
+        """A tracker configured by an Ultralytics ``bytetrack.yaml`` (``TrackerConfig.from_yaml``); keywords
+        override the file's values (e.g. ``frame_rate``)."""
+        return cls(TrackerConfig.from_yaml(path), **settings)
 
     @property
     def config(self) -> TrackerConfig:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 ID_MODES = ("compact", "official")
@@ -74,6 +76,44 @@ class TrackerConfig:
                              f"({self.track_high_thresh})")
 
     @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> TrackerConfig:
+        """The ``TrackerConfig`` of an Ultralytics ``bytetrack.yaml`` (keys missing from it keep our defaults).
+
+        Accepted keys: ``TrackerConfig``'s field names (Ultralytics' ``track_high_thresh``,
+        ``track_low_thresh``, ``new_track_thresh``, ``track_buffer``, ``match_thresh``, ``fuse_score`` are
+        among them) and ``tracker_type``, which must be ``bytetrack``. Any other key, a file that cannot be
+        read or parsed, or a bad value raises ``ValueError`` with one line naming the file and the problem.
+        The thresholds keep the official tracker's comparisons: a score exactly equal to ``track_high_thresh``
+        goes to neither association stage (Ultralytics puts it in the first), which only matters on the threshold.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ValueError(f"{path}: cannot read tracker settings ({reason})") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected tracker settings as 'key: value' lines, got {type(data).__name__}")
+        unknown = sorted(str(key) for key in data if key not in _config_keys() and key not in ULTRALYTICS_KEYS)
+        if unknown:
+            raise ValueError(f"{path}: unknown tracker setting(s) {', '.join(unknown)}; "
+                             f"known: {', '.join((*ULTRALYTICS_KEYS, *_config_keys()))}")
+        tracker_type = data.get("tracker_type", SUPPORTED_TRACKER_TYPE)
+        if tracker_type != SUPPORTED_TRACKER_TYPE:
+            raise ValueError(f"{path}: tracker_type {tracker_type!r} is not supported "
+                             f"(only {SUPPORTED_TRACKER_TYPE!r})")
+        try:
+            return cls(**{key: value for key, value in data.items() if key in _config_keys()})
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
     def from_track_thresh(cls, track_thresh: float, **settings: Any) -> TrackerConfig:
         """The official demo's vocabulary: ``track_thresh=T`` is high threshold T, new tracks at T + 0.1."""
         return cls(track_high_thresh=track_thresh, new_track_thresh=track_thresh + NEW_TRACK_MARGIN, **settings)
@@ -102,3 +142,12 @@ def _check_number(name: str, value: object, low: float, high: float = math.inf, 
         bracket = "(" if low_open else "["
         upper = "inf)" if high == math.inf else f"{high:g}]"
         raise ValueError(f"{name} must be in {bracket}{low:g}, {upper}, got {value!r}")
+
+
+#: Keys of an Ultralytics tracker file that are not tracker settings: accepted, checked, not used.
+ULTRALYTICS_KEYS = ("tracker_type",)
+SUPPORTED_TRACKER_TYPE = "bytetrack"
+
+
+def _config_keys() -> tuple[str, ...]:
+    return tuple(field.name for field in dataclasses.fields(TrackerConfig))

@@ -3,42 +3,41 @@
 Writes into the output folder: the annotated video, a MOTChallenge results file, the per-stage timing report
 (JSON, CSV) and its plot, and prints the timing table at the end. ``--int8`` calibrates the detector on the
 source's own frames (or ``--calib``'s) once and caches the int8 model for later runs on the same calibration
-source (see ``apps.model_cache``).
+source (see ``apps.models``). Several sources run as a fleet (``apps.cli.fleet``).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from int8track.apps.cli.quantize import add_int8_arguments, config_from_args, print_summary, summary_dict
+from int8track.apps.cli.fleet import add_fleet_arguments, fleet_main, fleet_requested
+from int8track.apps.cli.model_options import add_imgsz_arguments, add_int8_arguments, model_request_from_args
+from int8track.apps.cli.output_dir import prepare_output_dir
 from int8track.apps.cli.track_options import add_ecosystem_arguments, range_problem
 from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_config_from_args
-from int8track.apps.fleet.pool import add_fleet_arguments, fleet_main, fleet_requested
-from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
-from int8track.apps.models.cache import Int8ModelCache, resolve_weights, source_fingerprint
-from int8track.apps.models.input_fit import PeekedSource, add_imgsz_arguments, fit_detector
+from int8track.apps.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, fail
+from int8track.apps.io.sources import SourceError, open_source
+from int8track.apps.models.input_fit import PeekedSource
+from int8track.apps.models.request import DEFAULT_MODEL, PreparedDetector, prepare_detector
 from int8track.apps.pipeline.interrupt import StopOnSignal
 from int8track.apps.pipeline.profiler import plot_reports
 from int8track.apps.pipeline.progress import limit_tqdm_redraws
 from int8track.apps.pipeline.run import OutputFilter, RunResult, run_tracking
+from int8track.frames import FALLBACK_FRAME_RATE
 from int8track.tracker import ByteTracker, TrackerConfig
 
-DEFAULT_MODEL = "bytetrack_nano_mot17"
-DEFAULT_TRACKER_FPS = 30.0  # when the source does not say (image folders), as in the official demo
-EXIT_USAGE = 2
-EXIT_FAILED = 1
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed as one line, no traceback."""
+EPILOG = ("int8 model cache: --int8 keeps each calibrated model in $INT8TRACK_HOME/int8 (default "
+          "~/.cache/int8track/int8), keyed by the weights, input size, settings and calibration source. "
+          "A video file or folder is recognised by its full path, size and modification time (a folder by "
+          "the count, sizes and times of its files), a camera or stream by its index or URL as typed. So "
+          "another video, or the same one edited or moved, is calibrated anew; the same one reuses its "
+          "model, and the program says which model it reuses and what it was calibrated on. Each model "
+          "has a .json record beside it. A cached file that no longer loads is reported, removed and made again.")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,14 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="track",
         description="Track objects with a YOLOX/YOLOv5 detector (fp32 or int8, ONNX Runtime) and ByteTrack.",
-        epilog="int8 model cache: --int8 keeps each calibrated model in $INT8TRACK_HOME/int8 (default "
-               "~/.cache/int8track/int8), keyed by the weights, input size, settings and calibration source. "
-               "A video file or folder is recognised by its full path, size and modification time (a folder by "
-               "the count, sizes and times of its files), a camera or stream by its index or URL as typed. So "
-               "another video, or the same one edited or moved, is calibrated anew; the same one reuses its "
-               "model, and the program says which model it reuses and what it was calibrated on. Each model "
-               "has a .json record beside it.",
-    )
+        epilog=EPILOG)
     parser.add_argument("source", nargs="*",
                         help="video file, image folder, MOT sequence folder, camera index or rtsp/http URL; several "
                              "sources, a folder of videos, a glob or @FILE (one source a line) run as a fleet")
@@ -91,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if (problem := range_problem(args)) is not None:
-        return _fail(problem, EXIT_USAGE)
+        return fail("track", problem, EXIT_USAGE)
     limit_tqdm_redraws()  # calibration and download bars: one redraw per few seconds in a log
     if fleet_requested(args):
         return fleet_main(args)
@@ -100,136 +92,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv2.setNumThreads(args.threads)
     try:
         tracker_config = tracker_config_from_args(args).replace(class_aware=args.class_aware)
-        source = open_source(args.source, fps=args.fps, live=args.live)
+        request = model_request_from_args(args)
+        opened = open_source(args.source, fps=args.fps, live=args.live)
     except (OSError, SourceError, ValueError) as exc:
-        return _fail(exc, EXIT_USAGE)
+        return fail("track", exc, EXIT_USAGE)
     stop = StopOnSignal()
     try:
-        source = PeekedSource(source)  # the first frame's shape sizes the detector's input
+        source = PeekedSource(opened)  # the first frame's shape sizes the detector's input
     except SourceError as exc:
-        source.close()
-        return _fail(exc, EXIT_FAILED)
+        opened.close()
+        return fail("track", exc, EXIT_FAILED)
     try:
-        output_dir = _prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
-        detector, precision, extra_info = _load_detector(args, source)
+        output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
+        prepared = prepare_detector(request, source, log=lambda line: print(f"track: {line}", file=sys.stderr))
         with stop:
-            result = _run(args, tracker_config, source, detector, precision, output_dir, extra_info, stop)
-            _write_report(result, output_dir, source.info.name, precision)
+            result = _run(args, tracker_config, source, prepared, output_dir, stop)
+            _write_report(result, output_dir, source.info.name, prepared)
     except (UserError, OSError, ValueError) as exc:
         source.close()
-        return _fail(exc, EXIT_USAGE)
+        return fail("track", exc, EXIT_USAGE)
     except KeyboardInterrupt:  # before tracking started, or a second signal: unfinished outputs are deleted
         source.close()
         when = "by a second signal" if stop.requested else "before tracking started"
-        return _fail(f"interrupted {when}; outputs not finished are not written", EXIT_INTERRUPTED)
+        return fail("track", f"interrupted {when}; outputs not finished are not written", EXIT_INTERRUPTED)
     if stop.exit_code is not None:
         print(f"track: stopped by {stop.signal_name} after frame {result.interrupted_at}; the outputs hold the "
               f"{result.frames} frames processed", file=sys.stderr)
         return stop.exit_code
     if result.error is not None:
-        return _fail(f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
+        return fail("track", f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
     if result.frames == 0:
-        return _fail(f"{source.info.location}: no frames read", EXIT_FAILED)
+        return fail("track", f"{source.info.location}: no frames read", EXIT_FAILED)
     return 0
 
 
-def _fail(message: object, code: int) -> int:
-    print(f"track: error: {message}", file=sys.stderr)
-    return code
-
-
-def _prepare_output_dir(path: Path) -> Path:
-    """Create the folder and prove it is writable, or raise UserError."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise UserError(f"{path}: output folder is not writable ({exc.strerror or exc})") from exc
-    return path
-
-
-def _load_detector(args: argparse.Namespace, source: PeekedSource):
-    """The fp32 detector sized by ``--imgsz`` for the source's frames, or its cached/freshly calibrated int8
-    version (calibrated at that size); returns (detector, precision, the input size's reason and the int8
-    decisions for the timing report)."""
-    from int8track.detectors import load_detector
-
-    weights = resolve_weights(args.model, args.weights)
-    detector = load_detector(str(weights), backend="onnxruntime", num_threads=args.threads,
-                             conf_thresh=args.conf, nms_thresh=args.nms)
-    detector = detector.with_classes(_class_ids(args.classes, detector.spec.class_names))  # before calibrating
-    fitted = fit_detector(detector, args.imgsz, source.first.shape)  # before calibrating: int8 runs at this size
-    detector = fitted.detector
-    print(f"track: detector input {fitted.input_size[0]}x{fitted.input_size[1]} ({fitted.reason})", file=sys.stderr)
-    if not args.int8:
-        return detector, "fp32", {"input_size_reason": fitted.reason}
-    calibration = {"frames": args.calib_frames, "source": _calibration_source(args, source)}
-    cached = Int8ModelCache().get(
-        detector, weights, lambda: _calibration_frames(args, source), config_from_args(args), calibration,
-        num_threads=args.threads, refresh=args.recalibrate,
-    )
-    verb = "reusing cached" if cached.reused else "calibrated and cached"
-    origin = cached.calibration["source"]
-    took = "" if cached.reused else f", {cached.make_seconds:.1f} s"
-    print(f"track: {verb} int8 model {cached.path} (calibrated on {cached.calibration['frames']} frames of "
-          f"{origin.get('path', origin.get('live'))}{took})", file=sys.stderr)
-    print_summary(cached.quant_report, "track")
-    summary = summary_dict(cached.quant_report)
-    if not cached.reused:  # the whole wait before tracking: frames read, calibration process started, calibrated
-        summary["calibration_wall_seconds"] = cached.make_seconds
-    return cached.detector, "int8", {"input_size_reason": fitted.reason, "int8": summary}
-
-
-def _calibration_source(args: argparse.Namespace, source: FrameSource) -> dict:
-    """The fingerprint of what ``_calibration_frames`` reads: ``--calib``, else the source."""
-    if args.calib is not None:
-        return source_fingerprint(args.calib)
-    # a URL is known by its text even when it is read like a file: nothing local to stat
-    return source_fingerprint(source.info.location, live=source.info.is_live or source.info.kind == "stream")
-
-
-def _calibration_frames(args: argparse.Namespace, source: FrameSource) -> list[np.ndarray]:
-    """``--calib-frames`` frames evenly spaced over ``--calib`` or the source; the first ones of a live source."""
-    from int8track.quant.calibration import load_frames
-
-    print(f"track: calibrating int8 on {args.calib_frames} frames of {args.calib or source.info.location}",
-          file=sys.stderr)
-    if args.calib is not None or not source.info.is_live:
-        return load_frames(args.calib or source.info.location, num=args.calib_frames)
-    live = open_source(source.info.location)
-    reader = ReadAhead(live, drop_oldest=False, max_frames=args.calib_frames)
-    frames = [frame.image for frame in reader]
-    reader.close()
-    if not frames:
-        raise UserError(f"{source.info.location}: no frames to calibrate on")
-    return frames
-
-
-def _class_ids(spec: str, class_names: Sequence[str]) -> list[int]:
-    """Class ids from a comma-separated list of names or ids, checked against the model's classes (not empty)."""
-    ids = []
-    for item in (part.strip() for part in spec.split(",") if part.strip()):
-        if item.isdigit() and int(item) < len(class_names):
-            ids.append(int(item))
-        elif item in class_names:
-            ids.append(list(class_names).index(item))
-        else:
-            raise UserError(f"--classes: {item!r} is not a class of this model ({len(class_names)} classes, "
-                            f"e.g. {', '.join(class_names[:5])})")
-    if not ids:
-        raise UserError(f"--classes {spec!r} names no class; give names or ids, e.g. --classes person")
-    return ids
-
-
-def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, precision: str, output_dir: Path,
-         extra_info: dict, stop: StopOnSignal) -> RunResult:
+def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: PeekedSource, prepared: PreparedDetector,
+         output_dir: Path, stop: StopOnSignal) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
         show = False
-    tracker = ByteTracker(tracker_config, frame_rate=source.info.fps or DEFAULT_TRACKER_FPS)
+    tracker = ByteTracker(tracker_config, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
     stem = source.info.name
+    detector = prepared.detector
     return run_tracking(
         source, detector, tracker,
         output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
@@ -239,23 +144,24 @@ def _run(args, tracker_config: TrackerConfig, source: FrameSource, detector, pre
         show=show,
         max_frames=args.max_frames,
         progress=not args.quiet,
-        info={"model": detector.spec.name, "precision": precision, "threads": args.threads,
-              "input_size": "{}x{}".format(*detector.spec.input_size), **extra_info},
+        info={"model": detector.spec.name, "threads": args.threads,
+              "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info()},
         should_stop=lambda: stop.requested,
     )
 
 
-def _write_report(result: RunResult, output_dir: Path, stem: str, precision: str) -> None:
+def _write_report(result: RunResult, output_dir: Path, stem: str, prepared: PreparedDetector) -> None:
     """Timing JSON, CSV and plot; the table and the list of outputs on stdout."""
     if result.frames == 0:
         return
     report = result.report
+    label = prepared.precision_label
     paths = [
         report.save_json(output_dir / f"{stem}_timing.json"),
         report.save_csv(output_dir / f"{stem}_timing.csv"),
-        plot_reports({precision: report}, output_dir / f"{stem}_timing.png", title=f"{stem} ({precision})"),
+        plot_reports({prepared.precision: report}, output_dir / f"{stem}_timing.png", title=f"{stem} ({label})"),
     ]
-    print(report.format_table(f"per-stage timing, {result.frames} frames ({precision})"))
+    print(report.format_table(f"per-stage timing, {result.frames} frames ({label})"))
     for path in [result.results_path, result.tracks_path, result.video_path, *paths]:
         if path is not None:
             print(f"wrote {path}")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from int8track.apps.cli.arg_types import checked_number
 from int8track.tracker.config import NEW_TRACK_MARGIN, TrackerConfig
-from int8track.tracker.interop import load_tracker_yaml
 
 DEFAULT_TRACK_THRESH = TrackerConfig().track_high_thresh
 
@@ -41,7 +40,7 @@ def tracker_config_from_args(args: argparse.Namespace, track_thresh: float = DEF
     """The settings ``add_tracker_arguments``'s options ask for: ``--tracker``'s file (else the official
     defaults with ``track_thresh``), then each option given. Raises ValueError (naming the file) or OSError."""
     path = getattr(args, "tracker", None)
-    config = load_tracker_yaml(path) if path is not None else TrackerConfig.from_track_thresh(track_thresh)
+    config = TrackerConfig.from_yaml(path) if path is not None else TrackerConfig.from_track_thresh(track_thresh)
     changes: dict[str, float | int] = {}
     if args.track_thresh is not None:
         changes.update(track_high_thresh=args.track_thresh, new_track_thresh=args.track_thresh + NEW_TRACK_MARGIN)

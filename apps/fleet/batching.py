@@ -99,7 +99,7 @@ def batched_model_file(weights: str | Path, folder: Path, input_size: tuple[int,
     int8 model (no float model to export)."""
     from int8track.detectors import load_detector
     from int8track.detectors.input_size import check_input_size
-    from int8track.detectors.runtime import export_onnx, save_onnx
+    from int8track.detectors.runtime import cached_onnx, export_onnx
 
     detector = load_detector(str(weights), backend="torch")
     model = detector.model
@@ -108,6 +108,5 @@ def batched_model_file(weights: str | Path, folder: Path, input_size: tuple[int,
     height, width = check_input_size(detector.spec, input_size) if input_size else detector.spec.input_size
     digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
     path = folder / f"{detector.spec.name}-{digest}-{height}x{width}-batch.onnx"
-    if not path.is_file():  # fully convolutional: the float model exports at any stride-multiple size
-        save_onnx(export_onnx(model, (height, width), dynamic_batch=True), path)
-    return path
+    # fully convolutional: the float model exports at any stride-multiple size
+    return cached_onnx(path, lambda: export_onnx(model, (height, width), dynamic_batch=True))

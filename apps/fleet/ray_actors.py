@@ -1,4 +1,4 @@
-"""The fleet on Ray: the pool's workers (``apps.fleet.serve_streams``) as Ray actors.
+"""The fleet on Ray: the pool's workers (``apps.fleet.worker.serve_streams``) as Ray actors.
 
 Each actor reserves ``threads_per_worker`` CPUs, so Ray places actors (and with them the streams) on the nodes
 with free CPUs. The model file's bytes go into the object store once (``ray.put``) and every actor writes them
@@ -17,16 +17,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from int8track.apps.fleet.pool import (
-    FleetConfig,
-    FleetError,
-    ModelRef,
-    StreamJob,
-    finish_report,
-    partition,
-    serve_streams,
-)
+from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef, StreamJob
+from int8track.apps.fleet.messages import Done, FleetMessage
+from int8track.apps.fleet.pool import finish_report, partition
 from int8track.apps.fleet.report import FleetReport, StreamReport
+from int8track.apps.fleet.worker import serve_streams
 
 
 def _require_ray() -> Any:
@@ -47,15 +42,15 @@ class StreamActor:
         self._model = replace(model, path=str(path))
         self._threads = threads
 
-    def serve(self, jobs: list[StreamJob], config: FleetConfig) -> list[dict]:
-        done: list[dict] = []
+    def serve(self, jobs: list[StreamJob], config: FleetConfig) -> list[StreamReport]:
+        done: list[StreamReport] = []
 
-        def emit(message: tuple) -> None:
-            if message[0] == "done":
-                done.append(message[1])
+        def emit(message: FleetMessage) -> None:
+            if isinstance(message, Done):
+                done.append(message.report)
 
         serve_streams(jobs, self._model, config, self._threads, emit)
-        return [{**report, "worker": f"ray actor pid {os.getpid()}"} for report in done]
+        return [replace(report, worker=f"ray actor pid {os.getpid()}") for report in done]
 
 
 def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
@@ -83,8 +78,8 @@ def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
         failures: list[str] = []
         for group, call in zip(groups, calls):
             try:
-                for item in ray.get(call):
-                    reports[item["source_id"]] = StreamReport.from_dict(item)
+                for report in ray.get(call):
+                    reports[report.source_id] = report
             except ray.exceptions.RayError as exc:  # the actor died twice (or could not be placed)
                 reason = str(exc).strip().splitlines()[0]
                 failures.append(f"ray actor serving {', '.join(job.source_id for job in group)} failed: {reason}")

@@ -1,4 +1,5 @@
-"""Read and write MOTChallenge data (MOT15/16/17/20): sequence folders, detections, ground truth, results.
+"""Read MOTChallenge data (MOT15/16/17/20): sequence folders, detections, ground truth, results
+(written by ``apps.io.mot_results``).
 
 A sequence folder holds ``seqinfo.ini``, ``det/det.txt``, ``gt/gt.txt`` and ``img1/``. Text files are parsed
 with numpy in one call; only when that fails (or a value is invalid) is the file re-scanned line by line, so the
@@ -7,23 +8,17 @@ error can name the exact 1-based line and what is wrong with it.
 from __future__ import annotations
 
 import configparser
-import os
-import uuid
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import NoReturn, TextIO, TypeVar
+from typing import NoReturn
 
 import numpy as np
 
-from int8track.frames import list_images
+from int8track.frames import FALLBACK_FRAME_RATE, list_images
 
 SEQINFO = "seqinfo.ini"
 DEFAULT_IMAGE_DIR = "img1"
-#: Frame rate assumed when a MOT15-style folder has no seqinfo.ini (ByteTrack's default).
-FALLBACK_FRAME_RATE = 30.0
 
 DET_MIN_COLUMNS = 7  # frame,-1,x,y,w,h,score[,...]
 GT_COLUMNS_WITH_CLASSES = 9  # MOT16/17/20: frame,id,x,y,w,h,consider,class,visibility
@@ -387,80 +382,3 @@ def find_sequences(root: str | Path, max_depth: int = 3) -> list[MotSequence]:
         raise FileNotFoundError(f"no MOTChallenge sequence (folder with {SEQINFO}, det/det.txt or gt/gt.txt) "
                                 f"found under {root}")
     return [load_sequence(path) for path in sorted(found)]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing results
-# ----------------------------------------------------------------------------------------------------------------
-
-def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
-    """MOTChallenge result lines ``frame,id,x,y,w,h,score,-1,-1,-1`` for tracker output (M,>=6) x1,y1,x2,y2,id,score."""
-    if isinstance(frame_id, bool) or int(frame_id) != frame_id or frame_id < 1:
-        raise ValueError(f"frame id must be an integer >= 1, got {frame_id!r}")
-    tracks = np.asarray(tracks, dtype=np.float64)
-    if tracks.size == 0:
-        return ""
-    if tracks.ndim != 2 or tracks.shape[1] < 6:
-        raise ValueError(f"tracks must be an (M,8) array x1,y1,x2,y2,track_id,score,class,det_index; "
-                         f"got shape {tracks.shape}")
-    if not np.isfinite(tracks[:, :6]).all():
-        raise ValueError(f"frame {frame_id}: tracks contain nan/inf")
-    lines = [f"{int(frame_id)},{int(track_id)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n"
-             for x1, y1, x2, y2, track_id, score in tracks[:, :6]]
-    return "".join(lines)
-
-
-class AtomicTextFile:
-    """A text file written under a hidden temporary name beside ``path``; only a clean exit from the ``with``
-    block syncs it and renames it to ``path`` (``os.replace``), so an interrupted run never leaves a truncated
-    file that looks complete. Subclasses write through :meth:`_write`."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._handle: TextIO | None = None
-        self._temp_path: Path | None = None
-
-    def __enter__(self: _Atomic) -> _Atomic:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # a unique name opened exclusively ("x"): unlike mkstemp, the file gets the usual umask permissions
-        self._temp_path = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.part")
-        self._handle = open(self._temp_path, "x", encoding="utf-8", newline="\n")
-        return self
-
-    def _write(self, text: str) -> None:
-        if self._handle is None:
-            raise RuntimeError(f"{type(self).__name__}.write() called outside its `with` block")
-        self._handle.write(text)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
-        assert self._handle is not None and self._temp_path is not None
-        try:
-            if exc_type is None:
-                self._handle.flush()
-                os.fsync(self._handle.fileno())
-            self._handle.close()
-            if exc_type is None:
-                os.replace(self._temp_path, self.path)
-        finally:
-            self._temp_path.unlink(missing_ok=True)
-            self._handle = None
-
-
-_Atomic = TypeVar("_Atomic", bound=AtomicTextFile)
-
-
-class MotResultWriter(AtomicTextFile):
-    """Write a MOTChallenge results file frame by frame, atomically (:class:`AtomicTextFile`)."""
-
-    def write(self, frame_id: int, tracks: np.ndarray) -> None:
-        """Append the tracks of one frame (tracker ``update`` output, (M,8))."""
-        self._write(format_tracks(frame_id, tracks))
-
-
-def write_results(path: str | Path, frames: Iterable[tuple[int, np.ndarray]]) -> Path:
-    """Write ``(frame_id, tracks)`` pairs as one MOTChallenge results file (atomically); returns the path."""
-    with MotResultWriter(path) as writer:
-        for frame_id, tracks in frames:
-            writer.write(frame_id, tracks)
-    return Path(path)

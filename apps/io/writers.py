@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.io.motchallenge import AtomicTextFile
+from int8track.files import AtomicTextFile
 
 _STOP = object()
 #: Tried in order: H.264 plays in browsers but needs an encoder OpenCV's FFmpeg may lack (pip wheels usually
@@ -136,7 +136,7 @@ class TracksJsonWriter(AtomicTextFile):
     def write(self, frame_id: int, tracks: np.ndarray) -> None:
         """One frame of tracker output ((M,8): x1,y1,x2,y2,track_id,score,class,det_index)."""
         rows = [self._track(row) for row in tracks]
-        self._write(json.dumps({"frame": int(frame_id), "tracks": rows}, separators=(",", ":")) + "\n")
+        self.write_text(json.dumps({"frame": int(frame_id), "tracks": rows}, separators=(",", ":")) + "\n")
 
     def _track(self, row: np.ndarray) -> dict:
         class_id = int(row[6])

@@ -25,7 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from int8track.files import write_atomically
+
 if TYPE_CHECKING:
+    from int8track.detectors.detector import Detector
     from int8track.quant.config import QuantConfig
 
 KEY_LENGTH = 20  # hex characters of the sha256 used in file names
@@ -98,7 +101,7 @@ class CachedModel:
     """A cache lookup's answer: the int8 detector, its file, whether it was already cached and the calibration
     description it was made with (the key guarantees that a reused model was made with the one asked for)."""
 
-    detector: object
+    detector: Detector
     path: Path
     reused: bool
     calibration: dict
@@ -191,14 +194,14 @@ class Int8ModelCache:
         except OSError as exc:
             raise OSError(f"{path.parent}: cannot create the int8 model cache ({exc.strerror}); "
                           "set INT8TRACK_HOME to a writable folder") from exc
-        write_record = partial(_write_atomically, path.with_suffix(".json"), lambda temp: temp.write_text(
+        write_record = partial(write_atomically, path.with_suffix(".json"), lambda temp: temp.write_text(
             json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"))
         if self._quantize is None:  # the library's quantizer, in a child process (``quantize_in_child``)
             quantize_in_child(detector, frames, config, path, before=write_record)
         else:
             quantized = self._quantize(detector, frames(), config=config, speed_table=speed_table_root())
             write_record()
-            _write_atomically(path, quantized.save)
+            quantized.save(path)
 
     def _loader(self) -> Callable:
         if self._load is None:
@@ -279,7 +282,7 @@ def quantize_in_process(detector, frames: list[np.ndarray], config: QuantConfig,
     from int8track.quant import quantize_detector
 
     quantized = quantize_detector(detector, frames, config=config, speed_table=speed_table_root())
-    _write_atomically(Path(path), quantized.save)
+    quantized.save(path)
 
 
 def stored_report(path: str | Path) -> dict:
@@ -290,13 +293,3 @@ def stored_report(path: str | Path) -> dict:
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     return json.loads(props[QUANT_KEY]) if QUANT_KEY in props else {}
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(partial)`` to a temporary name beside ``path``, then rename it to ``path``."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(partial)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""``--imgsz``: the detector's input size for a source, fitted to the source's frames unless told otherwise.
+"""The detector's input size for a source, fitted to the source's frames unless told otherwise.
 
 The frame shape is known only once a frame is decoded, so the source's first frame is read before the detector
 is sized, and handed back as the first frame of the run (:class:`PeekedSource`): nothing is read twice, which
@@ -6,7 +6,6 @@ matters for cameras and streams.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,22 +13,6 @@ import numpy as np
 from int8track.apps.io.sources import FrameSource, SourceError
 from int8track.detectors.detector import Detector
 from int8track.detectors.input_size import InputSizeChoice, resolve_input_size
-
-IMGSZ_HELP = ("detector input size: 'fitted' (default: the model's native scale for the source's frames, padding "
-              "trimmed to the stride), 'native' (the model's own size, e.g. 608x1088), N (longer side N pixels, "
-              "the frames' aspect) or HxW (exactly that); sides must be multiples of the model's stride (32)")
-
-
-def add_imgsz_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--imgsz`` (parsed into an :class:`InputSizeChoice`; checked against the model's stride later)."""
-    parser.add_argument("--imgsz", type=_imgsz, default=InputSizeChoice("fitted"), metavar="SIZE", help=IMGSZ_HELP)
-
-
-def _imgsz(text: str) -> InputSizeChoice:
-    try:
-        return InputSizeChoice.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class PeekedSource(FrameSource):

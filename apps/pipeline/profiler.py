@@ -95,7 +95,10 @@ class TimingReport:
                 f"{row.share * 100:>7.1f}%{row.fps:>10.1f}"
             )
         for key, value in self.info.items():
-            lines.append(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+            if isinstance(value, (dict, list)):  # nested records (the int8 report) are for the JSON, not a terminal
+                lines.append(f"{key}: see the timing JSON")
+            else:
+                lines.append(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
         return "\n".join(lines)
 
     # ---- files ---------------------------------------------------------------------------------------

@@ -12,18 +12,19 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from int8track.apps.io.motchallenge import MotResultWriter
+from int8track.apps.io.mot_results import MotResultWriter
 from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
 from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
+from int8track.frames import FALLBACK_FRAME_RATE
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
@@ -132,9 +133,50 @@ class RunResult:
     error: SourceError | None
     results_path: Path | None
     video_path: Path | None
-    outputs: list[np.ndarray] = field(default_factory=list)  # per-frame written tracks, when kept
     interrupted_at: int | None = None  # last frame id processed when a stop was requested, else None
     tracks_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where :func:`run_tracking` writes; None skips that output."""
+
+    results: Path | None = None
+    video: Path | None = None
+    tracks: Path | None = None
+
+
+class _FrameOutputs:
+    """The files and the window of one run: each frame's kept tracks go to every one of them."""
+
+    def __init__(self, stack: contextlib.ExitStack, paths: OutputPaths, source: FrameSource, detector,
+                 profiler: StageProfiler, show: bool) -> None:
+        self.results = stack.enter_context(MotResultWriter(paths.results)) if paths.results is not None else None
+        class_names = getattr(getattr(detector, "spec", None), "class_names", ())
+        self.tracks = stack.enter_context(TracksJsonWriter(paths.tracks, class_names)) if paths.tracks else None
+        if show:
+            stack.callback(cv2.destroyAllWindows)
+        self._paths, self._source, self._profiler, self._show = paths, source, profiler, show
+        self._trails = TrailHistory()
+        self._fps_meter = _RateMeter()
+        self.video: VideoWriterThread | None = None
+
+    def write(self, frame_id: int, image: np.ndarray, shown: np.ndarray) -> bool:
+        """Write one frame's tracks everywhere; False once the user closed the window."""
+        if self.results is not None:
+            self.results.write(frame_id, shown)
+        if self.tracks is not None:
+            self.tracks.write(frame_id, shown)
+        self._fps_meter.tick()
+        if self._paths.video is None and not self._show:
+            return True
+        with self._profiler.stage("draw"):
+            self._trails.update(shown)
+            draw_tracks(image, shown, self._trails, self._fps_meter.rate)
+        if self._paths.video is not None:
+            self.video = self.video or _open_video(self._paths.video, self._source, image, self._profiler)
+            self.video.write(self._profiler.num_frames, image)
+        return not self._show or _show(image, self._source.info.name)
 
 
 def run_tracking(
@@ -153,13 +195,10 @@ def run_tracking(
     info: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
-    """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines (with class names and
-    ``det_index``, :class:`~apps.writers.TracksJsonWriter`) and annotated video (each optional, all atomic).
-
-    ``classes`` as in :func:`track_frames` (None: the detector's own class list).
-
-    A source that fails mid-run does not raise: the frames read are finished and written, and the error is
-    returned in :attr:`RunResult.error` for the caller to report. Any other exception leaves no output file.
+    """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines and annotated video
+    (each optional, all atomic); ``classes`` as in :func:`track_frames`. A source that fails mid-run does not
+    raise: the frames read are written and the error returned in :attr:`RunResult.error`; any other exception
+    leaves no output file.
 
     ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
     decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
@@ -168,71 +207,62 @@ def run_tracking(
     profiler = StageProfiler(STAGES)
     reader = ReadAhead(source, max_frames=max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
-    trails = TrailHistory()
-    fps_meter = _RateMeter()
-    video: VideoWriterThread | None = None
+    paths = OutputPaths(results_path, video_path, tracks_path)
+    frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader)
+    progress_bar = Progress(total, source.info.name, enabled=progress)
+    stop = _StopState()
     error: SourceError | None = None
-    stop_requested_after: int | None = None  # the frame being finished when the stop was asked for
-    last_frame_id = 0
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        results = stack.enter_context(MotResultWriter(results_path)) if results_path is not None else None
-        class_names = getattr(getattr(detector, "spec", None), "class_names", ())
-        tracks_out = stack.enter_context(TracksJsonWriter(tracks_path, class_names)) if tracks_path else None
-        bar = stack.enter_context(Progress(total, source.info.name, enabled=progress))
-        if show:
-            stack.callback(cv2.destroyAllWindows)
+        outputs = _FrameOutputs(stack, paths, source, detector, profiler, show)
+        bar = stack.enter_context(progress_bar)
         try:
-            for frame_id, image, tracks in track_frames(source, detector, tracker, classes=classes,
-                                                        profiler=profiler, reader=reader):
-                shown = output_filter(tracks)
-                if results is not None:
-                    results.write(frame_id, shown)
-                if tracks_out is not None:
-                    tracks_out.write(frame_id, shown)
-                fps_meter.tick()
-                if video_path is not None or show:
-                    with profiler.stage("draw"):
-                        trails.update(shown)
-                        draw_tracks(image, shown, trails, fps_meter.rate)
-                    if video_path is not None:
-                        video = video or _open_video(video_path, source, image, profiler)
-                        video.write(profiler.num_frames, image)
-                    if show and not _show(image, source.info.name):
-                        break
+            for frame_id, image, tracks in frames:
+                if not outputs.write(frame_id, image, output_filter(tracks)):
+                    break
                 bar.update(1)
-                last_frame_id = frame_id
-                if stop_requested_after is None and should_stop is not None and should_stop():
-                    stop_requested_after = frame_id
-                    reader.stop()  # the loop drains what is already decoded, then ends normally
+                stop.after_frame(frame_id, should_stop, reader)
         except SourceError as exc:  # finish and write what was read; the caller reports the error
             error = exc
         except BaseException:
-            if video is not None:
-                video.close(keep=False)
+            if outputs.video is not None:
+                outputs.video.close(keep=False)
             raise
-    written_video = video.close(keep=True) if video is not None else None
-    wall = time.perf_counter() - start
-    frames = profiler.num_frames
+    written_video = outputs.video.close(keep=True) if outputs.video is not None else None
     run_info = dict(info or {})
-    run_info.update(_throughput_info(source, frames, wall, reader.dropped))
-    if video is not None:
-        run_info["video_codec"] = video.codec
-    stop_requested = stop_requested_after is not None
-    run_info["interrupted"] = stop_requested
-    if stop_requested:
-        run_info["stop_requested_after_frame"] = stop_requested_after
-        run_info["interrupted_at_frame"] = last_frame_id  # the last frame processed, after the decoded ones
-    return RunResult(
-        report=profiler.report(run_info),
-        frames=frames,
-        dropped=reader.dropped,
-        error=error,
-        results_path=results_path if results is not None else None,
-        video_path=written_video,
-        interrupted_at=last_frame_id if stop_requested else None,
-        tracks_path=tracks_path if tracks_out is not None else None,
-    )
+    run_info.update(_throughput_info(source, profiler.num_frames, time.perf_counter() - start, reader.dropped))
+    if outputs.video is not None:
+        run_info["video_codec"] = outputs.video.codec
+    run_info.update(stop.info())
+    return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,
+                     error=error, results_path=results_path if outputs.results is not None else None,
+                     video_path=written_video, interrupted_at=stop.interrupted_at,
+                     tracks_path=tracks_path if outputs.tracks is not None else None)
+
+
+class _StopState:
+    """Where a run was when a stop was asked for, and the last frame it finished after that."""
+
+    def __init__(self) -> None:
+        self.requested_after: int | None = None  # the frame being finished when the stop was asked for
+        self.last_frame_id = 0
+
+    def after_frame(self, frame_id: int, should_stop: Callable[[], bool] | None, reader: ReadAhead) -> None:
+        self.last_frame_id = frame_id
+        if self.requested_after is None and should_stop is not None and should_stop():
+            self.requested_after = frame_id
+            reader.stop()  # the loop drains what is already decoded, then ends normally
+
+    @property
+    def interrupted_at(self) -> int | None:
+        return self.last_frame_id if self.requested_after is not None else None
+
+    def info(self) -> dict:
+        if self.requested_after is None:
+            return {"interrupted": False}
+        # the last frame processed comes after the frames already decoded when the stop was asked for
+        return {"interrupted": True, "stop_requested_after_frame": self.requested_after,
+                "interrupted_at_frame": self.last_frame_id}
 
 
 def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: int) -> dict:
@@ -258,7 +288,7 @@ def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: i
 def _open_video(path: Path, source: FrameSource, first: np.ndarray, profiler: StageProfiler) -> VideoWriterThread:
     height, width = first.shape[:2]
     return VideoWriterThread(
-        path, source.info.fps or 30.0, (width, height),
+        path, source.info.fps or FALLBACK_FRAME_RATE, (width, height),
         on_written=lambda index, ns: profiler.add_to_frame(index, "write", ns),
     )
 

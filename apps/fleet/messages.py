@@ -1,0 +1,55 @@
+"""What workers and the pool driver tell each other, as small typed messages (pickled across processes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from int8track.apps.fleet.report import StreamReport
+
+
+@dataclass(frozen=True)
+class Started:
+    """The driver started worker ``worker_index`` (process ``pid``) for these streams."""
+
+    worker_index: int
+    pid: int | None
+    source_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A stream has read ``frames_read`` frames."""
+
+    source_id: str
+    frames_read: int
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """One frame's tracks of a stream (``track_many``: nothing is written to disk)."""
+
+    source_id: str
+    frame_index: int
+    tracks: np.ndarray
+
+
+@dataclass(frozen=True)
+class WorkerDied:
+    """A worker ended with streams unfinished; ``restarting`` says whether they run again in a fresh worker."""
+
+    worker_index: int
+    pid: int | None
+    exitcode: int | None
+    source_ids: tuple[str, ...]
+    restarting: bool
+
+
+@dataclass(frozen=True)
+class Done:
+    """A stream finished (exactly once per stream), with its report."""
+
+    report: StreamReport
+
+
+FleetMessage = Started | Progress | Tracks | WorkerDied | Done

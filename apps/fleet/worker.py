@@ -1,0 +1,164 @@
+"""A fleet worker's job: load the model once and serve its streams, one thread each, sending typed messages."""
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from int8track.apps.fleet.batching import BatchingRunner
+from int8track.apps.fleet.config import FleetConfig, ModelRef, StreamJob
+from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Tracks
+from int8track.apps.fleet.report import StreamReport, stream_report_from_timing
+from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.pipeline.profiler import StageProfiler
+from int8track.apps.pipeline.run import run_tracking, track_frames
+from int8track.detectors.runtime import OrtRunner, create_session
+from int8track.frames import FALLBACK_FRAME_RATE
+from int8track.tracker import ByteTracker
+
+Emit = Callable[[FleetMessage], None]
+
+
+class ProgressSource(FrameSource):
+    """A source that reports each frame it reads, so the driver sees a stream advance."""
+
+    def __init__(self, source: FrameSource, on_frame: Callable[[int], None]) -> None:
+        self._source = source
+        self._on_frame = on_frame
+        self._count = 0
+        self.info = source.info
+
+    def read(self) -> np.ndarray | None:
+        image = self._source.read()
+        if image is not None:
+            self._count += 1
+            self._on_frame(self._count)
+        return image
+
+    def close(self) -> None:
+        self._source.close()
+
+
+def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_tracks: bool = False) -> StreamReport:
+    """Track one source with ``detector`` and return its report; never raises for a bad source.
+
+    Writes into ``job.output_dir`` what ``track`` writes for one source (MOT results, video unless
+    ``config.write_video`` is off, timing JSON/CSV). With ``emit_tracks`` nothing is written and every frame's
+    written tracks go to ``emit(("tracks", source_id, frame_index, tracks))`` instead.
+    """
+    base = StreamReport(job.source_id, job.location, job.output_dir, worker=f"pid {os.getpid()}")
+    try:
+        opened = open_source(job.location, fps=config.fps)
+    except (OSError, SourceError, ValueError) as exc:
+        return replace(base, error=str(exc))
+    source = ProgressSource(opened, lambda count: emit(Progress(job.source_id, count)))
+    tracker = ByteTracker(config.tracker, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
+    try:
+        if emit_tracks:
+            return _emit_stream(job, source, detector, tracker, config, emit, base)
+        return _write_stream(job, source, detector, tracker, config, base)
+    except Exception as exc:  # one stream's failure must not take the worker's other streams down
+        source.close()
+        return replace(base, error=f"{job.location}: {type(exc).__name__}: {exc}")
+
+
+def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config: FleetConfig,
+                  base: StreamReport) -> StreamReport:
+    output_dir = Path(job.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stem = source.info.name
+    result = run_tracking(
+        source, detector, tracker,
+        output_filter=config.output_filter,
+        results_path=output_dir / f"{stem}.txt",
+        video_path=output_dir / f"{stem}.mp4" if config.write_video else None,
+        max_frames=config.max_frames,
+        progress=False,
+        info={"model": detector.spec.name, "source_id": job.source_id,
+              "input_size": "{}x{}".format(*detector.spec.input_size)},
+    )
+    report = replace(base, results_path=str(result.results_path) if result.results_path else None)
+    if result.frames:
+        result.report.save_json(output_dir / f"{stem}_timing.json")
+        result.report.save_csv(output_dir / f"{stem}_timing.csv")
+        report = stream_report_from_timing(report, result.report)
+    if result.error is not None:
+        report = replace(report, error=str(result.error))
+    return report
+
+
+def _emit_stream(job: StreamJob, source: FrameSource, detector, tracker, config: FleetConfig, emit: Emit,
+                 base: StreamReport) -> StreamReport:
+    profiler = StageProfiler()
+    reader = ReadAhead(source, max_frames=config.max_frames)
+    start = time.perf_counter()
+    error = None
+    try:
+        for frame_id, _image, tracks in track_frames(source, detector, tracker, profiler=profiler, reader=reader):
+            emit(Tracks(job.source_id, frame_id, config.output_filter(tracks)))
+    except SourceError as exc:
+        error = str(exc)
+    wall = time.perf_counter() - start
+    frames = profiler.num_frames
+    info = {"wall_s": wall, "end_to_end_fps": frames / wall if wall > 0 else 0.0, "source_fps": source.info.fps,
+            "dropped_frames": reader.dropped}
+    report = stream_report_from_timing(base, profiler.report(info)) if frames else base
+    return replace(report, error=error)
+
+
+def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig, threads: int, emit: Emit,
+                  emit_tracks: bool = False) -> None:
+    """A worker's job: load ``model`` once and track every job on its own thread, sharing the detector (an ONNX
+    Runtime session is safe to run from several threads). Emits ``("done", report_dict)`` once per job."""
+    cv2.setNumThreads(threads)
+    try:
+        detector = model.load(threads)
+    except Exception as exc:  # a model that does not load fails this worker's streams, with the reason
+        for job in jobs:
+            error = f"{model.path}: cannot load the model: {exc}"
+            emit(Done(StreamReport(job.source_id, job.location, job.output_dir, error=error)))
+        return
+
+    batcher = None
+    if config.batch and model.batched_path is not None and len(jobs) > 1:
+        batcher = BatchingRunner(OrtRunner(create_session(model.batched_path, threads)), len(jobs))
+        detector = copy.copy(detector)
+        detector.runner = batcher
+
+    def serve(job: StreamJob) -> None:
+        try:
+            report = run_stream(job, detector, config, emit, emit_tracks)
+        finally:
+            if batcher is not None:
+                batcher.leave()
+        emit(Done(report))
+
+    workers = [threading.Thread(target=serve, args=(job,), name=f"stream-{job.source_id}") for job in jobs]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+
+def worker_main(jobs: list[StreamJob], model: ModelRef, config: FleetConfig, threads: int,
+                 channel: Any, emit_tracks: bool) -> None:
+    """Entry point of a pool process: its streams' threads share its own pipe to the driver (one lock, so the
+    messages of two threads never interleave)."""
+    lock = threading.Lock()
+
+    def emit(message: FleetMessage) -> None:
+        with lock:
+            channel.send(message)
+
+    try:
+        serve_streams(jobs, model, config, threads, emit, emit_tracks)
+    finally:
+        channel.close()

@@ -1,0 +1,42 @@
+"""Write MOTChallenge results files: exactly the benchmark's 10 columns, atomically, frame by frame."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from int8track.files import AtomicTextFile
+
+
+def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
+    """MOTChallenge result lines ``frame,id,x,y,w,h,score,-1,-1,-1`` for tracker output (M,>=6) x1,y1,x2,y2,id,score."""
+    if isinstance(frame_id, bool) or int(frame_id) != frame_id or frame_id < 1:
+        raise ValueError(f"frame id must be an integer >= 1, got {frame_id!r}")
+    tracks = np.asarray(tracks, dtype=np.float64)
+    if tracks.size == 0:
+        return ""
+    if tracks.ndim != 2 or tracks.shape[1] < 6:
+        raise ValueError(f"tracks must be an (M,8) array x1,y1,x2,y2,track_id,score,class,det_index; "
+                         f"got shape {tracks.shape}")
+    if not np.isfinite(tracks[:, :6]).all():
+        raise ValueError(f"frame {frame_id}: tracks contain nan/inf")
+    lines = [f"{int(frame_id)},{int(track_id)},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n"
+             for x1, y1, x2, y2, track_id, score in tracks[:, :6]]
+    return "".join(lines)
+
+
+class MotResultWriter(AtomicTextFile):
+    """Write a MOTChallenge results file frame by frame, atomically (:class:`AtomicTextFile`)."""
+
+    def write(self, frame_id: int, tracks: np.ndarray) -> None:
+        """Append the tracks of one frame (tracker ``update`` output, (M,8))."""
+        self.write_text(format_tracks(frame_id, tracks))
+
+
+def write_results(path: str | Path, frames: Iterable[tuple[int, np.ndarray]]) -> Path:
+    """Write ``(frame_id, tracks)`` pairs as one MOTChallenge results file (atomically); returns the path."""
+    with MotResultWriter(path) as writer:
+        for frame_id, tracks in frames:
+            writer.write(frame_id, tracks)
+    return Path(path)
