@@ -183,3 +183,20 @@ def test_warp_affine_identity_changes_nothing() -> None:
     kalman.warp_affine(mean, cov, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
     np.testing.assert_array_equal(mean, before[0])
     np.testing.assert_array_equal(cov, before[1])
+
+
+def test_include_missed_adds_tracks_missed_by_one_detector_call_only() -> None:
+    tracker = ByteTracker(track_buffer=30)
+    for t in range(4):
+        tracker.update(walkers(t))
+    first_only = walkers(4)[:1]  # the second walker's detection flickers off
+    shown = tracker.update(first_only)
+    assert len(shown) == 1
+    assert len(tracker.predict()) == 1
+    with_missed = tracker.predict(include_missed=True)
+    assert with_missed.shape == (2, 8) and (with_missed[:, 7] == -1).all()
+    assert with_missed[1, 4] not in shown[:, 4]  # the missed track comes after the tracked ones
+    assert walkers(3)[1, 0] + 4.0 < with_missed[1, 0] <= walkers(6)[1, 0] + 1.0  # moved on with its velocity
+    tracker.update(first_only)  # missed by a second call: no longer included
+    assert len(tracker.predict(include_missed=True)) == 1
+

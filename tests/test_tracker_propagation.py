@@ -193,3 +193,44 @@ def test_bad_inputs_are_named() -> None:
         CameraMotion(affine=np.eye(3))
     with pytest.raises(ValueError, match="needs the frame"):
         IntervalTracker(ByteTracker(), FlowPropagator()).update(None, np.empty((0, 5)))
+
+
+def moving_patch_scene(frames: int, speed: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A textured 40x100 patch moving right over a different textured background; frames and its boxes."""
+    background, patch = textured(seed=1), textured(100, 40, seed=2)
+    images, boxes = [], []
+    for t in range(frames):
+        x = 100 + int(round(speed * t))
+        image = background.copy()
+        image[200:300, x:x + 40] = patch
+        images.append(cv2.cvtColor(image, cv2.COLOR_GRAY2BGR))
+        boxes.append(np.array([[x, 200.0, x + 40, 300, 0.9]]))
+    return images, boxes
+
+
+@pytest.mark.parametrize("propagate", [False, True])
+def test_flow_lets_a_fast_new_track_confirm_between_detector_calls(propagate: bool) -> None:
+    """A new track is unconfirmed until the next detection frame and not predicted (official): 3 frames at
+    12 px/frame put its box 36 px off a 40 px wide object, too far to match. The flow follows it."""
+    images, boxes = moving_patch_scene(7, 12.0)
+    stepper = IntervalTracker(ByteTracker(frame_rate=30), FlowPropagator() if propagate else None)
+    stepper.update(images[0], np.empty((0, 5)))  # the first update confirms at once: start with an empty one
+    shown = []
+    for t in range(1, 7):
+        tracks = stepper.update(images[t], boxes[t]) if t % 3 == 1 else stepper.step(images[t])
+        shown.append(len(tracks))
+    # Detection frames t = 1, 4: confirmed at t = 4 only when the unconfirmed box followed the object.
+    assert (shown[3] == 1) == propagate, shown
+
+
+def test_unconfirmed_corrections_need_fresh_rows() -> None:
+    tracker = ByteTracker()
+    tracker.update(np.empty((0, 5)))
+    tracker.update(np.column_stack((BOXES, np.full(3, 0.9))))
+    with pytest.raises(ValueError, match="unconfirmed_boxes"):
+        tracker.correct_unconfirmed(BOXES)
+    np.testing.assert_allclose(tracker.unconfirmed_boxes(), BOXES)
+    assert tracker.correct_unconfirmed(BOXES + [5, 0, 5, 0]) == 3
+    np.testing.assert_allclose(tracker.unconfirmed_boxes(), BOXES + [5, 0, 5, 0])  # moved there: no model to blend
+    with pytest.raises(ValueError, match=r"\(3, 4\)"):
+        tracker.correct_unconfirmed(BOXES[:2])

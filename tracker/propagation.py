@@ -67,7 +67,8 @@ class PropagationConfig:
 class PropagationReport:
     """What one propagated frame measured: the reliability signals a detection scheduler can act on.
 
-    ``kept_ratio``: good points / points followed over all boxes (NaN without boxes); ``median_fb_error``: median
+    ``kept_ratio``: good points / points over all boxes, not counting points inside another box (which do not vote:
+    they may follow the other object); ``median_fb_error``: median
     forward-backward error of the followed box points, full-resolution pixels; ``flowed``/``fallback``: boxes
     moved by their own points / left at the Kalman prediction; ``camera``: the camera motion (None when not
     estimated).
@@ -144,13 +145,16 @@ class FlowPropagator:
                                        initial=box_points)
         fb_error = np.linalg.norm(back - box_points, axis=1) * factor
         tracked = followed[:box_points.shape[0]] & returned
-        good = (tracked & (fb_error <= config.fb_thresh)).reshape(count, per_box)
+        # A point that also lies in another box may belong to either object (the one in front): when two people
+        # cross, such points follow the occluder and would drag the occluded box along, so they do not vote.
+        exclusive = _exclusive_points(box_points.reshape(count, per_box, 2), small_boxes).ravel()
+        good = (tracked & exclusive & (fb_error <= config.fb_thresh)).reshape(count, per_box)
         flow_boxes = self._move_boxes(boxes, box_points.reshape(count, per_box, 2) * factor,
                                       moved_box.reshape(count, per_box, 2).astype(np.float64) * factor, good)
         flowed = int(np.count_nonzero(np.isfinite(flow_boxes[:, 0])))
         report = PropagationReport(
             boxes=count, flowed=flowed, fallback=count - flowed,
-            kept_ratio=float(np.count_nonzero(good)) / good.size,
+            kept_ratio=float(np.count_nonzero(good)) / max(1, int(np.count_nonzero(exclusive))),
             median_fb_error=float(np.median(fb_error[tracked])) if tracked.any() else float("nan"),
             camera=camera)
         return FlowResult(flow_boxes, report)
@@ -183,6 +187,17 @@ class FlowPropagator:
         return out
 
 
+def _exclusive_points(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N, P) bool: point p of box i lies in no other box j != i (``points`` (N, P, 2), ``boxes`` (N, 4))."""
+    count = len(boxes)
+    if count < 2:
+        return np.ones(points.shape[:2], dtype=bool)
+    x, y = points[..., 0][..., None], points[..., 1][..., None]  # (N, P, 1) against the (N,) boxes
+    inside = (x >= boxes[:, 0]) & (x <= boxes[:, 2]) & (y >= boxes[:, 1]) & (y <= boxes[:, 3])  # (N, P, N)
+    inside[np.arange(count), :, np.arange(count)] = False  # its own box does not count
+    return np.logical_not(inside.any(axis=2))
+
+
 def _masked_median(values: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Median of each row of ``values`` over its ``mask``-ed entries (``counts`` per row; rows with none give
     +inf). Sorting with +inf in the masked places costs a fraction of ``np.nanmedian``'s masked-array path."""
@@ -207,16 +222,19 @@ class IntervalTracker:
         stepper.reset()                                           # between videos
 
     ``step`` output has ``update``'s columns with ``det_index`` -1 (``tracker.last_predicted`` is all True): the
-    confirmed tracked tracks, at their flow-measured boxes where the flow was good, else at the Kalman prediction,
-    clipped to the frame. Without a propagator (or before the first ``update``), ``step`` is
-    ``tracker.predict(frame_size)``, so the detections of the next ``update`` are associated exactly as
-    ``update(detections, frame_gap=K)`` would. ``last_report`` is the last step's ``PropagationReport`` (None after
-    an update or without a propagator).
+    confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the
+    one before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good, else at
+    the Kalman prediction, clipped to the frame. Without a propagator (or before the first ``update``), ``step``
+    is ``tracker.predict(frame_size, include_missed=...)``, which changes no track, so the detections of the next
+    ``update`` are associated exactly as ``update(detections, frame_gap=K)`` would. ``last_report`` is the last
+    step's ``PropagationReport`` (None after an update or without a propagator).
     """
 
-    def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None) -> None:
+    def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None, *,
+                 include_missed: bool = True) -> None:
         self.tracker = tracker
         self.propagator = propagator
+        self.include_missed = include_missed
         self.reset(tracker_too=False)
 
     def reset(self, tracker_too: bool = True) -> None:
@@ -226,6 +244,8 @@ class IntervalTracker:
         self._previous: np.ndarray | None = None
         self._previous_ids = np.empty(0, dtype=np.int64)
         self._previous_boxes = np.empty((0, 4))
+        self._detection_ids = np.empty(0)  # ids output by the last update
+        self._unconfirmed = np.empty((0, 4))  # boxes of the unconfirmed tracks on the previous frame
         self.last_report: PropagationReport | None = None
 
     def update(self, frame: np.ndarray | None, detections: object) -> np.ndarray:
@@ -242,7 +262,16 @@ class IntervalTracker:
             if matched.any():  # the detector's box is where the points are; the filtered box lags it a little
                 rows = np.asarray(detections, dtype=np.float64)
                 boxes[matched] = rows[tracks[matched, 7].astype(np.int64), :4]
-            self._remember(tracks[:, 4], boxes)
+            ids = tracks[:, 4]
+            if self.include_missed:
+                # Tracks shown on the previous detection frame and missed now are stepped too: seed their flow
+                # from their predicted box on this frame.
+                lost = self.tracker.lost_tracks()
+                missed = lost[np.isin(lost[:, 4], self._detection_ids)]
+                ids, boxes = np.concatenate((ids, missed[:, 4])), np.vstack((boxes, missed[:, :4]))
+            self._remember(ids, boxes)
+            self._unconfirmed = self.tracker.unconfirmed_boxes()
+        self._detection_ids = tracks[:, 4].copy()
         return tracks
 
     def step(self, frame: np.ndarray) -> np.ndarray:
@@ -250,13 +279,16 @@ class IntervalTracker:
         tracker, propagator = self.tracker, self.propagator
         height, width = frame.shape[:2]
         if propagator is None or self._previous is None:
-            return tracker.predict(frame_size=(width, height))
+            return tracker.predict(frame_size=(width, height), include_missed=self.include_missed)
         current = propagator.prepare(frame)
-        result = propagator.propagate(self._previous, current, self._previous_boxes)
+        # One flow call for the shown tracks and the unconfirmed ones (see ByteTracker.unconfirmed_boxes).
+        shown = len(self._previous_boxes)
+        result = propagator.propagate(self._previous, current, np.vstack((self._previous_boxes, self._unconfirmed)))
+        flow_boxes, unconfirmed_flow = result.boxes[:shown], result.boxes[shown:]
         camera = result.report.camera
         if camera is not None and camera.reliable:
             tracker.apply_motion(camera.affine)  # every track, lost ones too, before the Kalman step
-        tracks = tracker.predict(frame_size=(width, height))
+        tracks = tracker.predict(frame_size=(width, height), include_missed=self.include_missed)
         measured = np.full((len(tracks), 4), np.nan)
         if len(tracks) and len(self._previous_ids):
             # Rows of the previous frame's boxes holding each predicted track (ids are unique per frame).
@@ -264,8 +296,13 @@ class IntervalTracker:
             where = np.searchsorted(self._previous_ids, tracks[:, 4].astype(np.int64), sorter=order)
             where = np.minimum(where, len(order) - 1)
             found = self._previous_ids[order[where]] == tracks[:, 4].astype(np.int64)
-            measured[found] = result.boxes[order[where[found]]]
+            measured[found] = flow_boxes[order[where[found]]]
         tracker.correct_predicted(measured)
+        if len(self._unconfirmed):
+            tracker.unconfirmed_boxes()  # the same rows as on the detection frame: no update since
+            tracker.correct_unconfirmed(unconfirmed_flow)
+            moved = np.isfinite(unconfirmed_flow[:, 0])
+            self._unconfirmed = np.where(moved[:, None], unconfirmed_flow, self._unconfirmed)
         flowed = np.isfinite(measured[:, 0])
         tracks[flowed, :4] = measured[flowed]
         np.clip(tracks[:, 0:4:2], 0.0, width, out=tracks[:, 0:4:2])
