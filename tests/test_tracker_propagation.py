@@ -234,3 +234,20 @@ def test_unconfirmed_corrections_need_fresh_rows() -> None:
     np.testing.assert_allclose(tracker.unconfirmed_boxes(), BOXES + [5, 0, 5, 0])  # moved there: no model to blend
     with pytest.raises(ValueError, match=r"\(3, 4\)"):
         tracker.correct_unconfirmed(BOXES[:2])
+
+
+def test_tracks_last_seen_by_a_low_score_detection_keep_the_kalman_prediction() -> None:
+    """ByteTrack's low-score matches are mostly occluded people: the flow in their box follows the occluder."""
+    images, boxes = moving_patch_scene(6, 6.0)
+    results = {}
+    for propagate in (False, True):
+        stepper = IntervalTracker(ByteTracker(frame_rate=30), FlowPropagator() if propagate else None)
+        for t in range(4):
+            stepper.update(images[t], boxes[t])
+        low = boxes[4].copy()
+        low[:, 4] = 0.3  # matched in ByteTrack's second stage
+        stepper.update(images[4], low)
+        results[propagate] = stepper.step(images[5])
+    # The same up to the camera motion the flow mode applies (static background: a tiny estimate).
+    np.testing.assert_allclose(results[True], results[False], atol=0.1)
+    assert abs(results[True][0, 0] - boxes[5][0, 0]) > 1.0  # the prediction lags: the flow was not used

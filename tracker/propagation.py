@@ -223,18 +223,24 @@ class IntervalTracker:
 
     ``step`` output has ``update``'s columns with ``det_index`` -1 (``tracker.last_predicted`` is all True): the
     confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the
-    one before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good, else at
-    the Kalman prediction, clipped to the frame. Without a propagator (or before the first ``update``), ``step``
-    is ``tracker.predict(frame_size, include_missed=...)``, which changes no track, so the detections of the next
-    ``update`` are associated exactly as ``update(detections, frame_gap=K)`` would. ``last_report`` is the last
-    step's ``PropagationReport`` (None after an update or without a propagator).
+    one before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good and the
+    track's last detection scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's
+    low-score detections are mostly occluded people, whose box the occluder's flow would drag along), else at the
+    Kalman prediction, clipped to the frame. Unconfirmed tracks (not shown) are moved by the flow too. Without a
+    propagator (or before the first ``update``), ``step`` is ``tracker.predict(frame_size, include_missed=...)``,
+    which changes no track, so the detections of the next ``update`` are associated exactly as ``update(detections,
+    frame_gap=K)`` would. ``last_report`` is the last step's ``PropagationReport`` (None after an update or without
+    a propagator).
     """
 
     def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None, *,
-                 include_missed: bool = True) -> None:
+                 include_missed: bool = True, min_flow_score: float | None = None) -> None:
         self.tracker = tracker
         self.propagator = propagator
         self.include_missed = include_missed
+        # ByteTrack's low-score detections are mostly partly occluded people: their box holds much of the
+        # occluder, whose motion the flow would follow. Such tracks keep the Kalman prediction.
+        self.min_flow_score = tracker.config.track_high_thresh if min_flow_score is None else float(min_flow_score)
         self.reset(tracker_too=False)
 
     def reset(self, tracker_too: bool = True) -> None:
@@ -297,6 +303,7 @@ class IntervalTracker:
             where = np.minimum(where, len(order) - 1)
             found = self._previous_ids[order[where]] == tracks[:, 4].astype(np.int64)
             measured[found] = flow_boxes[order[where[found]]]
+        measured[tracks[:, 5] < self.min_flow_score] = np.nan
         tracker.correct_predicted(measured)
         if len(self._unconfirmed):
             tracker.unconfirmed_boxes()  # the same rows as on the detection frame: no update since
