@@ -177,7 +177,7 @@ def test_camera_motion_moves_boxes_and_tracker_states() -> None:
     np.testing.assert_allclose(tracker.predict()[:, :4], BOXES + [10, -4, 10, -4])
 
 
-@pytest.mark.parametrize("bad", [dict(downscale=0), dict(points_per_side=1), dict(min_points=10),
+@pytest.mark.parametrize("bad", [dict(downscale=0), dict(points_per_side=1), dict(min_points=17),
                                  dict(fb_thresh=0.0), dict(inner_width=1.5), dict(max_scale_change=1.0)])
 def test_propagation_config_rejects_bad_values(bad: dict) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):

@@ -31,7 +31,7 @@ class PropagationConfig:
     """Settings of ``FlowPropagator`` (validated; ValueError names the bad field)."""
 
     downscale: int = 2            # flow runs on frames shrunk by this factor (4x fewer pixels)
-    points_per_side: int = 3      # a points_per_side x points_per_side grid in each box
+    points_per_side: int = 4      # a points_per_side x points_per_side grid in each box
     inner_width: float = 0.5      # the grid spans this fraction of the box width (people: the torso, less background)
     inner_height: float = 0.6     # and of its height
     win_size: int = 9             # Lucas-Kanade window (downscaled pixels)
@@ -222,22 +222,26 @@ class IntervalTracker:
         stepper.reset()                                           # between videos
 
     ``step`` output has ``update``'s columns with ``det_index`` -1 (``tracker.last_predicted`` is all True): the
-    confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the
-    one before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good and the
-    track's last detection scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's
-    low-score detections are mostly occluded people, whose box the occluder's flow would drag along), else at the
-    Kalman prediction, clipped to the frame. Unconfirmed tracks (not shown) are moved by the flow too. Without a
-    propagator (or before the first ``update``), ``step`` is ``tracker.predict(frame_size, include_missed=...)``,
+    confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the one
+    before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good and the track's
+    last detection scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's low-score
+    detections are mostly occluded people, whose box the occluder's flow would drag along), else at the Kalman
+    prediction (clipped to the frame with ``clip_to_frame``). Unconfirmed tracks (not shown) are moved by the flow
+    too. Without a propagator (or before the first ``update``), ``step`` is ``tracker.predict(include_missed=...)``,
     which changes no track, so the detections of the next ``update`` are associated exactly as ``update(detections,
     frame_gap=K)`` would. ``last_report`` is the last step's ``PropagationReport`` (None after an update or without
     a propagator).
     """
 
     def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None, *,
-                 include_missed: bool = True, min_flow_score: float | None = None) -> None:
+                 include_missed: bool = True, min_flow_score: float | None = None,
+                 clip_to_frame: bool = False) -> None:
         self.tracker = tracker
         self.propagator = propagator
         self.include_missed = include_missed
+        # Off by default, as update's boxes are not clipped either: MOTChallenge gt boxes run past the frame
+        # edge, so clipping only the stepped frames scores people at the edge worse than detection frames.
+        self.clip_to_frame = clip_to_frame
         # ByteTrack's low-score detections are mostly partly occluded people: their box holds much of the
         # occluder, whose motion the flow would follow. Such tracks keep the Kalman prediction.
         self.min_flow_score = tracker.config.track_high_thresh if min_flow_score is None else float(min_flow_score)
@@ -284,8 +288,9 @@ class IntervalTracker:
         """A frame without detections: the tracks moved into it (see the class docstring)."""
         tracker, propagator = self.tracker, self.propagator
         height, width = frame.shape[:2]
+        frame_size = (width, height) if self.clip_to_frame else None
         if propagator is None or self._previous is None:
-            return tracker.predict(frame_size=(width, height), include_missed=self.include_missed)
+            return tracker.predict(frame_size=frame_size, include_missed=self.include_missed)
         current = propagator.prepare(frame)
         # One flow call for the shown tracks and the unconfirmed ones (see ByteTracker.unconfirmed_boxes).
         shown = len(self._previous_boxes)
@@ -294,7 +299,7 @@ class IntervalTracker:
         camera = result.report.camera
         if camera is not None and camera.reliable:
             tracker.apply_motion(camera.affine)  # every track, lost ones too, before the Kalman step
-        tracks = tracker.predict(frame_size=(width, height), include_missed=self.include_missed)
+        tracks = tracker.predict(frame_size=frame_size, include_missed=self.include_missed)
         measured = np.full((len(tracks), 4), np.nan)
         if len(tracks) and len(self._previous_ids):
             # Rows of the previous frame's boxes holding each predicted track (ids are unique per frame).
@@ -312,8 +317,9 @@ class IntervalTracker:
             self._unconfirmed = np.where(moved[:, None], unconfirmed_flow, self._unconfirmed)
         flowed = np.isfinite(measured[:, 0])
         tracks[flowed, :4] = measured[flowed]
-        np.clip(tracks[:, 0:4:2], 0.0, width, out=tracks[:, 0:4:2])
-        np.clip(tracks[:, 1:4:2], 0.0, height, out=tracks[:, 1:4:2])
+        if self.clip_to_frame:
+            np.clip(tracks[:, 0:4:2], 0.0, width, out=tracks[:, 0:4:2])
+            np.clip(tracks[:, 1:4:2], 0.0, height, out=tracks[:, 1:4:2])
         self._previous = current
         self._remember(tracks[:, 4], tracks[:, :4])
         self.last_report = result.report
