@@ -12,6 +12,7 @@ The result is in full-resolution pixels.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -43,7 +44,7 @@ class CameraMotionConfig:
     """Settings of :func:`estimate_camera_motion` (validated; ValueError names the bad field)."""
 
     downscale: int = 2           # the frames are shrunk by this factor first
-    grid: tuple[int, int] = (16, 12)  # background points: columns, rows
+    grid: tuple[int, int] = (12, 9)  # background points: columns, rows (about 100 outside the boxes)
     win_size: int = 9            # Lucas-Kanade window (downscaled pixels)
     levels: int = 2              # pyramid levels above the base
     ransac_thresh: float = 1.0   # RANSAC inlier distance, full-resolution pixels
@@ -129,15 +130,22 @@ def background_points(shape: tuple[int, int], grid: tuple[int, int], exclude_box
     those inside ``exclude_boxes`` (x1, y1, x2, y2 in the same pixels): objects that move on their own would pull
     the camera motion. A fixed grid costs nothing to find, unlike corners (``cv2.goodFeaturesToTrack`` is several
     times the cost of following the points); Lucas-Kanade's eigenvalue test and RANSAC drop flat or moving ones."""
-    height, width = shape
-    xs = np.linspace(margin, width - 1 - margin, grid[0], dtype=np.float32)
-    ys = np.linspace(margin, height - 1 - margin, grid[1], dtype=np.float32)
-    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    points = _grid(int(shape[0]), int(shape[1]), int(grid[0]), int(grid[1]), margin)
     if exclude_boxes is not None and len(exclude_boxes):
         boxes = np.asarray(exclude_boxes, dtype=np.float32)
         inside = ((points[:, None, 0] >= boxes[:, 0]) & (points[:, None, 0] <= boxes[:, 2])
                   & (points[:, None, 1] >= boxes[:, 1]) & (points[:, None, 1] <= boxes[:, 3])).any(axis=1)
         points = points[~inside]
+    return points
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(height: int, width: int, columns: int, rows: int, margin: int) -> np.ndarray:
+    """The grid points of ``background_points`` (read-only: cached, as every frame of a video uses the same)."""
+    xs = np.linspace(margin, width - 1 - margin, columns, dtype=np.float32)
+    ys = np.linspace(margin, height - 1 - margin, rows, dtype=np.float32)
+    points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    points.setflags(write=False)
     return points
 
 
