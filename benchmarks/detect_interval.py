@@ -202,31 +202,36 @@ def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, in
 
 
 def plot(runs: list[IntervalRun], path: Path) -> Path:
-    """MOTA against detector calls per second, one line per sequence and mode (K=1 starts both lines)."""
+    """MOTA against detector calls per second: one panel per workload, one line per sequence and mode (solid:
+    flow, dashed: Kalman; K=1 starts both lines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    workloads = sorted({r.workload for r in runs}, reverse=True)  # public first
+    fig, axes = plt.subplots(1, len(workloads), figsize=(7 * len(workloads), 5.5), squeeze=False)
     base = {(r.workload, r.sequence): r for r in runs if r.interval == 1}
-    for key in sorted(base):
-        for mode in MODES:
-            line = sorted([r for r in runs if (r.workload, r.sequence) == key and r.mode == mode and r.interval > 1]
-                          + [base[key]], key=lambda r: r.calls_per_second)
-            if len(line) < 2:
-                continue
-            ax.plot([r.calls_per_second for r in line], [100 * r.metrics.mota for r in line],
-                    marker="o", linestyle="-" if mode == "flow" else "--", label=f"{key[1]} ({key[0]}) {mode}")
-    ax.set_xscale("log")
-    ax.set_xlabel("detector calls per second (log)")
-    ax.set_ylabel("MOTA (%)")
-    ax.set_title("Detect every K-th frame (K = 1, 2, 3, 4, 6)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for ax, workload in zip(axes[0], workloads):
+        colours = iter(plt.get_cmap("tab10").colors)
+        for key in sorted(k for k in base if k[0] == workload):
+            colour = next(colours)
+            for mode in MODES:
+                line = sorted([r for r in runs if (r.workload, r.sequence) == key and r.mode == mode
+                               and r.interval > 1] + [base[key]], key=lambda r: r.calls_per_second)
+                if len(line) < 2:
+                    continue
+                ax.plot([r.calls_per_second for r in line], [100 * r.metrics.mota for r in line], marker="o",
+                        color=colour, linestyle="-" if mode == "flow" else "--", label=f"{key[1]} {mode}")
+        ax.set_xscale("log")
+        ax.set_xlabel("detector calls per second (log)")
+        ax.set_ylabel("MOTA (%)")
+        ax.set_title(f"{workload} detections: detector every K-th frame")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
