@@ -169,8 +169,18 @@ def fit_camera_motion(source: np.ndarray, target: np.ndarray, config: CameraMoti
     inlier = inlier_mask.ravel().astype(bool)
     errors = np.linalg.norm(source[inlier] @ affine[:, :2].T + affine[:, 2] - target[inlier], axis=1)
     return CameraMotion(affine=affine, inliers=int(inlier.sum()), points=len(source),
-                        residual=float(np.median(errors)) if errors.size else float("nan"),
+                        residual=median(errors),
                         min_inliers=config.min_inliers)
+
+
+def median(values: np.ndarray) -> float:
+    """Median of a 1-D array (NaN when empty): one sort, several times cheaper than ``np.median`` on the few
+    hundred values of a frame (``np.median``'s overhead is most of its cost there)."""
+    count = values.size
+    if count == 0:
+        return float("nan")
+    ordered = np.sort(values)
+    return float((ordered[(count - 1) // 2] + ordered[count // 2]) * 0.5)
 
 
 MIN_FIT_POINTS = 3  # a similarity needs 2 points; RANSAC needs a spare

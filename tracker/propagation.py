@@ -23,6 +23,7 @@ from int8track.tracker.camera_motion import (
     downscaled_gray,
     fit_camera_motion,
     follow_points,
+    median,
 )
 
 
@@ -155,7 +156,7 @@ class FlowPropagator:
         report = PropagationReport(
             boxes=count, flowed=flowed, fallback=count - flowed,
             kept_ratio=float(np.count_nonzero(good)) / max(1, int(np.count_nonzero(exclusive))),
-            median_fb_error=float(np.median(fb_error[tracked])) if tracked.any() else float("nan"),
+            median_fb_error=median(fb_error[tracked]),
             camera=camera)
         return FlowResult(flow_boxes, report)
 
@@ -171,9 +172,10 @@ class FlowPropagator:
             return out
         before, after, good, counts, kept_boxes = before[enough], after[enough], good[enough], counts[enough], \
             boxes[enough]
-        displacement = np.stack([_masked_median(after[..., k] - before[..., k], good, counts) for k in (0, 1)], -1)
-        centre_before = np.stack([_masked_median(before[..., k], good, counts) for k in (0, 1)], -1)
-        centre_after = np.stack([_masked_median(after[..., k], good, counts) for k in (0, 1)], -1)
+        # One sort for the six medians: displacement, centre before and centre after, x and y each.
+        medians = _masked_median(np.moveaxis(np.concatenate((after - before, before, after), axis=-1), -1, 0),
+                                 good, counts)  # (6, B)
+        displacement, centre_before, centre_after = medians[0:2].T, medians[2:4].T, medians[4:6].T
         spread_before = np.linalg.norm(before - centre_before[:, None], axis=-1)
         spread_after = np.linalg.norm(after - centre_after[:, None], axis=-1)
         usable = good & (spread_before > 0.5)  # the point at the centre says nothing about scale
@@ -199,13 +201,14 @@ def _exclusive_points(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def _masked_median(values: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Median of each row of ``values`` over its ``mask``-ed entries (``counts`` per row; rows with none give
-    +inf). Sorting with +inf in the masked places costs a fraction of ``np.nanmedian``'s masked-array path."""
-    ordered = np.sort(np.where(mask, values, np.inf), axis=1)
+    """Median of each row of ``values`` (..., B, P) over its ``mask``-ed (B, P) entries (``counts`` (B,) per row;
+    rows with none give +inf): shape (..., B). Sorting with +inf in the masked places costs a fraction of
+    ``np.nanmedian``'s masked-array path."""
+    ordered = np.sort(np.where(mask, values, np.inf), axis=-1)
     low = np.maximum(counts - 1, 0) // 2
-    high = np.maximum(counts, 1) // 2
-    rows = np.arange(len(values))
-    return (ordered[rows, low] + ordered[rows, np.minimum(high, values.shape[1] - 1)]) * 0.5
+    high = np.minimum(np.maximum(counts, 1) // 2, values.shape[-1] - 1)
+    rows = np.arange(values.shape[-2])
+    return (ordered[..., rows, low] + ordered[..., rows, high]) * 0.5
 
 
 class IntervalTracker:
