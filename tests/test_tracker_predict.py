@@ -200,3 +200,15 @@ def test_include_missed_adds_tracks_missed_by_one_detector_call_only() -> None:
     tracker.update(first_only)  # missed by a second call: no longer included
     assert len(tracker.predict(include_missed=True)) == 1
 
+
+
+def test_predict_counts_one_frame_period_of_timestamps() -> None:
+    """With timestamps, the update after K-1 predict() calls takes the same K Kalman steps in all."""
+    with_gap, with_predict = ByteTracker(frame_rate=10), ByteTracker(frame_rate=10)
+    for t in range(0, 15, 3):
+        expected = with_gap.update(walkers(t), timestamp=t / 10)
+        if t:
+            with_predict.predict()
+            with_predict.predict()
+        assert_same(expected, with_predict.update(walkers(t), timestamp=t / 10), f"t={t}")
+        assert with_gap.frame_id == with_predict.frame_id
