@@ -251,3 +251,16 @@ def test_tracks_last_seen_by_a_low_score_detection_keep_the_kalman_prediction() 
     # The same up to the camera motion the flow mode applies (static background: a tiny estimate).
     np.testing.assert_allclose(results[True], results[False], atol=0.1)
     assert abs(results[True][0, 0] - boxes[5][0, 0]) > 1.0  # the prediction lags: the flow was not used
+
+
+def test_propagate_answers_nan_for_unusable_boxes_and_rejects_bad_shapes() -> None:
+    image = textured()
+    propagator = FlowPropagator()
+    boxes = np.vstack((BOXES, [[np.nan, 0, 10, 10], [50, 50, 40, 60]]))
+    result = propagator.propagate(propagator.prepare(image), propagator.prepare(shift(image, 2.0, 1.0)), boxes)
+    np.testing.assert_allclose(result.boxes[:3], BOXES + [2, 1, 2, 1], atol=0.5)
+    assert np.isnan(result.boxes[3:]).all()
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        propagator.propagate(propagator.prepare(image), propagator.prepare(image), BOXES[:, :3])
+    empty = propagator.propagate(propagator.prepare(image), propagator.prepare(image), np.empty((0, 4)))
+    assert empty.boxes.shape == (0, 4) and empty.report.boxes == 0

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from int8track.tracker import kalman
+
+if TYPE_CHECKING:
+    from int8track.tracker.byte_tracker import ByteTracker
 
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
@@ -110,7 +114,7 @@ class CameraMotion:
         """Move Kalman states (xyah means (T, 8), block covariances (T, 4, 3)) in place: ``kalman.warp_affine``."""
         kalman.warp_affine(mean, cov, self.affine)
 
-    def apply_to(self, tracker) -> None:
+    def apply_to(self, tracker: ByteTracker) -> None:
         """Move every track of a ``ByteTracker`` by this motion (``ByteTracker.apply_motion``)."""
         tracker.apply_motion(self.affine)
 

@@ -112,7 +112,8 @@ class FlowPropagator:
         return downscaled_gray(frame, self.config.downscale)
 
     def propagate(self, previous: np.ndarray, current: np.ndarray, boxes: np.ndarray) -> FlowResult:
-        """Boxes (N, 4) x1, y1, x2, y2 of the previous frame moved into the current one (images from ``prepare``).
+        """Boxes (N, 4) x1, y1, x2, y2 of the previous frame moved into the current one (images from ``prepare``);
+        rows with NaN/inf or no area come back NaN.
 
         With ``config.camera_motion``, a background grid outside the boxes is followed in the same call and the
         report's ``camera`` holds the camera motion fitted to it.
@@ -120,7 +121,14 @@ class FlowPropagator:
         config = self.config
         if previous.shape != current.shape:
             raise ValueError(f"previous and current images differ in size: {previous.shape} vs {current.shape}")
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must be (N, 4) x1, y1, x2, y2, got shape {boxes.shape}")
+        usable = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        if not usable.all():  # followed as a dummy box (keeps one vectorised path), answered with NaN
+            boxes = np.where(usable[:, None], boxes, [0.0, 0.0, 1.0, 1.0])
         factor = config.downscale
         small_boxes = boxes / factor
         count, per_box = boxes.shape[0], self._unit_grid.shape[0]
@@ -145,10 +153,11 @@ class FlowPropagator:
         back, returned = follow_points(current, previous, moved_box, config.win_size, config.levels,
                                        initial=box_points)
         fb_error = np.linalg.norm(back - box_points, axis=1) * factor
-        tracked = followed[:box_points.shape[0]] & returned
+        tracked = followed[:box_points.shape[0]] & returned & np.repeat(usable, per_box)
         # A point that also lies in another box may belong to either object (the one in front): when two people
         # cross, such points follow the occluder and would drag the occluded box along, so they do not vote.
         exclusive = _exclusive_points(box_points.reshape(count, per_box, 2), small_boxes).ravel()
+        exclusive &= np.repeat(usable, per_box)  # the dummy boxes' points count nowhere (see ``tracked``)
         good = (tracked & exclusive & (fb_error <= config.fb_thresh)).reshape(count, per_box)
         flow_boxes = self._move_boxes(boxes, box_points.reshape(count, per_box, 2) * factor,
                                       moved_box.reshape(count, per_box, 2).astype(np.float64) * factor, good)
