@@ -3,11 +3,13 @@
 When the detector runs on every K-th frame only, ``ByteTracker.predict()`` extrapolates the tracks on the frames
 in between with the constant-velocity Kalman model. ``IntervalTracker.step(frame)`` instead looks at the image:
 a few points per track box are followed from the previous frame with pyramidal Lucas-Kanade (forward and
-backward: a point whose backward track does not return within ``fb_thresh`` pixels is dropped), and each box is
-moved by its points' median displacement and scaled by the median ratio of their pairwise distances. A box with
-too few good points keeps the Kalman prediction, which already includes the camera motion (estimated from a
-background grid in the same Lucas-Kanade call, ``tracker.camera_motion``). The boxes found this way correct the
-tracker's Kalman states (``ByteTracker.correct_predicted``), so the next detection frame associates with them.
+backward: a point whose backward track does not return within ``fb_thresh`` pixels is dropped; so is a point
+that also lies in another box, which may follow the other object), and each box is moved by its points' median
+displacement and scaled by the median ratio of their distances to the points' median. A box with too few good
+points keeps the Kalman prediction, which already includes the camera motion (estimated from a background grid in
+the same Lucas-Kanade call, ``tracker.camera_motion``). The boxes found this way correct the tracker's Kalman
+states (``ByteTracker.correct_predicted``; unconfirmed tracks: ``correct_unconfirmed``), so the next detection
+frame associates with them.
 """
 from __future__ import annotations
 
@@ -68,11 +70,10 @@ class PropagationConfig:
 class PropagationReport:
     """What one propagated frame measured: the reliability signals a detection scheduler can act on.
 
-    ``kept_ratio``: good points / points over all boxes, not counting points inside another box (which do not vote:
-    they may follow the other object); ``median_fb_error``: median
-    forward-backward error of the followed box points, full-resolution pixels; ``flowed``/``fallback``: boxes
-    moved by their own points / left at the Kalman prediction; ``camera``: the camera motion (None when not
-    estimated).
+    ``kept_ratio``: good points / points over all boxes, not counting points inside another box (which do not
+    vote: they may follow the other object); ``median_fb_error``: median forward-backward error of the followed
+    box points, full-resolution pixels; ``flowed``/``fallback``: boxes moved by their own points / left at the
+    Kalman prediction; ``camera``: the camera motion (None when not estimated).
     """
 
     boxes: int
