@@ -105,7 +105,8 @@ class ByteTracker:
     """
 
     __slots__ = ("_config", "_max_time_lost", "_match_disjoint", "frame_id", "update_count", "last_dropped",
-                 "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp")
+                 "_last_rows", "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
+                 "_predicted_rows", "_unconfirmed_rows", "_update_frames")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -147,6 +148,15 @@ class ByteTracker:
         self._created = 0
         self._shown = 0
         self._last_timestamp: float | None = None
+        # (rows in the last output, how many of them come first and were matched on that frame): the rest
+        # are predictions; two ints cost less per update than a mask (``last_predicted`` builds it on demand).
+        self._last_rows = (0, 0)
+        # Table rows that the last ``predict()`` returned, in its order; None once ``update`` has run.
+        self._predicted_rows: np.ndarray | None = None
+        # Table rows that the last ``unconfirmed_boxes()`` returned; None once ``update`` has run.
+        self._unconfirmed_rows: np.ndarray | None = None
+        # Frames of the update before the last one and of the last one (0: none yet).
+        self._update_frames = (0, 0)
 
     @property
     def last_stage_ns(self) -> dict[str, int]:
@@ -175,11 +185,13 @@ class ByteTracker:
             self._last_timestamp = float(timestamp)
         self.frame_id += steps
         self.update_count += 1
+        self._update_frames = (self._update_frames[1], self.frame_id)
         self.last_dropped = dets.dropped
         timer = _StageTimer(start)
         if len(self._tracks) == 0 and dets.rows.size == 0:  # nothing to track, nothing to start
             timer.lap("bookkeeping")
             self._timer = timer
+            self._last_rows, self._predicted_rows, self._unconfirmed_rows = (0, 0), None, None
             return np.empty((0, 8))
 
         det_boxes, det_xyah = kalman.measure(dets.boxes)
@@ -260,11 +272,143 @@ class ByteTracker:
 
         # Rows are in list order now: the tracked list first.
         output = self._output_rows(_true_rows(tracks.activated[:tracked_list.size]), boxes)
+        matched_count = output.shape[0]
         if config.return_lost:
             output = np.concatenate((output, self.lost_tracks()))
+        self._last_rows, self._predicted_rows, self._unconfirmed_rows = (output.shape[0], matched_count), None, None
         timer.lap("bookkeeping")
         self._timer = timer
         return output
+
+    @property
+    def last_predicted(self) -> np.ndarray:
+        """(M,) bool over the rows of the last ``update``/``predict`` output: True where the box is a
+        prediction, not corrected by a detection on that frame (every row of ``predict()``, the lost rows
+        of ``update`` with ``return_lost``). Such rows also have ``det_index`` -1."""
+        total, matched = self._last_rows
+        return np.arange(total) >= matched
+
+    def predict(self, frame_size: tuple[int, int] | None = None, *, include_missed: bool = False) -> np.ndarray:
+        """Advance one frame without detections; returns the confirmed tracked tracks at their predicted boxes.
+
+        For frames the detector skips: ``K - 1`` calls of ``predict()`` and then ``update(detections)`` give
+        exactly (bit for bit, ids included) what ``update(detections, frame_gap=K)`` gives, because this is
+        the same Kalman step on the same tracks (lost ones too, unconfirmed ones not, as in ``update``) and the
+        same frame count; no track changes state here: losing, refinding and expiring happen in ``update``.
+
+        Rows are ``update``'s columns ``x1, y1, x2, y2, track_id, score, class, det_index``: the score and class
+        of each track's last matched detection and ``det_index`` -1 (``last_predicted`` is all True). Tracks
+        created on the last detection frame are not returned: they are unconfirmed until a detection matches
+        them again. ``frame_size`` (width, height) clips the boxes to the frame and leaves out tracks predicted
+        wholly outside it (the tracks themselves are kept).
+
+        ``include_missed=True`` also returns, after those, the lost tracks that the last ``update`` missed but the
+        one before it matched (missed by one detector call). With a detector on every frame such a track, mostly
+        a detection that flickered off for one frame, is back on the next frame; with a detector every K-th frame
+        leaving it out until the next detection frame costs K - 1 frames of misses for each flicker.
+
+        With ``update(timestamp=...)``, each call counts as one frame period (``1 / frame_rate`` seconds) of the
+        time to the next update.
+
+        ``correct_predicted(boxes)`` then replaces these predictions with better ones (``tracker.propagation``).
+        """
+        if frame_size is not None:
+            width, height = _frame_size(frame_size)
+        self.frame_id += 1
+        if self._last_timestamp is not None:
+            self._last_timestamp += 1.0 / self._config.frame_rate
+        tracks = self._tracks
+        count = len(tracks)
+        pool = tracks.activated.nonzero()[0]
+        if pool.size:
+            unconfirmed = (~tracks.activated).nonzero()[0] if pool.size < count else EMPTY_INDEX
+            _predict_pool(tracks, pool, unconfirmed, self._lost_start, 1)
+        rows = tracks.activated[:self._lost_start].nonzero()[0]
+        if include_missed and self._lost_start < count:
+            lost = slice(self._lost_start, count)
+            # LOST, not REMOVED: a track that timed out (track_buffer shorter than the interval) is gone.
+            missed = (tracks.last_frame[lost] == self._update_frames[0]) & (tracks.state[lost] == LOST)
+            lost_rows = self._lost_start + missed.nonzero()[0]
+            if lost_rows.size:
+                rows = np.concatenate((rows, lost_rows))
+        output = self._output_rows(rows, kalman.xyah_to_tlbr(tracks.mean))
+        output[:, 7] = -1
+        if frame_size is not None and rows.size:
+            np.clip(output[:, 0:4:2], 0.0, width, out=output[:, 0:4:2])
+            np.clip(output[:, 1:4:2], 0.0, height, out=output[:, 1:4:2])
+            inside = (output[:, 2] > output[:, 0]) & (output[:, 3] > output[:, 1])
+            if not inside.all():
+                rows, output = rows[inside], output[inside]
+        self._predicted_rows = rows
+        self._last_rows = (output.shape[0], 0)
+        return output
+
+    def correct_predicted(self, boxes: object) -> int:
+        """Correct the tracks the last ``predict()`` returned with measured boxes (e.g. optical flow).
+
+        ``boxes`` is (M, 4) ``x1, y1, x2, y2``, row i for row i of that output; rows with NaN/inf or no area
+        are left as predicted. Each other track gets a Kalman update with its box as the measurement, so
+        position and velocity move toward it and the next ``update`` associates detections with the corrected
+        box. The tracks' last-detection frame is not changed (a track still needs detections to stay alive).
+        Returns the number of tracks corrected. Raises ValueError when ``update`` ran since that ``predict``
+        (the rows would no longer be the same tracks) or the shape is wrong.
+        """
+        if self._predicted_rows is None:
+            raise ValueError("correct_predicted() needs the output of predict() on this frame: call predict() "
+                             "first (update() has run since, or predict() never did)")
+        return self._correct_rows(self._predicted_rows, boxes, "predict()")
+
+    def unconfirmed_boxes(self) -> np.ndarray:
+        """(U, 4) ``x1, y1, x2, y2`` of the unconfirmed tracks (created on the last ``update``, not shown yet).
+
+        Between detector calls they are neither predicted (official: their velocity is unknown) nor returned,
+        so an object that moves far enough before the next detection frame fails the association and starts
+        again as a new track, over and over. Image-based propagation measures where they went and passes it
+        to ``correct_unconfirmed`` (same rows, same order).
+        """
+        tracks = self._tracks
+        rows = (~tracks.activated[:self._lost_start]).nonzero()[0]
+        self._unconfirmed_rows = rows
+        return kalman.xyah_to_tlbr(take_rows(tracks.mean, rows)) if rows.size else np.empty((0, 4))
+
+    def correct_unconfirmed(self, boxes: object) -> int:
+        """Move the unconfirmed tracks of the last ``unconfirmed_boxes()`` to measured boxes (rows with NaN/inf or
+        no area are left alone); returns how many moved. Their box is replaced, not blended as in
+        ``correct_predicted``: they are never Kalman-predicted, so there is no motion estimate to weigh the
+        measurement against, and a blend would lag the object by a share of its motion on every frame."""
+        if self._unconfirmed_rows is None:
+            raise ValueError("correct_unconfirmed() needs unconfirmed_boxes() on this frame: call it first "
+                             "(update() has run since, or it never was)")
+        return self._correct_rows(self._unconfirmed_rows, boxes, "unconfirmed_boxes()", replace=True)
+
+    def _correct_rows(self, rows: np.ndarray, boxes: object, source: str, replace: bool = False) -> int:
+        """Kalman update (``replace``: the box part of the mean set) of table ``rows`` with (len(rows), 4) measured
+        boxes; invalid rows are skipped."""
+        measured = np.asarray(boxes, dtype=np.float64)
+        if measured.shape != (rows.size, 4):
+            raise ValueError(f"boxes must be ({rows.size}, 4), one row per track {source} returned; "
+                             f"got shape {measured.shape}")
+        valid = (np.isfinite(measured).all(axis=1) & (measured[:, 2] > measured[:, 0])
+                 & (measured[:, 3] > measured[:, 1]))
+        rows = rows[valid]
+        if rows.size:
+            tracks = self._tracks
+            _, xyah = kalman.measure(measured[valid])
+            if replace:
+                tracks.mean[rows, :4] = xyah
+            else:
+                tracks.mean[rows], tracks.cov[rows] = kalman.update(take_rows(tracks.mean, rows),
+                                                                    take_rows(tracks.cov, rows), xyah)
+        return int(rows.size)
+
+    def apply_motion(self, affine: object) -> None:
+        """Move every track (tracked, lost, unconfirmed) by a 2x3 image affine (camera motion between the
+        previous frame and this one, ``tracker.camera_motion``): ``kalman.warp_affine`` on the Kalman states."""
+        matrix = np.asarray(affine, dtype=np.float64)
+        if matrix.shape != (2, 3) or not np.isfinite(matrix).all():
+            raise ValueError(f"affine must be a finite 2x3 matrix, got shape {matrix.shape}")
+        if len(self._tracks):
+            kalman.warp_affine(self._tracks.mean, self._tracks.cov, matrix)
 
     def update_with_detections(self, detections: sv.Detections) -> sv.Detections:
         """supervision's call: the matched ``sv.Detections`` with ``tracker_id``, every field kept
@@ -473,6 +617,17 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
     kalman.predict(tracks.mean, tracks.cov, steps)
     if unconfirmed.size:
         tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
+
+
+def _frame_size(frame_size: tuple[int, int]) -> tuple[float, float]:
+    """(width, height) as floats; ValueError unless both are positive numbers."""
+    try:
+        width, height = (float(v) for v in frame_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"frame_size must be (width, height), got {frame_size!r}") from None
+    if not (width > 0 and height > 0 and np.isfinite(width) and np.isfinite(height)):
+        raise ValueError(f"frame_size must be positive (width, height), got {frame_size!r}")
+    return width, height
 
 
 def _true_rows(mask: np.ndarray) -> np.ndarray | slice:

@@ -131,3 +131,28 @@ def measure(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     xyah[:2] += xyah[2:] * 0.5
     xyah[2] /= xyah[3]
     return tlbr.T, xyah.T
+
+
+def warp_affine(mean: np.ndarray, cov: np.ndarray, affine: np.ndarray) -> None:
+    """Move (T, 8) means / (T, 4, 3) covariances by the 2x3 image affine ``affine``, in place.
+
+    For camera motion: ``(cx, cy)`` are mapped as points, ``(vcx, vcy)`` as vectors (the linear part only),
+    and ``h``, ``vh`` scale by ``s = sqrt(|det|)``, the affine's area scale; the aspect ratio is kept (a
+    similarity, as ``cv2.estimateAffinePartial2D`` returns, keeps it exactly). The position and velocity
+    variances of ``cx``, ``cy``, ``h`` scale by ``s**2``; the rotation part cannot be carried by the
+    block-diagonal covariance (no ``cx``-``cy`` terms) and is left out, which is small for frame-to-frame
+    camera motion (a few degrees at most).
+    """
+    linear, shift = affine[:, :2], affine[:, 2]
+    scale = float(np.sqrt(abs(np.linalg.det(linear))))
+    state, blocks = mean.T, cov.T  # (8, T), (3, 4, T)
+    cx, cy = state[0].copy(), state[1].copy()
+    state[0] = linear[0, 0] * cx + linear[0, 1] * cy + shift[0]
+    state[1] = linear[1, 0] * cx + linear[1, 1] * cy + shift[1]
+    vx, vy = state[4].copy(), state[5].copy()
+    state[4] = linear[0, 0] * vx + linear[0, 1] * vy
+    state[5] = linear[1, 0] * vx + linear[1, 1] * vy
+    state[3] *= scale
+    state[7] *= scale
+    if scale != 1.0:
+        blocks[:, [0, 1, 3]] *= scale * scale

@@ -1,0 +1,60 @@
+"""benchmarks/detect_interval.py on the 48-frame MOT17-05 excerpt (public detections, Kalman mode)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import detect_interval, mot17
+from int8track.apps.evaluation import MotMetrics
+from int8track.apps.motchallenge import load_sequence, read_results
+from int8track.tracker import TrackerConfig
+
+from conftest import require_data
+
+
+def test_interval_one_writes_what_the_mot17_benchmark_writes(tmp_path: Path) -> None:
+    """K=1 is the plain tracker: the same results file as benchmarks/mot17.py (one home for each protocol)."""
+    sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
+    config = TrackerConfig.from_track_thresh(0.6)
+    mot17.run_sequence(sequence, config, tmp_path / "mot17.txt")
+    calls, step_ms = detect_interval.track_with_interval(sequence, sequence.detections(), 1, config,
+                                                         tmp_path / "k1.txt")
+    assert calls == 48 and np.isnan(step_ms)
+    assert (tmp_path / "k1.txt").read_text() == (tmp_path / "mot17.txt").read_text()
+
+
+def test_every_frame_gets_tracks_and_only_every_kth_a_detector_call(tmp_path: Path) -> None:
+    sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
+    detections = sequence.detections()
+    calls, step_ms = detect_interval.track_with_interval(sequence, detections, 3, TrackerConfig(),
+                                                         tmp_path / "k3.txt")
+    assert calls == 16 and step_ms >= 0  # frames 1, 4, ..., 46
+    results = read_results(tmp_path / "k3.txt")
+    shown = set(results.frames.tolist())
+    assert shown >= {2, 3, 5, 6}  # frames without a detector call still have tracks
+    with pytest.raises(ValueError, match="frames of detections"):
+        detect_interval.track_with_interval(sequence, detections[:10], 2, TrackerConfig(), tmp_path / "x.txt")
+
+
+def test_main_prints_the_table_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = require_data("MOT17-mini/train")
+    report_path = tmp_path / "report.json"
+    assert detect_interval.main(["--skip-detector", "--public-data", str(data), "--intervals", "2",
+                                 "--out-dir", str(tmp_path), "--json", str(report_path)]) == 0
+    out = capsys.readouterr().out
+    assert "MOT17-05-FRCNN  kalman    2" in out and "dMOTA" in out
+    runs = json.loads(report_path.read_text())["workloads"]["public"]["runs"]
+    assert [(r["interval"], r["detector_calls"]) for r in runs] == [(1, 48), (2, 24)]
+    assert runs[1]["calls_per_second"] == pytest.approx(24 / 48 * 14)  # MOT17-05 is a 14 fps sequence
+    assert (tmp_path / "mota_vs_calls.png").stat().st_size > 1000
+
+
+def test_interval_run_is_validated() -> None:
+    metrics = MotMetrics(**{name: 0 for name in MotMetrics.__dataclass_fields__})
+    with pytest.raises(ValueError, match="mode"):
+        detect_interval.IntervalRun("public", "s", "blind", 2, 10, 30.0, 5, metrics, 0.0, Path("x"))
+    with pytest.raises(ValueError, match="interval"):
+        detect_interval.IntervalRun("public", "s", "kalman", 0, 10, 30.0, 5, metrics, 0.0, Path("x"))
