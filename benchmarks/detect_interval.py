@@ -34,10 +34,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from int8track.apps.evaluation import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
-from int8track.apps.motchallenge import MotResultWriter, MotSequence, find_sequences
-from int8track.apps.pipeline import OutputFilter
-from int8track.apps.tracker_options import DEFAULT_TRACK_THRESH
+from int8track.apps.cli.tracker_options import DEFAULT_TRACK_THRESH
+from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
+from int8track.apps.io.mot_results import MotResultWriter
+from int8track.apps.io.motchallenge import MotSequence, find_sequences
+from int8track.apps.pipeline.run import OutputFilter
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.propagation import FlowPropagator, IntervalTracker, PropagationConfig
 

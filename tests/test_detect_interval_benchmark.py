@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from benchmarks import detect_interval, mot17
-from int8track.apps.evaluation import MotMetrics
-from int8track.apps.motchallenge import load_sequence, read_results
+from int8track.apps.evaluation.metrics import MotMetrics
+from int8track.apps.io.motchallenge import load_sequence, read_results
 from int8track.tracker import TrackerConfig
 
 from conftest import require_data

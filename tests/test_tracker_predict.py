@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 from int8track.tracker import ByteTracker, kalman
 
 from conftest import require_data

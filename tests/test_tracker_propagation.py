@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from int8track.apps.motchallenge import load_sequence
+from int8track.apps.io.motchallenge import load_sequence
 from int8track.tracker import ByteTracker
 from int8track.tracker.camera_motion import (
     CameraMotion,
