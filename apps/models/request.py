@@ -72,13 +72,18 @@ class PreparedDetector:
 
     @property
     def int8_report(self) -> QuantReport | None:
-        return None if self.int8 is None else QuantReport.from_dict(self.int8.quant_report)
+        """The quantizer's report stored in the int8 model (None: fp32, or a model saved without one)."""
+        if self.int8 is None or not self.int8.quant_report:
+            return None
+        return QuantReport.from_dict(self.int8.quant_report)
 
     @property
     def precision(self) -> str:
         """What runs: ``int8`` only when some conv runs in int8; a model that stayed float is ``fp32``."""
+        if self.int8 is None:
+            return "fp32"
         report = self.int8_report
-        if report is None or not report.int8_faster or report.all_float or report.quantized_convs == 0:
+        if report is not None and (not report.int8_faster or report.all_float or report.quantized_convs == 0):
             return "fp32"
         return "int8"
 
