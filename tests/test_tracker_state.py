@@ -224,3 +224,13 @@ def test_table_stays_bounded_under_churn() -> None:
     assert state.num_tracks == tracker.num_tracks <= 3 * people
     assert state.header.created > 5000 * people / 80  # the churn really created many tracks
     assert len(state.to_bytes()) < 20_000
+
+
+def test_memory_benchmark_reports_rows(tmp_path, capsys) -> None:
+    from benchmarks import tracker_memory
+
+    assert tracker_memory.main(["--frames", "2000", "--every", "1000", "--json", str(tmp_path / "mem")]) == 0
+    rows = json.loads((tmp_path / "mem.json").read_text())["rows"]
+    assert [row["frame"] for row in rows] == [1, 1000, 2000]
+    assert all(row["rss_mib"] > 0 and 0 < row["tracks"] <= row["max_tracks"] for row in rows)
+    assert "snapshot B" in capsys.readouterr().out
