@@ -3,7 +3,8 @@
 Synthetic churn (``churn_frames``): a fixed number of people on screen, each walking for 40-80 frames
 and then replaced by a new one elsewhere, 20% of detections missed, scores 0.3-1.0; so tracks are created,
 lost, refound and removed all the time. Every ``--every`` frames it prints the process RSS, the tracks held,
-the tracks created so far and the size of a serialised snapshot (``state_dict().to_bytes()``).
+the tracks created so far and the size of a serialised snapshot (``state_dict().to_bytes()``); at the end,
+the time of a snapshot round trip (``state_dict``, ``to_bytes``, ``from_bytes``, ``load_state_dict``).
 
     .venv/bin/python benchmarks/tracker_memory.py [--frames 100000] [--people 12] [--every 10000]
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import timeit
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from int8track.tracker import ByteTracker
+from int8track.tracker.state import TrackerState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import write_json_and_csv
@@ -48,6 +51,18 @@ def rss_mib() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
+def snapshot_timing(tracker: ByteTracker, number: int = 200) -> dict[str, float]:
+    """Median microseconds of each snapshot step on ``tracker`` (5 repeats of ``number`` calls)."""
+    state = tracker.state_dict()
+    data = state.to_bytes()
+    other = ByteTracker(tracker.config)
+    steps = {"state_dict": tracker.state_dict, "to_bytes": state.to_bytes,
+             "from_bytes": lambda: TrackerState.from_bytes(data),
+             "load_state_dict": lambda: other.load_state_dict(state)}
+    return {step: 1e6 * float(np.median(timeit.repeat(call, number=number, repeat=5))) / number
+            for step, call in steps.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=100_000)
@@ -75,8 +90,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
             print(f"{frame:>8}{row['rss_mib']:>9.1f}{row['tracks']:>8}{largest:>11}{row['created']:>9}"
                   f"{row['snapshot_bytes']:>11}{row['seconds']:>7.1f}", flush=True)
+    snapshot_us = snapshot_timing(tracker)
+    print(f"snapshot round trip at {tracker.num_tracks} tracks, median of 5 x 200 (us): "
+          + ", ".join(f"{step} {us:.0f}" for step, us in snapshot_us.items()))
     if args.json:
-        write_json_and_csv(args.json, {"settings": vars(args) | {"json": str(args.json)}, "rows": rows}, rows)
+        write_json_and_csv(args.json, {"settings": vars(args) | {"json": str(args.json)}, "rows": rows,
+                                       "snapshot_us": snapshot_us}, rows)
     return 0
 
 
