@@ -6,7 +6,8 @@ pedestrians of the ground truth that no tracker box already covers on that frame
 a miss turned into a match (+1 for MOTA), anything else a false positive (-1). Prints, per sequence, the share
 of filled boxes that hit, that duplicate a person a tracker box already covers, that land beside a person
 (best IoU with any gt box 0.2-0.5) or on no one (< 0.2);
-then, pooled over the sequences, the hit rate and net MOTA events by the gap's ``bridge_error`` and by box height.
+then, pooled over the sequences, the hit rate and net MOTA events by the gap's ``bridge_error``, by box height and
+by the lower of the two end rows' scores.
 
     .venv/bin/python benchmarks/interpolation_gaps.py [--data ../shared/data/MOT17/train] [--max-gap 20]
 """
@@ -29,8 +30,10 @@ from benchmarks.common import require_path
 from benchmarks.mot17 import DEFAULT_PUBLIC_DATA, benchmark_sequences, run_sequence
 
 PEDESTRIAN = 1
+SCORE = 6  # column of MOT results
 ERROR_BINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, np.inf)
 HEIGHT_BINS = (0.0, 50.0, 80.0, 120.0, 200.0, np.inf)
+SCORE_BINS = (0.0, 0.3, 0.5, 0.7, 0.9, np.inf)
 
 
 def _xyxy(boxes: np.ndarray) -> np.ndarray:
@@ -38,7 +41,7 @@ def _xyxy(boxes: np.ndarray) -> np.ndarray:
 
 
 def filled_boxes(rows: np.ndarray, max_gap: int, window: int) -> np.ndarray:
-    """Blindly filled rows, each with its gap's ``bridge_error`` appended as a last column."""
+    """Blindly filled rows, each with its gap's ``bridge_error`` and lower end score appended as last columns."""
     table = rows[np.lexsort((rows[:, FRAME], rows[:, ID]))]
     out = []
     for track in np.split(table, np.flatnonzero(np.diff(table[:, ID])) + 1):
@@ -47,8 +50,9 @@ def filled_boxes(rows: np.ndarray, max_gap: int, window: int) -> np.ndarray:
         for gap in np.flatnonzero((missing >= 1) & (missing <= max_gap)):
             error = bridge_error(track[:, FRAME], centres, track[:, 4:6], int(gap), window)
             new = fill_gaps(track[gap:gap + 2], np.array([True]))[1:-1]
-            out.append(np.column_stack((new, np.full(len(new), error))))
-    return np.concatenate(out) if out else np.empty((0, rows.shape[1] + 1))
+            end_score = min(track[gap, SCORE], track[gap + 1, SCORE])
+            out.append(np.column_stack((new, np.full(len(new), error), np.full(len(new), end_score))))
+    return np.concatenate(out) if out else np.empty((0, rows.shape[1] + 2))
 
 
 def score_filled(filled: np.ndarray, rows: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     window = InterpolationConfig().window
     tracker_config = tracker_config_from_args(argparse.Namespace(track_thresh=None, track_buffer=None,
                                                                  match_thresh=None))
-    errors, heights, hits = [], [], []
+    errors, heights, scores, hits = [], [], [], []
     print(f"{'sequence':<16}{'filled':>7}{'hit %':>7}{'dup %':>7}{'beside %':>9}{'no one %':>9}{'net':>7}")
     with tempfile.TemporaryDirectory() as folder:
         for sequence in benchmark_sequences(require_path(args.data, "MOT17 data folder")):
@@ -105,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                       for kind in (hit, duplicate, beside, any_iou < 0.2)]
             print(f"{sequence.name:<16}{len(filled):>7}{shares[0]:>7.0f}{shares[1]:>7.0f}{shares[2]:>9.0f}"
                   f"{shares[3]:>9.0f}{2 * int(hit.sum()) - len(filled):>+7}")
-            errors.append(filled[:, -1])
+            errors.append(filled[:, -2])
+            scores.append(filled[:, -1])
             heights.append(filled[:, BOX][:, 3])
             hits.append(hit)
     all_hits = np.concatenate(hits)
     print("\n" + "\n".join(binned("bridge_error", np.concatenate(errors), all_hits, ERROR_BINS)))
     print("\n" + "\n".join(binned("box height px", np.concatenate(heights), all_hits, HEIGHT_BINS)))
+    print("\n" + "\n".join(binned("end score", np.concatenate(scores), all_hits, SCORE_BINS)))
     return 0
 
 
