@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="E|none", help="fill only gaps whose straight line is expected within E box sizes "
                                                f"of the track (default {InterpolationConfig.max_error}); 'none' fills "
                                                "every gap up to N (blind)")
+    parser.add_argument("--interpolation-max-overlap", type=_max_error, default=InterpolationConfig.max_overlap,
+                        metavar="IOU|none", help="leave out filled boxes overlapping another track's box on their "
+                                                 f"frame by this IoU (default {InterpolationConfig.max_overlap}); "
+                                                 "'none' keeps them")
     parser.add_argument("--out-dir", type=Path, help="where results files go (default: runs/mot17/<detections>)")
     parser.add_argument("--json", type=Path, help="write the report as JSON to this path")
     return parser
@@ -260,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results files: {out_dir}")
     if args.interpolate is not None:
         config = InterpolationConfig(method=args.interpolation, max_gap=args.interpolate,
-                                     max_error=args.interpolation_max_error)
-        interpolated_dir = out_dir / f"interpolated-{config.method}-{config.max_gap}-{config.max_error}"
+                                     max_error=args.interpolation_max_error,
+                                     max_overlap=args.interpolation_max_overlap)
+        interpolated_dir = out_dir / (f"interpolated-{config.method}-{config.max_gap}-{config.max_error}-"
+                                      f"{config.max_overlap}")
         paths = {run.sequence.name: interpolate_file(run.results_path, interpolated_dir / run.results_path.name,
                                                       config) for run in runs}
         filled = summarize({run.sequence.name: evaluate_sequence(run.sequence, paths[run.sequence.name])
@@ -270,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                             for run in runs})
         report["interpolated"] = {"settings": asdict(config), "results_dir": str(interpolated_dir),
                                   "sequences": {name: metrics.to_dict() for name, metrics in filled.items()}}
-        print(f"\ninterpolated ({config.method}, gaps up to {config.max_gap} frames, max error {config.max_error}): "
-              f"{interpolated_dir}")
+        print(f"\ninterpolated ({config.method}, gaps up to {config.max_gap} frames, max error {config.max_error}, "
+              f"max overlap {config.max_overlap}): {interpolated_dir}")
         print(format_change_table(summary, filled))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,12 @@ from int8track.apps.motchallenge import read_results, write_results
 from int8track.tracker.interpolation import (
     InterpolationConfig,
     bridge_error,
+    duplicates,
     interpolate_results,
     smooth_track,
 )
 
-BLIND = InterpolationConfig(max_error=None)
+BLIND = InterpolationConfig(max_error=None, max_overlap=None)
 
 
 def mot_rows(track_id: int, frames, boxes, score: float = 0.9) -> np.ndarray:
@@ -101,7 +102,7 @@ def test_bad_rows_raise(rows, message) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("method", "cubic"), ("max_gap", 0), ("max_gap", 2.5), ("tau", 0.0), ("tau", float("nan")),
-    ("max_error", -0.1), ("window", 1),
+    ("max_error", -0.1), ("window", 1), ("max_overlap", 0),
 ])
 def test_config_is_validated(field, value) -> None:
     with pytest.raises(ValueError, match=field if field != "method" else "method"):
@@ -137,6 +138,29 @@ def test_jittery_small_box_is_not_bridged() -> None:
     rows[:, 2] += rng.normal(0, 4.0, len(rows))  # 4 px of detector noise on a 20 px wide box
     assert len(interpolate_results(rows)) == 20
     assert len(interpolate_results(rows, InterpolationConfig(max_error=1.0))) == 23
+
+
+def test_filled_boxes_on_another_tracks_box_are_left_out() -> None:
+    """Two tracks holding one walker in turn: each one's gap is where the other has the detection."""
+    a = walker(1, [*range(1, 11), *range(16, 26)])
+    b = walker(2, range(11, 16))
+    b[:, 2] += 4.0  # 4 px to the right: IoU (36 / 44) = 0.82 with track 1's filled box
+    c = walker(3, range(1, 26), x0=400)  # someone else, far away
+    rows = np.concatenate((a, b, c))
+    out = interpolate_results(rows)
+    assert len(out) == len(rows)  # track 1's gap 11-15 not filled: track 2 is there
+    kept = interpolate_results(rows, InterpolationConfig(max_overlap=0.9))
+    assert len(kept) == len(rows) + 5
+    # with track 2 elsewhere, the gap is filled
+    b[:, 3] += 300.0
+    assert len(interpolate_results(np.concatenate((a, b, c)))) == len(rows) + 5
+
+
+def test_duplicates_compares_filled_rows_with_real_rows_of_other_ids() -> None:
+    rows = np.concatenate((walker(1, [1, 2]), walker(2, [1, 2])))  # two tracks on the same boxes
+    is_new = np.array([False, True, False, False])
+    assert duplicates(rows, is_new, 0.5).tolist() == [False, True, False, False]
+    assert not duplicates(rows[:2], is_new[:2], 0.5).any()  # its own real rows do not count
 
 
 def test_isolated_ends_are_not_trusted() -> None:

@@ -63,10 +63,12 @@ def test_interpolate_scores_the_filled_results_too(tmp_path: Path, capsys: pytes
     data = require_data("MOT17-mini/train")
     report_path = tmp_path / "report.json"
     assert mot17.main(["--data", str(data), "--out-dir", str(tmp_path / "res"), "--json", str(report_path),
-                       "--interpolate", "20", "--interpolation-max-error", "none"]) == 0
+                       "--interpolate", "20", "--interpolation-max-error", "none",
+                       "--interpolation-max-overlap", "none"]) == 0
     report = json.loads(report_path.read_text())
     interpolated = report["interpolated"]
-    assert interpolated["settings"] == {"method": "linear", "max_gap": 20, "tau": 5.0, "max_error": None, "window": 5}
+    assert interpolated["settings"] == {"method": "linear", "max_gap": 20, "tau": 5.0, "max_error": None, "window": 5,
+                                        "max_overlap": None}
     raw = read_results(report["sequences"]["MOT17-05-FRCNN"]["results_file"])
     filled = read_results(Path(interpolated["results_dir"]) / "MOT17-05-FRCNN.txt")
     raw_keys = set(zip(raw.frames.tolist(), raw.ids.tolist()))
@@ -81,6 +83,7 @@ def test_interpolate_scores_the_filled_results_too(tmp_path: Path, capsys: pytes
 def test_interpolate_options_are_checked() -> None:
     for argv in (["--interpolate", "0"], ["--interpolate", "20", "--interpolation", "cubic"],
                  ["--interpolate", "20", "--interpolation-max-error", "-1"],
+                 ["--interpolate", "20", "--interpolation-max-overlap", "x"],
                  ["--detections", "detector", "--interpolate", "5"]):
         with pytest.raises(SystemExit):
             mot17.main(argv)

@@ -11,7 +11,8 @@ comes back gets boxes on the missing frames:
 Which gaps are filled (``bridgeable_gaps``): ``max_gap`` alone does not decide. A straight line is only
 a good guess when the track moved in a straight line; on a moving camera, and for small boxes, it often
 does not, and blind interpolation then adds boxes beside the person (false positives) instead of on them
-(``bridge_error`` explains the estimate; benchmarks/README.md has the measurements).
+(``bridge_error`` explains the estimate). Filled boxes that land on a box of another track are left out too
+(``duplicates``). benchmarks/README.md has the measurements.
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import correlate1d
+
+from int8track.tracker.iou import iou_matrix
 
 METHODS = ("linear", "gsi")
 FRAME, ID, X, Y, W, H = 0, 1, 2, 3, 4, 5
@@ -40,6 +43,8 @@ class InterpolationConfig:
       gap up to ``max_gap`` (blind interpolation). 0.15 keeps the bridged box's IoU with where the track
       should be above about 0.74 ((1 - e) / (1 + e) for a shift of e box sizes).
     - ``window``: frames on each side of a gap whose rows give the track's velocity and jitter there (>= 2).
+    - ``max_overlap``: a filled box overlapping another track's box on the same frame by at least this IoU
+      is left out (``duplicates``); None keeps them. 0.5 is the evaluation's matching threshold.
     """
 
     method: str = "linear"
@@ -47,6 +52,7 @@ class InterpolationConfig:
     tau: float = 5.0
     max_error: float | None = 0.15
     window: int = 5
+    max_overlap: float | None = 0.5
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -56,6 +62,8 @@ class InterpolationConfig:
         _check_positive("tau", self.tau)
         if self.max_error is not None:
             _check_positive("max_error", self.max_error)
+        if self.max_overlap is not None:
+            _check_positive("max_overlap", self.max_overlap)
 
 
 def _check_int(name: str, value: object, low: int) -> None:
@@ -101,19 +109,54 @@ def interpolate_results(rows: object, config: InterpolationConfig | None = None)
     table = check_rows(rows)
     if len(table) == 0:
         return table.copy()
-    order = np.lexsort((table[:, FRAME], table[:, ID]))
-    table = table[order]
+    table = table[np.lexsort((table[:, FRAME], table[:, ID]))]
     starts = np.flatnonzero(np.diff(table[:, ID])) + 1
-    pieces = []
-    for track in np.split(table, starts):
-        filled = fill_gaps(track, bridgeable_gaps(track, config))
-        if config.method == "gsi":
-            # Each run of consecutive frames alone: a gap left open is one the line was not trusted across.
-            for run in np.split(np.arange(len(filled)), np.flatnonzero(np.diff(filled[:, FRAME]) > 1) + 1):
-                filled[run, BOX] = smooth_track(filled[run, FRAME], filled[run, BOX], config.tau)
-        pieces.append(filled)
-    result = np.concatenate(pieces)
+    result = np.concatenate([fill_gaps(track, bridgeable_gaps(track, config)) for track in np.split(table, starts)])
+    if config.max_overlap is not None and len(result) > len(table):
+        result = result[~duplicates(result, _is_new(result, table), config.max_overlap)]
+    if config.method == "gsi":
+        # Each run of consecutive frames of a track alone: a gap left open is one a line was not trusted across.
+        breaks = (np.diff(result[:, FRAME]) != 1) | (np.diff(result[:, ID]) != 0)
+        for run in np.split(np.arange(len(result)), np.flatnonzero(breaks) + 1):
+            result[run, BOX] = smooth_track(result[run, FRAME], result[run, BOX], config.tau)
     return result[np.lexsort((result[:, ID], result[:, FRAME]))]
+
+
+def _is_new(result: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Rows of ``result`` whose (frame, id) is not in ``original`` (both hold integer frames and ids)."""
+    span = int(max(result[:, FRAME].max(), original[:, FRAME].max())) + 1
+    def key(rows: np.ndarray) -> np.ndarray:
+        return rows[:, ID].astype(np.int64) * span + rows[:, FRAME].astype(np.int64)
+    return ~np.isin(key(result), key(original))
+
+
+def duplicates(rows: np.ndarray, is_new: np.ndarray, max_overlap: float) -> np.ndarray:
+    """Filled rows (``is_new``) overlapping a tracker row of another id on their frame by IoU >= ``max_overlap``.
+
+    Why: in our outputs a person is sometimes held by two tracks in turn (one is lost while the other has the
+    detection, then the other way round), and each track's gap is then exactly where the other track is.
+    Filling it puts a second box on a person already boxed; at the evaluation's IoU 0.5 only one of them can
+    match, so the filled one would be a false positive.
+    """
+    flagged = np.zeros(len(rows), dtype=bool)
+    real = rows[~is_new]
+    real = real[np.argsort(real[:, FRAME], kind="stable")]
+    new_rows = np.flatnonzero(is_new)
+    for frame in np.unique(rows[new_rows, FRAME]):
+        mine = new_rows[rows[new_rows, FRAME] == frame]
+        low, high = np.searchsorted(real[:, FRAME], [frame, frame + 1])
+        others = real[low:high]
+        if len(others) == 0:
+            continue
+        iou = iou_matrix(_corners(rows[mine, BOX]), _corners(others[:, BOX]))
+        iou[rows[mine, ID][:, None] == others[:, ID][None, :]] = 0.0  # a track never duplicates itself
+        flagged[mine[iou.max(1) >= max_overlap]] = True
+    return flagged
+
+
+def _corners(boxes: np.ndarray) -> np.ndarray:
+    """x, y, w, h -> x1, y1, x2, y2."""
+    return np.concatenate((boxes[:, :2], boxes[:, :2] + boxes[:, 2:4]), axis=1)
 
 
 def bridgeable_gaps(track: np.ndarray, config: InterpolationConfig) -> np.ndarray:
