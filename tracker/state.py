@@ -131,7 +131,7 @@ class StateHeader:
             raise ValueError(f"tracker state: {error}") from None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TrackerState:
     """A tracker snapshot: ``header`` plus ``tracks``, one read-only array per ``TrackTable`` field.
 
@@ -146,6 +146,15 @@ class TrackerState:
         if not isinstance(self.header, StateHeader):
             raise ValueError(f"tracker state: header must be a StateHeader, got {type(self.header).__name__}")
         object.__setattr__(self, "tracks", _checked_tracks(self.tracks, self.header))
+
+    def __eq__(self, other: object) -> bool:
+        # Field-wise == would compare dicts of arrays, whose truth value numpy refuses.
+        if not isinstance(other, TrackerState):
+            return NotImplemented
+        return self.header == other.header and all(
+            np.array_equal(array, other.tracks[name]) for name, array in self.tracks.items())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking arrays inside: not hashable
 
     @property
     def num_tracks(self) -> int:
