@@ -84,7 +84,8 @@ def binned(label: str, values: np.ndarray, hits: np.ndarray, bins: tuple[float, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_PUBLIC_DATA)
+    parser.add_argument("--data", type=Path, default=DEFAULT_PUBLIC_DATA,
+                        help="MOT sequences with gt and det (MOT17 layout, or MOT15 such as PETS09-S2L1)")
     parser.add_argument("--max-gap", type=int, default=20)
     args = parser.parse_args(argv)
     if args.max_gap < 1:
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         for sequence in benchmark_sequences(require_path(args.data, "MOT17 data folder")):
             run = run_sequence(sequence, tracker_config, Path(folder) / f"{sequence.name}.txt")
             rows = read_mot_table(run.results_path, RESULT_MIN_COLUMNS)
-            gt = read_mot_table(sequence.gt_path, RESULT_MIN_COLUMNS)
-            gt = gt[(gt[:, 6] != 0) & (gt[:, 7] == PEDESTRIAN)]
+            truth = sequence.ground_truth()
+            scored = truth.consider & (truth.classes == PEDESTRIAN if truth.classes is not None else True)
+            gt = np.column_stack((truth.frames, truth.ids, truth.boxes))[scored]  # MOT15 gt has no classes
             filled = filled_boxes(rows, args.max_gap, window)
             free_iou, any_iou = score_filled(filled, rows, gt)
             hit = free_iou >= 0.5

@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="IOU|none", help="leave out filled boxes overlapping another track's box on their "
                                                  f"frame by this IoU (default {InterpolationConfig.max_overlap}); "
                                                  "'none' keeps them")
+    parser.add_argument("--interpolation-tau", type=_max_error, default=InterpolationConfig.tau, metavar="FRAMES",
+                        help=f"gsi smoothing length (default {InterpolationConfig.tau})")
     parser.add_argument("--out-dir", type=Path, help="where results files go (default: runs/mot17/<detections>)")
     parser.add_argument("--json", type=Path, help="write the report as JSON to this path")
     return parser
@@ -265,9 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.interpolate is not None:
         config = InterpolationConfig(method=args.interpolation, max_gap=args.interpolate,
                                      max_error=args.interpolation_max_error,
-                                     max_overlap=args.interpolation_max_overlap)
+                                     max_overlap=args.interpolation_max_overlap, tau=args.interpolation_tau)
         interpolated_dir = out_dir / (f"interpolated-{config.method}-{config.max_gap}-{config.max_error}-"
-                                      f"{config.max_overlap}")
+                                      f"{config.max_overlap}-{config.tau}")
         paths = {run.sequence.name: interpolate_file(run.results_path, interpolated_dir / run.results_path.name,
                                                       config) for run in runs}
         filled = summarize({run.sequence.name: evaluate_sequence(run.sequence, paths[run.sequence.name])
