@@ -43,7 +43,8 @@ def _fresh_like(tracker: ByteTracker, state: TrackerState) -> ByteTracker:
     return fresh
 
 
-@pytest.mark.parametrize("settings", [{}, PARITY], ids=["default", "official-parity"])
+@pytest.mark.parametrize("settings", [{}, PARITY, {"return_lost": True, "track_buffer": 10}],
+                         ids=["default", "official-parity", "return-lost"])
 def test_restored_run_is_byte_identical_to_uninterrupted(mot17_04, settings) -> None:
     frames, frame_rate = mot17_04
     config = TrackerConfig(frame_rate=frame_rate, **settings)
