@@ -93,11 +93,17 @@ def test_empty_and_six_column_input() -> None:
     (np.array([[0, 1, 0, 0, 1, 1]]), "frames start at 1"),
     (np.array([[1, 1, 0, 0, 1, 1], [1, 1, 5, 5, 1, 1]]), "twice on the same frame"),
     (np.array([[1, 1, np.nan, 0, 1, 1]]), "must be finite"),
+    (np.array([[1, 1, 0, 0, -1, 1]]), "width and height must be >= 0"),
     ([["a", "b", "c", "d", "e", "f"]], "must be numeric"),
 ])
 def test_bad_rows_raise(rows, message) -> None:
     with pytest.raises(ValueError, match=message):
         interpolate_results(rows)
+
+
+def test_config_must_be_an_interpolation_config() -> None:
+    with pytest.raises(ValueError, match="InterpolationConfig"):
+        interpolate_results(walker(1, [1, 3]), {"max_gap": 5})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -161,6 +167,14 @@ def test_duplicates_compares_filled_rows_with_real_rows_of_other_ids() -> None:
     is_new = np.array([False, True, False, False])
     assert duplicates(rows, is_new, 0.5).tolist() == [False, True, False, False]
     assert not duplicates(rows[:2], is_new[:2], 0.5).any()  # its own real rows do not count
+
+
+def test_zero_size_box_is_never_an_end_of_a_bridge() -> None:
+    rows = walker(6, [1, 2, 3, 4, 8, 9, 10, 11])
+    rows[3, 4] = 0.0  # a results file rounds a tiny box to width 0.00
+    out = interpolate_results(rows)
+    assert len(out) == len(rows)
+    assert len(interpolate_results(rows, BLIND)) == 11
 
 
 def test_isolated_ends_are_not_trusted() -> None:

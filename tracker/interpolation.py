@@ -93,6 +93,8 @@ def check_rows(rows: object) -> np.ndarray:
             raise ValueError(f"MOT rows: the {name} column must hold integers")
     if (table[:, FRAME] < 1).any():
         raise ValueError("MOT rows: frames start at 1")
+    if (table[:, W:H + 1] < 0).any():
+        raise ValueError("MOT rows: box width and height must be >= 0")
     if len(np.unique(table[:, :2], axis=0)) != len(table):
         raise ValueError("MOT rows: an id appears twice on the same frame")
     return table
@@ -105,7 +107,9 @@ def interpolate_results(rows: object, config: InterpolationConfig | None = None)
     ``score, -1, -1, -1`` that is the interpolated score and the constant -1s). Tracks without gaps come back
     unchanged with ``linear``; ``gsi`` also smooths their boxes.
     """
-    config = config or InterpolationConfig()
+    config = InterpolationConfig() if config is None else config
+    if not isinstance(config, InterpolationConfig):
+        raise ValueError(f"config must be an InterpolationConfig, got {type(config).__name__}")
     table = check_rows(rows)
     if len(table) == 0:
         return table.copy()
@@ -208,6 +212,8 @@ def bridge_error(frames: np.ndarray, centres: np.ndarray, sizes: np.ndarray, gap
     if not known:
         return math.inf
     size = np.minimum(sizes[gap], sizes[gap + 1])
+    if (size <= 0).any():  # a box rounded to zero size in a results file: nothing to measure the error against
+        return math.inf
     return float(np.max((bend + jitter) / size))
 
 
