@@ -15,6 +15,12 @@ options (``--model``/``--weights``, ``--precisions``, ``--calib-frames``, ``--th
 
     .venv/bin/python benchmarks/mot17.py --detections detector --json runs/e2e/report.json
 
+``--interpolate N`` (public detections) also fills each track's gaps of up to N frames in the results files
+(``tracker.interpolation``, ``--interpolation linear|gsi``), scores those too and prints both tables and the
+per-sequence change:
+
+    .venv/bin/python benchmarks/mot17.py --interpolate 20 [--interpolation gsi]
+
 ``run_sequence`` tracks one sequence's public detections (``apps.pipeline.update_tracker`` stages);
 ``build_report`` keeps every stage's statistics in the JSON.
 """
@@ -36,11 +42,12 @@ from int8track.apps.cli.tracker_options import (
 )
 from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
 from int8track.apps.io.mot_results import MotResultWriter
-from int8track.apps.io.motchallenge import MotSequence, find_sequences
+from int8track.apps.io.motchallenge import RESULT_MIN_COLUMNS, MotSequence, find_sequences, read_mot_table
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.apps.pipeline.run import TRACKER_STAGES, update_tracker
 from int8track.tracker import ByteTracker, TrackerConfig
+from int8track.tracker.interpolation import METHODS, InterpolationConfig, interpolate_results
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -85,6 +92,41 @@ def run_sequence(sequence: MotSequence, tracker_config: TrackerConfig, results_p
             profiler.end_frame()
             progress.update()
     return SequenceRun(sequence, results_path, profiler.report({"sequence": sequence.name}))
+
+
+def interpolate_file(source: Path, target: Path, config: InterpolationConfig) -> Path:
+    """Write ``source``'s results with their gaps filled (``tracker.interpolation``) to ``target``."""
+    rows = interpolate_results(read_mot_table(source, RESULT_MIN_COLUMNS), config)
+    frames = rows[:, 0].astype(np.int64)
+    starts = np.flatnonzero(np.diff(frames)) + 1
+    with MotResultWriter(target) as writer:
+        for block in np.split(rows, starts) if len(rows) else []:
+            # back to tracker columns x1, y1, x2, y2, id, score, which the writer formats as MOT rows
+            x, y, w, h = block[:, 2:6].T
+            writer.write(int(block[0, 0]), np.column_stack((x, y, x + w, y + h, block[:, 1], block[:, 6])))
+    return target
+
+
+def format_change_table(before: dict[str, MotMetrics], after: dict[str, MotMetrics]) -> str:
+    """Per sequence: MOTA, IDF1, HOTA without and with interpolation and the change (points), plus their mean."""
+    header = (f"{'sequence':<16}{'MOTA':>7}{'+interp':>8}{'change':>8}{'IDF1':>7}{'+interp':>8}{'change':>8}"
+              f"{'HOTA':>7}{'+interp':>8}{'change':>8}")
+    lines = [header, "-" * len(header)]
+    names = [name for name in before if name != OVERALL]
+    deltas = []
+    for name in [*names, OVERALL]:
+        values = []
+        for key in ("mota", "idf1", "hota"):
+            old, new = 100 * getattr(before[name], key), 100 * getattr(after[name], key)
+            values += [old, new, new - old]
+        if name != OVERALL:
+            deltas.append(values)
+        lines.append(f"{name:<16}" + "".join(f"{v:>7.1f}{w:>8.1f}{d:>+8.2f}" for v, w, d in
+                                             zip(values[::3], values[1::3], values[2::3])))
+    mean = np.mean(deltas, axis=0)
+    lines.append(f"{'mean of seqs':<16}" + "".join(f"{v:>7.1f}{w:>8.1f}{d:>+8.2f}" for v, w, d in
+                                                   zip(mean[::3], mean[1::3], mean[2::3])))
+    return "\n".join(lines)
 
 
 def _timing_row(timing: TimingReport) -> dict:
@@ -138,9 +180,46 @@ def build_parser() -> argparse.ArgumentParser:
                              "detector on img1/ in fp32 and int8 (benchmarks/e2e.py; its options pass through)")
     add_tracker_arguments(parser, track_thresh_default=(
         f"{DEFAULT_TRACK_THRESH} for public detections, {BENCHMARK_TRACK_THRESH} with a detector"))
+    parser.add_argument("--interpolate", type=_positive_int, metavar="N",
+                        help="public detections: also score the results with each track's gaps of up to N frames "
+                             "filled (tracker.interpolation), and print the change")
+    parser.add_argument("--interpolation", choices=METHODS, default="linear",
+                        help="gap filling for --interpolate: linear, or gsi (then Gaussian-smoothed)")
+    parser.add_argument("--interpolation-max-error", type=_max_error, default=InterpolationConfig.max_error,
+                        metavar="E|none", help="fill only gaps whose straight line is expected within E box sizes "
+                                               f"of the track (default {InterpolationConfig.max_error}); 'none' fills "
+                                               "every gap up to N (blind)")
+    parser.add_argument("--interpolation-max-overlap", type=_max_error, default=InterpolationConfig.max_overlap,
+                        metavar="IOU|none", help="leave out filled boxes overlapping another track's box on their "
+                                                 f"frame by this IoU (default {InterpolationConfig.max_overlap}); "
+                                                 "'none' keeps them")
+    parser.add_argument("--interpolation-tau", type=_max_error, default=InterpolationConfig.tau, metavar="FRAMES",
+                        help=f"gsi smoothing length (default {InterpolationConfig.tau})")
     parser.add_argument("--out-dir", type=Path, help="where results files go (default: runs/mot17/<detections>)")
     parser.add_argument("--json", type=Path, help="write the report as JSON to this path")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not an integer >= 1")
+    return value
+
+
+def _max_error(text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'none'") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number > 0")
+    return value
 
 
 def run_detector_mode(args: argparse.Namespace, passthrough: list[str]) -> int:
@@ -161,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, passthrough = parser.parse_known_args(argv)
     if args.detections == "detector":
+        if args.interpolate is not None:
+            parser.error("--interpolate is for --detections public")
         return run_detector_mode(args, passthrough)
     if passthrough:
         parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
@@ -178,6 +259,23 @@ def main(argv: list[str] | None = None) -> int:
                                           "tracker": asdict(tracker_config), "results_dir": str(out_dir)})
     print(format_table(report))
     print(f"results files: {out_dir}")
+    if args.interpolate is not None:
+        config = InterpolationConfig(method=args.interpolation, max_gap=args.interpolate,
+                                     max_error=args.interpolation_max_error,
+                                     max_overlap=args.interpolation_max_overlap, tau=args.interpolation_tau)
+        interpolated_dir = out_dir / (f"interpolated-{config.method}-{config.max_gap}-{config.max_error}-"
+                                      f"{config.max_overlap}-{config.tau}")
+        paths = {run.sequence.name: interpolate_file(run.results_path, interpolated_dir / run.results_path.name,
+                                                      config) for run in runs}
+        filled = summarize({run.sequence.name: evaluate_sequence(run.sequence, paths[run.sequence.name])
+                            for run in runs},
+                           {run.sequence.name: evaluate_sequence_hota(run.sequence, paths[run.sequence.name])
+                            for run in runs})
+        report["interpolated"] = {"settings": asdict(config), "results_dir": str(interpolated_dir),
+                                  "sequences": {name: metrics.to_dict() for name, metrics in filled.items()}}
+        print(f"\ninterpolated ({config.method}, gaps up to {config.max_gap} frames, max error {config.max_error}, "
+              f"max overlap {config.max_overlap}): {interpolated_dir}")
+        print(format_change_table(summary, filled))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

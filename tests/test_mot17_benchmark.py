@@ -57,3 +57,33 @@ def test_detector_mode_runs_the_real_detector_on_images_and_scores_it(tmp_path: 
     assert {row["stage"] for row in run["timing"]} >= {"preprocess", "infer", "postprocess", "track_association"}
     assert run["metrics"]["recall"] > 0.3  # the real detector + tracker find the people in the gt
     assert len(read_results(tmp_path / "res" / "fp32" / "MOT17-05-FRCNN.txt")) > 0
+
+
+def test_interpolate_scores_the_filled_results_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = require_data("MOT17-mini/train")
+    report_path = tmp_path / "report.json"
+    assert mot17.main(["--data", str(data), "--out-dir", str(tmp_path / "res"), "--json", str(report_path),
+                       "--interpolate", "20", "--interpolation-max-error", "none",
+                       "--interpolation-max-overlap", "none"]) == 0
+    report = json.loads(report_path.read_text())
+    interpolated = report["interpolated"]
+    assert interpolated["settings"] == {"method": "linear", "max_gap": 20, "tau": 5.0, "max_error": None, "window": 5,
+                                        "max_overlap": None}
+    raw = read_results(report["sequences"]["MOT17-05-FRCNN"]["results_file"])
+    filled = read_results(Path(interpolated["results_dir"]) / "MOT17-05-FRCNN.txt")
+    raw_keys = set(zip(raw.frames.tolist(), raw.ids.tolist()))
+    filled_keys = set(zip(filled.frames.tolist(), filled.ids.tolist()))
+    assert raw_keys < filled_keys  # every tracker row kept, and this excerpt has gaps to fill
+    metrics = interpolated["sequences"]["MOT17-05-FRCNN"]
+    assert metrics["num_predictions"] > report["sequences"]["MOT17-05-FRCNN"]["metrics"]["num_predictions"]
+    output = capsys.readouterr().out
+    assert "+interp" in output and "mean of seqs" in output
+
+
+def test_interpolate_options_are_checked() -> None:
+    for argv in (["--interpolate", "0"], ["--interpolate", "20", "--interpolation", "cubic"],
+                 ["--interpolate", "20", "--interpolation-max-error", "-1"],
+                 ["--interpolate", "20", "--interpolation-max-overlap", "x"],
+                 ["--detections", "detector", "--interpolate", "5"]):
+        with pytest.raises(SystemExit):
+            mot17.main(argv)

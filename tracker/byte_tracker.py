@@ -18,6 +18,7 @@ from int8track.tracker.matching import (
     small_sparse_assignment,
     sparse_assignment,
 )
+from int8track.tracker.state import StateHeader, TrackerState
 from int8track.tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
 from int8track.tracker.validation import CleanDetections, check_frame_step, clean_detections
 
@@ -90,6 +91,11 @@ class ByteTracker:
 
     Memory is bounded: removed tracks are not kept.
 
+    Snapshots: ``state_dict()`` returns a ``tracker.state.TrackerState`` (plain arrays and a typed header,
+    serialisable with ``to_bytes``/``save`` without pickle); ``load_state_dict(state)`` on a tracker with the
+    same config, or ``ByteTracker.from_state(state)``, continues the run with output identical to an
+    uninterrupted one. Pickling a tracker goes through the same snapshot.
+
     Speed: all tracks live in one struct-of-arrays table (``TrackTable``) whose Kalman
     state is column-major, so prediction and correction (block-diagonal covariance, see
     ``tracker.kalman``) are one inner loop over all tracks per operation; unconfirmed tracks
@@ -157,6 +163,44 @@ class ByteTracker:
         self._unconfirmed_rows: np.ndarray | None = None
         # Frames of the update before the last one and of the last one (0: none yet).
         self._update_frames = (0, 0)
+
+    def state_dict(self) -> TrackerState:
+        """A snapshot of everything ``update`` depends on (copied: later updates do not change it)."""
+        header = StateHeader(config=self._config, frame_id=self.frame_id, update_count=self.update_count,
+                             lost_start=self._lost_start, created=self._created, shown=self._shown,
+                             last_timestamp=self._last_timestamp, last_dropped=self.last_dropped)
+        return TrackerState.from_table(header, self._tracks)
+
+    def load_state_dict(self, state: TrackerState) -> None:
+        """Continue from ``state`` (from ``state_dict``, ``TrackerState.load`` or ``from_bytes``).
+
+        Raises ValueError, changing nothing, when the state was made with other settings (naming each
+        differing field): the same tracks under other thresholds would not be the same run.
+        """
+        if not isinstance(state, TrackerState):
+            raise ValueError(f"load_state_dict takes a TrackerState (ByteTracker.state_dict()), "
+                             f"got {type(state).__name__}")
+        differences = state.config_differences(self._config)
+        if differences:
+            raise ValueError("tracker state was made with other settings: " + "; ".join(differences))
+        header = state.header
+        self.reset()
+        self.frame_id, self.update_count, self.last_dropped = header.frame_id, header.update_count, header.last_dropped
+        self._tracks, self._lost_start = state.to_table(), header.lost_start
+        self._created, self._shown, self._last_timestamp = header.created, header.shown, header.last_timestamp
+
+    @classmethod
+    def from_state(cls, state: TrackerState) -> ByteTracker:
+        """A tracker with the snapshot's settings, continuing from it."""
+        if not isinstance(state, TrackerState):
+            raise ValueError(f"from_state takes a TrackerState, got {type(state).__name__}")
+        tracker = cls(state.header.config)
+        tracker.load_state_dict(state)
+        return tracker
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickle as the validated npz snapshot, so unpickling checks it like any other snapshot.
+        return _tracker_from_bytes, (self.state_dict().to_bytes(),)
 
     @property
     def last_stage_ns(self) -> dict[str, int]:
@@ -599,6 +643,11 @@ class ByteTracker:
             out[:, 4] = tracks.track_id[rows]
         out[:, 5:] = tracks.match[rows]
         return out
+
+
+def _tracker_from_bytes(data: bytes) -> ByteTracker:
+    """Unpickling helper (module level, so pickle can name it)."""
+    return ByteTracker.from_state(TrackerState.from_bytes(data))
 
 
 def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, lost_start: int, steps: int) -> None:
