@@ -8,6 +8,7 @@ from pathlib import Path
 
 from int8track.apps.cli.model_options import model_request_from_args
 from int8track.apps.cli.output_dir import prepare_output_dir
+from int8track.apps.cli.track_options import schedule_from_args
 from int8track.apps.cli.tracker_options import tracker_config_from_args
 from int8track.apps.errors import EXIT_FAILED, EXIT_USAGE, UserError, fail
 from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
@@ -54,7 +55,8 @@ def fleet_main(args: argparse.Namespace) -> int:
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
-                             batch=args.batch)
+                             batch=args.batch,
+                             schedule=None if args.detect_every is None else schedule_from_args(args, live=False))
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")
         jobs = plan_jobs(locations, output_dir)
         model = prepare_model(model_request_from_args(args), locations, args.fps)

@@ -18,9 +18,17 @@ import cv2
 from int8track.apps.cli.fleet import add_fleet_arguments, fleet_main, fleet_requested
 from int8track.apps.cli.model_options import add_imgsz_arguments, add_int8_arguments, model_request_from_args
 from int8track.apps.cli.output_dir import prepare_output_dir
-from int8track.apps.cli.track_options import add_ecosystem_arguments, range_problem
+from int8track.apps.cli.track_options import (
+    add_ecosystem_arguments,
+    add_schedule_arguments,
+    interpolation_from_args,
+    range_problem,
+    schedule_from_args,
+    schedule_problem,
+)
 from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_config_from_args
 from int8track.apps.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, fail
+from int8track.apps.io.mot_results import interpolate_file
 from int8track.apps.io.sources import SourceError, open_source
 from int8track.apps.models.input_fit import PeekedSource
 from int8track.apps.models.request import DEFAULT_MODEL, PreparedDetector, prepare_detector
@@ -30,6 +38,7 @@ from int8track.apps.pipeline.progress import limit_tqdm_redraws
 from int8track.apps.pipeline.run import OutputFilter, RunResult, run_tracking
 from int8track.frames import FALLBACK_FRAME_RATE
 from int8track.tracker import ByteTracker, TrackerConfig
+from int8track.tracker.interpolation import InterpolationConfig
 
 EPILOG = ("int8 model cache: --int8 keeps each calibrated model in $INT8TRACK_HOME/int8 (default "
           "~/.cache/int8track/int8), keyed by the weights, input size, settings and calibration source. "
@@ -76,13 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ecosystem_arguments(parser)
+    add_schedule_arguments(parser)
     add_fleet_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if (problem := range_problem(args)) is not None:
+    if (problem := range_problem(args) or schedule_problem(args)) is not None:
         return fail("track", problem, EXIT_USAGE)
     limit_tqdm_redraws()  # calibration and download bars: one redraw per few seconds in a log
     if fleet_requested(args):
@@ -107,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prepared = prepare_detector(request, source, log=lambda line: print(f"track: {line}", file=sys.stderr))
         with stop:
             result = _run(args, tracker_config, source, prepared, output_dir, stop)
+            _interpolate(result, interpolation_from_args(args))
             _write_report(result, output_dir, source.info.name, prepared)
     except (UserError, OSError, ValueError) as exc:
         source.close()
@@ -147,7 +158,17 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
         info={"model": detector.spec.name, "threads": args.threads,
               "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info()},
         should_stop=lambda: stop.requested,
+        schedule=schedule_from_args(args, live=source.info.is_live),
     )
+
+
+def _interpolate(result: RunResult, config: InterpolationConfig | None) -> None:
+    """``--interpolate``: the MOT file's gaps filled in place (atomically), after tracking ended."""
+    if config is None or result.results_path is None or result.frames == 0:
+        return
+    added = interpolate_file(result.results_path, result.results_path, config)
+    print(f"track: --interpolate {config.max_gap} ({config.method}): {added} boxes added to {result.results_path}",
+          file=sys.stderr)
 
 
 def _write_report(result: RunResult, output_dir: Path, stem: str, prepared: PreparedDetector) -> None:

@@ -9,6 +9,9 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from int8track.tracker.interpolation import METHODS, InterpolationConfig
+from int8track.tracker.schedule import DetectionSchedule
+
 
 def add_ecosystem_arguments(parser: argparse.ArgumentParser) -> None:
     """``--save-tracks/--no-save-tracks``, ``--class-aware`` and ``--live/--no-live``."""
@@ -17,6 +20,12 @@ def add_ecosystem_arguments(parser: argparse.ArgumentParser) -> None:
                              "score, class id and name and det_index (default on)")
     parser.add_argument("--class-aware", action="store_true",
                         help="a track only matches detections of its own class (for multi-class --classes)")
+    parser.add_argument("--interpolate", type=int, metavar="N",
+                        help="after the run, fill each track's gaps of up to N frames in the MOT results file "
+                             "(offline: the tracks JSONL and the video stay causal); gaps where a line would miss "
+                             "the person, and fills on another track's box, are left out (tracker.interpolation)")
+    parser.add_argument("--interpolation", choices=METHODS, default="linear",
+                        help="gap filling for --interpolate: linear, or gsi (then Gaussian-smoothed; default linear)")
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,
                         help="treat the source as live (drop frames to stay current) or not (read every frame); "
                              "default: cameras and rtsp/rtmp/udp/tcp URLs are live, other URLs when they have "
@@ -60,6 +69,7 @@ RANGES = {
     "threads": Range("--threads", 1),
     "max_frames": Range("--max-frames", 1),
     "calib_frames": Range("--calib-frames", 1),
+    "interpolate": Range("--interpolate", 1),
 }
 
 
@@ -70,3 +80,40 @@ def range_problem(args: argparse.Namespace) -> str | None:
         if value is not None and (problem := allowed.problem(float(value))) is not None:
             return problem
     return None
+
+
+def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--detect-every K|auto`` and ``--flow/--no-flow``: the detector's budget."""
+    group = parser.add_argument_group("detector budget")
+    group.add_argument("--detect-every", metavar="K|auto",
+                       help="run the detector on every K-th frame and track the frames between by optical flow "
+                            "(every frame still gets tracks); 'auto' detects as rarely as tracking stays reliable "
+                            "and, on a live source, as often as the machine keeps up (default: 1 for files and "
+                            "folders, auto for cameras and live streams)")
+    group.add_argument("--flow", action=argparse.BooleanOptionalAction, default=True,
+                       help="between detector calls, follow the boxes by optical flow and camera motion (default), "
+                            "or by the Kalman prediction alone (--no-flow)")
+
+
+def schedule_problem(args: argparse.Namespace) -> str | None:
+    """``--detect-every``'s problem as one line, or None."""
+    if args.detect_every is None:
+        return None
+    try:
+        DetectionSchedule.parse(args.detect_every)
+    except ValueError as exc:
+        return f"--detect-every: {exc}"
+    return None
+
+
+def schedule_from_args(args: argparse.Namespace, live: bool) -> DetectionSchedule:
+    """The schedule asked for; without ``--detect-every``, every frame for files and auto for live sources."""
+    text = args.detect_every if args.detect_every is not None else ("auto" if live else "1")
+    return DetectionSchedule.parse(text, flow=args.flow)
+
+
+def interpolation_from_args(args: argparse.Namespace) -> InterpolationConfig | None:
+    """``--interpolate N [--interpolation M]`` as a config; None when not asked for."""
+    if args.interpolate is None:
+        return None
+    return InterpolationConfig(method=args.interpolation, max_gap=args.interpolate)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from int8track.apps.pipeline.run import OutputFilter
 from int8track.detectors import load_detector
 from int8track.tracker import TrackerConfig
+from int8track.tracker.schedule import AUTO, DetectionSchedule
 
 
 class FleetError(Exception):
@@ -53,6 +54,8 @@ class FleetConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     output_filter: OutputFilter = field(default_factory=OutputFilter)
     batch: bool = False  # a worker runs its streams' frames through the detector as one batch
+    # when the detector runs (``--detect-every``); None: every frame for files, auto for live sources
+    schedule: DetectionSchedule | None = None
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_frames"):
@@ -61,6 +64,13 @@ class FleetConfig:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, not {self.fps}")
+
+    def schedule_for(self, live: bool) -> DetectionSchedule:
+        """The schedule of one stream: the configured one, else auto for a live source and every frame for a
+        recorded one."""
+        if self.schedule is not None:
+            return self.schedule
+        return DetectionSchedule.parse(AUTO) if live else DetectionSchedule()
 
     def with_batching(self) -> FleetConfig:
         return replace(self, batch=True)

@@ -82,6 +82,7 @@ def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config
         video_path=output_dir / f"{stem}.mp4" if config.write_video else None,
         max_frames=config.max_frames,
         progress=False,
+        schedule=config.schedule_for(source.info.is_live),
         info={"model": detector.spec.name, "source_id": job.source_id,
               "input_size": "{}x{}".format(*detector.spec.input_size)},
     )
@@ -102,7 +103,9 @@ def _emit_stream(job: StreamJob, source: FrameSource, detector, tracker, config:
     start = time.perf_counter()
     error = None
     try:
-        for frame_id, _image, tracks in track_frames(source, detector, tracker, profiler=profiler, reader=reader):
+        tracked = track_frames(source, detector, tracker, profiler=profiler, reader=reader,
+                              schedule=config.schedule_for(source.info.is_live))
+        for frame_id, _image, tracks in tracked:
             emit(Tracks(job.source_id, frame_id, config.output_filter(tracks)))
     except SourceError as exc:
         error = str(exc)

@@ -125,8 +125,9 @@ class TracksJsonWriter(AtomicTextFile):
 
     MOTChallenge's results format has no class column; this file keeps what it cannot: one line per frame,
     ``{"frame": 1, "tracks": [{"id", "box": [x1, y1, x2, y2], "score", "class_id", "class_name",
-    "det_index"}, ...]}``, where ``det_index`` is the row of that frame's detections the track matched (-1
-    when the track was not matched this frame).
+    "det_index", "predicted"}, ...]}``, where ``det_index`` is the row of that frame's detections the track
+    matched, and -1 with ``predicted`` true when no detection placed the box on this frame (a frame the
+    detector skipped, ``track --detect-every``: the box was propagated from the image or the motion model).
     """
 
     def __init__(self, path: str | Path, class_names: Sequence[str] = ()) -> None:
@@ -142,7 +143,7 @@ class TracksJsonWriter(AtomicTextFile):
         class_id = int(row[6])
         name = self.class_names[class_id] if 0 <= class_id < len(self.class_names) else str(class_id)
         return {"id": int(row[4]), "box": [round(float(v), 2) for v in row[:4]], "score": round(float(row[5]), 5),
-                "class_id": class_id, "class_name": name, "det_index": int(row[7])}
+                "class_id": class_id, "class_name": name, "det_index": int(row[7]), "predicted": bool(row[7] < 0)}
 
 def read_tracks_json(path: str | Path) -> list[dict]:
     """The frames of a :class:`TracksJsonWriter` file, in order; ValueError naming the file and line if bad."""

@@ -43,11 +43,18 @@ class TrailHistory:
 def draw_tracks(
     frame: np.ndarray, tracks: np.ndarray, trails: TrailHistory | None = None, fps: float | None = None
 ) -> np.ndarray:
-    """Draw ``tracks`` ((M,>=5) x1,y1,x2,y2,id) in place on ``frame`` (BGR) and return it."""
+    """Draw ``tracks`` ((M,>=5) x1,y1,x2,y2,id[,score,class,det_index]) in place on ``frame`` (BGR) and return it.
+
+    A box no detection placed on this frame (``det_index`` -1: propagated between detector calls) is drawn as
+    corner marks only, so a viewer can tell it from a detected one."""
     thickness = max(1, round(frame.shape[0] / 300))
-    for x1, y1, x2, y2, track_id in tracks[:, :5]:
+    predicted = tracks[:, 7] < 0 if tracks.shape[1] >= 8 else np.zeros(len(tracks), dtype=bool)
+    for (x1, y1, x2, y2, track_id), guessed in zip(tracks[:, :5], predicted):
         colour = id_color(int(track_id))
-        cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), colour, thickness)
+        if guessed:
+            _corners(frame, (int(x1), int(y1), int(x2), int(y2)), colour, thickness)
+        else:
+            cv2.rectangle(frame, (int(x1), int(y1)), (int(x2), int(y2)), colour, thickness)
         label = str(int(track_id))
         (w, h), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(int(y1), h + 4)
@@ -62,3 +69,12 @@ def draw_tracks(
         cv2.putText(frame, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
         cv2.putText(frame, text, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
     return frame
+
+
+def _corners(frame: np.ndarray, box: tuple[int, int, int, int], colour: tuple[int, int, int], thickness: int) -> None:
+    """The four corners of a box, each a quarter of its side long."""
+    x1, y1, x2, y2 = box
+    dx, dy = max(2, (x2 - x1) // 4), max(2, (y2 - y1) // 4)
+    for x, y, sx, sy in ((x1, y1, 1, 1), (x2, y1, -1, 1), (x1, y2, 1, -1), (x2, y2, -1, -1)):
+        cv2.line(frame, (x, y), (x + sx * dx, y), colour, thickness)
+        cv2.line(frame, (x, y), (x, y + sy * dy), colour, thickness)

@@ -25,10 +25,12 @@ from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.frames import FALLBACK_FRAME_RATE
+from int8track.tracker.propagation import FlowPropagator, IntervalTracker
+from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
 
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
-    "read", "preprocess", "infer", "postprocess",
+    "read", "preprocess", "infer", "postprocess", "propagate",
     "track_predict", "track_association", "track_bookkeeping",
     "draw", "write",
 )
@@ -92,35 +94,102 @@ def track_frames(
     profiler: StageProfiler | None = None,
     max_frames: int | None = None,
     reader: ReadAhead | None = None,
+    schedule: DetectionSchedule | None = None,
+    counts: ScheduleCounts | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(frame_id, frame_bgr, tracks)`` for every frame; frame ids are 1-based source positions.
 
     ``tracks`` is the tracker's (M,8) output (x1,y1,x2,y2,track_id,score,class,det_index). ``classes``, when
     given, replaces the detector's class list for this run (``detector.with_classes(classes)``, so they are
-    filtered before NMS); None keeps the detector's own. Time the caller spends in its loop body can be added
-    to the same frame's record with ``profiler.stage(...)``. If the source fails or a live source stops, the
-    frames read so far are yielded first, then SourceError is raised.
+    filtered before NMS); None keeps the detector's own. ``schedule`` (default: every frame) runs the detector
+    on some frames only; the others are tracked by image propagation (``tracker.propagation``) and their rows
+    have ``det_index`` -1; ``counts`` (if given) is filled in. Time the caller spends in its loop body can be
+    added to the same frame's record with ``profiler.stage(...)``. If the source fails or a live source stops,
+    the frames read so far are yielded first, then SourceError is raised.
     """
     profiler = profiler if profiler is not None else StageProfiler(STAGES)
     if reader is None:
         reader = ReadAhead(source if isinstance(source, FrameSource) else open_source(source), max_frames=max_frames)
+    schedule = schedule or DetectionSchedule()
+    counts = counts if counts is not None else ScheduleCounts()
     previous_index = None
     try:  # the reader's thread is running: a bad class list must still close it
         if classes is not None:
             detector = detector.with_classes(classes)
+        if not schedule.every_frame:
+            stepper = _ScheduledTracker(tracker, schedule, reader.source.info, counts)
         for frame in reader:
             profiler.begin_frame()
             profiler.add("read", frame.read_ns)
-            detections = detect(detector, frame.image, profiler)
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
-            tracks = update_tracker(tracker, detections, profiler, frame_gap=gap)
+            if schedule.every_frame:
+                tracks = update_tracker(tracker, detect(detector, frame.image, profiler), profiler, frame_gap=gap)
+                counts.detector_calls += 1
+            else:
+                tracks = stepper.track(frame.image, detector, profiler, gap)
             yield frame.index + 1, frame.image, tracks
             profiler.end_frame()
     finally:
         reader.close()
     if reader.error is not None:
         raise reader.error
+
+
+@dataclass
+class ScheduleCounts:
+    """How a run's frames were tracked: by the detector, or propagated from the image between its calls."""
+
+    detector_calls: int = 0
+    propagated_frames: int = 0
+    propagate_ns: int = 0
+
+    def info(self, schedule: DetectionSchedule) -> dict:
+        frames = self.detector_calls + self.propagated_frames
+        return {"detect_every": schedule.label, "propagation": "optical flow" if schedule.flow else "Kalman",
+                "detector_calls": self.detector_calls, "frames_propagated": self.propagated_frames,
+                "detector_calls_per_frame": self.detector_calls / frames if frames else 0.0,
+                "propagate_ms_per_frame": (self.propagate_ns / 1e6 / self.propagated_frames
+                                           if self.propagated_frames else 0.0)}
+
+
+class _ScheduledTracker:
+    """The tracker fed by a detector that runs when the schedule says: ``IntervalTracker`` between calls."""
+
+    def __init__(self, tracker, schedule: DetectionSchedule, info, counts: ScheduleCounts) -> None:
+        self.stepper = IntervalTracker(tracker, FlowPropagator() if schedule.flow else None)
+        self.scheduler = DetectionScheduler(schedule, info.fps, live=info.is_live)
+        self.counts = counts
+
+    def track(self, image: np.ndarray, detector, profiler: StageProfiler, gap: int) -> np.ndarray:
+        tracker = self.stepper.tracker
+        for _ in range(gap - 1):  # frames a live reader dropped: Kalman steps, as update(frame_gap=gap) would
+            tracker.predict()
+        start = time.perf_counter_ns()
+        if self.scheduler.due(self.stepper.last_report, gap):
+            detections = detect(detector, image, profiler)
+            tracks = self._update(image, detections, profiler)
+            self.counts.detector_calls += 1
+            self.scheduler.record(True, (time.perf_counter_ns() - start) / 1e9, gap)
+            return tracks
+        with profiler.stage("propagate"):
+            tracks = self.stepper.step(image)
+        took = time.perf_counter_ns() - start
+        self.counts.propagated_frames += 1
+        self.counts.propagate_ns += took
+        self.scheduler.record(False, took / 1e9, gap)
+        return tracks
+
+    def _update(self, image: np.ndarray, detections: np.ndarray, profiler: StageProfiler) -> np.ndarray:
+        start = time.perf_counter_ns()
+        tracks = self.stepper.update(image, detections)
+        total = time.perf_counter_ns() - start
+        stages = self.stepper.tracker.last_stage_ns
+        association = stages["iou"] + stages["assignment"]
+        profiler.add("track_predict", stages["predict"])
+        profiler.add("track_association", association)
+        profiler.add("track_bookkeeping", max(0, total - stages["predict"] - association))
+        return tracks
 
 
 @dataclass
@@ -194,6 +263,7 @@ def run_tracking(
     progress: bool = True,
     info: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
+    schedule: DetectionSchedule | None = None,
 ) -> RunResult:
     """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines and annotated video
     (each optional, all atomic); ``classes`` as in :func:`track_frames`. A source that fails mid-run does not
@@ -202,13 +272,16 @@ def run_tracking(
 
     ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
     decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
-    where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM.
+    where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM. ``schedule``: as in :func:`track_frames`.
     """
     profiler = StageProfiler(STAGES)
     reader = ReadAhead(source, max_frames=max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
     paths = OutputPaths(results_path, video_path, tracks_path)
-    frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader)
+    schedule = schedule or DetectionSchedule()
+    counts = ScheduleCounts()
+    frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader,
+                          schedule=schedule, counts=counts)
     progress_bar = Progress(total, source.info.name, enabled=progress)
     stop = _StopState()
     error: SourceError | None = None
@@ -234,6 +307,7 @@ def run_tracking(
     if outputs.video is not None:
         run_info["video_codec"] = outputs.video.codec
     run_info.update(stop.info())
+    run_info.update(counts.info(schedule))
     return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,
                      error=error, results_path=results_path if outputs.results is not None else None,
                      video_path=written_video, interrupted_at=stop.interrupted_at,

@@ -1,0 +1,99 @@
+"""`track --detect-every`: the detector on some frames, every frame still tracked, written and drawn."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from int8track.apps.cli.track import main
+from int8track.apps.io.writers import read_tracks_json
+
+from conftest import require_data
+
+FRAMES = 12
+
+
+def _run(tmp_path, name: str, *extra: str) -> tuple[int, object]:
+    out = tmp_path / name
+    argv = [str(require_data("videos/vtest.avi")), "--weights", str(require_data("weights/bytetrack_nano_mot17.onnx")),
+            "--max-frames", str(FRAMES), "--threads", "1", "--quiet", "--output-dir", str(out), *extra]
+    return main(argv), out
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    code, out = _run(tmp_path_factory.mktemp("plain"), "plain", "--no-video")
+    assert code == 0
+    return out
+
+
+def test_detect_every_1_is_todays_track_byte_for_byte(plain, tmp_path):
+    code, out = _run(tmp_path, "k1", "--no-video", "--detect-every", "1")
+    assert code == 0
+    assert (out / "vtest.txt").read_bytes() == (plain / "vtest.txt").read_bytes()
+    info = json.loads((out / "vtest_timing.json").read_text())["info"]
+    assert info["detector_calls"] == FRAMES and info["frames_propagated"] == 0
+
+
+def test_detect_every_3_tracks_every_frame_and_says_which_were_predicted(plain, tmp_path):
+    code, out = _run(tmp_path, "k3", "--detect-every", "3")
+    assert code == 0
+    rows = np.loadtxt(out / "vtest.txt", delimiter=",", ndmin=2)
+    assert set(rows[:, 0].astype(int)) == set(range(1, FRAMES + 1))  # every frame has tracks, not only 1, 4, 7, 10
+    plain_rows = np.loadtxt(plain / "vtest.txt", delimiter=",", ndmin=2)
+    for frame in (1, 4, 7, 10):  # detection frames: about as many people as with a detector on every frame
+        assert abs((rows[:, 0] == frame).sum() - (plain_rows[:, 0] == frame).sum()) <= 2
+    frames = read_tracks_json(out / "vtest_tracks.jsonl")
+    assert [f["frame"] for f in frames] == list(range(1, FRAMES + 1))
+    for record in frames:
+        detected = (record["frame"] - 1) % 3 == 0
+        for track in record["tracks"]:
+            assert track["predicted"] is (not detected) and (track["det_index"] >= 0) is detected
+    info = json.loads((out / "vtest_timing.json").read_text())["info"]
+    assert info["detect_every"] == "3" and info["propagation"] == "optical flow"
+    assert info["detector_calls"] == 4 and info["frames_propagated"] == FRAMES - 4
+    assert info["propagate_ms_per_frame"] > 0
+    capture = cv2.VideoCapture(str(out / "vtest.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
+
+
+def test_auto_on_a_file_is_reproducible_and_saves_detector_calls(tmp_path):
+    outputs = []
+    for name in ("a", "b"):
+        code, out = _run(tmp_path, name, "--no-video", "--detect-every", "auto")
+        assert code == 0
+        outputs.append(out)
+    assert (outputs[0] / "vtest.txt").read_bytes() == (outputs[1] / "vtest.txt").read_bytes()
+    info = json.loads((outputs[0] / "vtest_timing.json").read_text())["info"]
+    assert info["detect_every"] == "auto"
+    # vtest.avi says 10 fps: at most 3 frames between detector calls, more calls where the flow loses people
+    assert FRAMES / 3 <= info["detector_calls"] < FRAMES
+
+
+def test_kalman_only_between_calls(tmp_path):
+    code, out = _run(tmp_path, "kalman", "--no-video", "--detect-every", "2", "--no-flow")
+    assert code == 0
+    info = json.loads((out / "vtest_timing.json").read_text())["info"]
+    assert info["propagation"] == "Kalman" and info["detector_calls"] == FRAMES // 2
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "often", "2.5"])
+def test_bad_intervals_are_one_line_errors(value, tmp_path, capsys):
+    code, out = _run(tmp_path, "bad", "--detect-every", value)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--detect-every" in err[0] and "Traceback" not in err[0]
+    assert not out.exists()
+
+
+def test_interpolate_fills_gaps_of_the_mot_file_only(plain, tmp_path, capsys):
+    code, out = _run(tmp_path, "interp", "--no-video", "--interpolate", "5")
+    assert code == 0
+    assert "boxes added" in capsys.readouterr().err
+    filled = np.loadtxt(out / "vtest.txt", delimiter=",", ndmin=2)
+    original = np.loadtxt(plain / "vtest.txt", delimiter=",", ndmin=2)
+    assert len(filled) >= len(original)
+    kept = {tuple(row[:2]) for row in original}
+    assert kept <= {tuple(row[:2]) for row in filled}  # every tracked box is still there
+    assert len(read_tracks_json(out / "vtest_tracks.jsonl")) == FRAMES  # the live outputs stay causal
