@@ -41,13 +41,13 @@ from int8track.apps.cli.tracker_options import (
     tracker_config_from_args,
 )
 from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
-from int8track.apps.io.mot_results import MotResultWriter
-from int8track.apps.io.motchallenge import RESULT_MIN_COLUMNS, MotSequence, find_sequences, read_mot_table
+from int8track.apps.io.mot_results import MotResultWriter, interpolate_file
+from int8track.apps.io.motchallenge import MotSequence, find_sequences
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.apps.pipeline.run import TRACKER_STAGES, update_tracker
 from int8track.tracker import ByteTracker, TrackerConfig
-from int8track.tracker.interpolation import METHODS, InterpolationConfig, interpolate_results
+from int8track.tracker.interpolation import METHODS, InterpolationConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,19 +92,6 @@ def run_sequence(sequence: MotSequence, tracker_config: TrackerConfig, results_p
             profiler.end_frame()
             progress.update()
     return SequenceRun(sequence, results_path, profiler.report({"sequence": sequence.name}))
-
-
-def interpolate_file(source: Path, target: Path, config: InterpolationConfig) -> Path:
-    """Write ``source``'s results with their gaps filled (``tracker.interpolation``) to ``target``."""
-    rows = interpolate_results(read_mot_table(source, RESULT_MIN_COLUMNS), config)
-    frames = rows[:, 0].astype(np.int64)
-    starts = np.flatnonzero(np.diff(frames)) + 1
-    with MotResultWriter(target) as writer:
-        for block in np.split(rows, starts) if len(rows) else []:
-            # back to tracker columns x1, y1, x2, y2, id, score, which the writer formats as MOT rows
-            x, y, w, h = block[:, 2:6].T
-            writer.write(int(block[0, 0]), np.column_stack((x, y, x + w, y + h, block[:, 1], block[:, 6])))
-    return target
 
 
 def format_change_table(before: dict[str, MotMetrics], after: dict[str, MotMetrics]) -> str:
@@ -265,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                                      max_overlap=args.interpolation_max_overlap, tau=args.interpolation_tau)
         interpolated_dir = out_dir / (f"interpolated-{config.method}-{config.max_gap}-{config.max_error}-"
                                       f"{config.max_overlap}-{config.tau}")
-        paths = {run.sequence.name: interpolate_file(run.results_path, interpolated_dir / run.results_path.name,
-                                                      config) for run in runs}
+        paths = {run.sequence.name: interpolated_dir / run.results_path.name for run in runs}
+        for run in runs:
+            interpolate_file(run.results_path, paths[run.sequence.name], config)
         filled = summarize({run.sequence.name: evaluate_sequence(run.sequence, paths[run.sequence.name])
                             for run in runs},
                            {run.sequence.name: evaluate_sequence_hota(run.sequence, paths[run.sequence.name])

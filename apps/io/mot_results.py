@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from int8track.apps.io.motchallenge import RESULT_MIN_COLUMNS, read_mot_table
 from int8track.files import AtomicTextFile
+from int8track.tracker.interpolation import InterpolationConfig, interpolate_results
 
 
 def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
@@ -40,3 +42,19 @@ def write_results(path: str | Path, frames: Iterable[tuple[int, np.ndarray]]) ->
         for frame_id, tracks in frames:
             writer.write(frame_id, tracks)
     return Path(path)
+
+
+def interpolate_file(source: str | Path, target: str | Path, config: InterpolationConfig) -> int:
+    """Write ``source``'s results with their gaps filled (``tracker.interpolation``) to ``target`` (may be the
+    same file: it is replaced atomically); returns the number of rows added."""
+    table = read_mot_table(source, RESULT_MIN_COLUMNS)
+    before = len(table)
+    rows = interpolate_results(table, config)
+    frames = rows[:, 0].astype(np.int64)
+    starts = np.flatnonzero(np.diff(frames)) + 1
+    with MotResultWriter(target) as writer:
+        for block in np.split(rows, starts) if len(rows) else []:
+            # back to tracker columns x1, y1, x2, y2, id, score, which the writer formats as MOT rows
+            x, y, w, h = block[:, 2:6].T
+            writer.write(int(block[0, 0]), np.column_stack((x, y, x + w, y + h, block[:, 1], block[:, 6])))
+    return len(rows) - before
