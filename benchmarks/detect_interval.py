@@ -41,6 +41,7 @@ from int8track.apps.io.motchallenge import MotSequence, find_sequences
 from int8track.apps.pipeline.run import OutputFilter
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.propagation import FlowPropagator, IntervalTracker, PropagationConfig
+from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -48,7 +49,9 @@ from benchmarks.common import PROJECT_ROOT, require_path
 from benchmarks.e2e import BENCHMARK_TRACK_THRESH, DEFAULT_DATA, DEFAULT_WEIGHTS
 from benchmarks.mot17 import DEFAULT_PUBLIC_DATA, benchmark_sequences
 
-INTERVALS = (1, 2, 3, 4, 6)
+#: 0 stands for ``auto`` (``tracker.schedule``: a time cap, sooner when the flow loses the boxes) in this script.
+AUTO_INTERVAL = 0
+INTERVALS = (1, 2, 3, 4, 6, AUTO_INTERVAL)
 MODES = ("kalman", "flow")
 
 
@@ -70,8 +73,12 @@ class IntervalRun:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.interval < 1 or self.frames < 1:
-            raise ValueError(f"interval and frames must be >= 1, got {self.interval} and {self.frames}")
+        if self.interval < 0 or self.frames < 1:
+            raise ValueError(f"interval must be >= 0 (0: auto) and frames >= 1, got {self.interval} and {self.frames}")
+
+    @property
+    def label(self) -> str:
+        return "auto" if self.interval == AUTO_INTERVAL else str(self.interval)
 
     @property
     def calls_per_frame(self) -> float:
@@ -83,7 +90,7 @@ class IntervalRun:
 
     def as_row(self) -> dict:
         return {"workload": self.workload, "sequence": self.sequence, "mode": self.mode, "interval": self.interval,
-                "frames": self.frames,
+                "frames": self.frames, "schedule": self.label,
                 "frame_rate": self.frame_rate, "detector_calls": self.detector_calls,
                 "calls_per_frame": self.calls_per_frame, "calls_per_second": self.calls_per_second,
                 "step_ms": self.step_ms, "results_file": str(self.results_path), "metrics": self.metrics.to_dict()}
@@ -92,11 +99,14 @@ class IntervalRun:
 def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray], interval: int,
                         tracker_config: TrackerConfig, results_path: Path, propagator: FlowPropagator | None = None,
                         output_filter: OutputFilter | None = None) -> tuple[int, float]:
-    """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included), write
-    tracks for every frame; returns (detector calls, median ms per step frame). With ``propagator`` the images are
-    read and the frames between go through ``FlowPropagator``."""
-    if interval < 1:
-        raise ValueError(f"interval must be >= 1, got {interval}")
+    """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included; 0: when
+    ``auto`` asks, as ``track --detect-every auto`` on a file), write tracks for every frame; returns (detector
+    calls, median ms per step frame). With ``propagator`` the images are read and the frames between go through
+    ``FlowPropagator``."""
+    if interval < 0:
+        raise ValueError(f"interval must be >= 0 (0: auto), got {interval}")
+    schedule = DetectionSchedule(every=interval or None, flow=propagator is not None)
+    scheduler = DetectionScheduler(schedule, sequence.frame_rate)
     if len(detections) != sequence.length:
         raise ValueError(f"{sequence.name}: {len(detections)} frames of detections for {sequence.length} frames")
     stepper = IntervalTracker(ByteTracker(tracker_config, frame_rate=sequence.frame_rate), propagator)
@@ -106,7 +116,9 @@ def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray],
     with MotResultWriter(results_path) as writer:
         for index, dets in enumerate(detections):
             frame = cv2.imread(str(paths[index])) if paths is not None else blank
-            if index % interval == 0:
+            detect = scheduler.due(stepper.last_report)
+            scheduler.record(detect, 0.0)
+            if detect:
                 tracks = stepper.update(frame, dets)
                 calls += 1
             else:
@@ -179,7 +191,7 @@ def detector_detections(sequence: MotSequence, weights: Path, threads: int, cach
 
 def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, int], MotMetrics]) -> str:
     """One row per sequence x mode x K, deltas against K=1 of the same sequence; then the pooled rows."""
-    header = (f"{'sequence':<16}{'mode':<8}{'K':>3}{'det/frame':>10}{'det/s':>7}{'MOTA':>7}{'dMOTA':>7}{'IDF1':>7}"
+    header = (f"{'sequence':<16}{'mode':<8}{'K':>5}{'det/frame':>10}{'det/s':>7}{'MOTA':>7}{'dMOTA':>7}{'IDF1':>7}"
               f"{'dIDF1':>7}{'HOTA':>7}{'IDSW':>6}{'FP':>7}{'FN':>8}{'step ms':>9}")
     lines = [title, header, "-" * len(header)]
     base = {r.sequence: r.metrics for r in runs if r.interval == 1}
@@ -187,7 +199,7 @@ def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, in
         m, b = run.metrics, base.get(run.sequence)
         d_mota = 100 * (m.mota - b.mota) if b else float("nan")
         d_idf1 = 100 * (m.idf1 - b.idf1) if b else float("nan")
-        lines.append(f"{run.sequence:<16}{run.mode:<8}{run.interval:>3}{run.calls_per_frame:>10.3f}"
+        lines.append(f"{run.sequence:<16}{run.mode:<8}{run.label:>5}{run.calls_per_frame:>10.3f}"
                      f"{run.calls_per_second:>7.2f}{100 * m.mota:>7.1f}{d_mota:>+7.1f}{100 * m.idf1:>7.1f}"
                      f"{d_idf1:>+7.1f}{100 * m.hota:>7.1f}{m.num_switches:>6}{m.num_false_positives:>7}"
                      f"{m.num_misses:>8}{run.step_ms:>9.3f}")
@@ -196,7 +208,8 @@ def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, in
         for (mode, interval), m in sorted(pooled.items(), key=lambda kv: (kv[0][1] != 1, kv[0])):
             d_mota = 100 * (m.mota - base_pooled.mota) if base_pooled else float("nan")
             d_idf1 = 100 * (m.idf1 - base_pooled.idf1) if base_pooled else float("nan")
-            lines.append(f"{OVERALL:<16}{mode:<8}{interval:>3}{'':>10}{'':>7}{100 * m.mota:>7.1f}{d_mota:>+7.1f}"
+            label = "auto" if interval == AUTO_INTERVAL else str(interval)
+            lines.append(f"{OVERALL:<16}{mode:<8}{label:>5}{'':>10}{'':>7}{100 * m.mota:>7.1f}{d_mota:>+7.1f}"
                          f"{100 * m.idf1:>7.1f}{d_idf1:>+7.1f}{100 * m.hota:>7.1f}{m.num_switches:>6}"
                          f"{m.num_false_positives:>7}{m.num_misses:>8}")
     return "\n".join(lines)
@@ -220,6 +233,10 @@ def plot(runs: list[IntervalRun], path: Path) -> Path:
             for mode in MODES:
                 line = sorted([r for r in runs if (r.workload, r.sequence) == key and r.mode == mode
                                and r.interval > 1] + [base[key]], key=lambda r: r.calls_per_second)
+                for auto in (r for r in runs if (r.workload, r.sequence) == key and r.mode == mode
+                             and r.interval == AUTO_INTERVAL):
+                    ax.plot([auto.calls_per_second], [100 * auto.metrics.mota], marker="*", markersize=14,
+                            color=colour, linestyle="none", label=f"{key[1]} {mode} auto")
                 if len(line) < 2:
                     continue
                 ax.plot([r.calls_per_second for r in line], [100 * r.metrics.mota for r in line], marker="o",
@@ -238,15 +255,19 @@ def plot(runs: list[IntervalRun], path: Path) -> Path:
 
 
 def _intervals(text: str) -> tuple[int, ...]:
-    values = tuple(int(v) for v in text.split(",") if v.strip())
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"intervals must be integers >= 1, got {text!r}")
+    try:
+        values = tuple(AUTO_INTERVAL if v.strip() == "auto" else int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"intervals must be integers >= 1 or 'auto', got {text!r}")
     return tuple(sorted(set(values) | {1}))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--intervals", type=_intervals, default=INTERVALS, help="comma-separated K (1 is always run)")
+    parser.add_argument("--intervals", type=_intervals, default=INTERVALS,
+                        help="comma-separated K, or auto (1 is always run)")
     parser.add_argument("--public-data", type=Path, default=DEFAULT_PUBLIC_DATA, help="MOT17 train folder")
     parser.add_argument("--detector-data", type=Path, nargs="+", default=list(DEFAULT_DATA),
                         help="sequences with images for the detector workload")

@@ -45,7 +45,7 @@ def test_main_prints_the_table_and_writes_json_and_plot(tmp_path: Path, capsys: 
     assert detect_interval.main(["--skip-detector", "--public-data", str(data), "--intervals", "2",
                                  "--out-dir", str(tmp_path), "--json", str(report_path)]) == 0
     out = capsys.readouterr().out
-    assert "MOT17-05-FRCNN  kalman    2" in out and "dMOTA" in out
+    assert "MOT17-05-FRCNN  kalman      2" in out and "dMOTA" in out
     runs = json.loads(report_path.read_text())["workloads"]["public"]["runs"]
     assert [(r["interval"], r["detector_calls"]) for r in runs] == [(1, 48), (2, 24)]
     assert runs[1]["calls_per_second"] == pytest.approx(24 / 48 * 14)  # MOT17-05 is a 14 fps sequence
@@ -57,4 +57,4 @@ def test_interval_run_is_validated() -> None:
     with pytest.raises(ValueError, match="mode"):
         detect_interval.IntervalRun("public", "s", "blind", 2, 10, 30.0, 5, metrics, 0.0, Path("x"))
     with pytest.raises(ValueError, match="interval"):
-        detect_interval.IntervalRun("public", "s", "kalman", 0, 10, 30.0, 5, metrics, 0.0, Path("x"))
+        detect_interval.IntervalRun("public", "s", "kalman", -1, 10, 30.0, 5, metrics, 0.0, Path("x"))

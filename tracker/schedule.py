@@ -4,7 +4,7 @@
 
 - the longest gap between detector calls is a time, not a frame count (``max_gap_s``), so a 7 fps camera is
   detected on every other frame and a 30 fps one on every 6th at most (``max_every``): people move as far in
-  0.3 s whatever the frame rate;
+  0.3 s whatever the frame rate (a third of that without optical flow: the Kalman prediction alone drifts);
 - a detection comes sooner when the image propagation says it is losing the boxes (``IntervalTracker``'s
   ``PropagationReport``: few points followed, many boxes left at the Kalman prediction);
 - on a live source a detection never comes sooner than the machine can afford: the measured cost of a detector
@@ -30,7 +30,7 @@ class DetectionSchedule:
 
     every: int | None = 1
     flow: bool = True
-    max_gap_s: float = 0.3  # auto: at most this long between detector calls ...
+    max_gap_s: float = 0.3  # auto: at most this long between detector calls (0.1 s without flow) ...
     max_every: int = 6  # ... and at most this many frames
     min_kept_ratio: float = 0.5  # auto: fewer flow points kept than this asks for a detection on the next frame
     max_fallback_share: float = 0.3  # auto: more boxes left at the Kalman prediction than this share, too
@@ -66,9 +66,11 @@ class DetectionSchedule:
         """The most frames between detector calls (fixed: ``every``; auto: ``max_gap_s`` at ``fps``)."""
         if self.every is not None:
             return self.every
+        # without the image, nothing says when the prediction drifts: a third of the gap
+        gap_s = self.max_gap_s if self.flow else self.max_gap_s / 3
         if not fps or fps <= 0:
-            return min(self.max_every, 3)
-        return max(1, min(self.max_every, int(fps * self.max_gap_s)))
+            return min(self.max_every, 3 if self.flow else 1)
+        return max(1, min(self.max_every, int(fps * gap_s + 1e-9)))
 
 
 def min_every_for_budget(detect_s: float, step_s: float, fps: float) -> int:
