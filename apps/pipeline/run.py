@@ -35,6 +35,8 @@ STAGES = (
     "draw", "write",
 )
 TRACKER_STAGES = ("track_predict", "track_association", "track_bookkeeping")
+#: Frames a live reader holds when the detector runs on some frames only (``--detect-every``).
+PROPAGATION_BUFFER = 16
 
 
 @dataclass(frozen=True)
@@ -275,10 +277,13 @@ def run_tracking(
     where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM. ``schedule``: as in :func:`track_frames`.
     """
     profiler = StageProfiler(STAGES)
-    reader = ReadAhead(source, max_frames=max_frames)
+    schedule = schedule or DetectionSchedule()
+    # A live source with the detector on every frame keeps one frame (always the newest). Between detector calls
+    # the frames are cheap to track, so a buffer absorbs the detector's frame and none is dropped.
+    buffer = None if schedule.every_frame else PROPAGATION_BUFFER
+    reader = ReadAhead(source, max_buffer=buffer, max_frames=max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
     paths = OutputPaths(results_path, video_path, tracks_path)
-    schedule = schedule or DetectionSchedule()
     counts = ScheduleCounts()
     frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader,
                           schedule=schedule, counts=counts)

@@ -1,0 +1,151 @@
+"""How many real-time cameras one machine serves with every frame tracked, detector on every frame vs auto.
+
+Each camera is vtest.avi's first ``--frames`` frames delivered in real time at ``--fps`` (a paced source marked
+live: the reader drops the oldest frame when the pipeline falls behind, as with a real camera). ``N`` cameras run
+at once in one process, one thread each, sharing one detector (ONNX Runtime, ``--threads`` threads) as a fleet
+worker does. A camera counts as served when at most 1% of its frames were dropped and its MOTA (PETS09-S2L1 gt,
+the same frames) is at most ``--max-loss`` below the every-frame detector run offline (no frame dropped). The
+largest N with every camera served is the machine's capacity; 100 cameras need ceil(100 / capacity) machines.
+
+    python benchmarks/live_capacity.py [--max-streams 8] [--frames 200] [--json runs/live_capacity/report.json]
+
+Each (mode, N) takes ``frames / fps`` seconds; a busy machine gives a pessimistic capacity (load is printed).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import require_path, write_json_and_csv  # noqa: E402
+from benchmarks.int8_front_door import DEFAULT_SEQUENCE, DEFAULT_VIDEO, DEFAULT_WEIGHTS, score  # noqa: E402
+from int8track.apps.io.sources import FrameSource, SourceInfo, open_source  # noqa: E402
+from int8track.apps.models.input_fit import PeekedSource  # noqa: E402
+from int8track.apps.models.request import ModelRequest, prepare_detector  # noqa: E402
+from int8track.apps.pipeline.run import run_tracking  # noqa: E402
+from int8track.frames import video_frames  # noqa: E402
+from int8track.tracker import ByteTracker  # noqa: E402
+from int8track.tracker.schedule import DetectionSchedule  # noqa: E402
+
+MODES = {"every frame": DetectionSchedule(), "auto": DetectionSchedule.parse("auto")}
+COLUMNS = ["mode", "streams", "served", "min_MOTA", "mean_MOTA", "max_drop_pct", "mean_detector_calls_per_frame",
+           "load"]
+
+
+class PacedSource(FrameSource):
+    """Decoded frames released at ``fps`` from the first read on, as a camera delivers them (live)."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float, name: str) -> None:
+        self._frames, self._period, self._next = frames, 1.0 / fps, 0
+        self._start: float | None = None
+        self.info = SourceInfo(name, "camera", name, fps, None, True)
+
+    def read(self) -> np.ndarray | None:
+        if self._next >= len(self._frames):
+            return None
+        if self._start is None:
+            self._start = time.perf_counter()
+        wait = self._start + self._next * self._period - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        self._next += 1
+        return self._frames[self._next - 1]
+
+    def close(self) -> None:
+        pass
+
+
+def run_streams(count: int, frames: list[np.ndarray], fps: float, detector, schedule: DetectionSchedule,
+                out: Path) -> list[dict]:
+    """``count`` paced cameras tracked at once; per camera its results file, drops and detector calls."""
+    results: list[dict] = [{} for _ in range(count)]
+
+    def serve(index: int) -> None:
+        source = PacedSource(frames, fps, f"cam{index}")
+        tracker = ByteTracker(frame_rate=fps)
+        path = out / f"cam{index}.txt"
+        run = run_tracking(source, detector, tracker, results_path=path, progress=False, schedule=schedule)
+        info = run.report.info
+        results[index] = {"results": path, "frames": run.frames, "dropped": run.dropped,
+                          "detector_calls": info["detector_calls"]}
+
+    threads = [threading.Thread(target=serve, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument("--sequence", type=Path, default=DEFAULT_SEQUENCE)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--fps", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--max-streams", type=int, default=8)
+    parser.add_argument("--max-loss", type=float, default=1.0, help="MOTA points a served camera may lose")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    frames = video_frames(require_path(args.video, "video"), num=args.frames, step=1)
+    with open_source(str(args.video)) as opened:
+        prepared = prepare_detector(ModelRequest(weights=require_path(args.weights, "weights"), threads=args.threads),
+                                    PeekedSource(opened))
+    detector = prepared.detector
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        offline = PacedSource(frames, 1e9, "offline")  # no pacing: every frame, the reference
+        offline.info = replace(offline.info, is_live=False, frame_count=len(frames))
+        run_tracking(offline, detector, ByteTracker(frame_rate=args.fps), results_path=work / "offline.txt",
+                     progress=False)
+        reference = score(work / "offline.txt", args.sequence, len(frames))["MOTA"]
+        print(f"offline every-frame MOTA on {len(frames)} frames: {reference:.1f}", file=sys.stderr)
+        capacity = {}
+        for mode, schedule in MODES.items():
+            for count in range(1, args.max_streams + 1):
+                out = work / f"{mode.replace(' ', '_')}_{count}"
+                out.mkdir()
+                load = os.getloadavg()[0]
+                streams = run_streams(count, frames, args.fps, detector, schedule, out)
+                motas = [score(s["results"], args.sequence, len(frames))["MOTA"] for s in streams]
+                drops = [100 * s["dropped"] / len(frames) for s in streams]
+                served = all(d <= 1.0 for d in drops) and min(motas) >= reference - args.max_loss
+                row = {"mode": mode, "streams": count, "served": served, "min_MOTA": min(motas),
+                       "mean_MOTA": float(np.mean(motas)), "max_drop_pct": max(drops),
+                       "mean_detector_calls_per_frame": float(np.mean([s["detector_calls"] / max(1, s["frames"])
+                                                                       for s in streams])), "load": load}
+                rows.append(row)
+                print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      file=sys.stderr, flush=True)
+                if not served:
+                    break
+                capacity[mode] = count
+    print(f"{'mode':<14}{'cameras served':>16}{'machines for 100':>18}")
+    for mode in MODES:
+        served = capacity.get(mode, 0)
+        machines = math.ceil(100 / served) if served else float("inf")
+        print(f"{mode:<14}{served:>16}{machines:>18}")
+    if "every frame" in capacity and "auto" in capacity:
+        print(f"auto serves {capacity['auto'] / capacity['every frame']:.1f}x the cameras of every-frame detection")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        write_json_and_csv(args.json.with_suffix(""), {"reference_MOTA": reference, "capacity": capacity,
+                                                       "rows": rows}, rows, COLUMNS)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
