@@ -97,3 +97,17 @@ def test_interpolate_fills_gaps_of_the_mot_file_only(plain, tmp_path, capsys):
     kept = {tuple(row[:2]) for row in original}
     assert kept <= {tuple(row[:2]) for row in filled}  # every tracked box is still there
     assert len(read_tracks_json(out / "vtest_tracks.jsonl")) == FRAMES  # the live outputs stay causal
+
+
+def test_a_fleet_reports_each_streams_detection_rate_and_propagated_share(tmp_path):
+    video = require_data("videos/vtest.avi")
+    sequence = require_data("MOT17-mini/train/MOT17-05-FRCNN")
+    out = tmp_path / "fleet"
+    argv = [str(video), str(sequence), "--weights", str(require_data("weights/bytetrack_nano_mot17.onnx")),
+            "--max-frames", "6", "--workers", "1", "--threads", "1", "--no-video", "--quiet",
+            "--output-dir", str(out), "--detect-every", "2"]
+    assert main(argv) == 0
+    streams = json.loads((out / "fleet_report.json").read_text())["streams"]
+    assert len(streams) == 2
+    for stream in streams:
+        assert stream["frames"] == 6 and stream["detector_calls"] == 3 and stream["propagated_share"] == 0.5

@@ -41,6 +41,8 @@ class StreamReport:
     results_path: str | None = None
     mota: float | None = None
     idf1: float | None = None
+    detector_calls: int = 0  # frames the detector ran on (``--detect-every``); the rest were propagated
+    propagated_share: float = 0.0  # fraction of the tracked frames tracked without a detector call
     stage_share: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -110,8 +112,8 @@ class FleetReport:
 
     def format_table(self) -> str:
         """Aligned text: one line per stream, then the totals and each failed stream's error in full."""
-        header = (f"{'source':<24}{'frames':>8}{'fps':>8}{'kept up':>9}{'dropped':>9}{'p95 ms':>8}"
-                  f"{'MOTA':>7}{'IDF1':>7}  status")
+        header = (f"{'source':<24}{'frames':>8}{'fps':>8}{'kept up':>9}{'dropped':>9}{'det/s':>7}{'prop %':>7}"
+                  f"{'p95 ms':>8}{'MOTA':>7}{'IDF1':>7}  status")
         lines = [header, "-" * len(header)]
         for s in self.streams:
             kept = "-" if s.kept_up is None else ("yes" if s.kept_up else "no")
@@ -121,8 +123,9 @@ class FleetReport:
             status = "ok" if s.ok else "FAILED"
             if s.restarts:
                 status += f" (restarted {s.restarts}x)"
-            lines.append(f"{s.source_id[:23]:<24}{s.frames:>8d}{s.fps:>8.1f}{kept:>9}{s.dropped:>9d}{p95:>8}"
-                         f"{mota:>7}{idf1:>7}  {status}")
+            rate = s.detector_calls / s.wall_s if s.wall_s > 0 else 0.0
+            lines.append(f"{s.source_id[:23]:<24}{s.frames:>8d}{s.fps:>8.1f}{kept:>9}{s.dropped:>9d}{rate:>7.1f}"
+                         f"{100 * s.propagated_share:>7.1f}{p95:>8}{mota:>7}{idf1:>7}  {status}")
         wall = self.info.get("wall_s")
         total = f"{len(self.streams)} streams, {self.total_frames} frames"
         if wall:
@@ -143,6 +146,8 @@ def stream_report_from_timing(base: StreamReport, timing: Any) -> StreamReport:
         "source_fps": info.get("source_fps"),
         "kept_up": info.get("kept_up"),
         "dropped": int(info.get("dropped_frames", 0)),
+        "detector_calls": int(info.get("detector_calls", frames)),
+        "propagated_share": float(info.get("frames_propagated", 0)) / frames if frames else 0.0,
     }
     if frames:
         totals = timing.totals_ns()

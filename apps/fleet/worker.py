@@ -17,6 +17,7 @@ from int8track.apps.fleet.batching import BatchingRunner
 from int8track.apps.fleet.config import FleetConfig, ModelRef, StreamJob
 from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Tracks
 from int8track.apps.fleet.report import StreamReport, stream_report_from_timing
+from int8track.apps.fleet.sharing import DeadlineGate, shared_by_deadline
 from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.pipeline.profiler import StageProfiler
 from int8track.apps.pipeline.run import run_tracking, track_frames
@@ -119,8 +120,9 @@ def _emit_stream(job: StreamJob, source: FrameSource, detector, tracker, config:
 
 def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig, threads: int, emit: Emit,
                   emit_tracks: bool = False) -> None:
-    """A worker's job: load ``model`` once and track every job on its own thread, sharing the detector (an ONNX
-    Runtime session is safe to run from several threads). Emits ``("done", report_dict)`` once per job."""
+    """A worker's job: load ``model`` once and track every job on its own thread, sharing the detector: one call
+    at a time, the stream whose detection is most overdue first (``apps.fleet.sharing``), or batched
+    (``config.batch``). Emits one ``Done`` per job."""
     cv2.setNumThreads(threads)
     try:
         detector = model.load(threads)
@@ -135,10 +137,12 @@ def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
         batcher = BatchingRunner(OrtRunner(create_session(model.batched_path, threads)), len(jobs))
         detector = copy.copy(detector)
         detector.runner = batcher
+    gate = DeadlineGate() if batcher is None and len(jobs) > 1 else None
 
     def serve(job: StreamJob) -> None:
+        stream_detector = detector if gate is None else shared_by_deadline(detector, gate)
         try:
-            report = run_stream(job, detector, config, emit, emit_tracks)
+            report = run_stream(job, stream_detector, config, emit, emit_tracks)
         finally:
             if batcher is not None:
                 batcher.leave()
