@@ -98,18 +98,20 @@ class IntervalRun:
 
 def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray], interval: int,
                         tracker_config: TrackerConfig, results_path: Path, propagator: FlowPropagator | None = None,
-                        output_filter: OutputFilter | None = None) -> tuple[int, float]:
+                        output_filter: OutputFilter | None = None, clip_to_frame: bool = False) -> tuple[int, float]:
     """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included; 0: when
     ``auto`` asks, as ``track --detect-every auto`` on a file), write tracks for every frame; returns (detector
     calls, median ms per step frame). With ``propagator`` the images are read and the frames between go through
-    ``FlowPropagator``."""
+    ``FlowPropagator``. ``clip_to_frame`` clips the boxes between detector calls, as ``track`` does (its detector
+    clips its own boxes; the public detections are not clipped, and neither is their gt)."""
     if interval < 0:
         raise ValueError(f"interval must be >= 0 (0: auto), got {interval}")
     schedule = DetectionSchedule(every=interval or None, flow=propagator is not None)
     scheduler = DetectionScheduler(schedule, sequence.frame_rate)
     if len(detections) != sequence.length:
         raise ValueError(f"{sequence.name}: {len(detections)} frames of detections for {sequence.length} frames")
-    stepper = IntervalTracker(ByteTracker(tracker_config, frame_rate=sequence.frame_rate), propagator)
+    stepper = IntervalTracker(ByteTracker(tracker_config, frame_rate=sequence.frame_rate), propagator,
+                              clip_to_frame=clip_to_frame)
     paths = sequence.image_paths() if propagator is not None else None
     blank = np.zeros((sequence.height or 1, sequence.width or 1, 3), np.uint8)  # only its size is read
     calls, step_ns = 0, []
@@ -151,7 +153,8 @@ def run_workload(workload: str, sequences: list[MotSequence], detections: dict[s
                 path = out_dir / f"{mode}_k{interval}" / f"{sequence.name}.txt"
                 propagator = FlowPropagator(propagation) if mode == "flow" else None
                 calls, step_ms = track_with_interval(sequence, detections[sequence.name], interval, tracker_config,
-                                                     path, propagator, output_filter)
+                                                     path, propagator, output_filter,
+                                                     clip_to_frame=workload == "detector")
                 accumulator, hota = score(sequence, path)
                 scores.setdefault((mode, interval), {})[sequence.name] = (accumulator, hota)
                 metrics = summarize({sequence.name: accumulator}, {sequence.name: hota})[sequence.name]

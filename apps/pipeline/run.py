@@ -159,7 +159,8 @@ class _ScheduledTracker:
     """The tracker fed by a detector that runs when the schedule says: ``IntervalTracker`` between calls."""
 
     def __init__(self, tracker, schedule: DetectionSchedule, info, counts: ScheduleCounts) -> None:
-        self.stepper = IntervalTracker(tracker, FlowPropagator() if schedule.flow else None)
+        # the detector clips its boxes to the frame, so the boxes between its calls are clipped too
+        self.stepper = IntervalTracker(tracker, FlowPropagator() if schedule.flow else None, clip_to_frame=True)
         self.scheduler = DetectionScheduler(schedule, info.fps, live=info.is_live)
         self.counts = counts
 
