@@ -137,6 +137,36 @@ def test_killed_worker_is_reported_restarted_and_the_others_complete(fleet_input
     assert "restarted 1x" in report.format_table()
 
 
+def test_a_killed_worker_resumes_from_its_snapshot_with_every_frame_once(fleet_inputs, tmp_path):
+    # tracker state and MOT lines are snapshotted after every frame here: the stream resumes on a new worker
+    # after the last snapshot, so its MOT file is byte for byte the undisturbed run's (same frames, same ids)
+    _, sequence, _, weights = fleet_inputs
+    frames = 30
+    config = FleetConfig(workers=1, threads=2, max_frames=frames, write_video=False, snapshot_every_s=0.0)
+    undisturbed = run_fleet(plan_jobs([str(sequence)], tmp_path / "undisturbed"), ModelRef(str(weights)), config)
+    assert undisturbed.streams[0].ok
+    pids: list[int] = []
+    killed: list[int] = []
+
+    def kill_at_frame_12(message: FleetMessage) -> None:
+        if isinstance(message, Started):
+            pids.append(message.pid)
+        elif isinstance(message, Progress) and message.frames_read >= 12 and not killed:
+            killed.append(pids[-1])
+            os.kill(pids[-1], signal.SIGKILL)
+
+    jobs = plan_jobs([str(sequence)], tmp_path / "killed")
+    report = run_fleet(jobs, ModelRef(str(weights)), config, on_message=kill_at_frame_12)
+    assert killed and len(pids) == 2  # one restart, on a fresh worker
+    (stream,) = report.streams
+    assert stream.ok and stream.restarts == 1 and stream.frames == frames
+    name = "PETS09-S2L1"
+    resumed = (tmp_path / "killed" / name / f"{name}.txt").read_text()
+    assert resumed == (tmp_path / "undisturbed" / name / f"{name}.txt").read_text()
+    info = json.loads((tmp_path / "killed" / name / f"{name}_timing.json").read_text())["info"]
+    assert 0 < info["resumed_after_frame"] < frames  # it did resume, not start over
+
+
 def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
     _, reference = one_worker_run
     video, sequence, _, weights = fleet_inputs

@@ -56,6 +56,8 @@ class FleetConfig:
     batch: bool = False  # a worker runs its streams' frames through the detector as one batch
     # when the detector runs (``--detect-every``); None: every frame for files, auto for live sources
     schedule: DetectionSchedule | None = None
+    # each stream sends its tracker state this often, so a stream whose worker dies resumes where it was
+    snapshot_every_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_frames"):
@@ -64,6 +66,8 @@ class FleetConfig:
                 raise ValueError(f"{name} must be at least 1, not {value}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, not {self.fps}")
+        if self.snapshot_every_s < 0:
+            raise ValueError(f"snapshot_every_s must be >= 0, not {self.snapshot_every_s}")
 
     def schedule_for(self, live: bool) -> DetectionSchedule:
         """The schedule of one stream: the configured one, else auto for a live source and every frame for a
@@ -83,9 +87,21 @@ class FleetConfig:
 
 
 @dataclass(frozen=True)
+class ResumePoint:
+    """Where a restarted stream continues: after ``frame_id`` (a recorded source skips that many frames; a live
+    one goes on with the next frame received), with the tracker's snapshot and the MOT lines already written."""
+
+    frame_id: int
+    tracker_state: bytes
+    mot_text: str
+
+
+@dataclass(frozen=True)
 class StreamJob:
-    """One source to serve: its id (unique in the fleet), what the user typed, and its output folder."""
+    """One source to serve: its id (unique in the fleet), what the user typed, and its output folder;
+    ``resume`` when it continues a run whose worker died."""
 
     source_id: str
     location: str
     output_dir: str
+    resume: ResumePoint | None = None

@@ -46,10 +46,21 @@ class WorkerDied:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """A stream's tracker state after ``frame_id`` and the MOT lines it wrote since its previous snapshot, so a
+    stream whose worker dies resumes from here on another worker (``config.ResumePoint``)."""
+
+    source_id: str
+    frame_id: int
+    tracker_state: bytes
+    mot_lines: str
+
+
+@dataclass(frozen=True)
 class Done:
     """A stream finished (exactly once per stream), with its report."""
 
     report: StreamReport
 
 
-FleetMessage = Started | Progress | Tracks | WorkerDied | Done
+FleetMessage = Started | Progress | Tracks | WorkerDied | Snapshot | Done

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from int8track.apps.fleet.batching import batched_model_file
-from int8track.apps.fleet.config import FleetConfig, ModelRef, StreamJob
+from int8track.apps.fleet.config import FleetConfig, ModelRef, ResumePoint, StreamJob
 from int8track.apps.fleet.jobs import plan_jobs
-from int8track.apps.fleet.messages import Done, FleetMessage, Started, Tracks, WorkerDied
+from int8track.apps.fleet.messages import Done, FleetMessage, Snapshot, Started, Tracks, WorkerDied
 from int8track.apps.fleet.report import FleetReport, StreamReport, score_stream
 from int8track.apps.fleet.worker import worker_main
 from int8track.apps.io.sources import SourceError
@@ -33,7 +33,8 @@ from int8track.detectors.zoo import cache_dir
 
 #: How long the driver waits for a message before it looks at the workers' health.
 POLL_S = 0.2
-MAX_RESTARTS = 1
+#: A stream resumes from its last snapshot after its worker dies, at most this many times.
+MAX_RESTARTS = 3
 
 
 @dataclass
@@ -60,6 +61,7 @@ class _Pool:
         self._model, self._config, self._threads, self._emit_tracks = model, config, threads, emit_tracks
         self.workers: dict[int, _Worker] = {}
         self._restarts: dict[str, int] = {}
+        self._resume: dict[str, ResumePoint] = {}  # each stream's last snapshot, with all MOT lines up to it
         self._next_index = 0
 
     def start(self, group: list[StreamJob]) -> Started:
@@ -75,6 +77,10 @@ class _Pool:
         return Started(index, process.pid, tuple(job.source_id for job in group))
 
     def receive(self, message: FleetMessage) -> FleetMessage:
+        if isinstance(message, Snapshot):
+            before = self._resume.get(message.source_id)
+            text = (before.mot_text if before is not None else "") + message.mot_lines
+            self._resume[message.source_id] = ResumePoint(message.frame_id, message.tracker_state, text)
         if isinstance(message, Done):
             source_id = message.report.source_id
             for worker in self.workers.values():
@@ -101,8 +107,8 @@ class _Pool:
                                         restarts=self._restarts[job.source_id]))
         for job in again:
             self._restarts[job.source_id] = self._restarts.get(job.source_id, 0) + 1
-        if again:
-            yield self.start(again)
+        if again:  # each from its last snapshot: no frame tracked twice, the same ids go on
+            yield self.start([replace(job, resume=self._resume.get(job.source_id, job.resume)) for job in again])
 
     def messages(self) -> Iterator[FleetMessage]:
         """Every message of the running workers until all have ended."""

@@ -15,15 +15,16 @@ import numpy as np
 
 from int8track.apps.fleet.batching import BatchingRunner
 from int8track.apps.fleet.config import FleetConfig, ModelRef, StreamJob
-from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Tracks
+from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Snapshot, Tracks
 from int8track.apps.fleet.report import StreamReport, stream_report_from_timing
 from int8track.apps.fleet.sharing import DeadlineGate, shared_by_deadline
+from int8track.apps.io.mot_results import format_tracks
 from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.pipeline.profiler import StageProfiler
-from int8track.apps.pipeline.run import run_tracking, track_frames
+from int8track.apps.pipeline.run import Resume, run_tracking, track_frames
 from int8track.detectors.runtime import OrtRunner, create_session
 from int8track.frames import FALLBACK_FRAME_RATE
-from int8track.tracker import ByteTracker
+from int8track.tracker import ByteTracker, TrackerState
 
 Emit = Callable[[FleetMessage], None]
 
@@ -60,22 +61,47 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
         opened = open_source(job.location, fps=config.fps)
     except (OSError, SourceError, ValueError) as exc:
         return replace(base, error=str(exc))
-    source = ProgressSource(opened, lambda count: emit(Progress(job.source_id, count)))
-    tracker = ByteTracker(config.tracker, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
+    done = job.resume.frame_id if job.resume is not None else 0
+    source = ProgressSource(opened, lambda count: emit(Progress(job.source_id, done + count)))
     try:
+        if job.resume is not None:  # the same tracks, ids and counters as when the snapshot was taken
+            tracker = ByteTracker.from_state(TrackerState.from_bytes(job.resume.tracker_state))
+        else:
+            tracker = ByteTracker(config.tracker, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
         if emit_tracks:
             return _emit_stream(job, source, detector, tracker, config, emit, base)
-        return _write_stream(job, source, detector, tracker, config, base)
+        return _write_stream(job, source, detector, tracker, config, base, emit)
     except Exception as exc:  # one stream's failure must not take the worker's other streams down
         source.close()
         return replace(base, error=f"{job.location}: {type(exc).__name__}: {exc}")
 
 
+class _Snapshots:
+    """Sends the stream's tracker state and the MOT lines written since the last one every ``every_s`` seconds."""
+
+    def __init__(self, job: StreamJob, tracker: ByteTracker, every_s: float, emit: Emit) -> None:
+        self._job, self._tracker, self._every_s, self._emit = job, tracker, every_s, emit
+        self._lines: list[str] = []
+        self._last = time.perf_counter()
+
+    def __call__(self, frame_id: int, tracks: np.ndarray) -> None:
+        self._lines.append(format_tracks(frame_id, tracks))
+        if time.perf_counter() - self._last < self._every_s:
+            return
+        state = self._tracker.state_dict().to_bytes()
+        self._emit(Snapshot(self._job.source_id, frame_id, state, "".join(self._lines)))
+        self._lines.clear()
+        self._last = time.perf_counter()
+
+
 def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config: FleetConfig,
-                  base: StreamReport) -> StreamReport:
+                  base: StreamReport, emit: Emit) -> StreamReport:
     output_dir = Path(job.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     stem = source.info.name
+    previous = job.resume
+    resume = Resume(previous.frame_id if previous else 0, previous.mot_text if previous else "",
+                    on_frame=_Snapshots(job, tracker, config.snapshot_every_s, emit))
     result = run_tracking(
         source, detector, tracker,
         output_filter=config.output_filter,
@@ -84,7 +110,8 @@ def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config
         max_frames=config.max_frames,
         progress=False,
         schedule=config.schedule_for(source.info.is_live),
-        info={"model": detector.spec.name, "source_id": job.source_id,
+        resume=resume,
+        info={"model": detector.spec.name, "source_id": job.source_id, "resumed_after_frame": resume.frame_id,
               "input_size": "{}x{}".format(*detector.spec.input_size)},
     )
     report = replace(base, results_path=str(result.results_path) if result.results_path else None)
@@ -92,6 +119,7 @@ def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config
         result.report.save_json(output_dir / f"{stem}_timing.json")
         result.report.save_csv(output_dir / f"{stem}_timing.csv")
         report = stream_report_from_timing(report, result.report)
+    report = replace(report, frames=resume.frame_id + report.frames)  # a resumed stream counts its earlier frames
     if result.error is not None:
         report = replace(report, error=str(result.error))
     return report

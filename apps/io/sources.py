@@ -223,8 +223,10 @@ class ReadAhead:
         max_buffer: int | None = None,
         drop_oldest: bool | None = None,
         max_frames: int | None = None,
+        first_index: int = 0,
     ) -> None:
         self.source = source
+        self.first_index = first_index  # the index of the first frame read (a resumed run continues the count)
         self.drop_oldest = source.info.is_live if drop_oldest is None else drop_oldest
         self.max_buffer = max_buffer or (1 if self.drop_oldest else 8)
         self.max_frames = max_frames
@@ -251,7 +253,7 @@ class ReadAhead:
                             f"after {self.frames_read} frames"
                         )
                     break
-                self._push(Frame(self.frames_read, image, elapsed))
+                self._push(Frame(self.first_index + self.frames_read, image, elapsed))
                 self.frames_read += 1
         except SourceError as exc:
             self.error = exc

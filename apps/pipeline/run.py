@@ -267,6 +267,7 @@ def run_tracking(
     info: dict | None = None,
     should_stop: Callable[[], bool] | None = None,
     schedule: DetectionSchedule | None = None,
+    resume: Resume | None = None,
 ) -> RunResult:
     """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines and annotated video
     (each optional, all atomic); ``classes`` as in :func:`track_frames`. A source that fails mid-run does not
@@ -276,13 +277,17 @@ def run_tracking(
     ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
     decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
     where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM. ``schedule``: as in :func:`track_frames`.
+    ``resume`` continues a run that stopped after a frame (see :class:`Resume`; the tracker is the restored one).
     """
     profiler = StageProfiler(STAGES)
     schedule = schedule or DetectionSchedule()
     # A live source with the detector on every frame keeps one frame (always the newest). Between detector calls
     # the frames are cheap to track, so a buffer absorbs the detector's frame and none is dropped.
     buffer = None if schedule.every_frame else PROPAGATION_BUFFER
-    reader = ReadAhead(source, max_buffer=buffer, max_frames=max_frames)
+    resume = resume or Resume()
+    done = resume.skip(source)
+    reader = ReadAhead(source, max_buffer=buffer, first_index=done,
+                       max_frames=None if max_frames is None else max(0, max_frames - done))
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
     paths = OutputPaths(results_path, video_path, tracks_path)
     counts = ScheduleCounts()
@@ -294,11 +299,16 @@ def run_tracking(
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         outputs = _FrameOutputs(stack, paths, source, detector, profiler, show)
+        if outputs.results is not None and resume.mot_text:
+            outputs.results.write_text(resume.mot_text)
         bar = stack.enter_context(progress_bar)
         try:
             for frame_id, image, tracks in frames:
-                if not outputs.write(frame_id, image, output_filter(tracks)):
+                shown = output_filter(tracks)
+                if not outputs.write(frame_id, image, shown):
                     break
+                if resume.on_frame is not None:
+                    resume.on_frame(frame_id, shown)
                 bar.update(1)
                 stop.after_frame(frame_id, should_stop, reader)
         except SourceError as exc:  # finish and write what was read; the caller reports the error
@@ -318,6 +328,26 @@ def run_tracking(
                      error=error, results_path=results_path if outputs.results is not None else None,
                      video_path=written_video, interrupted_at=stop.interrupted_at,
                      tracks_path=tracks_path if outputs.tracks is not None else None)
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Continuing a run after frame ``frame_id`` (0: a fresh run): a recorded source is advanced past the frames
+    done (a live one goes on with the next frame received), frame ids continue from there, ``mot_text`` (the MOT
+    lines already written) opens the results file; ``on_frame(frame_id, kept_tracks)`` is called after each
+    frame's outputs are written (for snapshots)."""
+
+    frame_id: int = 0
+    mot_text: str = ""
+    on_frame: Callable[[int, np.ndarray], None] | None = None
+
+    def skip(self, source: FrameSource) -> int:
+        """Read past the frames done on a recorded source; returns the index of the next frame."""
+        if not source.info.is_live:
+            for _ in range(self.frame_id):
+                if source.read() is None:
+                    break
+        return self.frame_id
 
 
 class _StopState:
