@@ -1,5 +1,6 @@
 """Mechanisms beyond the official ByteTrack that keep identities (benchmarks/identity.py measures them):
-frame-rate-scaled velocity noise (default on) and Buffered IoU (opt-in), and parity mode switching them off."""
+frame-rate-scaled velocity noise and size kept on low-score matches (default on), Buffered IoU (opt-in), and
+parity mode switching them off."""
 from __future__ import annotations
 
 import numpy as np
@@ -42,6 +43,9 @@ def test_velocity_noise_is_automatic_off_in_parity_mode_and_explicit_values_win(
         assert config.parity_mode and config.effective_velocity_noise_exponent == 0.0
     assert TrackerConfig.parity(velocity_noise_exponent=1.5).effective_velocity_noise_exponent == 1.5
     assert TrackerConfig(velocity_noise_exponent=0).effective_velocity_noise_exponent == 0.0
+    assert TrackerConfig().effective_freeze_size_on_low_score
+    assert not TrackerConfig(iou_inclusive=True).effective_freeze_size_on_low_score
+    assert TrackerConfig.parity(freeze_size_on_low_score=True).effective_freeze_size_on_low_score
     parity = TrackerConfig.parity()
     assert (parity.iou_inclusive, parity.id_mode, parity.buffer_ratio, parity.second_buffer_ratio) == \
         (True, "official", 0.0, 0.0)
@@ -50,7 +54,7 @@ def test_velocity_noise_is_automatic_off_in_parity_mode_and_explicit_values_win(
 @pytest.mark.parametrize(("field", "value"), [
     ("velocity_noise_exponent", -0.5), ("velocity_noise_exponent", 4.0), ("velocity_noise_exponent", "1"),
     ("velocity_noise_exponent", float("nan")), ("buffer_ratio", -0.1), ("buffer_ratio", 5.0),
-    ("second_buffer_ratio", None), ("second_buffer_ratio", True),
+    ("second_buffer_ratio", None), ("second_buffer_ratio", True), ("freeze_size_on_low_score", 1),
 ])
 def test_bad_mechanism_settings_raise_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
@@ -116,6 +120,50 @@ def test_parity_mode_switches_the_velocity_noise_off() -> None:
     for settings in ({"iou_inclusive": True}, {"iou_inclusive": True, "id_mode": "official"}):
         ids = ids_per_frame(ByteTracker(frame_rate=7, **settings), turn_then_hide())
         assert ids[-1] != [1]
+
+
+# ---- size kept on low-score matches ----------------------------------------------------------------------------
+
+def test_update_keeps_size_rows_unobserved_in_aspect_and_height() -> None:
+    rng = np.random.default_rng(9)
+    mean, cov = kalman.initiate(np.column_stack((rng.uniform(50, 500, (4, 2)), rng.uniform(0.3, 0.6, 4),
+                                                 rng.uniform(50, 200, 4))))
+    mean[:, 4:] = rng.normal(0, 3, (4, 4))
+    kalman.predict(mean, cov)
+    measured = mean[:, :4] + rng.normal(0, 5, (4, 4))
+    keep = np.array([True, False, True, False])
+    full_mean, full_cov = kalman.update(mean, cov, measured)
+    kept_mean, kept_cov = kalman.update(mean, cov, measured, keep)
+    np.testing.assert_array_equal(kept_mean[~keep], full_mean[~keep])
+    np.testing.assert_array_equal(kept_cov[~keep], full_cov[~keep])
+    position = [0, 1, 4, 5]  # cx, cy and their velocities: updated as usual
+    size = [2, 3, 6, 7]      # a, h and their velocities: as predicted
+    np.testing.assert_array_equal(kept_mean[keep][:, position], full_mean[keep][:, position])
+    np.testing.assert_array_equal(kept_mean[keep][:, size], mean[keep][:, size])
+    np.testing.assert_array_equal(kept_cov[keep][:, 2:], cov[keep][:, 2:])
+    np.testing.assert_array_equal(kept_cov[keep][:, :2], full_cov[keep][:, :2])
+
+
+def half_hidden_frames() -> list[np.ndarray]:
+    """A person walking right (full box, score 0.9), seen for three frames only down to the waist (score 0.3)."""
+    frames = []
+    for t in range(12):
+        x = 100 + 3.0 * t
+        partial = 6 <= t < 9
+        frames.append(np.array([[x, 200.0, x + 40, 262.0 if partial else 300.0, 0.3 if partial else 0.9]]))
+    return frames
+
+
+def test_low_score_match_moves_the_track_but_keeps_its_size() -> None:
+    kept = run(ByteTracker(frame_rate=7), half_hidden_frames())
+    taken = run(ByteTracker(frame_rate=7, freeze_size_on_low_score=False), half_hidden_frames())
+    for out in kept:
+        assert out[:, 4].tolist() == [1]
+        assert out[0, 3] - out[0, 1] == pytest.approx(100.0)
+    assert taken[7][0, 3] - taken[7][0, 1] < 70  # the track shrank to the visible part
+    # the position still follows the low-score detections (the person keeps walking)
+    np.testing.assert_allclose((kept[8][0, 0] + kept[8][0, 2]) / 2, 144.0, atol=0.5)
+    assert kept[8][0, 7] == 0  # matched to that detection
 
 
 # ---- Buffered IoU (opt-in) ---------------------------------------------------------------------------------

@@ -81,6 +81,9 @@ class ByteTracker:
       grows as ``(30 / frame_rate) ** exponent`` (default 1) from the official per-30-fps-frame constants,
       so at 7-10 fps the velocity follows turns and panning cameras within a few frames and a track that
       loses its person coasts to where they reappear (``TrackerConfig``). Nothing changes at 30 fps.
+    - ``freeze_size_on_low_score`` (on by default, off when ``iou_inclusive``): a second-stage (low-score)
+      match updates the track's position but not its size: such boxes usually cover only the visible part
+      of a partly hidden person, and a shrunken track misses the person's next full box.
     - ``buffer_ratio``, ``second_buffer_ratio`` (opt-in): Buffered IoU (C-BIoU) in the first/unconfirmed
       and in the second association: boxes grow by that fraction of their size before IoU.
     - ``update(..., frame_gap=k)`` (or ``timestamp=`` seconds, converted with
@@ -113,7 +116,7 @@ class ByteTracker:
 
     __slots__ = ("_config", "_max_time_lost", "_match_disjoint", "frame_id", "update_count", "last_dropped",
                  "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
-                 "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise")
+                 "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -128,6 +131,7 @@ class ByteTracker:
         self._match_disjoint = self._config.match_disjoint
         self._buffer_ratio = float(self._config.buffer_ratio)
         self._second_buffer_ratio = float(self._config.second_buffer_ratio)
+        self._freeze_size = self._config.effective_freeze_size_on_low_score
         self._velocity_noise = kalman.velocity_noise_scale(self._config.frame_rate,
                                                            self._config.effective_velocity_noise_exponent)
         self.reset()
@@ -420,8 +424,10 @@ class ByteTracker:
         if rows.size == 0:
             return
         tracks = self._tracks
+        # Second-stage (low-score) detections are mostly partly hidden people: their box is the visible part.
+        keep_size = dets.scores[det_ids] < self._config.track_high_thresh if self._freeze_size else None
         tracks.mean[rows], tracks.cov[rows] = kalman.update(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
-                                                            take_rows(det_xyah, det_ids))
+                                                            take_rows(det_xyah, det_ids), keep_size)
         if refound.size:
             tracks.state[refound] = TRACKED
         if confirmed.size:

@@ -48,6 +48,10 @@ class TrackerConfig:
       velocity changes more between two frames than the 30 fps constants allow; left at them, the velocity
       estimate lags for many frames behind every turn and behind a panning camera, and lost tracks coast the
       wrong way. 0 is the official filter; it changes nothing at 30 fps whatever the exponent.
+    - ``freeze_size_on_low_score``: a detection matched in the second stage (score below
+      ``track_high_thresh``) updates the track's position but not its size (aspect, height). Those detections
+      are mostly partly hidden people whose box covers only the visible part; taking their size shrinks the
+      track, and the person's next full detection then overlaps it too little and starts a new id.
     - ``buffer_ratio``, ``second_buffer_ratio`` (opt-in, default 0): Buffered IoU (C-BIoU, Yang et al. WACV 2023)
       in the first stage and for unconfirmed tracks, resp. in the second stage: both boxes grow by this fraction
       of their width and height on every side before IoU, so boxes that moved by a fraction of their size still
@@ -56,9 +60,9 @@ class TrackerConfig:
 
     Parity: ``iou_inclusive=True`` with ``id_mode="official"`` is the official ByteTrack (see ``parity()``);
     ``iou_inclusive=True`` alone gives its tracks (``id_mode`` only numbers them), so it is what switches the
-    mechanisms beyond the official tracker off. ``velocity_noise_exponent`` defaults to None, "automatic": 0
-    (off) when ``iou_inclusive``, otherwise
-    ``DEFAULT_VELOCITY_NOISE_EXPONENT``; an explicit value is used as given (``effective_velocity_noise_exponent``).
+    mechanisms beyond the official tracker off. ``velocity_noise_exponent`` and ``freeze_size_on_low_score``
+    default to None, "automatic": off when ``iou_inclusive``, otherwise on (exponent
+    ``DEFAULT_VELOCITY_NOISE_EXPONENT``); an explicit value is used as given (the ``effective_*`` properties).
 
     Every field is checked on construction; a bad value raises ``ValueError`` naming the field.
     Change settings with ``dataclasses.replace(config, ...)`` (validated again) and a new tracker.
@@ -79,6 +83,7 @@ class TrackerConfig:
     class_aware: bool = False
     return_lost: bool = False
     velocity_noise_exponent: float | None = None
+    freeze_size_on_low_score: bool | None = None
     buffer_ratio: float = 0.0
     second_buffer_ratio: float = 0.0
 
@@ -93,6 +98,9 @@ class TrackerConfig:
             raise ValueError(f"track_buffer must be an integer >= 0, got {self.track_buffer!r}")
         for name in ("buffer_ratio", "second_buffer_ratio"):
             _check_number(name, getattr(self, name), low=0.0, high=MAX_BUFFER_RATIO)
+        if self.freeze_size_on_low_score is not None and not isinstance(self.freeze_size_on_low_score, bool):
+            raise ValueError(f"freeze_size_on_low_score must be true, false or None, got "
+                             f"{self.freeze_size_on_low_score!r}")
         if self.velocity_noise_exponent is not None:
             _check_number("velocity_noise_exponent", self.velocity_noise_exponent, low=0.0,
                           high=MAX_VELOCITY_NOISE_EXPONENT)
@@ -131,9 +139,19 @@ class TrackerConfig:
     @property
     def effective_velocity_noise_exponent(self) -> float:
         """``velocity_noise_exponent`` in force: as given, or when None 0 in parity mode, else the default."""
+        if self.freeze_size_on_low_score is not None and not isinstance(self.freeze_size_on_low_score, bool):
+            raise ValueError(f"freeze_size_on_low_score must be true, false or None, got "
+                             f"{self.freeze_size_on_low_score!r}")
         if self.velocity_noise_exponent is not None:
             return float(self.velocity_noise_exponent)
         return 0.0 if self.parity_mode else DEFAULT_VELOCITY_NOISE_EXPONENT
+
+    @property
+    def effective_freeze_size_on_low_score(self) -> bool:
+        """``freeze_size_on_low_score`` in force: as given, or when None off in parity mode, else on."""
+        if self.freeze_size_on_low_score is not None:
+            return self.freeze_size_on_low_score
+        return not self.parity_mode
 
     @property
     def max_time_lost(self) -> int:

@@ -104,7 +104,8 @@ def velocity_noise_scale(frame_rate: float, exponent: float, reference_rate: flo
     return float((reference_rate / frame_rate) ** exponent)
 
 
-def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray,
+           keep_size: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements.
 
     S is diagonal (one variance per coordinate), so the gain of each block is
@@ -114,6 +115,9 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     state, blocks = mean.T, cov.T
     innovation_cov = blocks[PP] + _variance(state[3], _MEASUREMENT_COLUMNS)  # (4, T)
     gain = blocks[PP:VV] / innovation_cov  # (2, 4, T): position, velocity gain
+    if keep_size is not None and keep_size.any():
+        # Aspect and height unobserved on these rows: zero gain leaves their mean and covariance as they were.
+        gain[:, 2:, keep_size] = 0.0
     new_mean = state.reshape(2, 4, count) + gain * (measurements.T - state[:4])
     scaled = gain * innovation_cov  # (K_pos S, K_vel S)
     new_cov = blocks - scaled.take(_LEFT, axis=0) * gain.take(_RIGHT, axis=0)
