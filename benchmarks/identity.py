@@ -42,8 +42,13 @@ POOLED = {"MOT17 (pooled)": MOT17_NAMES, "MOT17-s3 (pooled)": SUBSAMPLED}
 #: The official ByteTrack, reproduced exactly (tests/test_tracker_parity.py): pixel-inclusive IoU, official ids,
 #: every mechanism beyond the official tracker off.
 PARITY = TrackerConfig.parity()
-OURS = {"ours": TrackerConfig(), "ours-previous": TrackerConfig(velocity_noise_exponent=0), "ours-parity": PARITY,
-        # not run by default: the alternatives benchmarks/README.md discusses
+OURS = {"ours": TrackerConfig(),
+        # the default before the identity work: continuous IoU, compact ids, no mechanism beyond the official
+        "ours-previous": TrackerConfig(velocity_noise_exponent=0, freeze_size_on_low_score=False),
+        "ours-parity": PARITY,
+        # not run by default: one mechanism at a time, and the alternatives benchmarks/README.md discusses
+        "ours-velocity-only": TrackerConfig(freeze_size_on_low_score=False),
+        "ours-freeze-only": TrackerConfig(velocity_noise_exponent=0),
         "ours-exp1.5": TrackerConfig(velocity_noise_exponent=1.5),
         "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5)}
 PEERS = {"roboflow-bytetrack": "bytetrack", "roboflow-cbiou": "cbiou"}

@@ -16,9 +16,9 @@ from typing import Any
 ID_MODES = ("compact", "official")
 #: The official demo starts a new track at ``track_thresh`` plus this.
 NEW_TRACK_MARGIN = 0.1
-#: ``velocity_noise_exponent`` when left automatic (None) outside parity mode: the exponent that improved or
-#: kept IDF1 on all 15 sequences of benchmarks/identity.py (1.5, the random-walk value, helps moving cameras
-#: more but loses up to 1.5 IDF1 on static ones; see benchmarks/README.md).
+#: ``velocity_noise_exponent`` when left automatic (None) outside parity mode: the exponent that improved IDF1
+#: or kept it within noise on every sequence of benchmarks/identity.py (1.5, the random-walk value, helps
+#: moving cameras more but loses identities on static ones; see benchmarks/README.md).
 DEFAULT_VELOCITY_NOISE_EXPONENT = 1.0
 #: A buffer ratio above this makes every box overlap its neighbours; surely a mistake.
 MAX_BUFFER_RATIO = 2.0

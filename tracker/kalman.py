@@ -96,7 +96,7 @@ def velocity_noise_scale(frame_rate: float, exponent: float, reference_rate: flo
     in pixels per second wanders like a random walk, its variance growing with the time elapsed, so per frame
     its standard deviation grows as the square root of the frame period; converting to pixels per frame
     multiplies it by the period again: exponent 1.5 (8.9x at 7 fps). ``TrackerConfig`` defaults to the milder
-    1.0, which measured no worse on any sequence (benchmarks/identity.py). The position noise is not scaled:
+    1.0, which costs static scenes nothing (benchmarks/README.md). The position noise is not scaled:
     in this filter it stands for the box's own jitter (pose, detector), which does not grow with the period.
     """
     if not frame_rate > 0:
