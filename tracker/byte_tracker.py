@@ -9,6 +9,7 @@ import numpy as np
 
 from int8track.tracker import kalman
 from int8track.tracker.config import TrackerConfig
+from int8track.tracker.iou import buffered
 from int8track.tracker.matching import (
     EMPTY_INDEX,
     SMALL_ASSIGNMENT,
@@ -77,6 +78,15 @@ class ByteTracker:
     - ``return_lost``: also return the lost tracks after the confirmed ones, with their
       predicted box, last score and class, and ``det_index = -1`` (the marker of a row not
       matched on this frame). ``lost_tracks()`` returns the same rows on demand.
+    - ``velocity_noise_exponent`` (on by default, off when ``iou_inclusive``): the Kalman velocity noise
+      grows as ``(30 / frame_rate) ** exponent`` (default 1) from the official per-30-fps-frame constants,
+      so at 7-10 fps the velocity follows turns and panning cameras within a few frames and a track that
+      loses its person coasts to where they reappear (``TrackerConfig``). Nothing changes at 30 fps.
+    - ``freeze_size_on_low_score`` (on by default, off when ``iou_inclusive``): a second-stage (low-score)
+      match updates the track's position but not its size: such boxes usually cover only the visible part
+      of a partly hidden person, and a shrunken track misses the person's next full box.
+    - ``buffer_ratio``, ``second_buffer_ratio`` (opt-in): Buffered IoU (C-BIoU) in the first/unconfirmed
+      and in the second association: boxes grow by that fraction of their size before IoU.
     - ``update(..., frame_gap=k)`` (or ``timestamp=`` seconds, converted with
       ``round(dt * frame_rate)``, at least 1): k frame periods passed since the last
       update (k - 1 frames were not processed). The Kalman prediction is applied k times
@@ -112,7 +122,8 @@ class ByteTracker:
 
     __slots__ = ("_config", "_max_time_lost", "_match_disjoint", "frame_id", "update_count", "last_dropped",
                  "_last_rows", "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
-                 "_predicted_rows", "_unconfirmed_rows", "_update_frames")
+                 "_predicted_rows", "_unconfirmed_rows", "_update_frames",
+                 "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -125,6 +136,11 @@ class ByteTracker:
         # Derived once: the config is frozen, so they cannot fall out of step with it.
         self._max_time_lost = self._config.max_time_lost
         self._match_disjoint = self._config.match_disjoint
+        self._buffer_ratio = float(self._config.buffer_ratio)
+        self._second_buffer_ratio = float(self._config.second_buffer_ratio)
+        self._freeze_size = self._config.effective_freeze_size_on_low_score
+        self._velocity_noise = kalman.velocity_noise_scale(self._config.frame_rate,
+                                                           self._config.effective_velocity_noise_exponent)
         self.reset()
 
     @classmethod
@@ -252,13 +268,12 @@ class ByteTracker:
         # Lost tracks were all confirmed (only pool tracks get lost), so the pool is the confirmed rows.
         pool = tracks.activated.nonzero()[0]
         unconfirmed = (~tracks.activated).nonzero()[0] if pool.size < count else EMPTY_INDEX
-        _predict_pool(tracks, pool, unconfirmed, lost_start, steps)
+        _predict_pool(tracks, pool, unconfirmed, lost_start, steps, self._velocity_noise)
         timer.lap("predict")
         # One IoU matrix serves all three associations: every row is either a predicted pool
         # track or an (unpredicted) unconfirmed one, and unmatched tracks keep their box.
         boxes = kalman.xyah_to_tlbr(tracks.mean)
-        frame_data = _FrameData.build(boxes, det_boxes, dets, iou_pairs(boxes, det_boxes, config.iou_inclusive,
-                                                                        self._match_disjoint))
+        frame_data = self._frame_data(boxes, det_boxes, dets, self._buffer_ratio)
         timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
@@ -274,8 +289,13 @@ class ByteTracker:
         low = EMPTY_INDEX
         if second_pool.size:
             low = ((scores > config.track_low_thresh) & (scores < config.track_high_thresh)).nonzero()[0]
+        second_data = frame_data
+        if low.size and self._second_buffer_ratio != self._buffer_ratio:
+            timer.lap("bookkeeping")
+            second_data = self._frame_data(boxes, det_boxes, dets, self._second_buffer_ratio, second_pool, low)
+            timer.lap("iou")
         match_rows, match_cols, free_rows, _ = self._associate(
-            frame_data, second_pool, low, False, config.second_match_thresh, timer)
+            second_data, second_pool, low, False, config.second_match_thresh, timer)
         second_tracks, second_dets = second_pool[match_rows], low[match_cols]
         newly_lost = second_pool[free_rows]
         if newly_lost.size:
@@ -366,7 +386,7 @@ class ByteTracker:
         pool = tracks.activated.nonzero()[0]
         if pool.size:
             unconfirmed = (~tracks.activated).nonzero()[0] if pool.size < count else EMPTY_INDEX
-            _predict_pool(tracks, pool, unconfirmed, self._lost_start, 1)
+            _predict_pool(tracks, pool, unconfirmed, self._lost_start, 1, self._velocity_noise)
         rows = tracks.activated[:self._lost_start].nonzero()[0]
         if include_missed and self._lost_start < count:
             lost = slice(self._lost_start, count)
@@ -472,6 +492,20 @@ class ByteTracker:
         rows[:, 7] = -1
         return rows
 
+    def _frame_data(self, boxes: np.ndarray, det_boxes: np.ndarray, dets: CleanDetections, buffer_ratio: float,
+                    rows: np.ndarray | None = None, det_ids: np.ndarray | None = None) -> _FrameData:
+        """IoU pairs of table rows against detections, boxes buffered by ``buffer_ratio`` (C-BIoU): all of
+        them, or only ``rows`` against ``det_ids`` (the pairs still name table rows and detection rows)."""
+        if rows is None or det_ids is None:
+            pairs = iou_pairs(buffered(boxes, buffer_ratio), buffered(det_boxes, buffer_ratio),
+                              self._config.iou_inclusive, self._match_disjoint)
+        else:
+            sub_rows, sub_cols, iou = iou_pairs(buffered(take_rows(boxes, rows), buffer_ratio),
+                                                buffered(det_boxes[det_ids], buffer_ratio),
+                                                self._config.iou_inclusive, self._match_disjoint)
+            pairs = (rows[sub_rows], det_ids[sub_cols], iou)
+        return _FrameData.build(boxes, det_boxes, dets, pairs)
+
     def _associate(self, frame: _FrameData, rows: np.ndarray, det_ids: np.ndarray, fuse: bool, thresh: float,
                    timer: _StageTimer) -> tuple[np.ndarray, np.ndarray, np.ndarray | slice, np.ndarray | slice]:
         """Match table rows ``rows`` to detections ``det_ids`` (cost 1 - IoU, optionally score-fused).
@@ -576,8 +610,10 @@ class ByteTracker:
         if rows.size == 0:
             return
         tracks = self._tracks
+        # Second-stage (low-score) detections are mostly partly hidden people: their box is the visible part.
+        keep_size = dets.scores[det_ids] < self._config.track_high_thresh if self._freeze_size else None
         tracks.mean[rows], tracks.cov[rows] = kalman.update(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
-                                                            take_rows(det_xyah, det_ids))
+                                                            take_rows(det_xyah, det_ids), keep_size)
         if refound.size:
             tracks.state[refound] = TRACKED
         if confirmed.size:
@@ -650,7 +686,8 @@ def _tracker_from_bytes(data: bytes) -> ByteTracker:
     return ByteTracker.from_state(TrackerState.from_bytes(data))
 
 
-def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, lost_start: int, steps: int) -> None:
+def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray, lost_start: int, steps: int,
+                  velocity_noise: float = 1.0) -> None:
     """Kalman-predict the rows ``pool`` in place; lost ones (rows from ``lost_start`` on, the only ones
     not in the TRACKED state) get their height velocity zeroed first.
 
@@ -663,7 +700,7 @@ def _predict_pool(tracks: TrackTable, pool: np.ndarray, unconfirmed: np.ndarray,
     if unconfirmed.size:
         kept_mean, kept_cov = take_rows(tracks.mean, unconfirmed), take_rows(tracks.cov, unconfirmed)
     tracks.mean[lost_start:, 7] = 0.0
-    kalman.predict(tracks.mean, tracks.cov, steps)
+    kalman.predict(tracks.mean, tracks.cov, steps, velocity_noise)
     if unconfirmed.size:
         tracks.mean[unconfirmed], tracks.cov[unconfirmed] = kept_mean, kept_cov
 

@@ -18,6 +18,14 @@ from typing import Any
 ID_MODES = ("compact", "official")
 #: The official demo starts a new track at ``track_thresh`` plus this.
 NEW_TRACK_MARGIN = 0.1
+#: ``velocity_noise_exponent`` when left automatic (None) outside parity mode: the exponent that improved IDF1
+#: or kept it within noise on every sequence of benchmarks/identity.py (1.5, the random-walk value, helps
+#: moving cameras more but loses identities on static ones; see benchmarks/README.md).
+DEFAULT_VELOCITY_NOISE_EXPONENT = 1.0
+#: A buffer ratio above this makes every box overlap its neighbours; surely a mistake.
+MAX_BUFFER_RATIO = 2.0
+#: Process noise growing faster than the cube of the frame period has no physical reading.
+MAX_VELOCITY_NOISE_EXPONENT = 3.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,26 @@ class TrackerConfig:
       unconfirmed tracks (fixed in the official tracker: 0.5 and 0.7).
     - ``duplicate_iou_thresh``: tracked/lost pairs closer than this IoU distance are duplicates.
     - ``iou_inclusive``, ``id_mode``, ``class_aware``, ``return_lost``: see ``ByteTracker``.
+    - ``velocity_noise_exponent``: the Kalman filter's velocity process noise is the official one (per 30 fps
+      frame) times ``(30 / frame_rate) ** exponent`` (``kalman.velocity_noise_scale``). At 7-10 fps a person's
+      velocity changes more between two frames than the 30 fps constants allow; left at them, the velocity
+      estimate lags for many frames behind every turn and behind a panning camera, and lost tracks coast the
+      wrong way. 0 is the official filter; it changes nothing at 30 fps whatever the exponent.
+    - ``freeze_size_on_low_score``: a detection matched in the second stage (score below
+      ``track_high_thresh``) updates the track's position but not its size (aspect, height). Those detections
+      are mostly partly hidden people whose box covers only the visible part; taking their size shrinks the
+      track, and the person's next full detection then overlaps it too little and starts a new id.
+    - ``buffer_ratio``, ``second_buffer_ratio`` (opt-in, default 0): Buffered IoU (C-BIoU, Yang et al. WACV 2023)
+      in the first stage and for unconfirmed tracks, resp. in the second stage: both boxes grow by this fraction
+      of their width and height on every side before IoU, so boxes that moved by a fraction of their size still
+      overlap. The paper uses 0.3 and 0.5; they help panning cameras but cost identities in static crowds,
+      where neighbours' buffered boxes overlap too (benchmarks/README.md), hence off by default.
+
+    Parity: ``iou_inclusive=True`` with ``id_mode="official"`` is the official ByteTrack (see ``parity()``);
+    ``iou_inclusive=True`` alone gives its tracks (``id_mode`` only numbers them), so it is what switches the
+    mechanisms beyond the official tracker off. ``velocity_noise_exponent`` and ``freeze_size_on_low_score``
+    default to None, "automatic": off when ``iou_inclusive``, otherwise on (exponent
+    ``DEFAULT_VELOCITY_NOISE_EXPONENT``); an explicit value is used as given (the ``effective_*`` properties).
 
     Every field is checked on construction; a bad value raises ``ValueError`` naming the field.
     Change settings with ``dataclasses.replace(config, ...)`` (validated again) and a new tracker.
@@ -56,6 +84,10 @@ class TrackerConfig:
     id_mode: str = "compact"
     class_aware: bool = False
     return_lost: bool = False
+    velocity_noise_exponent: float | None = None
+    freeze_size_on_low_score: bool | None = None
+    buffer_ratio: float = 0.0
+    second_buffer_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh"):
@@ -66,6 +98,14 @@ class TrackerConfig:
         if isinstance(self.track_buffer, bool) or not isinstance(self.track_buffer, numbers.Integral) \
                 or self.track_buffer < 0:
             raise ValueError(f"track_buffer must be an integer >= 0, got {self.track_buffer!r}")
+        for name in ("buffer_ratio", "second_buffer_ratio"):
+            _check_number(name, getattr(self, name), low=0.0, high=MAX_BUFFER_RATIO)
+        if self.freeze_size_on_low_score is not None and not isinstance(self.freeze_size_on_low_score, bool):
+            raise ValueError(f"freeze_size_on_low_score must be true, false or None, got "
+                             f"{self.freeze_size_on_low_score!r}")
+        if self.velocity_noise_exponent is not None:
+            _check_number("velocity_noise_exponent", self.velocity_noise_exponent, low=0.0,
+                          high=MAX_VELOCITY_NOISE_EXPONENT)
         for name in ("fuse_score", "iou_inclusive", "class_aware", "return_lost"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -118,9 +158,40 @@ class TrackerConfig:
         """The official demo's vocabulary: ``track_thresh=T`` is high threshold T, new tracks at T + 0.1."""
         return cls(track_high_thresh=track_thresh, new_track_thresh=track_thresh + NEW_TRACK_MARGIN, **settings)
 
+    @classmethod
+    def parity(cls, **settings: Any) -> TrackerConfig:
+        """The official ByteTrack reproduced exactly (``tests/test_tracker_parity.py``): its thresholds,
+        pixel-inclusive IoU and official ids, which also switch off every mechanism beyond the official tracker."""
+        return cls(**{"iou_inclusive": True, "id_mode": "official", **settings})
+
     def replace(self, **changes: Any) -> TrackerConfig:
         """A copy with ``changes`` applied and validated (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
+
+    @property
+    def parity_mode(self) -> bool:
+        """True when reproducing the official ByteTrack (pixel-inclusive IoU): automatic mechanisms are off.
+
+        ``id_mode`` plays no part: it only numbers the tracks, so "compact" and "official" give the same tracks.
+        """
+        return self.iou_inclusive
+
+    @property
+    def effective_velocity_noise_exponent(self) -> float:
+        """``velocity_noise_exponent`` in force: as given, or when None 0 in parity mode, else the default."""
+        if self.freeze_size_on_low_score is not None and not isinstance(self.freeze_size_on_low_score, bool):
+            raise ValueError(f"freeze_size_on_low_score must be true, false or None, got "
+                             f"{self.freeze_size_on_low_score!r}")
+        if self.velocity_noise_exponent is not None:
+            return float(self.velocity_noise_exponent)
+        return 0.0 if self.parity_mode else DEFAULT_VELOCITY_NOISE_EXPONENT
+
+    @property
+    def effective_freeze_size_on_low_score(self) -> bool:
+        """``freeze_size_on_low_score`` in force: as given, or when None off in parity mode, else on."""
+        if self.freeze_size_on_low_score is not None:
+            return self.freeze_size_on_low_score
+        return not self.parity_mode
 
     @property
     def max_time_lost(self) -> int:

@@ -66,16 +66,20 @@ def initiate(measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.T, cov.T
 
 
-def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1,
+            velocity_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Advance (T, 8) means and (T, 4, 3) covariances by ``steps`` unit time steps, in place.
 
     One step is exactly the official ``multi_predict``: x' = F x, P' = F P F^T + Q
     with Q computed from the height before the step. ``steps > 1`` applies that
-    step repeatedly (the noise model is defined per frame). Returns the same arrays.
+    step repeatedly (the noise model is defined per frame). ``velocity_scale`` multiplies
+    the standard deviations of the velocities' process noise (``velocity_noise_scale``). Returns the same arrays.
     """
     state, blocks = mean.T, cov.T  # (8, T) and (3, 4, T) views: contiguous rows for column-major input
     for _ in range(steps):
         q = _variance(state[3], PROCESS)
+        if velocity_scale != 1.0:
+            q[1] *= velocity_scale * velocity_scale
         state[:4] += state[4:]
         # Same summation order as F P F^T: (Ppp + Ppv) + (Ppv + Pvv). The first addition
         # updates (Ppp, Ppv) from the old (Ppv, Pvv) at once (numpy buffers the overlap).
@@ -85,7 +89,23 @@ def predict(mean: np.ndarray, cov: np.ndarray, steps: int = 1) -> tuple[np.ndarr
     return mean, cov
 
 
-def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def velocity_noise_scale(frame_rate: float, exponent: float, reference_rate: float = 30.0) -> float:
+    """``(reference_rate / frame_rate) ** exponent``: the velocity process noise's scale at ``frame_rate``.
+
+    The official constants are per 30 fps frame and velocities are in pixels per frame. A person's velocity
+    in pixels per second wanders like a random walk, its variance growing with the time elapsed, so per frame
+    its standard deviation grows as the square root of the frame period; converting to pixels per frame
+    multiplies it by the period again: exponent 1.5 (8.9x at 7 fps). ``TrackerConfig`` defaults to the milder
+    1.0, which costs static scenes nothing (benchmarks/README.md). The position noise is not scaled:
+    in this filter it stands for the box's own jitter (pose, detector), which does not grow with the period.
+    """
+    if not frame_rate > 0:
+        raise ValueError(f"frame_rate must be > 0, got {frame_rate!r}")
+    return float((reference_rate / frame_rate) ** exponent)
+
+
+def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray,
+           keep_size: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Correct (T, 8) means / (T, 4, 3) covariances with (T, 4) xyah measurements.
 
     S is diagonal (one variance per coordinate), so the gain of each block is
@@ -95,6 +115,9 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray) -> tuple
     state, blocks = mean.T, cov.T
     innovation_cov = blocks[PP] + _variance(state[3], _MEASUREMENT_COLUMNS)  # (4, T)
     gain = blocks[PP:VV] / innovation_cov  # (2, 4, T): position, velocity gain
+    if keep_size is not None and keep_size.any():
+        # Aspect and height unobserved on these rows: zero gain leaves their mean and covariance as they were.
+        gain[:, 2:, keep_size] = 0.0
     new_mean = state.reshape(2, 4, count) + gain * (measurements.T - state[:4])
     scaled = gain * innovation_cov  # (K_pos S, K_vel S)
     new_cov = blocks - scaled.take(_LEFT, axis=0) * gain.take(_RIGHT, axis=0)
