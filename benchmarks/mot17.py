@@ -45,7 +45,7 @@ from int8track.apps.io.mot_results import MotResultWriter, interpolate_file
 from int8track.apps.io.motchallenge import MotSequence, find_sequences
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
-from int8track.apps.pipeline.run import TRACKER_STAGES, update_tracker
+from int8track.apps.pipeline.stages import TRACKER_STAGES, update_tracker
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.interpolation import METHODS, InterpolationConfig
 

@@ -55,6 +55,8 @@ def test_detect_every_3_tracks_every_frame_and_says_which_were_predicted(plain, 
     assert info["detect_every"] == "3" and info["propagation"] == "optical flow"
     assert info["detector_calls"] == 4 and info["frames_propagated"] == FRAMES - 4
     assert info["propagate_ms_per_frame"] > 0
+    timing = json.loads((out / "vtest_timing.json").read_text())
+    assert "propagate" in timing["stages"] and sum(v > 0 for v in timing["samples_ns"]["propagate"]) == FRAMES - 4
     capture = cv2.VideoCapture(str(out / "vtest.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
 

@@ -235,33 +235,20 @@ class ByteTracker:
         ``img`` (the frame) is accepted so BoxMOT's ``update(dets, img)`` call works; ByteTrack uses
         motion and overlap only, so it is not read. The output columns are BoxMOT's too.
         """
-        start = perf_counter_ns()
-        config = self._config
-        dets = clean_detections(detections)
-        if config.class_aware and not dets.has_class and dets.rows.size:
-            raise ValueError("class_aware=True needs detections with a class column (N, 6)")
-        steps = check_frame_step(frame_gap, timestamp, self._last_timestamp, config.frame_rate)
-        if timestamp is not None:
-            self._last_timestamp = float(timestamp)
-        self.frame_id += steps
-        self.update_count += 1
-        self._update_frames = (self._update_frames[1], self.frame_id)
-        self.last_dropped = dets.dropped
-        timer = _StageTimer(start)
+        timer = _StageTimer(perf_counter_ns())
+        dets, steps = self._begin_frame(detections, frame_gap, timestamp)
         if len(self._tracks) == 0 and dets.rows.size == 0:  # nothing to track, nothing to start
             timer.lap("bookkeeping")
             self._timer = timer
             self._last_rows, self._predicted_rows, self._unconfirmed_rows = (0, 0), None, None
             return np.empty((0, 8))
 
+        config = self._config
         det_boxes, det_xyah = kalman.measure(dets.boxes)
-        scores = dets.scores
-        high = (scores > config.track_high_thresh).nonzero()[0]
-
+        high = (dets.scores > config.track_high_thresh).nonzero()[0]
         tracks = self._tracks
         count = len(tracks)
         lost_start = self._lost_start
-        frame = self.frame_id
 
         # Stage 1: confirmed tracked + lost tracks vs high-score detections.
         timer.lap("bookkeeping")
@@ -277,29 +264,11 @@ class ByteTracker:
         timer.lap("iou")
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
-        matched_tracks = pool[match_rows]
-        matched_dets = high[match_cols]
+        first = (pool[match_rows], high[match_cols])
         # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
-        refound = matched_tracks[matched_tracks >= lost_start] if lost_start < count else EMPTY_INDEX
+        refound = first[0][first[0] >= lost_start] if lost_start < count else EMPTY_INDEX
 
-        # Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU).
-        second_pool = pool[free_rows]
-        if lost_start < count:
-            second_pool = second_pool[second_pool < lost_start]
-        low = EMPTY_INDEX
-        if second_pool.size:
-            low = ((scores > config.track_low_thresh) & (scores < config.track_high_thresh)).nonzero()[0]
-        second_data = frame_data
-        if low.size and self._second_buffer_ratio != self._buffer_ratio:
-            timer.lap("bookkeeping")
-            second_data = self._frame_data(boxes, det_boxes, dets, self._second_buffer_ratio, second_pool, low)
-            timer.lap("iou")
-        match_rows, match_cols, free_rows, _ = self._associate(
-            second_data, second_pool, low, False, config.second_match_thresh, timer)
-        second_tracks, second_dets = second_pool[match_rows], low[match_cols]
-        newly_lost = second_pool[free_rows]
-        if newly_lost.size:
-            tracks.state[newly_lost] = LOST
+        second, newly_lost = self._match_low_scores(frame_data, pool[free_rows], (boxes, det_boxes, dets), timer)
 
         # Unconfirmed tracks (not predicted, official quirk) vs the remaining high detections.
         remaining = high[free_high]
@@ -309,19 +278,72 @@ class ByteTracker:
         if unconfirmed.size:
             tracks.state[unconfirmed[free_rows]] = REMOVED
         # The three stages matched disjoint tracks to disjoint detections: update them at once.
-        self._apply_matches(_join(matched_tracks, second_tracks, confirmed),
-                            _join(matched_dets, second_dets, remaining[match_cols]), refound, confirmed, det_xyah, dets)
+        self._apply_matches(_join(first[0], second[0], confirmed), _join(first[1], second[1], remaining[match_cols]),
+                            refound, confirmed, det_xyah, dets)
+        return self._finish_frame(remaining[free_cols], (det_xyah, dets), (count, lost_start), refound, newly_lost,
+                                  timer)
 
+    def _begin_frame(self, detections: object, frame_gap: int | None,
+                     timestamp: float | None) -> tuple[CleanDetections, int]:
+        """Validate the frame's input and advance the frame counters; returns the detections and the frames
+        elapsed since the last update."""
+        config = self._config
+        dets = clean_detections(detections)
+        if config.class_aware and not dets.has_class and dets.rows.size:
+            raise ValueError("class_aware=True needs detections with a class column (N, 6)")
+        steps = check_frame_step(frame_gap, timestamp, self._last_timestamp, config.frame_rate)
+        if timestamp is not None:
+            self._last_timestamp = float(timestamp)
+        self.frame_id += steps
+        self.update_count += 1
+        self._update_frames = (self._update_frames[1], self.frame_id)
+        self.last_dropped = dets.dropped
+        return dets, steps
+
+    def _match_low_scores(self, frame_data: _FrameData, free_pool: np.ndarray,
+                          measured: tuple[np.ndarray, np.ndarray, CleanDetections],
+                          timer: _StageTimer) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+        """Stage 2: still-unmatched tracked tracks vs low-score detections (plain IoU); returns the matched
+        (tracks, detections) and the tracks that become lost."""
+        config, tracks = self._config, self._tracks
+        second_pool = free_pool
+        if self._lost_start < len(tracks):
+            second_pool = second_pool[second_pool < self._lost_start]
+        low = EMPTY_INDEX
+        scores = measured[2].scores
+        if second_pool.size:
+            low = ((scores > config.track_low_thresh) & (scores < config.track_high_thresh)).nonzero()[0]
+        second_data = frame_data
+        if low.size and self._second_buffer_ratio != self._buffer_ratio:
+            timer.lap("bookkeeping")
+            boxes, det_boxes, dets = measured
+            second_data = self._frame_data(boxes, det_boxes, dets, self._second_buffer_ratio, second_pool, low)
+            timer.lap("iou")
+        match_rows, match_cols, free_rows, _ = self._associate(
+            second_data, second_pool, low, False, config.second_match_thresh, timer)
+        newly_lost = second_pool[free_rows]
+        if newly_lost.size:
+            tracks.state[newly_lost] = LOST
+        return (second_pool[match_rows], low[match_cols]), newly_lost
+
+    def _finish_frame(self, unmatched_high: np.ndarray, measured: tuple[np.ndarray, CleanDetections],
+                      before: tuple[int, int], refound: np.ndarray, newly_lost: np.ndarray,
+                      timer: _StageTimer) -> np.ndarray:
+        """New tracks, timed-out lost tracks, the lists rebuilt and the frame's output rows."""
+        config, tracks = self._config, self._tracks
+        det_xyah, dets = measured
+        count, lost_start = before
         # New tracks from confident unmatched high detections.
-        new_dets = remaining[free_cols]
+        new_dets = unmatched_high
         if new_dets.size:
-            new_dets = new_dets[scores[new_dets] >= config.new_track_thresh]
+            new_dets = new_dets[dets.scores[new_dets] >= config.new_track_thresh]
         if new_dets.size:
             tracks = tracks.append(self._new_tracks(new_dets, det_xyah, dets))
 
         # Lost tracks that waited too long (they stay in the lost list one more frame).
         if lost_start < count:
-            timed_out = lost_start + (frame - tracks.last_frame[lost_start:count] > self._max_time_lost).nonzero()[0]
+            waited = self.frame_id - tracks.last_frame[lost_start:count]
+            timed_out = lost_start + (waited > self._max_time_lost).nonzero()[0]
             tracks.state[timed_out] = REMOVED
         else:
             timed_out = EMPTY_INDEX

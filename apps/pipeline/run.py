@@ -24,19 +24,16 @@ from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
 from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
-from int8track.frames import FALLBACK_FRAME_RATE
-from int8track.tracker.propagation import FlowPropagator, IntervalTracker
-from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
-
-#: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
-STAGES = (
-    "read", "preprocess", "infer", "postprocess", "propagate",
-    "track_predict", "track_association", "track_bookkeeping",
-    "draw", "write",
+from int8track.apps.pipeline.stages import (
+    PROPAGATION_BUFFER,
+    STAGES,
+    ScheduleCounts,
+    ScheduledTracker,
+    detect,
+    update_tracker,
 )
-TRACKER_STAGES = ("track_predict", "track_association", "track_bookkeeping")
-#: Frames a live reader holds when the detector runs on some frames only (``--detect-every``).
-PROPAGATION_BUFFER = 16
+from int8track.frames import FALLBACK_FRAME_RATE
+from int8track.tracker.schedule import DetectionSchedule
 
 
 @dataclass(frozen=True)
@@ -53,38 +50,6 @@ class OutputFilter:
         with np.errstate(divide="ignore", invalid="ignore"):
             keep = (w * h > self.min_box_area) & ~(w / h > self.aspect_ratio_thresh)
         return tracks[keep]
-
-
-def detect(detector, image: np.ndarray, profiler: StageProfiler) -> np.ndarray:
-    """Run the detector's three stages on one BGR frame, timing each; (N,6) x1,y1,x2,y2,score,class.
-
-    Only the detector's own classes come out: it filters them before NMS (``Detector.with_classes``).
-    """
-    with profiler.stage("preprocess"):
-        blob, meta = detector.preprocess(image)
-    with profiler.stage("infer"):
-        raw = detector.infer(blob)
-    with profiler.stage("postprocess"):
-        return detector.postprocess(raw, meta)
-
-
-def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1) -> np.ndarray:
-    """``tracker.update`` split into predict / association (IoU + assignment) / bookkeeping.
-
-    The split comes from ``tracker.last_stage_ns``; bookkeeping is the rest of the measured update, so the
-    three stages add up to the whole call. ``frame_gap`` > 1 tells the tracker that frames were skipped
-    (a live source dropped them), so its Kalman prediction and lost-track ageing stay in step with time.
-    """
-    start = time.perf_counter_ns()
-    tracks = tracker.update(detections, frame_gap=frame_gap)
-    total = time.perf_counter_ns() - start
-    stages = tracker.last_stage_ns
-    predict = stages["predict"]
-    association = stages["iou"] + stages["assignment"]
-    profiler.add("track_predict", predict)
-    profiler.add("track_association", association)
-    profiler.add("track_bookkeeping", max(0, total - predict - association))
-    return tracks
 
 
 def track_frames(
@@ -119,7 +84,7 @@ def track_frames(
         if classes is not None:
             detector = detector.with_classes(classes)
         if not schedule.every_frame:
-            stepper = _ScheduledTracker(tracker, schedule, reader.source.info, counts)
+            stepper = ScheduledTracker(tracker, schedule, reader.source.info, counts)
         for frame in reader:
             profiler.begin_frame()
             profiler.add("read", frame.read_ns)
@@ -136,63 +101,6 @@ def track_frames(
         reader.close()
     if reader.error is not None:
         raise reader.error
-
-
-@dataclass
-class ScheduleCounts:
-    """How a run's frames were tracked: by the detector, or propagated from the image between its calls."""
-
-    detector_calls: int = 0
-    propagated_frames: int = 0
-    propagate_ns: int = 0
-
-    def info(self, schedule: DetectionSchedule) -> dict:
-        frames = self.detector_calls + self.propagated_frames
-        return {"detect_every": schedule.label, "propagation": "optical flow" if schedule.flow else "Kalman",
-                "detector_calls": self.detector_calls, "frames_propagated": self.propagated_frames,
-                "detector_calls_per_frame": self.detector_calls / frames if frames else 0.0,
-                "propagate_ms_per_frame": (self.propagate_ns / 1e6 / self.propagated_frames
-                                           if self.propagated_frames else 0.0)}
-
-
-class _ScheduledTracker:
-    """The tracker fed by a detector that runs when the schedule says: ``IntervalTracker`` between calls."""
-
-    def __init__(self, tracker, schedule: DetectionSchedule, info, counts: ScheduleCounts) -> None:
-        # the detector clips its boxes to the frame, so the boxes between its calls are clipped too
-        self.stepper = IntervalTracker(tracker, FlowPropagator() if schedule.flow else None, clip_to_frame=True)
-        self.scheduler = DetectionScheduler(schedule, info.fps, live=info.is_live)
-        self.counts = counts
-
-    def track(self, image: np.ndarray, detector, profiler: StageProfiler, gap: int) -> np.ndarray:
-        tracker = self.stepper.tracker
-        for _ in range(gap - 1):  # frames a live reader dropped: Kalman steps, as update(frame_gap=gap) would
-            tracker.predict()
-        start = time.perf_counter_ns()
-        if self.scheduler.due(self.stepper.last_report, gap):
-            detections = detect(detector, image, profiler)
-            tracks = self._update(image, detections, profiler)
-            self.counts.detector_calls += 1
-            self.scheduler.record(True, (time.perf_counter_ns() - start) / 1e9, gap)
-            return tracks
-        with profiler.stage("propagate"):
-            tracks = self.stepper.step(image)
-        took = time.perf_counter_ns() - start
-        self.counts.propagated_frames += 1
-        self.counts.propagate_ns += took
-        self.scheduler.record(False, took / 1e9, gap)
-        return tracks
-
-    def _update(self, image: np.ndarray, detections: np.ndarray, profiler: StageProfiler) -> np.ndarray:
-        start = time.perf_counter_ns()
-        tracks = self.stepper.update(image, detections)
-        total = time.perf_counter_ns() - start
-        stages = self.stepper.tracker.last_stage_ns
-        association = stages["iou"] + stages["assignment"]
-        profiler.add("track_predict", stages["predict"])
-        profiler.add("track_association", association)
-        profiler.add("track_bookkeeping", max(0, total - stages["predict"] - association))
-        return tracks
 
 
 @dataclass
@@ -270,24 +178,17 @@ def run_tracking(
     resume: Resume | None = None,
 ) -> RunResult:
     """Run the whole pipeline over ``source``: MOT results, per-frame tracks as JSON lines and annotated video
-    (each optional, all atomic); ``classes`` as in :func:`track_frames`. A source that fails mid-run does not
-    raise: the frames read are written and the error returned in :attr:`RunResult.error`; any other exception
-    leaves no output file.
+    (each optional, all atomic); ``classes`` and ``schedule`` as in :func:`track_frames`. A source that fails
+    mid-run does not raise: the frames read are written and the error returned in :attr:`RunResult.error`.
 
-    ``should_stop`` is polled after every frame; once it returns True the reader stops, the frames already
-    decoded are finished and every output is written as for a normal end (``RunResult.interrupted_at`` says
-    where it stopped). This is how ``track`` honours Ctrl-C and SIGTERM. ``schedule``: as in :func:`track_frames`.
-    ``resume`` continues a run that stopped after a frame (see :class:`Resume`; the tracker is the restored one).
+    ``should_stop`` is polled after every frame; once True the reader stops, the frames already decoded are
+    finished and every output is written as for a normal end (how ``track`` honours Ctrl-C and SIGTERM).
+    ``resume`` continues a run that stopped after a frame (:class:`Resume`; the tracker is the restored one).
     """
     profiler = StageProfiler(STAGES)
     schedule = schedule or DetectionSchedule()
-    # A live source with the detector on every frame keeps one frame (always the newest). Between detector calls
-    # the frames are cheap to track, so a buffer absorbs the detector's frame and none is dropped.
-    buffer = None if schedule.every_frame else PROPAGATION_BUFFER
     resume = resume or Resume()
-    done = resume.skip(source)
-    reader = ReadAhead(source, max_buffer=buffer, first_index=done,
-                       max_frames=None if max_frames is None else max(0, max_frames - done))
+    reader = _open_reader(source, schedule, resume, max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
     paths = OutputPaths(results_path, video_path, tracks_path)
     counts = ScheduleCounts()
@@ -295,39 +196,60 @@ def run_tracking(
                           schedule=schedule, counts=counts)
     progress_bar = Progress(total, source.info.name, enabled=progress)
     stop = _StopState()
-    error: SourceError | None = None
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         outputs = _FrameOutputs(stack, paths, source, detector, profiler, show)
         if outputs.results is not None and resume.mot_text:
             outputs.results.write_text(resume.mot_text)
         bar = stack.enter_context(progress_bar)
-        try:
-            for frame_id, image, tracks in frames:
-                shown = output_filter(tracks)
-                if not outputs.write(frame_id, image, shown):
-                    break
-                if resume.on_frame is not None:
-                    resume.on_frame(frame_id, shown)
-                bar.update(1)
-                stop.after_frame(frame_id, should_stop, reader)
-        except SourceError as exc:  # finish and write what was read; the caller reports the error
-            error = exc
-        except BaseException:
-            if outputs.video is not None:
-                outputs.video.close(keep=False)
-            raise
+
+        def after(frame_id: int, shown: np.ndarray) -> None:
+            if resume.on_frame is not None:
+                resume.on_frame(frame_id, shown)
+            bar.update(1)
+            stop.after_frame(frame_id, should_stop, reader)
+
+        error = _write_frames(frames, outputs, output_filter, after)
     written_video = outputs.video.close(keep=True) if outputs.video is not None else None
-    run_info = dict(info or {})
-    run_info.update(_throughput_info(source, profiler.num_frames, time.perf_counter() - start, reader.dropped))
+    run_info = {**(info or {}), **_throughput_info(source, profiler.num_frames, time.perf_counter() - start,
+                                                   reader.dropped), **stop.info(), **counts.info(schedule)}
     if outputs.video is not None:
         run_info["video_codec"] = outputs.video.codec
-    run_info.update(stop.info())
-    run_info.update(counts.info(schedule))
     return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,
                      error=error, results_path=results_path if outputs.results is not None else None,
                      video_path=written_video, interrupted_at=stop.interrupted_at,
                      tracks_path=tracks_path if outputs.tracks is not None else None)
+
+
+def _write_frames(frames: Iterator[tuple[int, np.ndarray, np.ndarray]], outputs: _FrameOutputs,
+                  output_filter: OutputFilter, after: Callable[[int, np.ndarray], None]) -> SourceError | None:
+    """Every frame's kept tracks to the outputs; a source that fails ends the loop and its error is returned
+    (the frames read are written), any other exception deletes the unfinished video and propagates."""
+    try:
+        for frame_id, image, tracks in frames:
+            shown = output_filter(tracks)
+            if not outputs.write(frame_id, image, shown):
+                break
+            after(frame_id, shown)
+    except SourceError as exc:
+        return exc
+    except BaseException:
+        if outputs.video is not None:
+            outputs.video.close(keep=False)
+        raise
+    return None
+
+
+def _open_reader(source: FrameSource, schedule: DetectionSchedule, resume: Resume,
+                 max_frames: int | None) -> ReadAhead:
+    """The read-ahead thread, past the frames a resumed run has done.
+
+    A live source with the detector on every frame keeps one frame (always the newest). Between detector calls
+    the frames are cheap to track, so a buffer absorbs the detector's frame and none is dropped."""
+    buffer = None if schedule.every_frame else PROPAGATION_BUFFER
+    done = resume.skip(source)
+    return ReadAhead(source, max_buffer=buffer, first_index=done,
+                     max_frames=None if max_frames is None else max(0, max_frames - done))
 
 
 @dataclass(frozen=True)
