@@ -10,6 +10,7 @@ path every node can reach; the reports come back to the driver.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import time
 from collections.abc import Sequence
@@ -53,6 +54,47 @@ class StreamActor:
         return [replace(report, worker=f"ray actor pid {os.getpid()}") for report in done]
 
 
+def _connect(ray: Any, address: str | None) -> None:
+    """Start a local cluster of our own (None: ``address="local"``, whatever an earlier ``ray start`` left in
+    Ray's temp folder) or join the one at ``address``; FleetError says in one line why joining failed."""
+    if address is None:
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        return
+    try:
+        ray.init(address=address, log_to_driver=False)
+    except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ... depending on the stage that failed
+        raise FleetError(explain_connect_failure(address, exc, ray.__version__)) from None
+
+
+def explain_connect_failure(address: str, exc: BaseException, ray_version: str) -> str:
+    """One line on why joining the cluster at ``address`` failed: nothing listens there, or it listens and
+    refused us (token authentication, on by default since Ray 2.5x, or another Ray version)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    host, _, port = address.rpartition(":")
+    if "ray://" in address or not port.isdigit():
+        return f"--ray {address}: cannot join the Ray cluster ({first[:200]})"
+    if not _listening(host or "127.0.0.1", int(port)):
+        return f"--ray {address}: nothing listens at that address (unreachable, or no cluster started there)"
+    text = f"{first} {exc!r}".lower()
+    if "auth" in text or "token" in text:
+        reason = "authentication failed"
+    elif "version" in text:
+        reason = "its Ray version differs"
+    else:
+        reason = "authentication failed or its Ray version differs"
+    return (f"--ray {address}: the cluster is there but refused this driver ({reason}; this driver runs Ray "
+            f"{ray_version}). A cluster started with token authentication needs its token here: run on a machine "
+            "that has the cluster's ~/.ray/auth_token or set RAY_AUTH_TOKEN; or start it with RAY_AUTH_MODE=disabled")
+
+
+def _listening(host: str, port: int, timeout_s: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
                   address: str | None = None) -> FleetReport:
     """Run ``jobs`` on ``config.num_workers`` Ray actors on the cluster at ``address`` (None: start a local one with
@@ -62,10 +104,7 @@ def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
     ray = _require_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        _connect(ray, address)
     start = time.perf_counter()
     try:
         threads = config.threads_per_worker(len(jobs))
