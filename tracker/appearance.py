@@ -108,7 +108,7 @@ def crop_boxes(frame: np.ndarray, boxes: np.ndarray, min_side: int = 8) -> tuple
         raise ValueError(f"frame must be an (H, W, 3) uint8 BGR image, got shape {image.shape}, dtype {image.dtype}")
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     height, width = image.shape[:2]
-    finite = np.isfinite(boxes).all(axis=1)
+    finite = np.asarray(np.isfinite(boxes).all(axis=1))
     safe = np.where(finite[:, None], boxes, 0.0)
     x1 = np.clip(np.floor(safe[:, 0]), 0, width).astype(np.int64)
     y1 = np.clip(np.floor(safe[:, 1]), 0, height).astype(np.int64)
