@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequences", nargs="+", choices=SEQUENCES, default=list(SEQUENCES))
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--track-buffer", type=int, default=30, help="ByteTrack track_buffer (frames at 30 fps)")
+    parser.add_argument("--track-buffer", type=int, default=60, help="ByteTrack track_buffer (frames at 30 fps)")
     parser.add_argument("--min-similarity", type=float, default=ReidConfig.min_similarity)
     parser.add_argument("--refresh-every", type=int, default=ReidConfig.refresh_every)
     parser.add_argument("--gate", type=float, default=ReidConfig.gate)

@@ -285,3 +285,15 @@ def test_cmc_on_a_static_camera_changes_nothing() -> None:
         expected, got = plain.update(dets), cmc.update(dets, frame)
         np.testing.assert_allclose(got, expected, atol=1e-3)
     assert "cmc" in cmc.last_stage_ns
+
+
+def test_wrap_tracker_builds_what_the_flags_ask_for(tmp_path: Path) -> None:
+    from int8track.tracker.reid import wrap_tracker
+
+    plain = ByteTracker()
+    assert wrap_tracker(plain) is plain
+    assert isinstance(wrap_tracker(ByteTracker(), cmc=True), CmcTracker)
+    reid = wrap_tracker(ByteTracker(), mean_colour, cmc=True)
+    assert isinstance(reid, ReidTracker) and reid.compensator is not None
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        wrap_tracker(ByteTracker(), tmp_path / "missing.onnx")

@@ -26,9 +26,10 @@ from int8track.tracker.camera_motion import (
     follow_points,
 )
 
-#: CMC's default: frames shrunk 4 times (1920x1080 -> 480x270), which keeps the cost near 1 ms a frame on one
-#: core; camera motion is a whole-image property, and RANSAC's fit over ~100 points recovers sub-pixel motion.
-DEFAULT_CMC_CONFIG = CameraMotionConfig(downscale=4)
+#: CMC's default: frames shrunk 4 times (1920x1080 -> 480x270) and one pyramid level above that, which keeps the
+#: cost near 1 ms a frame on one core (benchmarks/README.md); camera motion is a whole-image property, RANSAC's fit
+#: over ~100 points recovers it to a fraction of a pixel, and one level still follows ~35 px a frame at 1080p.
+DEFAULT_CMC_CONFIG = CameraMotionConfig(downscale=4, levels=1)
 
 
 class CameraMotionCompensator:

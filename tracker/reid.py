@@ -26,16 +26,17 @@ at 30 fps): give the tracker a longer ``track_buffer`` to bridge longer occlusio
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
 import numpy as np
 
-from int8track.tracker.appearance import BoxEmbedder, CropSettings, Embedder
+from int8track.tracker.appearance import BoxEmbedder, CropSettings, Embedder, OnnxEmbedder
 from int8track.tracker.byte_tracker import ByteTracker
 from int8track.tracker.camera_motion import CameraMotionConfig
-from int8track.tracker.cmc import CameraMotionCompensator
+from int8track.tracker.cmc import DEFAULT_CMC_CONFIG, CameraMotionCompensator, CmcTracker
 from int8track.tracker.iou import iou_matrix
 from int8track.tracker.validation import clean_detections
 
@@ -266,3 +267,17 @@ def _motion_gate(track_boxes: np.ndarray, det_boxes: np.ndarray, lost_frames: np
     ratio = np.maximum(track_h[:, None], det_h[None, :]) / np.maximum(np.minimum(track_h[:, None], det_h[None, :]),
                                                                        1e-9)
     return (distance <= radius[:, None]) & (ratio <= config.max_height_ratio)
+
+
+def wrap_tracker(tracker: ByteTracker, reid: str | os.PathLike[str] | Embedder | None = None, cmc: bool = False,
+                 reid_config: ReidConfig | None = None, num_threads: int = 1) -> ByteTracker | CmcTracker | ReidTracker:
+    """The tracker for ``track --reid [WEIGHTS]`` / ``--cmc``: ``tracker`` itself when neither is asked for,
+    else a wrapper whose ``update(detections, frame)`` takes the frame image (``CmcTracker`` or ``ReidTracker``).
+
+    ``reid``: an ONNX re-identification model's path (``OnnxEmbedder``, ``num_threads`` threads; the shipped
+    OSNet x0.25 MSMT17 weights are for research use only) or any embedder callable.
+    """
+    if reid is None:
+        return CmcTracker(tracker, DEFAULT_CMC_CONFIG) if cmc else tracker
+    embedder = reid if callable(reid) else OnnxEmbedder(reid, num_threads=num_threads)
+    return ReidTracker(tracker, embedder, reid_config, camera_motion=DEFAULT_CMC_CONFIG if cmc else None)
