@@ -297,3 +297,14 @@ def test_wrap_tracker_builds_what_the_flags_ask_for(tmp_path: Path) -> None:
     assert isinstance(reid, ReidTracker) and reid.compensator is not None
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         wrap_tracker(ByteTracker(), tmp_path / "missing.onnx")
+
+
+def test_downscaling_by_halvings_matches_a_direct_area_resize() -> None:
+    from int8track.tracker.camera_motion import downscaled_gray
+
+    frame = textured(1080, 1920)
+    direct = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (480, 270), interpolation=cv2.INTER_AREA)
+    halved = downscaled_gray(frame, 4)
+    assert halved.shape == direct.shape
+    assert np.abs(halved.astype(int) - direct.astype(int)).max() <= 1  # rounding of the intermediate image
+    assert downscaled_gray(frame, 3).shape == (360, 640)
