@@ -220,11 +220,25 @@ def test_reid_does_not_merge_different_people() -> None:
     assert reid.refound_total == 0
 
 
-def test_reid_gate_refuses_a_far_detection() -> None:
+def test_reid_gate_refuses_a_far_detection_and_then_changes_nothing() -> None:
+    """Outside the gate appearance is never used: every output row equals the plain tracker's."""
     config = ReidConfig(min_similarity=0.9, gate=0.2, gate_growth=0.0)
     reid = ReidTracker(ByteTracker(frame_rate=30), mean_colour, config)
-    run_scene(reid)
-    assert reid.refound_total == 0
+    plain = ByteTracker(frame_rate=30)
+    for frame, dets in occlusion_scene():
+        np.testing.assert_array_equal(reid.update(dets, frame), plain.update(dets))
+    assert reid.refound_total == 0 and reid.crops_embedded > 0
+
+
+def test_reid_side_table_forgets_removed_tracks() -> None:
+    reid = ReidTracker(ByteTracker(frame_rate=30, track_buffer=3), mean_colour)
+    scene = occlusion_scene()
+    for frame, dets in scene[:10]:
+        reid.update(dets, frame)
+    assert reid.appearance(2) is not None  # the red person, isolated, has an appearance
+    for frame, dets in scene[10:16]:  # hidden longer than the 3-frame buffer: the track is removed
+        reid.update(dets, frame)
+    assert reid.appearance(2) is None and reid.appearance(1) is not None
 
 
 def test_reid_settings_are_checked() -> None:
