@@ -20,7 +20,7 @@ from int8track.tracker.matching import (
     sparse_assignment,
 )
 from int8track.tracker.state import StateHeader, TrackerState
-from int8track.tracker.track_table import CLASS, LOST, REMOVED, TRACKED, TrackTable, take_rows
+from int8track.tracker.track_table import CLASS, DET_ROW, LOST, REMOVED, TRACKED, TrackTable, take_rows
 from int8track.tracker.validation import CleanDetections, check_frame_step, clean_detections
 
 if TYPE_CHECKING:
@@ -495,6 +495,87 @@ class ByteTracker:
             raise ValueError(f"affine must be a finite 2x3 matrix, got shape {matrix.shape}")
         if len(self._tracks):
             kalman.warp_affine(self._tracks.mean, self._tracks.cov, matrix)
+
+    def refind(self, track_ids: object, detections: object, det_index: object) -> np.ndarray:
+        """Give lost tracks detections of the last ``update`` that the motion stages left unmatched (re-finding
+        by appearance: ``tracker.reid.ReidTracker``); returns their (K, 8) output rows, to add to ``update``'s.
+
+        ``track_ids`` (K,): ids as ``update``/``lost_tracks()`` output them, each of a track in the lost list;
+        ``detections``: the array the last ``update`` took; ``det_index`` (K,): its rows, one per id. Each track
+        gets the TRACKED state, last-match frame, score, class and ``det_index`` of a motion match, and its Kalman
+        state restarts at the detection (velocity unknown, as a new track's); a track that this ``update`` started
+        from the same detection is dropped, as the detection is the lost track's and not a new object
+        (unconfirmed, it was never output). Raises
+        ValueError, changing nothing, for an id not in the lost list, a row out of range, invalid or given twice,
+        or a detection a tracked track already matched on this frame.
+        """
+        ids = np.asarray(track_ids, dtype=np.int64).ravel()
+        det_rows = np.asarray(det_index, dtype=np.int64).ravel()
+        if ids.size == det_rows.size == 0:
+            return np.empty((0, 8))
+        rows, det_ids, dets = self._refind_rows(ids, det_rows, detections)
+        tracks = self._tracks
+        count, lost_start = len(tracks), self._lost_start
+        # This frame's matches of the tracked list: new tracks (started now) may give theirs up, others not.
+        tracked = np.arange(lost_start)
+        matched_now = tracked[tracks.last_frame[:lost_start] == self.frame_id]
+        holder = tracks.match[matched_now, DET_ROW].astype(np.int64)
+        taken = np.isin(holder, det_rows)
+        new = tracks.start_frame[matched_now] == self.frame_id
+        if (taken & ~new).any():
+            raise ValueError(f"refind: detection rows {holder[taken & ~new].tolist()} were matched by tracked "
+                             "tracks on this frame")
+        dropped = matched_now[taken]
+
+        # The Kalman state restarts at the detection, as a new track's: after a gap the motion model could not
+        # bridge, an update across the jump would turn the distance into a large, wrong velocity.
+        _, det_xyah = kalman.measure(dets.boxes[det_ids])
+        tracks.mean[rows], tracks.cov[rows] = kalman.initiate(det_xyah)
+        tracks.state[rows] = TRACKED
+        tracks.last_frame[rows] = self.frame_id
+        tracks.match[rows] = take_rows(dets.match_info, det_ids)
+        # List order: the tracked list, then the re-found tracks (as the official order puts refound ones), then
+        # the rest of the lost list.
+        keep_tracked = np.setdiff1d(tracked, dropped, assume_unique=True)
+        rest = np.setdiff1d(np.arange(lost_start, count), rows, assume_unique=True)
+        tracks = tracks.take(np.concatenate((keep_tracked, rows, rest)))
+        self._tracks, self._lost_start = tracks, keep_tracked.size + rows.size
+        out_rows = np.arange(keep_tracked.size, self._lost_start)
+        total, matched = self._last_rows
+        # Re-found rows are matched rows; they only keep ``last_predicted`` right when no lost rows follow.
+        self._last_rows = (total + rows.size, matched + rows.size) if total == matched else (0, 0)
+        self._predicted_rows, self._unconfirmed_rows = None, None
+        return self._output_rows(out_rows, kalman.xyah_to_tlbr(tracks.mean))
+
+    def _refind_rows(self, ids: np.ndarray, det_rows: np.ndarray,
+                     detections: object) -> tuple[np.ndarray, np.ndarray, CleanDetections]:
+        """``refind``'s checks: the table rows of the lost tracks ``ids``, the positions of ``det_rows`` among
+        the cleaned detections, and those detections (ValueError, changing nothing, when a check fails)."""
+        if ids.size != det_rows.size:
+            raise ValueError(f"refind needs one detection row per track id, got {ids.size} ids and "
+                             f"{det_rows.size} rows")
+        if np.unique(ids).size != ids.size or np.unique(det_rows).size != det_rows.size:
+            raise ValueError("refind: a track id or a detection row is given twice")
+        dets = clean_detections(detections)
+        position = np.full(int(dets.rows[-1]) + 1 if dets.rows.size else 0, -1)
+        position[dets.rows] = np.arange(dets.rows.size)
+        bad_rows = det_rows[(det_rows < 0) | (det_rows >= position.size)]
+        if bad_rows.size or (position[det_rows] < 0).any():
+            raise ValueError(f"refind: detection rows {det_rows.tolist()} must be valid rows of the "
+                             f"{dets.rows.size} detections given")
+        det_ids = position[det_rows]
+        tracks = self._tracks
+        count, lost_start = len(tracks), self._lost_start
+        shown_ids = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
+        lost_ids = shown_ids[lost_start:count]
+        order = np.argsort(lost_ids, kind="stable")
+        where = np.searchsorted(lost_ids[order], ids).clip(0, max(lost_ids.size - 1, 0))
+        found = lost_ids.size > 0
+        if not found or not np.array_equal(lost_ids[order][where], ids):
+            missing = ids if not found else ids[lost_ids[order][where] != ids]
+            raise ValueError(f"refind: track ids {missing.tolist()} are not lost tracks")
+        rows = lost_start + order[where]
+        return rows, det_ids, dets
 
     def update_with_detections(self, detections: sv.Detections) -> sv.Detections:
         """supervision's call: the matched ``sv.Detections`` with ``tracker_id``, every field kept
