@@ -113,3 +113,18 @@ def test_a_fleet_reports_each_streams_detection_rate_and_propagated_share(tmp_pa
     assert len(streams) == 2
     for stream in streams:
         assert stream["frames"] == 6 and stream["detector_calls"] == 3 and stream["propagated_share"] == 0.5
+
+
+def test_cmc_and_reid_through_the_front_door(plain, tmp_path, capsys):
+    weights = require_data("weights/osnet_x0_25_msmt17.onnx")
+    code, out = _run(tmp_path, "reid", "--no-video", "--cmc", "--reid", str(weights))
+    assert code == 0
+    timing = json.loads((out / "vtest_timing.json").read_text())
+    assert "cmc" in timing["stages"] and "reid" in timing["stages"]
+    rows = np.loadtxt(out / "vtest.txt", delimiter=",", ndmin=2)
+    assert set(rows[:, 0].astype(int)) == set(np.loadtxt(plain / "vtest.txt", delimiter=",", ndmin=2)[:, 0].astype(int))
+    code, _ = _run(tmp_path, "missing", "--reid", str(tmp_path / "nope.onnx"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "nope.onnx" in err[-1] and "not found" in err[-1]
+    code, _ = _run(tmp_path, "both", "--cmc", "--detect-every", "2")
+    assert code == 2 and "--detect-every" in capsys.readouterr().err

@@ -51,6 +51,8 @@ def fleet_main(args: argparse.Namespace) -> int:
         locations = expand_sources(args.source, args.sources)
         if not locations:
             raise FleetError("no source given (name sources, a folder, a glob, @FILE or --sources FILE)")
+        if args.reid is not None or args.cmc:
+            raise FleetError("--reid and --cmc track one source at a time for now; run track once per source")
         tracker = tracker_config_from_args(args).replace(class_aware=args.class_aware)
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=tracker,

@@ -20,9 +20,11 @@ from int8track.apps.cli.model_options import add_imgsz_arguments, add_int8_argum
 from int8track.apps.cli.output_dir import prepare_output_dir
 from int8track.apps.cli.track_options import (
     add_ecosystem_arguments,
+    add_identity_arguments,
     add_schedule_arguments,
     interpolation_from_args,
     range_problem,
+    reid_weights,
     schedule_from_args,
     schedule_problem,
 )
@@ -30,6 +32,7 @@ from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_co
 from int8track.apps.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, fail
 from int8track.apps.io.mot_results import interpolate_file
 from int8track.apps.io.sources import SourceError, open_source
+from int8track.apps.models.cache import cache_root
 from int8track.apps.models.input_fit import PeekedSource
 from int8track.apps.models.request import DEFAULT_MODEL, PreparedDetector, prepare_detector
 from int8track.apps.pipeline.interrupt import StopOnSignal
@@ -39,6 +42,8 @@ from int8track.apps.pipeline.run import OutputFilter, RunResult, run_tracking
 from int8track.frames import FALLBACK_FRAME_RATE
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.interpolation import InterpolationConfig
+from int8track.tracker.reid import wrap_tracker
+from int8track.tracker.schedule import DetectionSchedule
 
 EPILOG = ("int8 model cache: --int8 keeps each calibrated model in $INT8TRACK_HOME/int8 (default "
           "~/.cache/int8track/int8), keyed by the weights, input size, settings and calibration source. "
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ecosystem_arguments(parser)
     add_schedule_arguments(parser)
+    add_identity_arguments(parser)
     add_fleet_arguments(parser)
     return parser
 
@@ -143,7 +149,8 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
         show = False
-    tracker = ByteTracker(tracker_config, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
+    schedule = schedule_from_args(args, live=source.info.is_live)
+    tracker = _tracker(args, tracker_config, source.info.fps or FALLBACK_FRAME_RATE, schedule)
     stem = source.info.name
     detector = prepared.detector
     return run_tracking(
@@ -158,8 +165,21 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
         info={"model": detector.spec.name, "threads": args.threads,
               "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info()},
         should_stop=lambda: stop.requested,
-        schedule=schedule_from_args(args, live=source.info.is_live),
+        schedule=schedule,
     )
+
+
+def _tracker(args: argparse.Namespace, config: TrackerConfig, fps: float, schedule: DetectionSchedule):
+    """ByteTracker, wrapped for ``--cmc``/``--reid`` (which read every frame, so they need the detector on every
+    frame: between detector calls ``--detect-every`` moves the tracks by its own camera-motion estimate)."""
+    tracker = ByteTracker(config, frame_rate=fps)
+    weights = reid_weights(args, cache_root().parent)
+    if weights is None and not args.cmc:
+        return tracker
+    if not schedule.every_frame:
+        raise UserError("--reid and --cmc run with the detector on every frame; drop --detect-every (its optical "
+                        "flow already follows the camera's motion between detector calls)")
+    return wrap_tracker(tracker, reid=weights, cmc=args.cmc, num_threads=args.threads or 1)
 
 
 def _interpolate(result: RunResult, config: InterpolationConfig | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from int8track.tracker.interpolation import METHODS, InterpolationConfig
 from int8track.tracker.schedule import DetectionSchedule
@@ -100,9 +101,12 @@ def schedule_problem(args: argparse.Namespace) -> str | None:
     if args.detect_every is None:
         return None
     try:
-        DetectionSchedule.parse(args.detect_every)
+        schedule = DetectionSchedule.parse(args.detect_every)
     except ValueError as exc:
         return f"--detect-every: {exc}"
+    if not schedule.every_frame and (args.reid is not None or args.cmc):
+        return ("--reid and --cmc run with the detector on every frame; drop --detect-every (its optical flow "
+                "already follows the camera's motion between detector calls)")
     return None
 
 
@@ -117,3 +121,30 @@ def interpolation_from_args(args: argparse.Namespace) -> InterpolationConfig | N
     if args.interpolate is None:
         return None
     return InterpolationConfig(method=args.interpolation, max_gap=args.interpolate)
+
+
+REID_HELP = ("re-find lost tracks by appearance where motion fails (tracker.reid): embeddings only for unmatched "
+             "detections near lost tracks. WEIGHTS: an ONNX person re-identification model (default "
+             "$INT8TRACK_HOME/osnet_x0_25_msmt17.onnx: torchreid's OSNet x0.25 trained on MSMT17, whose training "
+             "data is for research use only; it is not downloaded, place it there or name a file)")
+
+
+def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--reid [WEIGHTS]`` and ``--cmc``: appearance and camera motion compensation in the tracker."""
+    group = parser.add_argument_group("identities")
+    group.add_argument("--reid", nargs="?", const="default", metavar="WEIGHTS", help=REID_HELP)
+    group.add_argument("--cmc", action="store_true",
+                       help="camera motion compensation: the frame's global motion (sparse flow, RANSAC) moves "
+                            "every track before association (for moving cameras)")
+
+
+def reid_weights(args: argparse.Namespace, home: Path) -> Path | None:
+    """The ReID weights ``--reid`` names (None without it); FileNotFoundError in one line when absent."""
+    if args.reid is None:
+        return None
+    path = home / "osnet_x0_25_msmt17.onnx" if args.reid == "default" else Path(args.reid).expanduser()
+    if not path.is_file():
+        hint = (" (the default OSNet weights are not downloaded here: place them there or pass --reid PATH, e.g. "
+                "../shared/data/weights/osnet_x0_25_msmt17.onnx)" if args.reid == "default" else "")
+        raise FileNotFoundError(f"--reid: {path}: re-identification weights not found{hint}")
+    return path

@@ -91,7 +91,7 @@ def track_frames(
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
             if schedule.every_frame:
-                tracks = update_tracker(tracker, detect(detector, frame.image, profiler), profiler, frame_gap=gap)
+                tracks = update_tracker(tracker, detect(detector, frame.image, profiler), profiler, gap, frame.image)
                 counts.detector_calls += 1
             else:
                 tracks = stepper.track(frame.image, detector, profiler, gap)

@@ -14,7 +14,7 @@ from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
 #: Stages in the order a frame passes them. ``read`` and ``write`` run on their own threads.
 STAGES = (
     "read", "preprocess", "infer", "postprocess", "propagate",
-    "track_predict", "track_association", "track_bookkeeping",
+    "cmc", "track_predict", "track_association", "track_bookkeeping", "reid",
     "draw", "write",
 )
 TRACKER_STAGES = ("track_predict", "track_association", "track_bookkeeping")
@@ -35,22 +35,30 @@ def detect(detector, image: np.ndarray, profiler: StageProfiler) -> np.ndarray:
         return detector.postprocess(raw, meta)
 
 
-def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1) -> np.ndarray:
-    """``tracker.update`` split into predict / association (IoU + assignment) / bookkeeping.
+def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1,
+                   image: np.ndarray | None = None) -> np.ndarray:
+    """``tracker.update`` split into camera motion / predict / association (IoU + assignment) / bookkeeping /
+    re-identification.
 
     The split comes from ``tracker.last_stage_ns``; bookkeeping is the rest of the measured update, so the
-    three stages add up to the whole call. ``frame_gap`` > 1 tells the tracker that frames were skipped
-    (a live source dropped them), so its Kalman prediction and lost-track ageing stay in step with time.
+    stages add up to the whole call. ``frame_gap`` > 1 tells the tracker that frames were skipped (a live source
+    dropped them), so its Kalman prediction and lost-track ageing stay in step with time. ``image`` is the
+    frame, for trackers that read it (``tracker.reid.wrap_tracker``: ``--cmc``, ``--reid``).
     """
     start = time.perf_counter_ns()
-    tracks = tracker.update(detections, frame_gap=frame_gap)
+    tracks = tracker.update(detections, image, frame_gap=frame_gap)
     total = time.perf_counter_ns() - start
     stages = tracker.last_stage_ns
     predict = stages["predict"]
     association = stages["iou"] + stages["assignment"]
+    extra = 0
+    for stage in ("cmc", "reid"):
+        if stage in stages:
+            profiler.add(stage, stages[stage])
+            extra += stages[stage]
     profiler.add("track_predict", predict)
     profiler.add("track_association", association)
-    profiler.add("track_bookkeeping", max(0, total - predict - association))
+    profiler.add("track_bookkeeping", max(0, total - predict - association - extra))
     return tracks
 
 
