@@ -1,8 +1,11 @@
 """Shared test fixtures: where the real data lives, and skipping when it is absent."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,14 @@ import pytest
 # this process sees SIGINT and the processes it starts get the default disposition.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+# Tests never write into the user's home: the model cache ($INT8TRACK_HOME, default ~/.cache/int8track) and what
+# Ray keeps in ~/.ray (an auth token an earlier run left there broke a user's `track --ray ADDRESS`) go to a
+# folder of this run. The shared data path is resolved before HOME changes.
+_TEST_HOME = Path(tempfile.mkdtemp(prefix="int8track-test-home-"))
+atexit.register(shutil.rmtree, _TEST_HOME, ignore_errors=True)
+os.environ.setdefault("INT8TRACK_HOME", str(_TEST_HOME / ".cache" / "int8track"))
+os.environ["HOME"] = str(_TEST_HOME)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("INT8TRACK_DATA", PROJECT_ROOT.parent / "shared" / "data"))

@@ -33,3 +33,9 @@ def test_missing_data_fails_when_required(tmp_path):
     result = _run_probe(tmp_path, "1")
     assert result.returncode == 1, result.stdout
     assert "1 failed" in result.stdout and "no/such/file.bin" in result.stdout
+
+
+def test_tests_keep_out_of_the_users_home():
+    from pathlib import Path
+
+    assert Path.home().name.startswith("int8track-test-home-")  # ~/.ray, ~/.cache land in this run's folder
