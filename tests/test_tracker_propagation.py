@@ -18,13 +18,7 @@ from int8track.tracker.propagation import FlowPropagator, IntervalTracker, Propa
 
 from conftest import require_data
 
-
-@pytest.fixture(autouse=True)
-def one_opencv_thread():
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(before)
+pytestmark = pytest.mark.usefixtures("one_opencv_thread")  # timings and flow as on a one-core machine
 
 
 def textured(height: int = 480, width: int = 640, seed: int = 0) -> np.ndarray:

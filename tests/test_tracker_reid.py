@@ -15,13 +15,7 @@ from int8track.tracker.reid import ReidConfig, ReidTracker
 
 from conftest import require_data
 
-
-@pytest.fixture(autouse=True)
-def one_opencv_thread():
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(before)
+pytestmark = pytest.mark.usefixtures("one_opencv_thread")  # timings and flow as on a one-core machine
 
 
 def mean_colour(crops: list[np.ndarray]) -> np.ndarray:
