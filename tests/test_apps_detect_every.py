@@ -70,8 +70,8 @@ def test_auto_on_a_file_is_reproducible_and_saves_detector_calls(tmp_path):
     assert (outputs[0] / "vtest.txt").read_bytes() == (outputs[1] / "vtest.txt").read_bytes()
     info = json.loads((outputs[0] / "vtest_timing.json").read_text())["info"]
     assert info["detect_every"] == "auto"
-    # vtest.avi says 10 fps: at most 3 frames between detector calls, more calls where the flow loses people
-    assert FRAMES / 3 <= info["detector_calls"] < FRAMES
+    # vtest.avi says 10 fps: at most 2 frames between detector calls, more calls where the flow loses people
+    assert FRAMES / 2 <= info["detector_calls"] < FRAMES
 
 
 def test_kalman_only_between_calls(tmp_path):

@@ -34,7 +34,7 @@ def test_dropped_frames_count_toward_the_interval():
     assert scheduler.due(GOOD, frames_advanced=2)  # a live reader dropped a frame: 3 frames since the detection
 
 
-@pytest.mark.parametrize("fps, longest", [(7, 2), (10, 3), (14, 4), (25, 6), (30, 6), (None, 3)])
+@pytest.mark.parametrize("fps, longest", [(7, 1), (10, 2), (14, 2), (25, 5), (30, 6), (None, 3)])
 def test_auto_caps_the_gap_by_time(fps, longest):
     schedule = DetectionSchedule.parse("auto")
     assert schedule.max_interval(fps) == longest
@@ -76,3 +76,16 @@ def test_bad_intervals_are_one_line_errors(text):
     with pytest.raises(ValueError, match="whole number >= 1 or 'auto'"):
         DetectionSchedule.parse(text)
     assert DetectionSchedule.parse(" AUTO ").every is None and DetectionSchedule.parse("4").every == 4
+
+
+def test_on_a_live_source_the_budget_stretches_the_accuracy_cap():
+    # 7 fps allows no gap for accuracy (cap 1), but a 350 ms detector cannot run on every 143 ms frame: the
+    # pipeline keeps every frame by detecting on every third one (350 + 2 x 5 ms <= 3 x 143 ms)
+    scheduler = DetectionScheduler(DetectionSchedule.parse("auto"), fps=7, live=True)
+    detected = []
+    for index in range(30):
+        due = scheduler.due(GOOD if index else None)
+        scheduler.record(due, 0.35 if due else 0.005)
+        if due:
+            detected.append(index)
+    assert scheduler.max_interval == 1 and {b - a for a, b in zip(detected, detected[1:])} == {3}

@@ -2,9 +2,11 @@
 
 ``auto`` spends detector calls where tracking between them is unreliable and saves them where it is easy:
 
-- the longest gap between detector calls is a time, not a frame count (``max_gap_s``), so a 7 fps camera is
-  detected on every other frame and a 30 fps one on every 6th at most (``max_every``): people move as far in
-  0.3 s whatever the frame rate (a third of that without optical flow: the Kalman prediction alone drifts);
+- the longest gap between detector calls is a time, not a frame count (``max_gap_s``, 0.2 s), so a 7-10 fps
+  camera is detected on every frame, a 14 fps one on every other and a 30 fps one on every 6th at most
+  (``max_every``): people move as far in 0.2 s whatever the frame rate (a third of that without optical flow:
+  the Kalman prediction alone drifts). Measured (benchmarks/README.md): two frames of flow cost PETS09 (7 fps)
+  about 1.3 MOTA, three frames 3 or more, so the cap stays below that;
 - a detection comes sooner when the image propagation says it is losing the boxes (``IntervalTracker``'s
   ``PropagationReport``: few points followed, many boxes left at the Kalman prediction);
 - on a live source a detection never comes sooner than the machine can afford: the measured cost of a detector
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from int8track.tracker.propagation import PropagationReport
 
 AUTO = "auto"
+#: Auto on a live source never waits longer than this many frames for a detection, however slow the detector.
+MAX_BUDGET_INTERVAL = 30
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,10 @@ class DetectionSchedule:
 
     every: int | None = 1
     flow: bool = True
-    max_gap_s: float = 0.3  # auto: at most this long between detector calls (0.1 s without flow) ...
+    max_gap_s: float = 0.2  # auto: at most this long between detector calls (a third without flow) ...
     max_every: int = 6  # ... and at most this many frames
-    min_kept_ratio: float = 0.5  # auto: fewer flow points kept than this asks for a detection on the next frame
-    max_fallback_share: float = 0.3  # auto: more boxes left at the Kalman prediction than this share, too
+    min_kept_ratio: float = 0.7  # auto: fewer flow points kept than this asks for a detection on the next frame
+    max_fallback_share: float = 0.1  # auto: more boxes left at the Kalman prediction than this share, too
 
     def __post_init__(self) -> None:
         if self.every is not None and (isinstance(self.every, bool) or not isinstance(self.every, int)
@@ -103,18 +107,21 @@ class DetectionScheduler:
         if self._since is None:
             return True
         since = self._since + frames_advanced
-        if since >= self.max_interval:
+        budget = self.min_interval()
+        # on a live source the budget may stretch the gap past the accuracy cap: every frame tracked beats a
+        # dropped one
+        if since >= max(self.max_interval, budget):
             return True
-        if self.schedule.every is not None or since < self.min_interval():
+        if self.schedule.every is not None or since < budget:
             return False
         return report is not None and self._unreliable(report)
 
     def min_interval(self) -> int:
         """Auto on a live source: the budget's smallest interval (1 until a detector call was measured; a
-        propagated frame counts as free until one was measured)."""
-        if not self.live or self.fps is None or self._detect_s is None:
+        propagated frame counts as free until one was measured); at most ``MAX_BUDGET_INTERVAL``."""
+        if self.schedule.every is not None or not self.live or self.fps is None or self._detect_s is None:
             return 1
-        return min(self.max_interval, min_every_for_budget(self._detect_s, self._step_s or 0.0, self.fps))
+        return min(MAX_BUDGET_INTERVAL, min_every_for_budget(self._detect_s, self._step_s or 0.0, self.fps))
 
     def record(self, detected: bool, seconds: float, frames_advanced: int = 1) -> None:
         """After a frame: whether it was detected and how long the frame's detection or propagation took."""
