@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from int8track.apps.io.urls import redact_url
+
 REPORT_JSON = "fleet_report.json"
 REPORT_CSV = "fleet_report.csv"
 
@@ -42,6 +44,10 @@ class StreamReport:
     mota: float | None = None
     idf1: float | None = None
     stage_share: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a report is printed and stored: a URL's credentials never get into it, whoever builds it
+        object.__setattr__(self, "location", redact_url(self.location))
 
     @property
     def ok(self) -> bool:

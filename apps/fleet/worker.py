@@ -67,7 +67,7 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
         return _write_stream(job, source, detector, tracker, config, base)
     except Exception as exc:  # one stream's failure must not take the worker's other streams down
         source.close()
-        return replace(base, error=f"{job.location}: {type(exc).__name__}: {exc}")
+        return replace(base, error=f"{source.info.display}: {type(exc).__name__}: {exc}")
 
 
 def _write_stream(job: StreamJob, source: FrameSource, detector, tracker, config: FleetConfig,

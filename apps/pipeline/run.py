@@ -22,6 +22,7 @@ from int8track.apps.io.mot_results import MotResultWriter
 from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
 from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
 from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
+from int8track.apps.pipeline.live_report import LatencyRecorder, reception_info
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.frames import FALLBACK_FRAME_RATE
@@ -64,15 +65,20 @@ def detect(detector, image: np.ndarray, profiler: StageProfiler) -> np.ndarray:
         return detector.postprocess(raw, meta)
 
 
-def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1) -> np.ndarray:
+def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1,
+                   timestamp: float | None = None) -> np.ndarray:
     """``tracker.update`` split into predict / association (IoU + assignment) / bookkeeping.
 
     The split comes from ``tracker.last_stage_ns``; bookkeeping is the rest of the measured update, so the
     three stages add up to the whole call. ``frame_gap`` > 1 tells the tracker that frames were skipped
-    (a live source dropped them), so its Kalman prediction and lost-track ageing stay in step with time.
+    (a live source dropped them), so its Kalman prediction and lost-track ageing stay in step with time;
+    ``timestamp`` (seconds, instead of ``frame_gap``) steps them by the time that passed (a live source).
     """
     start = time.perf_counter_ns()
-    tracks = tracker.update(detections, frame_gap=frame_gap)
+    if timestamp is not None:
+        tracks = tracker.update(detections, timestamp=timestamp)
+    else:
+        tracks = tracker.update(detections, frame_gap=frame_gap)
     total = time.perf_counter_ns() - start
     stages = tracker.last_stage_ns
     predict = stages["predict"]
@@ -114,7 +120,9 @@ def track_frames(
             detections = detect(detector, frame.image, profiler)
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
-            tracks = update_tracker(tracker, detections, profiler, frame_gap=gap)
+            # live: the Kalman filter steps by the time since the last frame (drops, outages), not frames counted
+            timestamp = frame.timestamp_s if reader.source.info.is_live else None
+            tracks = update_tracker(tracker, detections, profiler, frame_gap=gap, timestamp=timestamp)
             yield frame.index + 1, frame.image, tracks
             profiler.end_frame()
     finally:
@@ -210,7 +218,7 @@ def run_tracking(
     paths = OutputPaths(results_path, video_path, tracks_path)
     frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader)
     progress_bar = Progress(total, source.info.name, enabled=progress)
-    stop = _StopState()
+    stop, latency = _StopState(), LatencyRecorder()
     error: SourceError | None = None
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -220,6 +228,7 @@ def run_tracking(
             for frame_id, image, tracks in frames:
                 if not outputs.write(frame_id, image, output_filter(tracks)):
                     break
+                latency.written(reader.pop_receipt_ns(frame_id - 1))
                 bar.update(1)
                 stop.after_frame(frame_id, should_stop, reader)
         except SourceError as exc:  # finish and write what was read; the caller reports the error
@@ -230,7 +239,8 @@ def run_tracking(
             raise
     written_video = outputs.video.close(keep=True) if outputs.video is not None else None
     run_info = dict(info or {})
-    run_info.update(_throughput_info(source, profiler.num_frames, time.perf_counter() - start, reader.dropped))
+    run_info.update(_throughput_info(source, profiler.num_frames, time.perf_counter() - start, reader.dropped),
+                    **reception_info(reader, profiler.num_frames, latency))
     if outputs.video is not None:
         run_info["video_codec"] = outputs.video.codec
     run_info.update(stop.info())
@@ -269,7 +279,7 @@ def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: i
     """End-to-end rate and whether it kept up with the source's frame rate."""
     fps = frames / wall_s if wall_s > 0 else 0.0
     info = {
-        "source": source.info.location,
+        "source": source.info.display,
         "frames": frames,
         "wall_s": wall_s,
         "end_to_end_fps": fps,
