@@ -30,7 +30,7 @@ class ReconnectPolicy:
 
     timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S
     initial_backoff_s: float = 0.25
-    max_backoff_s: float = 2.0
+    max_backoff_s: float = 1.0  # a refused connection costs nothing: retry often, resume soon after it is back
     log_every_s: float = 5.0
 
     def __post_init__(self) -> None:
