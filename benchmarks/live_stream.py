@@ -30,6 +30,10 @@ from scipy.optimize import linear_sum_assignment
 from int8track.apps.io.motchallenge import read_results
 from int8track.tracker.iou import iou_matrix
 
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import SHARED_DATA, require_path  # noqa: E402 (needs the path above)
+
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 
@@ -254,8 +258,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.gap_study:
         return _print_gap_study(args)
     sys.path.insert(0, str(TESTS))
-    from benchmarks.common import SHARED_DATA, require_path
-
     from live_server import RtspStream
 
     video = require_path(args.video or SHARED_DATA / "videos/vtest.avi", "video")
@@ -287,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_gap_study(args: argparse.Namespace) -> int:
-    from benchmarks.common import SHARED_DATA, require_path
 
     sequence = require_path(SHARED_DATA / "MOT15/train/PETS09-S2L1", "PETS09-S2L1")
     weights = require_path(args.weights or SHARED_DATA / "weights/bytetrack_nano_mot17.onnx", "weights")

@@ -166,3 +166,55 @@ def test_a_url_that_never_answers_fails_within_the_connect_timeout():
     assert accepted, "the client never connected: the test did not exercise a silent server"
     message = str(raised.value)
     assert "cannot open stream within 1.5 s" in message and "s3cret" not in message and "\n" not in message
+
+
+class _Capture:
+    """A cv2.VideoCapture stand-in: ``script`` says, per frame, whether it arrives (grab) and decodes (retrieve)."""
+
+    def __init__(self, script: list[tuple[bool, bool]]) -> None:
+        self.script, self.position = script, 0
+
+    def grab(self) -> bool:
+        if self.position == len(self.script):
+            return False
+        self.position += 1
+        return self.script[self.position - 1][0]
+
+    def retrieve(self):
+        ok = self.script[self.position - 1][1]
+        return ok, np.full((2, 2, 3), self.position - 1, dtype=np.uint8) if ok else None
+
+    def release(self) -> None:
+        pass
+
+
+def test_frames_that_arrive_but_do_not_decode_are_skipped_and_counted():
+    from int8track.apps.io.sources import CaptureSource
+
+    script = [(True, True), (True, False), (True, False), (True, True), (False, False)]
+    source = CaptureSource(_Capture(script), SourceInfo("cam1", "stream", URL, 10.0, None, True))
+    reader = ReadAhead(ReconnectingSource(source, _Reopener(0, []), ReconnectPolicy(timeout_s=0)),
+                       drop_oldest=False)
+    frames = list(reader)
+    reader.close()
+    assert [int(f.image[0, 0, 0]) for f in frames] == [0, 3]  # the two broken frames skipped, in order
+    assert reader.decode_errors == 2 and reader.counts.received == 2
+    # a stream that only delivers broken frames ends instead of spinning: max_decode_errors in a row
+    broken = CaptureSource(_Capture([(True, False)] * 30), source.info, max_decode_errors=5)
+    assert broken.read() is None and broken.decode_errors == 5
+
+
+def test_skip_backlog_discards_queued_frames_up_to_the_live_edge():
+    from int8track.apps.io.reconnect import skip_backlog
+
+    class _Queued(_Burst):
+        """12 frames already queued (instant), then one every 60 ms (live at ~16 fps, fps says 10)."""
+
+        def read(self):
+            if self.next >= 12:
+                time.sleep(0.06)
+            return super().read()
+
+    source = _Queued(0, 40)
+    assert skip_backlog(source) == 13  # the 12 queued and the first live one (which showed where the edge is)
+    assert int(source.read()[0, 0, 0]) == 13
