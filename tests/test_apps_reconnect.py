@@ -79,14 +79,17 @@ def test_reconnect_timeout_zero_ends_at_the_first_failure():
 
 
 def test_interrupt_ends_a_reconnect_wait_at_once():
-    source = ReconnectingSource(_Burst(0, 0), _Reopener(10**6, []),
+    from int8track.apps.models.input_fit import PeekedSource
+
+    source = ReconnectingSource(_Burst(0, 1), _Reopener(10**6, []),
                                 ReconnectPolicy(timeout_s=60, initial_backoff_s=0.05, max_backoff_s=0.05))
-    reader = ReadAhead(source)
+    peeked = PeekedSource(source)  # as track wraps it: the interrupt must reach the reconnecting source inside
+    reader = ReadAhead(peeked)
     time.sleep(0.2)  # the reader is now retrying
     start = time.monotonic()
     reader.close()  # stop() interrupts the source: no 60 s wait, and a stop is not an error
     assert time.monotonic() - start < 2.0
-    assert reader.error is None and list(reader) == []
+    assert reader.error is None and [int(f.image[0, 0, 0]) for f in reader] == [0]
     assert len(source.outages) == 1 and not source.outages[0].recovered
 
 

@@ -67,8 +67,12 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 (a source with nothing to release need not override it)
         """Release the underlying device or file."""
 
-    def interrupt(self) -> None:  # noqa: B027 (only sources that can block for long need to act on it)
-        """Ask a :meth:`read` blocked on another thread (e.g. waiting to reconnect) to return ``None`` soon."""
+    def interrupt(self) -> None:
+        """Ask a :meth:`read` blocked on another thread (waiting to reconnect) to return None soon; a wrapper (a
+        source with a ``source``, e.g. the peeked first frame) passes it on."""
+        inner = getattr(self, "source", None)
+        if isinstance(inner, FrameSource):
+            inner.interrupt()
 
     def __enter__(self) -> FrameSource:
         return self
