@@ -247,8 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="stream time per run at 10 fps")
     parser.add_argument("--cut-after", type=float, default=15.0, help="seconds into the cut run to kill the server")
     parser.add_argument("--down", type=float, default=3.0, help="seconds the server stays down")
-    parser.add_argument("--track-buffer", type=int, default=150,
-                        help="track buffer for the cut run (frames at 30 fps; 150 -> 5 s)")
+    parser.add_argument("--track-buffer", type=int, default=300,
+                        help="track buffer for the cut run and the gap study (frames at 30 fps; 300 -> 10 s, so "
+                             "tracks outlive the outage and only association decides)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/live_stream"))
     parser.add_argument("--json", type=Path, help="write the table as JSON")
     parser.add_argument("--track-args", default="", help="extra track arguments (one string)")
