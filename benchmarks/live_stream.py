@@ -39,14 +39,15 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 
 @dataclass(frozen=True)
 class ServerCut:
-    """Kill the stream's server ``after_s`` seconds after tracking started, restart it ``down_s`` later."""
+    """Kill the stream's server ``after_s`` seconds after tracking started, restart it ``down_s`` later (None:
+    never)."""
 
     after_s: float
-    down_s: float
+    down_s: float | None
 
     def __post_init__(self) -> None:
-        if not (self.after_s >= 0 and self.down_s > 0):
-            raise ValueError(f"ServerCut needs after_s >= 0 and down_s > 0, got {self.after_s}, {self.down_s}")
+        if not (self.after_s >= 0 and (self.down_s is None or self.down_s > 0)):
+            raise ValueError(f"ServerCut needs after_s >= 0 and down_s > 0 or None, got {self.after_s}, {self.down_s}")
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,9 @@ def run_track(url: str, output_dir: Path, args: list[str], stream=None, cut: Ser
         if cut is not None and stream is not None and tracking.wait(timeout_s):
             time.sleep(cut.after_s)
             stream.kill_server()
-            time.sleep(cut.down_s)
-            stream.start_server(wait=False)
+            if cut.down_s is not None:
+                time.sleep(cut.down_s)
+                stream.start_server(wait=False)
         process.wait(timeout=timeout_s)
     finally:
         if process.poll() is None:

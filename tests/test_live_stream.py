@@ -6,8 +6,6 @@ machine keeps up with 10 fps; the tests are about reading, reporting and reconne
 """
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 import sys
 import time
@@ -89,35 +87,16 @@ def test_server_killed_for_3_s_the_run_continues_and_ids_survive(stream: RtspStr
 def test_reconnect_timeout_ends_the_run_with_outputs_written(video: Path, weights: Path, tmp_path: Path):
     """The server goes away for good: after --reconnect-timeout the run ends, exit 1, one line, outputs written."""
     with RtspStream(video) as live:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "int8track.apps.cli.track", live.url, "--weights", str(weights),
-             "--output-dir", str(tmp_path), "--reconnect-timeout", "2", "--no-video", *FAST],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_for_tracking(process)
-        time.sleep(2)
-        live.kill_server()
-        start = time.monotonic()
-        _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 1
-    assert time.monotonic() - start < 20
-    errors = [line for line in stderr.splitlines() if line.startswith("track: error:")]
-    assert len(errors) == 1 and "did not come back within 2 s" in errors[0], stderr[-2000:]
-    info = json.loads((tmp_path / "cam_timing.json").read_text())["info"]
-    assert info["outages"]["count"] == 1 and not info["outages"]["each"][0]["recovered"]
-    assert info["frames_tracked"] > 0 and len(read_results(tmp_path / "cam.txt")) > 0
-
-
-def _wait_for_tracking(process: subprocess.Popen, timeout_s: float = 120) -> None:
-    """Read the child's stderr until its progress start line (frames are being tracked)."""
-    deadline = time.monotonic() + timeout_s
-    assert process.stderr is not None
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        if re.match(r"cam: ", line):
-            return
-    raise AssertionError("track never started tracking")
+        run = run_track(live.url, tmp_path, ["--weights", str(weights), "--reconnect-timeout", "2", *FAST],
+                        stream=live, cut=ServerCut(after_s=2, down_s=None), timeout_s=120)
+    assert run.returncode == 1
+    errors = [line for line in run.stderr if line.startswith("track: error:")]
+    assert len(errors) == 1 and "did not come back within 2 s" in errors[0], run.stderr[-20:]
+    assert "outputs of the" in errors[0]
+    outages = run.info["outages"]
+    assert outages["count"] == 1 and not outages["each"][0]["recovered"]
+    assert 2.0 <= outages["each"][0]["duration_s"] < 5.0
+    assert run.info["frames_tracked"] > 0 and len(read_results(run.results)) > 0
 
 
 def _assert_no_secret(folder: Path, lines: tuple[str, ...], secret: str) -> None:
