@@ -221,3 +221,17 @@ def test_skip_backlog_discards_queued_frames_up_to_the_live_edge():
     source = _Queued(0, 40)
     assert skip_backlog(source) == 13  # the 12 queued and the first live one (which showed where the edge is)
     assert int(source.read()[0, 0, 0]) == 13
+
+
+@pytest.mark.parametrize("kind, live, wrapped", [("stream", True, True), ("camera", True, True),
+                                                  ("video", True, False), ("stream", False, False)])
+def test_track_reconnects_live_cameras_and_streams_only(kind, live, wrapped):
+    """A recorded file read with --live still ends at its end: reopening it would replay it."""
+    import argparse
+
+    from int8track.apps.cli.track import reconnecting
+
+    source = _Burst(0, 1)
+    source.info = SourceInfo("x", kind, "x", 10.0, None, live)
+    args = argparse.Namespace(source="x", fps=None, reconnect_timeout=30.0)
+    assert isinstance(reconnecting(source, args), ReconnectingSource) is wrapped

@@ -128,11 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def reconnecting(opened: FrameSource, args: argparse.Namespace) -> FrameSource:
-    """A live source wrapped to reopen itself after an outage (``--reconnect-timeout``); others as they are."""
-    if not opened.info.is_live:
+    """A live camera or stream wrapped to reopen itself after an outage (``--reconnect-timeout``); anything else
+    as it is: a file that ends has ended, even read with ``--live`` (reopening would replay it)."""
+    if not (opened.info.is_live and opened.info.kind in ("camera", "stream")):
         return opened
+
     def reopen() -> FrameSource:
         return open_source(args.source, fps=args.fps or opened.info.fps, live=True)
+
     return ReconnectingSource(opened, reopen, ReconnectPolicy(timeout_s=args.reconnect_timeout),
                               log=lambda line: print(f"track: {line}", file=sys.stderr, flush=True))
 
