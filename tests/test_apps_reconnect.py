@@ -106,6 +106,15 @@ def test_reconnecting_reader_counts_outages_against_its_own_frames():
     assert isinstance(reader.error, SourceInterrupted)
 
 
+def test_an_outage_before_the_reader_started_counts_zero_frames_of_the_run():
+    source = ReconnectingSource(_Burst(0, 1), _Reopener(1, [(1, 3)]), FAST)
+    assert source.read() is not None and source.read() is not None  # the outage happens here, before the run
+    reader = ReadAhead(source, drop_oldest=False)
+    frames = list(reader)
+    reader.close()
+    assert len(frames) == 2 and reader.frames_before_outage == [0]
+
+
 @pytest.mark.parametrize("field, value", [("timeout_s", -1.0), ("initial_backoff_s", 0.0),
                                           ("log_every_s", float("nan")), ("max_backoff_s", 0.001)])
 def test_policy_rejects_bad_values(field, value):

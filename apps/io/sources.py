@@ -283,9 +283,9 @@ class ReadAhead:
         self.frames_read = 0
         self.counts = ReadCounts()
         self.error: SourceError | None = None
-        #: for each outage of a reconnecting source, how many frames this reader had received before it
-        self.frames_before_outage: list[int] = []
         self._outages = wrapped_attribute(source, "outages")  # the reconnecting source's own list, or None
+        #: frames this reader had received before each outage of a reconnecting source (0: before it started)
+        self.frames_before_outage: list[int] = [0] * len(self._outages or [])
         self._last_timestamp_s: float | None = None
         self._buffer: collections.deque = collections.deque()
         self._condition = threading.Condition()
