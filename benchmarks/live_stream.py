@@ -111,8 +111,8 @@ def _stem(url: str) -> str:
 
 @dataclass(frozen=True)
 class IdContinuity:
-    """Tracks alive in the last frame before an outage, how many were found again after it (a box there
-    overlapping their extrapolated box by IoU >= ``min_iou``), and how many of those kept their ID."""
+    """Tracks alive in the last frame before an outage, how many were found again after it, and how many of
+    those kept their ID."""
 
     alive_before: int
     reappeared: int
@@ -125,45 +125,46 @@ class IdContinuity:
 
 def id_continuity(results: Path, frames_before: int, gap_s: float, fps: float, window: int = 5,
                   min_iou: float = 0.3) -> IdContinuity:
-    """Compare the tracks of the last frame before an outage with those of the ``window`` frames after it.
+    """Compare the tracks of the last frame before an outage with those of the first ``window`` frames written
+    after it.
 
     ``frames_before``: frames received before the outage (frame ids up to it are before; the report's
-    ``outages.each[].frames_before``). Each track alive before is moved on by its own velocity (over its last
-    rows, at ``fps``) for the time that passed until each later frame (``gap_s`` plus the frames between), then
-    matched one-to-one (Hungarian, IoU >= ``min_iou``) with the first box of every track seen after the gap.
-    Independent of the tracker: only boxes and ids from the MOT file.
+    ``outages.each[].frames_before``). A track alive before reappears with its ID when that ID is seen after
+    (only the tracker could have given it back), or under a new ID when a track born after the outage matches
+    it one-to-one (Hungarian) by IoU >= ``min_iou`` with either its last box or that box moved on by its own
+    velocity (its last rows, at ``fps``) for the time that passed (``gap_s`` plus the frames around it).
+    Counting either box as a match makes "reappeared" generous, so the kept share is not flattered.
+    Only boxes and ids from the MOT file: independent of the tracker.
     """
     table = read_results(results)
     frames, ids = table.frames, table.ids
     xyxy = np.column_stack([table.boxes[:, :2], table.boxes[:, :2] + table.boxes[:, 2:]])
-    before_frames = frames[frames <= frames_before]
-    if before_frames.size == 0:
+    if not np.any(frames <= frames_before):
         return IdContinuity(0, 0, 0)
-    last = before_frames.max()
-    before_ids = np.unique(ids[frames == last])
-    moved: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id -> (last box, velocity per second)
-    for track_id in before_ids:
+    last = frames[frames <= frames_before].max()
+    before_ids = {int(i) for i in ids[frames == last]}
+    # the first ``window`` frames written after the outage (a pipeline behind drops some frame ids)
+    after = np.isin(frames, np.unique(frames[frames > frames_before])[:window])
+    kept = before_ids & {int(i) for i in ids[after]}
+    born = sorted({int(i) for i in ids[after]} - {int(i) for i in ids[frames <= frames_before]})
+    lost = sorted(before_ids - kept)
+    if not born or not lost:
+        return IdContinuity(len(before_ids), len(kept), len(kept))
+    iou = np.zeros((len(lost), len(born)))
+    for i, track_id in enumerate(lost):
         rows = np.flatnonzero((ids == track_id) & (frames <= last) & (frames > last - window))
         rows = rows[np.argsort(frames[rows])]
         span = (frames[rows[-1]] - frames[rows[0]]) / fps
         velocity = (xyxy[rows[-1]] - xyxy[rows[0]]) / span if span > 0 else np.zeros(4)
-        moved[int(track_id)] = (xyxy[rows[-1]], velocity)
-    after = (frames > frames_before) & (frames <= frames_before + window)
-    after_ids, first_rows = [], []
-    for track_id in np.unique(ids[after]):
-        rows = np.flatnonzero(after & (ids == track_id))
-        after_ids.append(int(track_id))
-        first_rows.append(rows[np.argmin(frames[rows])])
-    if not after_ids:
-        return IdContinuity(len(before_ids), 0, 0)
-    iou = np.zeros((len(before_ids), len(after_ids)))
-    for j, row in enumerate(first_rows):
-        elapsed = gap_s + (frames[row] - last - 1) / fps  # the outage plus the frames around it
-        predicted = np.array([moved[int(i)][0] + moved[int(i)][1] * elapsed for i in before_ids])
-        iou[:, j] = iou_matrix(predicted, xyxy[row][None])[:, 0]
-    rows, cols = linear_sum_assignment(-iou)
-    matched = [(int(before_ids[r]), after_ids[c]) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
-    return IdContinuity(len(before_ids), len(matched), sum(a == b for a, b in matched))
+        for j, born_id in enumerate(born):
+            first = np.flatnonzero(after & (ids == born_id))
+            first = first[np.argmin(frames[first])]
+            elapsed = gap_s + (frames[first] - last - 1) / fps  # the outage plus the frames around it
+            candidates = np.stack([xyxy[rows[-1]], xyxy[rows[-1]] + velocity * elapsed])
+            iou[i, j] = iou_matrix(candidates, xyxy[first][None]).max()
+    pairs = zip(*linear_sum_assignment(-iou))
+    found_new = sum(iou[r, c] >= min_iou for r, c in pairs)
+    return IdContinuity(len(before_ids), len(kept) + int(found_new), len(kept))
 
 
 @dataclass(frozen=True)
