@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, SourceInfo, SourceInterrupted, open_source
+from int8track.apps.io.read_ahead import ReadAhead
+from int8track.apps.io.sources import FrameSource, SourceError, SourceInfo, SourceInterrupted, open_source
 
 from conftest import require_data
 
@@ -114,19 +115,23 @@ def test_close_stops_reader_early():
 
 
 class _GapRecordingTracker:
-    """A real ByteTracker that also records the ``frame_gap`` each update received."""
+    """A real ByteTracker that also records the ``frame_gap`` or ``timestamp`` each update received."""
 
     def __init__(self) -> None:
         from int8track.tracker import ByteTracker
 
-        self.inner = ByteTracker()
+        self.inner = ByteTracker(frame_rate=100)
         self.gaps: list[int] = []
+        self.timestamps: list[float] = []
 
     @property
     def last_stage_ns(self) -> dict:
         return self.inner.last_stage_ns
 
-    def update(self, detections, frame_gap: int = 1):
+    def update(self, detections, frame_gap: int = 1, timestamp: float | None = None):
+        if timestamp is not None:
+            self.timestamps.append(timestamp)
+            return self.inner.update(detections, timestamp=timestamp)
         self.gaps.append(frame_gap)
         return self.inner.update(detections, frame_gap=frame_gap)
 
@@ -144,19 +149,52 @@ class _EmptyDetector:
         return np.zeros((0, 6), dtype=np.float32)
 
 
-def test_frames_dropped_by_a_live_source_reach_the_tracker_as_frame_gaps():
+def test_frames_dropped_by_a_live_source_step_the_tracker_by_elapsed_time():
     from int8track.apps.pipeline.run import track_frames
 
-    source = _FakeCamera(60, 0.001)
+    source = _FakeCamera(40, 0.01)  # in real time at its 100 fps
     reader = ReadAhead(source)
     tracker = _GapRecordingTracker()
-    detector = _EmptyDetector()
     seen = []
+    start = time.perf_counter()
     with pytest.raises(SourceInterrupted):
-        for frame_id, _, _ in track_frames(source, detector, tracker, reader=reader):
-            time.sleep(0.01)  # slower than the camera: frames are dropped
+        for frame_id, _, _ in track_frames(source, _EmptyDetector(), tracker, reader=reader):
+            time.sleep(0.03)  # slower than the camera: frames are dropped
             seen.append(frame_id)
-    assert reader.dropped > 0
-    assert tracker.gaps[0] == 1
-    assert tracker.gaps[1:] == [b - a for a, b in zip(seen, seen[1:])]
-    assert sum(tracker.gaps) == seen[-1] - seen[0] + 1
+    elapsed = time.perf_counter() - start
+    assert reader.dropped > 0 and not tracker.gaps  # live: timestamps, never frame counts
+    steps = np.diff(tracker.timestamps)
+    period = 1 / source.info.fps
+    # each step covers at least the frames dropped before it (they took >= one period each to arrive) ...
+    assert np.all(steps >= np.diff(seen) * period - 1e-9)
+    # ... and the steps add up to the time that passed, not to the frames counted
+    assert tracker.timestamps[-1] - tracker.timestamps[0] <= elapsed
+    assert tracker.inner.frame_id == 1 + sum(max(1, round(step * source.info.fps)) for step in steps)
+
+
+class _PausingCamera(_FakeCamera):
+    """A fake live camera, in real time (one frame a period), that stalls for ``pause`` seconds before frame ``at``
+    (a stream outage)."""
+
+    def __init__(self, count: int, at: int, pause: float) -> None:
+        super().__init__(count, 0.01)
+        self.at, self.pause = at, pause
+
+    def read(self):
+        if self.produced == self.at:
+            time.sleep(self.pause)
+        return super().read()
+
+
+def test_a_pause_in_a_live_source_ages_the_tracker_by_its_length():
+    from int8track.apps.pipeline.run import track_frames
+
+    source = _PausingCamera(20, at=10, pause=0.3)
+    tracker = _GapRecordingTracker()
+    with pytest.raises(SourceInterrupted):
+        for _ in track_frames(source, _EmptyDetector(), tracker, reader=ReadAhead(source, drop_oldest=False)):
+            pass
+    steps = np.diff(tracker.timestamps) * source.info.fps
+    assert len(steps) == 19
+    assert steps[9] >= 0.3 * source.info.fps - 1  # ~30 frame periods passed during the pause, not one
+    assert np.all(np.delete(steps, 9) < 0.3 * source.info.fps / 2)

@@ -31,7 +31,8 @@ from int8track.apps.cli.track_options import (
 from int8track.apps.cli.tracker_options import add_tracker_arguments, tracker_config_from_args
 from int8track.apps.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UserError, fail
 from int8track.apps.io.mot_results import interpolate_file
-from int8track.apps.io.sources import SourceError, open_source
+from int8track.apps.io.reconnect import ReconnectingSource, ReconnectPolicy, skip_backlog
+from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.models.cache import cache_root
 from int8track.apps.models.input_fit import PeekedSource
 from int8track.apps.models.request import DEFAULT_MODEL, PreparedDetector, prepare_detector
@@ -109,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tracker_config = tracker_config_from_args(args).replace(class_aware=args.class_aware)
         request = model_request_from_args(args)
-        opened = open_source(args.source, fps=args.fps, live=args.live)
+        opened = reconnecting(open_source(args.source, fps=args.fps, live=args.live), args)
     except (OSError, SourceError, ValueError) as exc:
         return fail("track", exc, EXIT_USAGE)
     stop = StopOnSignal()
@@ -139,8 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.error is not None:
         return fail("track", f"{result.error} (outputs of the {result.frames} frames read are written)", EXIT_FAILED)
     if result.frames == 0:
-        return fail("track", f"{source.info.location}: no frames read", EXIT_FAILED)
+        return fail("track", f"{source.info.display}: no frames read", EXIT_FAILED)
     return 0
+
+
+def reconnecting(opened: FrameSource, args: argparse.Namespace) -> FrameSource:
+    """A live camera or stream wrapped to reopen itself after an outage (``--reconnect-timeout``); anything else
+    as it is: a file that ends has ended, even read with ``--live`` (reopening would replay it)."""
+    if not (opened.info.is_live and opened.info.kind in ("camera", "stream")):
+        return opened
+
+    def reopen() -> FrameSource:
+        return open_source(args.source, fps=args.fps or opened.info.fps, live=True)
+
+    return ReconnectingSource(opened, reopen, ReconnectPolicy(timeout_s=args.reconnect_timeout),
+                              log=lambda line: print(f"track: {line}", file=sys.stderr, flush=True))
 
 
 def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: PeekedSource, prepared: PreparedDetector,
@@ -151,6 +165,8 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
         show = False
     schedule = schedule_from_args(args, live=source.info.is_live)
     tracker = _tracker(args, tracker_config, source.info.fps or FALLBACK_FRAME_RATE, schedule)
+    # live: start from now, not from the frames queued while the model loaded
+    skipped = skip_backlog(source) if source.info.is_live else 0
     stem = source.info.name
     detector = prepared.detector
     return run_tracking(
@@ -163,7 +179,8 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
         max_frames=args.max_frames,
         progress=not args.quiet,
         info={"model": detector.spec.name, "threads": args.threads,
-              "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info()},
+              "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info(),
+              **({"stale_frames_skipped_at_start": skipped} if source.info.is_live else {})},
         should_stop=lambda: stop.requested,
         schedule=schedule,
     )

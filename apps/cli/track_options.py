@@ -10,12 +10,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from int8track.apps.io.reconnect import DEFAULT_RECONNECT_TIMEOUT_S
 from int8track.tracker.interpolation import METHODS, InterpolationConfig
 from int8track.tracker.schedule import DetectionSchedule
 
 
 def add_ecosystem_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--save-tracks/--no-save-tracks``, ``--class-aware`` and ``--live/--no-live``."""
+    """``--save-tracks/--no-save-tracks``, ``--class-aware``, ``--live/--no-live`` and ``--reconnect-timeout``."""
     parser.add_argument("--save-tracks", action=argparse.BooleanOptionalAction, default=True,
                         help="write <name>_tracks.jsonl beside the MOT file: per frame, each track's id, box, "
                              "score, class id and name and det_index (default on)")
@@ -31,6 +32,10 @@ def add_ecosystem_arguments(parser: argparse.ArgumentParser) -> None:
                         help="treat the source as live (drop frames to stay current) or not (read every frame); "
                              "default: cameras and rtsp/rtmp/udp/tcp URLs are live, other URLs when they have "
                              "no frame count, files and folders never")
+    parser.add_argument("--reconnect-timeout", type=float, default=DEFAULT_RECONNECT_TIMEOUT_S, metavar="S",
+                        help="a live source that stops is reopened (with backoff, keeping the tracker) for up to S "
+                             "seconds, then the run ends with its outputs written; 0: end at once "
+                             "(default %(default)s)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ RANGES = {
     "max_frames": Range("--max-frames", 1),
     "calib_frames": Range("--calib-frames", 1),
     "interpolate": Range("--interpolate", 1),
+    "reconnect_timeout": Range("--reconnect-timeout", 0.0),
 }
 
 

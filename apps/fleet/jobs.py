@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from int8track.apps.fleet.config import FleetError, StreamJob
-from int8track.apps.io.sources import IMAGE_EXTENSIONS, STREAM_SCHEMES
+from int8track.apps.io.sources import IMAGE_EXTENSIONS
+from int8track.apps.io.urls import STREAM_SCHEMES, stream_name
 from int8track.frames import VIDEO_EXTENSIONS
 
 
@@ -65,7 +66,7 @@ def source_name(location: str) -> str:
     if location.isdigit():
         return f"camera{location}"
     if location.lower().startswith(STREAM_SCHEMES):
-        return Path(location.split("?", maxsplit=1)[0].rstrip("/")).stem or "stream"
+        return stream_name(location)
     path = Path(location)
     return path.name if path.is_dir() else path.stem
 

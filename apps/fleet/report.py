@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from int8track.apps.io.urls import redact_url
+
 REPORT_JSON = "fleet_report.json"
 REPORT_CSV = "fleet_report.csv"
 
@@ -44,6 +46,10 @@ class StreamReport:
     detector_calls: int = 0  # frames the detector ran on (``--detect-every``); the rest were propagated
     propagated_share: float = 0.0  # fraction of the tracked frames tracked without a detector call
     stage_share: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a report is printed and stored: a URL's credentials never get into it, whoever builds it
+        object.__setattr__(self, "location", redact_url(self.location))
 
     @property
     def ok(self) -> bool:

@@ -19,7 +19,8 @@ from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Snapshot
 from int8track.apps.fleet.report import StreamReport, stream_report_from_timing
 from int8track.apps.fleet.sharing import DeadlineGate, shared_by_deadline
 from int8track.apps.io.mot_results import format_tracks
-from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.io.read_ahead import ReadAhead
+from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.pipeline.profiler import StageProfiler
 from int8track.apps.pipeline.run import Resume, run_tracking, track_frames
 from int8track.detectors.runtime import OrtRunner, create_session
@@ -73,7 +74,7 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
         return _write_stream(job, source, detector, tracker, config, base, emit)
     except Exception as exc:  # one stream's failure must not take the worker's other streams down
         source.close()
-        return replace(base, error=f"{job.location}: {type(exc).__name__}: {exc}")
+        return replace(base, error=f"{source.info.display}: {type(exc).__name__}: {exc}")
 
 
 class _Snapshots:

@@ -7,12 +7,8 @@ and counts the ones it dropped, so a slow pipeline does not fall ever further be
 """
 from __future__ import annotations
 
-import collections
 import os
-import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,12 +16,15 @@ import cv2
 import numpy as np
 
 from int8track.apps.io.motchallenge import load_sequence
+from int8track.apps.io.urls import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    LIVE_SCHEMES,
+    STREAM_SCHEMES,
+    open_url_capture,
+    redact_url,
+    stream_name,
+)
 from int8track.frames import IMAGE_EXTENSIONS, list_images, read_image
-
-STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-#: Protocols that only carry live feeds. Anything else behind a URL (HTTP, object storage) may be a recorded
-#: file: it is read like one when the container states a frame count.
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "udp://", "tcp://")
 
 
 class SourceError(RuntimeError):
@@ -47,6 +46,11 @@ class SourceInfo:
     frame_count: int | None  # None when unknown (live sources)
     is_live: bool
 
+    @property
+    def display(self) -> str:
+        """The location as it may be printed or stored: credentials in a URL replaced by ``***``."""
+        return redact_url(self.location)
+
 
 class FrameSource(ABC):
     """Frames in order; :meth:`read` returns ``None`` at the end."""
@@ -59,6 +63,13 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 (a source with nothing to release need not override it)
         """Release the underlying device or file."""
 
+    def interrupt(self) -> None:
+        """Ask a :meth:`read` blocked on another thread (waiting to reconnect) to return None soon; a wrapper (a
+        source with a ``source``, e.g. the peeked first frame) passes it on."""
+        inner = getattr(self, "source", None)
+        if isinstance(inner, FrameSource):
+            inner.interrupt()
+
     def __enter__(self) -> FrameSource:
         return self
 
@@ -67,15 +78,29 @@ class FrameSource(ABC):
 
 
 class CaptureSource(FrameSource):
-    """A video file, camera or stream read with ``cv2.VideoCapture``."""
+    """A video file, camera or stream read with ``cv2.VideoCapture``.
 
-    def __init__(self, capture: cv2.VideoCapture, info: SourceInfo) -> None:
+    A frame that arrives but does not decode is skipped and counted in :attr:`decode_errors`, unless
+    ``max_decode_errors`` come in a row (then the source is taken to have ended).
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, info: SourceInfo, max_decode_errors: int = 25) -> None:
         self._capture = capture
         self.info = info
+        self.decode_errors = 0
+        self._max_decode_errors = max_decode_errors
 
     def read(self) -> np.ndarray | None:
-        ok, frame = self._capture.read()
-        return frame if ok else None
+        # grab() receives and decodes, retrieve() converts: a grab that fails is the end (or a lost stream); a
+        # retrieve that fails after a good grab is one bad frame, which a live reader skips and counts
+        for _ in range(self._max_decode_errors):
+            if not self._capture.grab():
+                return None
+            ok, frame = self._capture.retrieve()
+            if ok and frame is not None:
+                return frame
+            self.decode_errors += 1
+        return None
 
     def reported_frame_count(self) -> int | None:
         """The container's frame count, None when it states none (a live feed, some streamed formats)."""
@@ -105,13 +130,15 @@ class ImageSequenceSource(FrameSource):
             raise SourceError(str(exc)) from None
 
 
-def open_source(spec: str | int | Path, fps: float | None = None, live: bool | None = None) -> FrameSource:
+def open_source(spec: str | int | Path, fps: float | None = None, live: bool | None = None,
+                connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> FrameSource:
     """Open a video file, image folder, MOT sequence folder (``img1/`` + ``seqinfo.ini``), camera index or URL.
 
     ``fps`` overrides the source's own frame rate (needed for image folders, which have none). ``live`` overrides
     the guess of whether the source is live (its reader then drops frames to stay current, and a stop is an
     error) or recorded (every frame is read, the end is normal). The guess: camera indices and RTSP/RTMP/UDP/TCP
     URLs are live; other URLs are live only when the container states no frame count; paths never are.
+    ``connect_timeout_s`` bounds how long opening a URL, and then each read from it, may block.
     Raises FileNotFoundError for a missing path and SourceError for anything that cannot be read.
     """
     text = str(spec)
@@ -119,8 +146,8 @@ def open_source(spec: str | int | Path, fps: float | None = None, live: bool | N
         info = SourceInfo(f"camera{text}", "camera", text, fps, None, True if live is None else live)
         return _open_capture(int(text), info, fps)
     if text.lower().startswith(STREAM_SCHEMES):
-        name = Path(text.split("?")[0].rstrip("/")).stem or "stream"
-        return _open_url(text, SourceInfo(name, "stream", text, fps, None, True), fps, live)
+        info = SourceInfo(stream_name(text), "stream", text, fps, None, True)
+        return _open_url(text, info, fps, live, connect_timeout_s)
     source = _open_path(text, fps)
     if live:
         source.info = replace(source.info, is_live=True)
@@ -140,19 +167,25 @@ def _open_path(text: str, fps: float | None) -> FrameSource:
     return _open_video_file(path, fps)
 
 
-def _open_capture(target: str | int, info: SourceInfo, fps: float | None) -> CaptureSource:
-    capture = cv2.VideoCapture(target)
+def _open_capture(target: str | int, info: SourceInfo, fps: float | None,
+                  connect_timeout_s: float | None = None) -> CaptureSource:
+    if isinstance(target, str) and connect_timeout_s is not None:
+        capture = open_url_capture(target, connect_timeout_s)
+    else:
+        capture = cv2.VideoCapture(target)
     if not capture.isOpened():
-        raise SourceError(f"{info.location}: cannot open {info.kind}")
+        within = f" within {connect_timeout_s:g} s" if connect_timeout_s is not None else ""
+        raise SourceError(f"{info.display}: cannot open {info.kind}{within}")
     if fps is None:
         reported = capture.get(cv2.CAP_PROP_FPS)
         info = replace(info, fps=reported if reported and reported > 0 else None)
     return CaptureSource(capture, info)
 
 
-def _open_url(url: str, info: SourceInfo, fps: float | None, live: bool | None) -> CaptureSource:
+def _open_url(url: str, info: SourceInfo, fps: float | None, live: bool | None,
+              connect_timeout_s: float) -> CaptureSource:
     """A URL: live per :data:`LIVE_SCHEMES` or, for other schemes, when no frame count is known."""
-    source = _open_capture(url, info, fps)
+    source = _open_capture(url, info, fps, connect_timeout_s)
     count = source.reported_frame_count()
     if live is None:
         live = url.lower().startswith(LIVE_SCHEMES) or count is None
@@ -197,111 +230,3 @@ def _list_images(folder: Path) -> list[Path]:
 
 def _is_readable(path: Path) -> bool:
     return os.access(path, os.R_OK)
-
-
-# ---- read-ahead ------------------------------------------------------------------------------------------
-@dataclass
-class Frame:
-    """One decoded frame: 0-based position in the source, pixels (BGR) and the time decoding took."""
-
-    index: int
-    image: np.ndarray
-    read_ns: int
-
-
-class ReadAhead:
-    """Decode a source on a background thread into a bounded buffer; iterate to get :class:`Frame` s in order.
-
-    ``drop_oldest`` (default: the source is live) makes a full buffer discard its oldest frame instead of
-    waiting, counting it in :attr:`dropped`; with ``max_buffer=1`` the consumer always gets the newest frame.
-    After iteration ends, :attr:`error` holds the reason if the source failed or a live source stopped.
-    """
-
-    def __init__(
-        self,
-        source: FrameSource,
-        max_buffer: int | None = None,
-        drop_oldest: bool | None = None,
-        max_frames: int | None = None,
-        first_index: int = 0,
-    ) -> None:
-        self.source = source
-        self.first_index = first_index  # the index of the first frame read (a resumed run continues the count)
-        self.drop_oldest = source.info.is_live if drop_oldest is None else drop_oldest
-        self.max_buffer = max_buffer or (1 if self.drop_oldest else 8)
-        self.max_frames = max_frames
-        self.dropped = 0
-        self.frames_read = 0
-        self.error: SourceError | None = None
-        self._buffer: collections.deque = collections.deque()
-        self._condition = threading.Condition()
-        self._stopped = False
-        self._finished = False
-        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stopped and (self.max_frames is None or self.frames_read < self.max_frames):
-                start = time.perf_counter_ns()
-                image = self.source.read()
-                elapsed = time.perf_counter_ns() - start
-                if image is None:
-                    if self.source.info.is_live:
-                        self.error = SourceInterrupted(
-                            f"{self.source.info.location}: {self.source.info.kind} stopped delivering frames "
-                            f"after {self.frames_read} frames"
-                        )
-                    break
-                self._push(Frame(self.first_index + self.frames_read, image, elapsed))
-                self.frames_read += 1
-        except SourceError as exc:
-            self.error = exc
-        except Exception as exc:  # a decoder failure must reach the consumer, not die silently on this thread
-            self.error = SourceError(f"{self.source.info.location}: reading failed: {exc}")
-        finally:
-            with self._condition:
-                self._finished = True
-                self._condition.notify_all()
-
-    def _push(self, frame: Frame) -> None:
-        with self._condition:
-            while len(self._buffer) >= self.max_buffer and not self._stopped:
-                if self.drop_oldest:
-                    self._buffer.popleft()
-                    self.dropped += 1
-                    break
-                self._condition.wait()
-            self._buffer.append(frame)
-            self._condition.notify_all()
-
-    def __iter__(self) -> Iterator[Frame]:
-        while True:
-            with self._condition:
-                while not self._buffer and not self._finished:
-                    self._condition.wait()
-                if not self._buffer:
-                    return
-                frame = self._buffer.popleft()
-                self._condition.notify_all()
-            yield frame
-
-    def stop(self) -> None:
-        """Stop reading new frames; iteration still yields the frames already decoded, then ends."""
-        with self._condition:
-            self._stopped = True
-            self._condition.notify_all()
-
-    def close(self) -> None:
-        """Stop the reader thread and release the source."""
-        with self._condition:
-            self._stopped = True
-            self._condition.notify_all()
-        self._thread.join(timeout=10)
-        self.source.close()
-
-    def __enter__(self) -> ReadAhead:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from int8track.apps.io.urls import redact_url
 from int8track.files import write_atomically
 
 if TYPE_CHECKING:
@@ -69,10 +70,11 @@ def source_fingerprint(location: str | Path, live: bool = False) -> dict:
     A file: its resolved path, size and modification time. A folder (image folder, MOT sequence): its resolved
     path, the number and total size of the files under it and the latest modification time of anything under
     it, so adding, removing, renaming or rewriting an image changes it. A live source (camera index, URL): the
-    string as given, since its frames change without trace. FileNotFoundError when a path does not exist.
+    string as given (credentials removed), since its frames change without trace. FileNotFoundError when a path
+    does not exist.
     """
     if live:
-        return {"live": str(location)}
+        return {"live": redact_url(str(location))}  # the record is stored: never with credentials
     path = Path(location)
     if path.is_file():
         info = path.stat()

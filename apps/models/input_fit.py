@@ -23,7 +23,7 @@ class PeekedSource(FrameSource):
         self.info = source.info
         first = source.read()
         if first is None:
-            raise SourceError(f"{source.info.location}: no frames read")
+            raise SourceError(f"{source.info.display}: no frames read")
         self.first: np.ndarray = first
         self._pending: np.ndarray | None = first
 

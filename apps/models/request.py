@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from int8track.apps.errors import UserError
-from int8track.apps.io.sources import FrameSource, ReadAhead, open_source
+from int8track.apps.io.read_ahead import ReadAhead
+from int8track.apps.io.sources import FrameSource, open_source
 from int8track.apps.models.cache import CachedModel, Int8ModelCache, resolve_weights, source_fingerprint
 from int8track.apps.models.input_fit import PeekedSource, fit_detector
 from int8track.detectors import load_detector
@@ -175,7 +176,7 @@ def _calibration_fingerprint(calib: CalibrationRequest, source: FrameSource) -> 
 
 def _calibration_frames(calib: CalibrationRequest, source: FrameSource, log: Log) -> list[np.ndarray]:
     """``calib.frames`` frames evenly spaced over the calibration source; the first ones of a live source."""
-    log(f"calibrating int8 on {calib.frames} frames of {calib.source or source.info.location}")
+    log(f"calibrating int8 on {calib.frames} frames of {calib.source or source.info.display}")
     if calib.source is not None or not source.info.is_live:
         return load_frames(calib.source or source.info.location, calib.frames, label="calibration source")
     live = open_source(source.info.location)
@@ -183,5 +184,5 @@ def _calibration_frames(calib: CalibrationRequest, source: FrameSource, log: Log
     frames = [frame.image for frame in reader]
     reader.close()
     if not frames:
-        raise UserError(f"{source.info.location}: no frames to calibrate on")
+        raise UserError(f"{source.info.display}: no frames to calibrate on")
     return frames

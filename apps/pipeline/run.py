@@ -19,9 +19,11 @@ import cv2
 import numpy as np
 
 from int8track.apps.io.mot_results import MotResultWriter
-from int8track.apps.io.sources import FrameSource, ReadAhead, SourceError, open_source
+from int8track.apps.io.read_ahead import ReadAhead
+from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
 from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
+from int8track.apps.pipeline.live_report import LatencyRecorder, reception_info
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
 from int8track.apps.pipeline.stages import (
@@ -79,7 +81,10 @@ def track_frames(
         reader = ReadAhead(source if isinstance(source, FrameSource) else open_source(source), max_frames=max_frames)
     schedule = schedule or DetectionSchedule()
     counts = counts if counts is not None else ScheduleCounts()
-    previous_index = None
+    live = reader.source.info.is_live
+    fps = reader.source.info.fps or FALLBACK_FRAME_RATE
+    previous_index: int | None = None
+    previous_time: float | None = None
     try:  # the reader's thread is running: a bad class list must still close it
         if classes is not None:
             detector = detector.with_classes(classes)
@@ -91,10 +96,16 @@ def track_frames(
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
             if schedule.every_frame:
-                tracks = update_tracker(tracker, detect(detector, frame.image, profiler), profiler, gap, frame.image)
+                # live: the Kalman filter steps by the time since the last frame (drops, outages), not frames
+                timestamp = frame.timestamp_s if live else None
+                detections = detect(detector, frame.image, profiler)
+                tracks = update_tracker(tracker, detections, profiler, gap, frame.image, timestamp=timestamp)
                 counts.detector_calls += 1
             else:
+                if live and previous_time is not None:  # frames that time says passed (drops, an outage)
+                    gap = max(gap, round((frame.timestamp_s - previous_time) * fps))
                 tracks = stepper.track(frame.image, detector, profiler, gap)
+            previous_time = frame.timestamp_s if live else None
             yield frame.index + 1, frame.image, tracks
             profiler.end_frame()
     finally:
@@ -130,8 +141,10 @@ class _FrameOutputs:
     """The files and the window of one run: each frame's kept tracks go to every one of them."""
 
     def __init__(self, stack: contextlib.ExitStack, paths: OutputPaths, source: FrameSource, detector,
-                 profiler: StageProfiler, show: bool) -> None:
+                 profiler: StageProfiler, show: bool, mot_text: str = "") -> None:
         self.results = stack.enter_context(MotResultWriter(paths.results)) if paths.results is not None else None
+        if self.results is not None and mot_text:  # a resumed run: the lines its first part wrote
+            self.results.write_text(mot_text)
         class_names = getattr(getattr(detector, "spec", None), "class_names", ())
         self.tracks = stack.enter_context(TracksJsonWriter(paths.tracks, class_names)) if paths.tracks else None
         if show:
@@ -190,20 +203,18 @@ def run_tracking(
     resume = resume or Resume()
     reader = _open_reader(source, schedule, resume, max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
-    paths = OutputPaths(results_path, video_path, tracks_path)
     counts = ScheduleCounts()
     frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader,
                           schedule=schedule, counts=counts)
-    progress_bar = Progress(total, source.info.name, enabled=progress)
-    stop = _StopState()
+    stop, latency = _StopState(), LatencyRecorder()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        outputs = _FrameOutputs(stack, paths, source, detector, profiler, show)
-        if outputs.results is not None and resume.mot_text:
-            outputs.results.write_text(resume.mot_text)
-        bar = stack.enter_context(progress_bar)
+        outputs = _FrameOutputs(stack, OutputPaths(results_path, video_path, tracks_path), source, detector,
+                                profiler, show, resume.mot_text)
+        bar = stack.enter_context(Progress(total, source.info.name, enabled=progress))
 
         def after(frame_id: int, shown: np.ndarray) -> None:
+            latency.written(reader.pop_receipt_ns(frame_id - 1))
             if resume.on_frame is not None:
                 resume.on_frame(frame_id, shown)
             bar.update(1)
@@ -212,7 +223,8 @@ def run_tracking(
         error = _write_frames(frames, outputs, output_filter, after)
     written_video = outputs.video.close(keep=True) if outputs.video is not None else None
     run_info = {**(info or {}), **_throughput_info(source, profiler.num_frames, time.perf_counter() - start,
-                                                   reader.dropped), **stop.info(), **counts.info(schedule)}
+                                                   reader.dropped), **stop.info(), **counts.info(schedule),
+                **reception_info(reader, profiler.num_frames, latency)}
     if outputs.video is not None:
         run_info["video_codec"] = outputs.video.codec
     return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,
@@ -301,7 +313,7 @@ def _throughput_info(source: FrameSource, frames: int, wall_s: float, dropped: i
     """End-to-end rate and whether it kept up with the source's frame rate."""
     fps = frames / wall_s if wall_s > 0 else 0.0
     info = {
-        "source": source.info.location,
+        "source": source.info.display,
         "frames": frames,
         "wall_s": wall_s,
         "end_to_end_fps": fps,

@@ -36,17 +36,21 @@ def detect(detector, image: np.ndarray, profiler: StageProfiler) -> np.ndarray:
 
 
 def update_tracker(tracker, detections: np.ndarray, profiler: StageProfiler, frame_gap: int = 1,
-                   image: np.ndarray | None = None) -> np.ndarray:
+                   image: np.ndarray | None = None, timestamp: float | None = None) -> np.ndarray:
     """``tracker.update`` split into camera motion / predict / association (IoU + assignment) / bookkeeping /
     re-identification.
 
     The split comes from ``tracker.last_stage_ns``; bookkeeping is the rest of the measured update, so the
     stages add up to the whole call. ``frame_gap`` > 1 tells the tracker that frames were skipped (a live source
     dropped them), so its Kalman prediction and lost-track ageing stay in step with time. ``image`` is the
-    frame, for trackers that read it (``tracker.reid.wrap_tracker``: ``--cmc``, ``--reid``).
+    frame, for trackers that read it (``tracker.reid.wrap_tracker``: ``--cmc``, ``--reid``); ``timestamp``
+    (seconds, instead of ``frame_gap``) steps the tracker by the time that passed (a live source).
     """
     start = time.perf_counter_ns()
-    tracks = tracker.update(detections, image, frame_gap=frame_gap)
+    if timestamp is not None:
+        tracks = tracker.update(detections, image, timestamp=timestamp)
+    else:
+        tracks = tracker.update(detections, image, frame_gap=frame_gap)
     total = time.perf_counter_ns() - start
     stages = tracker.last_stage_ns
     predict = stages["predict"]

@@ -1,0 +1,72 @@
+"""A real RTSP server for the live-stream tests: GStreamer's RTSP server relaying an RTP/H.264 feed received on UDP.
+
+Run by the *system* Python (``/usr/bin/python3``, Debian's ``python3-gi`` and ``gir1.2-gst-rtsp-server-1.0``),
+not the project's virtual environment: PyGObject and the GStreamer typelibs come from apt. ``live_server.py``
+starts it; ffmpeg ``-re`` feeds it H.264 over RTP at the video's own rate, so clients receive frames in real
+time (a server reading a file itself delivers them as fast as it can). Prints ``ready`` once it listens.
+
+    /usr/bin/python3 tests/gst_rtsp_server.py --port 8554 --mount /cam --udp-port 5600
+    /usr/bin/python3 tests/gst_rtsp_server.py --check   # exit 0 when every element it needs is installed
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402 (the versions must be chosen first)
+
+#: GStreamer elements of the relay pipeline, and the Debian package of each
+ELEMENTS = {"udpsrc": "gstreamer1.0-plugins-good", "rtpjitterbuffer": "gstreamer1.0-plugins-good",
+            "rtph264depay": "gstreamer1.0-plugins-good", "rtph264pay": "gstreamer1.0-plugins-good",
+            "h264parse": "gstreamer1.0-plugins-bad"}
+
+
+def missing_elements() -> list[str]:
+    """The pipeline's elements GStreamer cannot find, each with the package that has it."""
+    return [f"{name} ({package})" for name, package in ELEMENTS.items() if Gst.ElementFactory.find(name) is None]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, help="RTSP port on 127.0.0.1")
+    parser.add_argument("--mount", default="/cam", help="path of the stream (default /cam)")
+    parser.add_argument("--udp-port", type=int, help="where the RTP/H.264 feed arrives")
+    parser.add_argument("--check", action="store_true", help="only check that everything needed is installed")
+    args = parser.parse_args()
+    Gst.init(None)
+    if missing := missing_elements():
+        print(f"missing GStreamer elements: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    if args.check:
+        return 0
+    if args.port is None or args.udp_port is None:
+        parser.error("--port and --udp-port are required")
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(str(args.port))
+    factory = GstRtspServer.RTSPMediaFactory()
+    # one pipeline shared by every client, like a camera; config-interval=-1 repeats SPS/PPS with each keyframe so a
+    # client joining (or rejoining after an outage) decodes from the next keyframe. (RTP rather than MPEG-TS from
+    # ffmpeg: tsdemux in this live pipeline delivered ~2 frames/s with broken slices; the RTP relay is clean.)
+    factory.set_launch(
+        f"( udpsrc address=127.0.0.1 port={args.udp_port} caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96\" "
+        "! rtpjitterbuffer latency=50 ! rtph264depay ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
+    factory.set_shared(True)
+    server.get_mount_points().add_factory(args.mount, factory)
+    if server.attach(None) == 0:
+        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        return 1
+    loop = GLib.MainLoop()
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    print("ready", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
