@@ -21,9 +21,10 @@ class RecordingTracker:
         self.tracker = ByteTracker(frame_rate=7)
         self.detections: list[np.ndarray] = []
 
-    def update(self, detections: np.ndarray, frame_gap: int = 1) -> np.ndarray:
+    def update(self, detections: np.ndarray, img: object = None, *, frame_gap: int | None = None,
+               timestamp: float | None = None) -> np.ndarray:
         self.detections.append(detections.copy())
-        return self.tracker.update(detections, frame_gap=frame_gap)
+        return self.tracker.update(detections, img, frame_gap=frame_gap, timestamp=timestamp)
 
     @property
     def last_stage_ns(self) -> dict[str, int]:
