@@ -20,6 +20,9 @@ import onnxruntime as ort
 
 from int8track.files import write_text_atomically
 
+#: in the key, so that timings measured the way older code measured them (fastest of 9 rounds) are not reused
+TIMING_METHOD = "median ratio to fp32 of interleaved rounds"
+
 
 def machine_id() -> dict[str, str]:
     """What the timings depend on besides the graph: CPU model, core count and ONNX Runtime version."""
@@ -45,7 +48,7 @@ class SpeedTable:
             num_threads: int) -> str:
         digest = hashlib.sha256(graph)
         digest.update(json.dumps({"candidates": candidates, "shape": list(input_shape), "threads": num_threads,
-                                  "machine": machine_id()}, sort_keys=True).encode())
+                                  "machine": machine_id(), "timing": TIMING_METHOD}, sort_keys=True).encode())
         return digest.hexdigest()[:20]
 
     def timings(self, key: str, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
