@@ -9,12 +9,11 @@ from typing import Any
 ALGORITHM_VERSION = 6
 #: observers ``observer="auto"`` chooses between (the search never ranked entropy or MSE first on the real models)
 AUTO_OBSERVERS = ("percentile", "minmax")
-#: frames read from the source, half of them held out for the floor (``held_out_count``).
-#: ``benchmarks/calibration_frames.py`` on ByteTrack nano / vtest.avi (all-int8 plan, 66 unseen frames, 2 frame sets
-#: per count): F1@0.5 0.973-0.982 and F1@0.1 0.881-0.904 from 16 to 200 calibration frames with no trend beyond the
-#: spread between frame sets, so 32 calibration frames suffice. The floor is where more frames count: on 16 held-out
-#: frames one flipped box decides (yolov5n's JPEG floor at 0.5 was F1 1.000 there, so a plan differing from fp32
-#: by one box of ~170 was rejected); 32 held-out frames halve that granularity.
+#: frames read from the source, half of them held out for the floor (``held_out_count``); the one home of this
+#: default (the CLI, the model request and the benchmarks import it). Agreement with fp32 does not improve beyond
+#: the spread between frame sets above 16 calibration frames, so 32 suffice; the held-out half is where frames
+#: count: on 16 held-out frames one flipped box decides the floor, 32 halve that granularity
+#: (``benchmarks/calibration_frames.py``; results in benchmarks/README.md, "Measurements behind design choices").
 DEFAULT_NUM_FRAMES = 64
 
 
