@@ -1,0 +1,104 @@
+"""Does the int8 model depend on the machine's load while its speed plan is measured? The `quantize` command on
+two fresh caches ($INT8TRACK_HOME each), the second with busy loops running throughout; prints both plans and
+whether the saved graphs are identical (exit status 1 when they are not).
+
+The saved ONNX files carry the quantization report (step durations, timings) in their metadata, which differ from
+run to run by nature; the graphs are compared without it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.common import (  # noqa: E402
+    SHARED_DATA,
+    busy_processes,
+    require_path,
+    stop_processes,
+    write_json_and_csv,
+)
+
+DEFAULT_WEIGHTS = SHARED_DATA / "weights" / "yolov5n.pt"
+DEFAULT_VIDEO = SHARED_DATA / "videos" / "vtest.avi"
+
+
+def graph_digest(path: Path) -> str:
+    """sha256 of the ONNX model without its metadata (the report's durations and timings)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    return hashlib.sha256(model.SerializeToString()).hexdigest()[:16]
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def quantize_fresh(args: argparse.Namespace, folder: Path, busy: int) -> dict:
+    """One `quantize` run on a fresh $INT8TRACK_HOME under ``folder``, with ``busy`` busy loops throughout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, report_path = folder / "model_int8.onnx", folder / "report.json"
+    command = [sys.executable, "-m", "int8track.apps.cli.quantize", str(args.weights), "--calib", str(args.calib),
+               "-o", str(out), "--report", str(report_path), "--quiet"]
+    if args.calib_frames is not None:
+        command += ["--calib-frames", str(args.calib_frames)]
+    env = {**os.environ, "INT8TRACK_HOME": str(folder / "home")}
+    env.pop("INT8TRACK_SPEED_TABLE", None)  # a fresh speed table too: the plan is measured in this run
+    loops = busy_processes(busy)
+    load_before, start = load_average(), time.perf_counter()
+    try:
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    finally:
+        stop_processes(loops)
+    report = json.loads(report_path.read_text())
+    rounds = report["extra"].get("speed_rounds", {})
+    return {"busy_loops": busy, "load_before": round(load_before, 2), "load_after": round(load_average(), 2),
+            "wall_s": round(time.perf_counter() - start, 1), "speed_choice": report["speed_choice"],
+            "accepted": report["accepted"], "float_convs": len(report["float_layers"]),
+            "speed_ms": {k: round(v, 2) for k, v in report["speed_ms"].items()},
+            "rounds": rounds.get("rounds"), "stable": rounds.get("stable"),
+            "speed_plan_s": round(report["seconds"].get("speed plan (interleaved ORT timings)", 0.0), 1),
+            "graph": graph_digest(out)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--calib", type=Path, default=DEFAULT_VIDEO, help="calibration video / folder")
+    parser.add_argument("--calib-frames", type=int, help="quantize --calib-frames (default: the command's)")
+    parser.add_argument("--busy", type=int, default=2, help="busy loops during the second run")
+    parser.add_argument("--pairs", type=int, default=1, help="quiet/busy pairs to run")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs") / "speed_plan_under_load")
+    args = parser.parse_args(argv)
+    require_path(args.weights, "weights")
+    require_path(args.calib, "calibration source")
+    rows = []
+    for pair in range(args.pairs):
+        for busy in (0, args.busy):
+            row = {"pair": pair, **quantize_fresh(args, args.output_dir / f"pair{pair}_busy{busy}", busy)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{'pair':>4} {'busy':>4} {'load':>11} {'wall s':>7} {'plan s':>6} {'rounds':>6}  {'speed choice':<20} "
+          f"{'float':>5}  {'graph':<16}  accepted")
+    for r in rows:
+        print(f"{r['pair']:>4} {r['busy_loops']:>4} {r['load_before']:>5}-{r['load_after']:<5} {r['wall_s']:>7} "
+              f"{r['speed_plan_s']:>6} {r['rounds']!s:>6}  {r['speed_choice']:<20} {r['float_convs']:>5}  "
+              f"{r['graph']:<16}  {r['accepted']}")
+    same = len({r["graph"] for r in rows}) == 1
+    print("same model in every run" if same else "THE MODELS DIFFER")
+    result = {"weights": str(args.weights), "calib": str(args.calib), "runs": rows, "same_model": same}
+    write_json_and_csv(args.output_dir / "speed_plan_under_load", result, rows)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main()["same_model"] else 1)
