@@ -1,6 +1,7 @@
 """Does the int8 model depend on the machine's load while its speed plan is measured? The `quantize` command on
 two fresh caches ($INT8TRACK_HOME each), the second with busy loops running throughout; prints both plans and
-whether the saved graphs are identical (exit status 1 when they are not).
+whether the saved graphs are identical (exit status 1 when they are not). The "15% rule" column is what the
+previous choice rule (the most-float candidate within the speed margin of the fastest) picks on the same timings.
 
 The saved ONNX files carry the quantization report (step durations, timings) in their metadata, which differ from
 run to run by nature; the graphs are compared without it.
@@ -25,6 +26,7 @@ from benchmarks.common import (  # noqa: E402
     stop_processes,
     write_json_and_csv,
 )
+from int8track.quant.config import SPEED_MARGIN  # noqa: E402
 
 DEFAULT_WEIGHTS = SHARED_DATA / "weights" / "yolov5n.pt"
 DEFAULT_VIDEO = SHARED_DATA / "videos" / "vtest.avi"
@@ -37,6 +39,17 @@ def graph_digest(path: Path) -> str:
     model = onnx.load(str(path))
     del model.metadata_props[:]
     return hashlib.sha256(model.SerializeToString()).hexdigest()[:16]
+
+
+def margin_rule(speed_ms: dict[str, float], margin: float = SPEED_MARGIN) -> str:
+    """The choice the rule before ``quant.speed.pick_candidate`` made on the same timings: of the candidates
+    beating fp32 by ``margin``, the most-float one within ``margin`` of the fastest (kept here for comparison)."""
+    fp32 = speed_ms["fp32"]
+    eligible = [n for n in speed_ms if n != "fp32" and fp32 > speed_ms[n] * (1 + margin)]
+    if not eligible:
+        return "fp32"
+    fastest = min(speed_ms[n] for n in eligible)
+    return next(n for n in eligible if speed_ms[n] <= fastest * (1 + margin))
 
 
 def load_average() -> float:
@@ -65,6 +78,7 @@ def quantize_fresh(args: argparse.Namespace, folder: Path, busy: int) -> dict:
             "wall_s": round(time.perf_counter() - start, 1), "speed_choice": report["speed_choice"],
             "accepted": report["accepted"], "float_convs": len(report["float_layers"]),
             "speed_ms": {k: round(v, 2) for k, v in report["speed_ms"].items()},
+            "margin_rule_choice": margin_rule(report["speed_ms"]) if report["speed_ms"] else "",
             "rounds": rounds.get("rounds"), "stable": rounds.get("stable"),
             "speed_plan_s": round(report["seconds"].get("speed plan (interleaved ORT timings)", 0.0), 1),
             "graph": graph_digest(out)}
@@ -88,11 +102,11 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'pair':>4} {'busy':>4} {'load':>11} {'wall s':>7} {'plan s':>6} {'rounds':>6}  {'speed choice':<20} "
-          f"{'float':>5}  {'graph':<16}  accepted")
+          f"{'15% rule':<20} {'float':>5}  {'graph':<16}  accepted")
     for r in rows:
         print(f"{r['pair']:>4} {r['busy_loops']:>4} {r['load_before']:>5}-{r['load_after']:<5} {r['wall_s']:>7} "
-              f"{r['speed_plan_s']:>6} {r['rounds']!s:>6}  {r['speed_choice']:<20} {r['float_convs']:>5}  "
-              f"{r['graph']:<16}  {r['accepted']}")
+              f"{r['speed_plan_s']:>6} {r['rounds']!s:>6}  {r['speed_choice']:<20} {r['margin_rule_choice']:<20} "
+              f"{r['float_convs']:>5}  {r['graph']:<16}  {r['accepted']}")
     same = len({r["graph"] for r in rows}) == 1
     print("same model in every run" if same else "THE MODELS DIFFER")
     result = {"weights": str(args.weights), "calib": str(args.calib), "runs": rows, "same_model": same}
