@@ -84,6 +84,43 @@ def quantize_fresh(args: argparse.Namespace, folder: Path, busy: int) -> dict:
             "graph": graph_digest(out)}
 
 
+def plan_only(args: argparse.Namespace) -> dict:
+    """``--plan-only N``: only the speed plan's timing (``quant.speed.time_models``) of the candidates, N times
+    quiet then N times with the busy loops, in this process; the choice of each and the 15% rule's on the same
+    timings. Minutes instead of the hour of full quantizations, for the decision alone."""
+    from int8track.detectors import load_detector
+    from int8track.quant.config import QuantConfig
+    from int8track.quant.pipeline import prepare
+    from int8track.quant.speed import FP32, pick_candidate, time_models
+
+    detector = load_detector(str(args.weights), backend="onnxruntime", num_threads=1)
+    config = QuantConfig(num_frames=2, held_out_frames=1)
+    prep = prepare(detector, str(args.calib), config, None)
+    candidates = prep.speed_candidates(prep.timing_plan(config))
+    models = {name: prep.proto.SerializeToString() if name == FP32 else prep.int8_bytes(plan)
+              for name, plan in candidates.items()}
+    rows = []
+    for busy in (0, args.busy):
+        loops = busy_processes(busy)
+        try:
+            for k in range(args.plan_only):
+                load_before, start = load_average(), time.perf_counter()
+                timings = time_models(models, prep.calib_blobs[0])
+                rows.append({"busy_loops": busy, "run": k, "load": round(load_before, 2),
+                             "wall_s": round(time.perf_counter() - start, 1), "rounds": timings.rounds,
+                             "stable": timings.stable, "choice": pick_candidate(timings, SPEED_MARGIN),
+                             "margin_rule_choice": margin_rule(timings.ms),
+                             "ratios": {n: round(ms / timings.fp32_ms, 3) for n, ms in timings.ms.items()}})
+                print(json.dumps(rows[-1]), flush=True)
+        finally:
+            stop_processes(loops)
+    choices = {r["choice"] for r in rows}
+    print(f"choices: {sorted(choices)}; the 15% rule's: {sorted({r['margin_rule_choice'] for r in rows})}")
+    result = {"weights": str(args.weights), "runs": rows, "same_model": len(choices) == 1}
+    write_json_and_csv(args.output_dir / "speed_plan_only", result, rows)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
@@ -92,9 +129,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--busy", type=int, default=2, help="busy loops during the second run")
     parser.add_argument("--pairs", type=int, default=1, help="quiet/busy pairs to run")
     parser.add_argument("--output-dir", type=Path, default=Path("runs") / "speed_plan_under_load")
+    parser.add_argument("--plan-only", type=int, metavar="N",
+                        help="only time the speed candidates, N times quiet and N times busy (no quantization)")
     args = parser.parse_args(argv)
     require_path(args.weights, "weights")
     require_path(args.calib, "calibration source")
+    if args.plan_only:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        return plan_only(args)
     rows = []
     for pair in range(args.pairs):
         for busy in (0, args.busy):
