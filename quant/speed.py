@@ -15,8 +15,8 @@ machine, ``quant.speed_table``, and then decides every later model). Two things 
 * the choice between int8 candidates (``pick_candidate``) takes the fastest, and prefers a candidate keeping more
   convs float only when it is tied with the fastest (within ``TIE_MARGIN``, a few times the ratio's noise).
   Preferring the more-float candidate up to ``speed_margin`` (15%) put the boundary in the middle of real
-  candidates: yolov5n's "int8 from stride 16" is 13-16% slower than its fastest candidate, so the same command
-  chose stride 16 on a quiet machine and stride 8 on a busy one (``benchmarks/speed_plan_under_load.py``).
+  candidates: yolov5n's "int8 from stride 16" is about that much slower than its fastest candidate, so the same
+  command chose stride 16 or stride 8 by the noise of the moment (benchmarks/README.md, "Speed plan under load").
   ``speed_margin`` remains the bar int8 must clear against fp32 (``clearly_faster``).
 """
 from __future__ import annotations
@@ -38,8 +38,8 @@ from int8track.quant.speed_table import SpeedTable
 
 FP32 = "fp32"
 #: int8 candidates whose ratios to fp32 differ by less than this (relative) count as equally fast, and the one
-#: keeping more convs float is chosen. Above the noise of a ratio's median (``STABLE_FRACTION`` of it), far below
-#: the gaps between the strides of the real models (yolov5n: 11-24%, ByteTrack nano: 6-10%).
+#: keeping more convs float is chosen: a few times the noise of a ratio's median (``STABLE_FRACTION`` of it), and
+#: below the gaps between successive stride candidates of the real models (benchmarks/README.md).
 TIE_MARGIN = 0.05
 #: rounds go on until the standard error of every ratio's median is below this fraction of ``TIE_MARGIN``
 STABLE_FRACTION = 0.2
