@@ -1,9 +1,10 @@
-"""Helpers shared by the benchmark scripts: where the real data lives."""
+"""Helpers shared by the benchmark scripts: where the real data lives, busy loops, result files."""
 from __future__ import annotations
 
 import csv
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,3 +31,15 @@ def write_json_and_csv(stem: Path, result: object, rows: list[dict], columns: li
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {json_path} and {csv_path}")
+
+
+def busy_processes(count: int) -> list[subprocess.Popen]:
+    """``count`` processes spinning a core each (``while True: pass``), for runs on a busy machine; the caller
+    kills them (``stop_processes``)."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def stop_processes(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()

@@ -31,7 +31,7 @@ import cv2
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # noqa: E402
+from benchmarks.common import SHARED_DATA, busy_processes, require_path, write_json_and_csv  # noqa: E402
 from int8track.apps.evaluation.metrics import accumulate, summarize  # noqa: E402
 from int8track.apps.io.motchallenge import load_sequence, read_results  # noqa: E402
 
@@ -116,10 +116,6 @@ def interleaved_speed(args: argparse.Namespace, fp32_timing: dict, int8_models: 
     medians = [float(sorted(t)[len(t) // 2]) for t in times]
     return {"1": {"fp32_ms": medians[0], "int8_ms": medians[1:],
                   "int8_over_fp32": max(medians[1:], default=medians[0]) / medians[0]}}  # keyed by thread count
-
-
-def busy_processes(count: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -6,15 +6,14 @@ from typing import Any
 
 #: Changes whenever an algorithm (not a setting) changes the int8 model made from the same inputs, so
 #: caches do not reuse a model made by older code. Settings are in the key through ``QuantConfig.key``.
-ALGORITHM_VERSION = 5
+ALGORITHM_VERSION = 6
 #: observers ``observer="auto"`` chooses between (the search never ranked entropy or MSE first on the real models)
 AUTO_OBSERVERS = ("percentile", "minmax")
-#: frames read from the source, half of them held out for the floor (``held_out_count``).
-#: ``benchmarks/calibration_frames.py`` on ByteTrack nano / vtest.avi (all-int8 plan, 66 unseen frames, 2 frame sets
-#: per count): F1@0.5 0.973-0.982 and F1@0.1 0.881-0.904 from 16 to 200 calibration frames with no trend beyond the
-#: spread between frame sets, so 32 calibration frames suffice. The floor is where more frames count: on 16 held-out
-#: frames one flipped box decides (yolov5n's JPEG floor at 0.5 was F1 1.000 there, so a plan differing from fp32
-#: by one box of ~170 was rejected); 32 held-out frames halve that granularity.
+#: frames read from the source, half of them held out for the floor (``held_out_count``); the one home of this
+#: default (the CLI, the model request and the benchmarks import it). Agreement with fp32 does not improve beyond
+#: the spread between frame sets above 16 calibration frames, so 32 suffice; the held-out half is where frames
+#: count: on 16 held-out frames one flipped box decides the floor, 32 halve that granularity
+#: (``benchmarks/calibration_frames.py``; results in benchmarks/README.md, "Measurements behind design choices").
 DEFAULT_NUM_FRAMES = 64
 
 
@@ -26,9 +25,9 @@ def held_out_count(num_frames: int) -> int:
 #: the tracker's thresholds: int8 detections must agree with fp32 above both (ByteTrack matches high-score
 #: detections first, then low-score ones)
 HIGH_THRESH, LOW_THRESH = 0.5, 0.1
-#: a faster speed candidate is chosen over one keeping more convs float only when it is faster by more than this
-#: (relative). Run-to-run differences of near-equal candidates reach ~4% on a shared 2-core machine, and
-#: ByteTrack nano's best int8 graph is ~8-10% faster than fp32 there: a 10% margin sat on that boundary.
+#: int8 is used only where it beats fp32 by more than this (relative, ``quant.speed.clearly_faster``): a smaller
+#: gain is not worth an int8 model's accuracy risk, and a margin near a model's real gain makes the decision
+#: follow the timing noise (the measurements behind 15%: benchmarks/README.md, "Speed plan")
 SPEED_MARGIN = 0.15
 
 
@@ -43,9 +42,10 @@ class QuantConfig:
     as JPEG quality ``floor_jpeg_quality`` (a perturbation no user would notice).
     ``float_layers``: convs kept float (None: the first ``stem_float`` convs and, with ``head_float``, the
     head's pred convs). ``speed_aware``: keep early high-resolution stages float unless int8 there is faster
-    by more than ``speed_margin`` (relative, minima of interleaved timings), and the whole model float when
-    no int8 variant is. ``ranking``: how layers are ordered when the float set must grow ("local": each
-    conv's own int8 error, one pass; "full": the detector output with that conv alone int8, slow).
+    by more than ``speed_margin`` (relative, median ratios to fp32 of interleaved timings, ``quant.speed``), and
+    the whole model float when no int8 variant is. ``ranking``: how layers are ordered when the float set must
+    grow ("local": each conv's own int8 error, one pass; "full": the detector output with that conv alone int8,
+    slow).
     ``rounding``: "gptq" (weights rounded for the conv output error on ``gptq_frames`` frames) or "nearest".
     ``num_frames``: frames evenly spaced over the source (None: all given), of which ``held_out_frames`` are held
     out (``held_out_frames``) for the observer choice and the floor.

@@ -1,6 +1,6 @@
-"""Graph transforms before quantization: BatchNorm folding, ReLU6 -> ReLU, fusable-pattern listing.
+"""BatchNorm folding before quantization.
 
-All transforms work on module structure (no torch.fx), following the attribute names of the
+Folding works on module structure (no torch.fx), following the attribute names of the
 YOLOX / YOLOv5 blocks: ``BaseConv``/``Conv`` hold ``conv``, ``bn``, ``act``; ``DWConv`` holds
 ``dconv``/``pconv``; ``Bottleneck`` holds ``conv1``/``conv2`` + ``use_add`` (YOLOX) or
 ``cv1``/``cv2`` + ``add`` (YOLOv5). ``nn.Sequential`` containers with consecutive
@@ -9,7 +9,6 @@ YOLOX / YOLOv5 blocks: ``BaseConv``/``Conv`` hold ``conv``, ``bn``, ``act``; ``D
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -81,73 +80,3 @@ def _check_bn_follows_conv(
             raise ValueError(
                 f"cannot fold BatchNorm in {name or 'model'!r}: its {bn_attr!r} does not consume {conv_attr!r}'s output"
             )
-
-
-def relu6_to_relu(model: nn.Module, inplace: bool = False) -> tuple[nn.Module, int]:
-    """Replace every ``nn.ReLU6`` by ``nn.ReLU``; returns (model, number replaced).
-
-    A quantization-friendliness transform, not an identity: outputs change wherever a
-    pre-activation exceeds 6 (ReLU6 caps it), so measure the output change on real data. The gain
-    is that the activation range is no longer tied to 6 and ReLU fuses into the conv in ORT.
-    """
-    target = model if inplace else copy.deepcopy(model)
-    replaced = 0
-    for module in list(target.modules()):
-        for child_name, child in module.named_children():
-            if isinstance(child, nn.ReLU6):
-                setattr(module, child_name, nn.ReLU(inplace=child.inplace))
-                replaced += 1
-    return target, replaced
-
-
-@dataclass(frozen=True)
-class FusablePattern:
-    """A fusion candidate: ``kind`` is ``"conv_act"`` (``first`` = conv, ``second`` = activation, ``op`` = its
-    class name) or ``"conv_add"`` (``first`` = the block whose output is added, ``second`` = the
-    residual block, ``op = "add"``). Names are qualified module names."""
-
-    kind: str
-    first: str
-    second: str
-    op: str
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def find_fusable_patterns(model: nn.Module) -> list[FusablePattern]:
-    """List (conv, activation) and (conv, add) fusion candidates from module structure.
-
-    conv_act: modules with ``conv`` (Conv2d) and ``act`` (an activation), and Sequential runs
-    ``Conv2d[, BatchNorm2d/Identity], activation``. conv_add: residual blocks whose add is on
-    (YOLOX ``Bottleneck.use_add`` -> last conv ``conv2``; YOLOv5 ``Bottleneck.add`` -> ``cv2``).
-    """
-    found: list[FusablePattern] = []
-    for name, module in model.named_modules():
-        conv, act = getattr(module, "conv", None), getattr(module, "act", None)
-        if isinstance(conv, nn.Conv2d) and isinstance(act, ACTIVATION_TYPES):
-            found.append(FusablePattern("conv_act", _join(name, "conv"), _join(name, "act"), type(act).__name__))
-        if isinstance(module, nn.Sequential):
-            found.extend(_sequential_conv_act(module, name))
-        for flag, last in (("use_add", "conv2"), ("add", "cv2")):
-            if getattr(module, flag, None) is True and isinstance(getattr(module, last, None), nn.Module):
-                found.append(FusablePattern("conv_add", _join(name, last), name, "add"))
-    return found
-
-
-def _sequential_conv_act(seq: nn.Sequential, prefix: str) -> list[FusablePattern]:
-    children = list(seq.named_children())
-    found = []
-    for k, (conv_name, conv) in enumerate(children):
-        if not isinstance(conv, nn.Conv2d):
-            continue
-        rest = children[k + 1 :]
-        while rest and isinstance(rest[0][1], (nn.BatchNorm2d, nn.Identity)):
-            rest = rest[1:]
-        if rest and isinstance(rest[0][1], ACTIVATION_TYPES):
-            act_name, act = rest[0]
-            found.append(
-                FusablePattern("conv_act", _join(prefix, conv_name), _join(prefix, act_name), type(act).__name__)
-            )
-    return found

@@ -10,9 +10,9 @@ The output side is the mirror: output channel c (weights, bias) divided by ``t_c
 the conv, so the per-tensor output quantizer sees equal channel ranges (int8 weights are per output channel,
 so their rounding does not change). Both rescales are hooks (``quant.rescale``): float ``Mul`` nodes where
 a conv stays float, and where it runs int8 too (its Q after the input ``Mul``, its DQ before the output
-``Mul``): each costs one elementwise pass over the tensor. Measured on PETS09-S2L1 (30 held-out frames,
-1 thread): ByteTrack-nano F1 at score 0.5 vs fp32 0.967 -> 0.981 and YOLOX-nano output SQNR 9.5 -> 15 dB,
-but the ~200 Muls make ByteTrack-nano int8 slower than fp32 (0.74x), so ``quantize_detector`` leaves it off.
+``Mul``): each costs one elementwise pass over the tensor. It raises agreement with fp32, but the ~200 extra
+``Mul`` nodes cost ByteTrack-nano more time than int8 saves, so ``quantize_detector`` leaves it off
+(benchmarks/README.md, "Measurements behind design choices").
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from int8track.quant.qparams import ASYMMETRIC_UINT8, QScheme, activation_qparams, get_scheme
+from int8track.quant.qparams import ASYMMETRIC_UINT8, QScheme, get_scheme
 
 
 def _flat_numpy(x: torch.Tensor) -> np.ndarray:
@@ -537,9 +537,3 @@ def make_observer(name: str, **kwargs: object) -> Observer:
         return _FACTORIES[name](**kwargs)
     except TypeError as exc:
         raise ValueError(f"bad options for observer {name!r}: {exc}") from exc
-
-
-def observer_qparams(obs: Observer, scheme: str | QScheme = ASYMMETRIC_UINT8) -> tuple[float, int]:
-    """Convenience: ``activation_qparams(*obs.range(), scheme)``."""
-    lo, hi = obs.range()
-    return activation_qparams(lo, hi, scheme)

@@ -51,8 +51,9 @@ def _add_rescale_muls(proto: onnx.ModelProto, model: nn.Module) -> onnx.ModelPro
 
     The hooks are suspended while tracing, so that each conv's rescale is one named node (the traced version
     would be the same math). ``insert_qdq`` then puts the conv's Q after the input ``Mul`` and its DQ before
-    the output ``Mul``, as ``quant.simulate`` does; folding them into per-channel Q/DQ scales instead was
-    measured far slower in ONNX Runtime 1.31 (per-axis QuantizeLinear: ByteTrack-nano 46 -> 900 ms).
+    the output ``Mul``, as ``quant.simulate`` does; folding them into per-channel Q/DQ scales instead makes
+    ONNX Runtime run per-axis QuantizeLinear, many times slower (benchmarks/README.md, "Measurements behind
+    design choices").
     """
     convs = conv_layers(model)
     if all(input_scale(c) is None and output_scale(c) is None for c in convs.values()):
@@ -157,7 +158,8 @@ def fuse_silu(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Replace every ``Mul(x, Sigmoid(x))`` by one ``com.microsoft.QuickGelu(x, alpha=1)`` (same math).
 
     ORT fuses this itself in a float graph, but not when ``x`` comes from a DequantizeLinear, and the
-    unfused Sigmoid + Mul pair costs about 1.6x the fused kernel on the big early feature maps.
+    unfused Sigmoid + Mul pair costs well over the fused kernel on the big early feature maps (two passes
+    over the tensor instead of one; benchmarks/README.md, "Measurements behind design choices").
     """
     graph = proto.graph
     producer = {out: node for node in graph.node for out in node.output}

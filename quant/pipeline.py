@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,19 +27,16 @@ from int8track.quant.gptq import gptq_plan
 from int8track.quant.migrate import migrate_convs
 from int8track.quant.onnx_export import QuantizedDetector, default_float_layers, export_fp32, fuse_silu, insert_qdq
 from int8track.quant.report import QuantReport
-from int8track.quant.sensitivity import (
-    FP32,
-    EvalSet,
-    LayerSensitivity,
-    LocalError,
+from int8track.quant.sensitivity import EvalSet, LayerSensitivity, LocalError, layer_sensitivity, local_sensitivity
+from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
+from int8track.quant.speed import (
+    SpeedPlan,
+    SpeedTimings,
     conv_strides,
-    layer_sensitivity,
-    local_sensitivity,
     speed_candidates,
     speed_plan,
-    time_models,
+    timed_against_fp32,
 )
-from int8track.quant.simulate import ACT_SCHEMES, QuantPlan, conv_layers
 from int8track.quant.speed_table import SpeedTable
 from int8track.quant.statistics import HISTOGRAM_OBSERVERS, ConvStatistics, gather_statistics
 
@@ -81,8 +78,15 @@ class Prepared:
         ranges = {f"{n}:{side}": (-1.0, 1.0) for n in quantized for side in ("in", "out")}
         return QuantPlan(ranges, quantized, config.scheme, "timing", weight_granularity=config.weight_granularity)
 
+    def all_float_plan(self, config: QuantConfig) -> QuantPlan:
+        return QuantPlan({}, [], config.scheme, config.observer, weight_granularity=config.weight_granularity)
+
     def int8_bytes(self, plan: QuantPlan) -> bytes:
         return insert_qdq(self.proto, self.model, plan).SerializeToString()
+
+    def timed(self, speed: SpeedPlan, plan: QuantPlan, table: SpeedTable) -> SpeedTimings:
+        """fp32 and ``plan`` timed on the first calibration frame (``speed.timed_against_fp32``)."""
+        return timed_against_fp32(speed, plan, self.proto, self.model, self.calib_blobs[0], table)
 
 
 class Timer:
@@ -234,6 +238,34 @@ def widen_float_set(plan: QuantPlan, order: Sequence[str], meets: Callable[[Quan
     return plan.with_float(order[:hi])
 
 
+ALL_FLOAT = Agreement2(1.0, 1.0)  # an all-float plan is the fp32 model: it agrees with itself
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The calibrated plan (chosen observer's ranges, the speed plan's float set, rounded weights), the observers'
+    held-out scores when several were tried, and the largest bias correction per conv when one was applied."""
+
+    plan: QuantPlan
+    observer_scores: dict[str, Agreement2]
+    bias_correction_max: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """What the accuracy floor and the final speed check settled on: the plan (all float: the fp32 model), its
+    agreement with fp32, why it was accepted (``label``), the candidates that missed the floor, the sensitivity
+    table behind a widened float set, whether int8 stayed faster than fp32 and the timings that said so."""
+
+    plan: QuantPlan
+    agreement: Agreement2
+    label: str
+    rejected: tuple[dict[str, Any], ...] = ()
+    table: tuple[LayerSensitivity | LocalError, ...] = ()
+    int8_faster: bool = True
+    timings: SpeedTimings | None = None
+
+
 def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], config: QuantConfig, *,
              eval_frames: Sequence[np.ndarray] | None = None, num_threads: int | None = None,
              speed_table: str | Path | None = None, progress: bool = True) -> QuantizedDetector:
@@ -245,128 +277,133 @@ def quantize(detector: Detector, source: str | Path | Sequence[np.ndarray], conf
         held = HeldOut(detector, prep.proto.SerializeToString(), prep.held, num_threads)
         floor = (Floor(config.target_agreement, config.target_agreement, "target_agreement")
                  if config.target_agreement is not None else held.jpeg_floor(config.floor_jpeg_quality))
-    speed_ms: dict[str, float] = {}
-    speed_choice = "not timed"
     speeds = SpeedTable(speed_table)
+    speed = None
     if config.speed_aware and prep.base_float != list(conv_layers(prep.model)):
         # before calibration: graph speed does not depend on the ranges, and when no int8 graph beats fp32 by the
         # margin the statistics, observer choice and weight rounding are not needed at all
         with timer.step("speed plan (interleaved ORT timings)"):
-            speed_choice, _, speed_ms = speed_plan(prep.proto, prep.model, prep.timing_plan(config),
-                                                   prep.calib_blobs[0], margin=config.speed_margin, table=speeds,
-                                                   strides=prep.strides)
-    report = QuantReport(config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
-                         observer=config.observer, floor={"high": floor.high, "low": floor.low,
-                                                          "source": floor.source},
-                         speed_ms=speed_ms, speed_choice=speed_choice, extra=prep.extra)
-    if speed_ms:
-        report.extra["speed_timings"] = "reused from the speed table" if speeds.reused else "measured now"
-    table: list[LayerSensitivity | LocalError] = []
-    if speed_choice == FP32:
-        report.int8_faster = False
-        plan = QuantPlan({}, [], config.scheme, config.observer, weight_granularity=config.weight_granularity)
-        reached = Agreement2(1.0, 1.0)
-        report.accepted = "fp32 (int8 not faster; not calibrated)"
+            speed = speed_plan(prep.proto, prep.model, prep.timing_plan(config), prep.calib_blobs[0],
+                               strides=prep.strides, margin=config.speed_margin, table=speeds)
+    calibrated = None
+    if speed is not None and not speed.int8_pays_off:
+        outcome = Acceptance(prep.all_float_plan(config), ALL_FLOAT, "fp32 (int8 not faster; not calibrated)",
+                             int8_faster=False)
     else:
-        ranges = range_source(prep, config)
-        with timer.step("calibration statistics (one pass, all observers)", len(prep.calib_blobs)):
-            ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
-        with timer.step("observer choice on held-out frames", len(prep.held)):
-            plan, scores = choose_observer(prep, config, ranges, held)
-        report.observer = plan.observer
-        report.observer_scores = {name: {"high": s.high, "low": s.low} for name, s in scores.items()}
-        if speed_ms:  # the timed float set, with the chosen observer's ranges
-            plan = prep.speed_candidates(plan)[speed_choice]
-        if config.rounding == "gptq":
-            with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
-                plan = round_weights(prep, plan, config)
-        if config.bias_correction:
-            report.extra["bias_correction_max"] = correct_biases(prep.model, plan, prep.calib_blobs)
+        calibrated = calibrate(prep, config, held, speed, timer)
         with timer.step("accuracy floor"):
-            plan, reached, table = accept(prep, config, plan, held, floor, speed_ms, speed_choice, report, speeds)
-        if speed_ms and plan.quantized:
-            report.extra["accepted_speed_ms"] = timed = timed_against_fp32(prep, plan, speed_ms, config, speeds)
-            if not clearly_faster(timed, config.speed_margin):
-                report.int8_faster = False
-                report.accepted += " -> fp32: the int8 plan that reached the floor is not faster than fp32"
-                plan, reached = plan.with_float(plan.quantized), Agreement2(1.0, 1.0)
-    report.agreement = {"high": reached.high, "low": reached.low}
-    report.quantized_convs = len(plan.quantized)
-    report.float_layers = [n for n in conv_layers(prep.model) if n not in plan.quantized]
-    report.all_float = not plan.quantized
-    report.seconds, report.cpu_seconds, report.frames_per_second = timer.seconds, timer.cpu_seconds, timer.rates
-    return QuantizedDetector(detector.spec, insert_qdq(prep.proto, prep.model, plan), report, num_threads,
+            outcome = accept(prep, config, calibrated.plan, held, floor, speed, speeds)
+        if speed is not None and outcome.plan.quantized:
+            outcome = final_speed_check(prep, outcome, speed, config.speed_margin, speeds)
+    report = build_report(prep, config, floor, speed, calibrated, outcome, timer)
+    return QuantizedDetector(detector.spec, insert_qdq(prep.proto, prep.model, outcome.plan), report, num_threads,
                              detector.conf_thresh, detector.nms_thresh, detector.classes,
-                             plan=plan, float_model=prep.model, sensitivity=table)
+                             plan=outcome.plan, float_model=prep.model, sensitivity=outcome.table)
 
 
-def timed_against_fp32(prep: Prepared, plan: QuantPlan, speed_ms: dict[str, float], config: QuantConfig,
-                       table: SpeedTable) -> dict[str, float]:
-    """ms of fp32 and of ``plan`` (under its name): from the speed plan's timings when ``plan`` is one of its
-    candidates, else timed now against fp32 (or read from ``table``, where an earlier run stored them)."""
-    timed = prep.speed_candidates(prep.timing_plan(config))
-    name = next((n for n, p in timed.items() if n in speed_ms and set(p.quantized) == set(plan.quantized)), None)
-    if name is not None:
-        return {FP32: speed_ms[FP32], name: speed_ms[name]}
-    name = f"int8, {len(plan.quantized)} convs"
-    fp32, blob = prep.proto.SerializeToString(), prep.calib_blobs[0]
-    key = table.key(fp32, {FP32: [], name: sorted(plan.quantized)}, blob.shape, 1)
-    return table.timings(key, lambda: time_models({FP32: fp32, name: prep.int8_bytes(plan)}, blob))
+def calibrate(prep: Prepared, config: QuantConfig, held: HeldOut, speed: SpeedPlan | None, timer: Timer) -> Calibrated:
+    """Statistics, observer choice, the speed plan's float set, weight rounding and bias correction."""
+    ranges = range_source(prep, config)
+    with timer.step("calibration statistics (one pass, all observers)", len(prep.calib_blobs)):
+        ranges(AUTO_OBSERVERS[0] if config.observer == "auto" else config.observer)
+    with timer.step("observer choice on held-out frames", len(prep.held)):
+        plan, scores = choose_observer(prep, config, ranges, held)
+    if speed is not None:  # the timed float set, with the chosen observer's ranges
+        plan = prep.speed_candidates(plan)[speed.chosen]
+    if config.rounding == "gptq":
+        with timer.step("GPTQ weight rounding", min(config.gptq_frames, len(prep.calib_blobs))):
+            plan = round_weights(prep, plan, config)
+    correction = correct_biases(prep.model, plan, prep.calib_blobs) if config.bias_correction else None
+    return Calibrated(plan, scores, correction)
 
 
-def clearly_faster(timings: dict[str, float], margin: float) -> bool:
-    """Whether the int8 entry of ``timed_against_fp32``'s timings beats fp32 by more than ``margin``."""
-    int8 = next(ms for name, ms in timings.items() if name != FP32)
-    return timings[FP32] > int8 * (1.0 + margin)
+def final_speed_check(prep: Prepared, outcome: Acceptance, speed: SpeedPlan, margin: float,
+                      table: SpeedTable) -> Acceptance:
+    """``outcome`` with its timings against fp32, or the fp32 model when its plan is not clearly faster."""
+    timings = prep.timed(speed, outcome.plan, table)
+    if timings.clearly_faster(timings.int8_name(), margin):
+        return replace(outcome, timings=timings)
+    return replace(outcome, plan=outcome.plan.with_float(outcome.plan.quantized), agreement=ALL_FLOAT,
+                   label=f"{outcome.label} -> fp32: the int8 plan that reached the floor is not faster than fp32",
+                   int8_faster=False, timings=timings)
+
+
+def build_report(prep: Prepared, config: QuantConfig, floor: Floor, speed: SpeedPlan | None,
+                 calibrated: Calibrated | None, outcome: Acceptance, timer: Timer) -> QuantReport:
+    """The report of one quantization, from what its steps returned."""
+    extra: dict[str, Any] = dict(prep.extra)
+    if speed is not None:
+        extra["speed_timings"] = "reused from the speed table" if speed.reused else "measured now"
+        if not speed.reused:
+            extra["speed_rounds"] = {"rounds": speed.timings.rounds, "stable": speed.timings.stable,
+                                     "ratio_error": speed.timings.spread}
+    if calibrated is not None and calibrated.bias_correction_max is not None:
+        extra["bias_correction_max"] = calibrated.bias_correction_max
+    if outcome.timings is not None:
+        extra["accepted_speed_ms"] = dict(outcome.timings.ms)
+    return QuantReport(
+        config=config.key(), calibration_frames=len(prep.calib_blobs), eval_frames=len(prep.held),
+        observer=calibrated.plan.observer if calibrated is not None else config.observer,
+        observer_scores={name: {"high": s.high, "low": s.low}
+                         for name, s in (calibrated.observer_scores if calibrated is not None else {}).items()},
+        floor={"high": floor.high, "low": floor.low, "source": floor.source},
+        agreement={"high": outcome.agreement.high, "low": outcome.agreement.low},
+        speed_ms=dict(speed.timings.ms) if speed is not None else {},
+        speed_choice=speed.chosen if speed is not None else "", int8_faster=outcome.int8_faster,
+        rejected=list(outcome.rejected), accepted=outcome.label, quantized_convs=len(outcome.plan.quantized),
+        float_layers=[n for n in conv_layers(prep.model) if n not in outcome.plan.quantized],
+        all_float=not outcome.plan.quantized, seconds=dict(timer.seconds), cpu_seconds=dict(timer.cpu_seconds),
+        frames_per_second=dict(timer.rates), extra=extra)
 
 
 def accept(prep: Prepared, config: QuantConfig, plan: QuantPlan, held: HeldOut, floor: Floor,
-           speed_ms: dict[str, float], speed_choice: str, report: QuantReport,
-           speeds: SpeedTable) -> tuple[QuantPlan, Agreement2, list[LayerSensitivity | LocalError]]:
+           speed: SpeedPlan | None, speeds: SpeedTable) -> Acceptance:
     """The first plan reaching ``floor``: ``plan``, then the more-float speed candidates, then ``plan`` with the
     most sensitive convs kept float (as few as reach it, while still clearly faster than fp32 when the speed
     plan ran), then every conv float."""
     scored: dict[tuple[str, ...], Agreement2] = {}
+    rejected: list[dict[str, Any]] = []
 
     def meets(candidate: QuantPlan, label: str | None = None) -> bool:
         key = tuple(candidate.quantized)
         if key not in scored:
-            scored[key] = held.score(prep.int8_bytes(candidate)) if candidate.quantized else Agreement2(1.0, 1.0)
+            scored[key] = held.score(prep.int8_bytes(candidate)) if candidate.quantized else ALL_FLOAT
             if label is not None and not floor.met_by(scored[key]):
-                report.rejected.append({"candidate": label, "high": scored[key].high, "low": scored[key].low})
+                rejected.append({"candidate": label, "high": scored[key].high, "low": scored[key].low})
         return floor.met_by(scored[key])
 
-    label = f"{plan.observer}, {speed_choice}" if speed_ms else plan.observer
+    def accepted(candidate: QuantPlan, label: str, table: Sequence[LayerSensitivity | LocalError] = ()) -> Acceptance:
+        return Acceptance(candidate, scored[tuple(candidate.quantized)], label, tuple(rejected), tuple(table))
+
+    label = f"{plan.observer}, {speed.chosen}" if speed is not None else plan.observer
     if meets(plan, label):
-        report.accepted = label
-        return plan, scored[tuple(plan.quantized)], []
-    if speed_ms:
-        candidates = prep.speed_candidates(plan)
+        return accepted(plan, label)
+    if speed is not None:
         # more-float candidates clearly faster than fp32 only: one that is not would end as fp32 after the final
         # speed check, where the chosen candidate with its most sensitive convs float may still be clearly faster
-        names = [n for n in candidates if n != FP32 and speed_ms[FP32] > speed_ms[n] * (1.0 + config.speed_margin)]
-        for name in reversed(names[:names.index(speed_choice)] if speed_choice in names else []):
+        candidates = prep.speed_candidates(plan)
+        for name in speed.more_float_than_chosen(config.speed_margin):
             if meets(candidates[name], f"{plan.observer}, {name}"):
-                report.accepted = f"{plan.observer}, {name}"
-                return candidates[name], scored[tuple(candidates[name].quantized)], []
+                return accepted(candidates[name], f"{plan.observer}, {name}")
     order, table = sensitivity_order(prep, plan, config)
     too_slow: list[int] = []  # float convs of the first widened plan not clearly faster than fp32
 
     def fast(candidate: QuantPlan) -> bool:
-        if clearly_faster(timed_against_fp32(prep, candidate, speed_ms, config, speeds), config.speed_margin):
+        assert speed is not None  # only passed when the speed plan ran
+        timings = prep.timed(speed, candidate, speeds)
+        if timings.clearly_faster(timings.int8_name(), config.speed_margin):
             return True
         too_slow.append(len(plan.quantized) - len(candidate.quantized))
         return False
 
-    widened = widen_float_set(plan, order, meets, fast if speed_ms else None)
+    widened = widen_float_set(plan, order, meets, fast if speed is not None else None)
     if widened is not None and widened.quantized:
-        report.accepted = f"{plan.observer}, {len(plan.quantized) - len(widened.quantized)} more convs float " \
-                          f"(by {config.ranking} sensitivity)"
-        return widened, scored[tuple(widened.quantized)], table
+        return accepted(widened, f"{plan.observer}, {len(plan.quantized) - len(widened.quantized)} more convs float "
+                                 f"(by {config.ranking} sensitivity)", table)
+    everything_float = plan.with_float(plan.quantized)
     if too_slow:
-        report.int8_faster = False
-        report.accepted = (f"all float: int8 is not faster than fp32 (by the margin) with {too_slow[0]} of its most "
-                           "sensitive convs float, and with fewer it missed the floor")
-    else:
-        report.accepted = "all float (no int8 plan reached the floor)"
-    return plan.with_float(plan.quantized), Agreement2(1.0, 1.0), table
+        why = (f"all float: int8 is not faster than fp32 (by the margin) with {too_slow[0]} of its most sensitive "
+               "convs float, and with fewer it missed the floor")
+        return Acceptance(everything_float, ALL_FLOAT, why, tuple(rejected), tuple(table), int8_faster=False)
+    return Acceptance(everything_float, ALL_FLOAT, "all float (no int8 plan reached the floor)", tuple(rejected),
+                      tuple(table))

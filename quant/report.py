@@ -12,7 +12,8 @@ class QuantReport:
 
     ``observer_scores``: each observer candidate's held-out agreement ``{"high": F1, "low": F1}``;
     ``floor``/``agreement``: the floor and what the accepted model reached (both thresholds);
-    ``speed_ms``: fastest interleaved ORT time of fp32 and each speed candidate, ``speed_choice`` the one chosen;
+    ``speed_ms``: fp32's fastest ORT time and each speed candidate's, fp32's times its median ratio to fp32 over
+    interleaved rounds (``quant.speed``); ``speed_choice`` the one chosen ("" when the speed plan did not run);
     ``rejected``: candidates that missed the floor, with their agreement; ``int8_faster``: False when no int8
     variant beat fp32 by the speed margin (the model is then all float); ``seconds``: wall time per step
     (``cpu_seconds``: this process's CPU time, which a busy machine does not inflate).
@@ -59,7 +60,7 @@ class QuantReport:
             f"{self.quantized_convs} int8 convs, {len(self.float_layers)} float convs; accepted: {self.accepted}",
         ]
         if self.speed_ms:
-            lines.append("speed plan (ms, fastest of interleaved runs, 1 thread): " + ", ".join(
+            lines.append("speed plan (ms, fp32 x median ratio of interleaved runs, 1 thread): " + ", ".join(
                 f"{k} {v:.1f}" for k, v in self.speed_ms.items()) + f"; chose {self.speed_choice}")
         if not self.int8_faster:
             lines.append("int8 is not faster than fp32 for this model on this machine (within the floor): "

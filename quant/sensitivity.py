@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from int8track.detectors.runtime import create_session
 from int8track.quant.agreement import detection_f1
-from int8track.quant.config import SPEED_MARGIN
-from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.qparams import sqnr_db
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim, run_simulated
-from int8track.quant.speed_table import SpeedTable
 
 Decode = Callable[[np.ndarray, Any], np.ndarray]  # raw head output, frame meta -> (N,6) boxes
 
@@ -173,93 +167,3 @@ def report(table: Sequence[LayerSensitivity | LocalError], out_prefix: str | Pat
     fig.savefig(paths["png"], dpi=120)
     plt.close(fig)
     return paths
-
-
-def time_models(models: dict[str, bytes], blob: np.ndarray, rounds: int = 9, num_threads: int = 1) -> dict[str, float]:
-    """Fastest ms per inference of each ONNX model on ``blob``, runs interleaved round-robin.
-
-    With one ORT thread the graph runs on the calling thread, so its CPU time (``thread_time``) is measured:
-    unlike wall time it does not grow while other processes hold the cores (wall-time rankings of near-equal
-    graphs flipped on a busy 2-core machine). The minimum of the interleaved runs drops the rest of the noise.
-    """
-    clock = time.thread_time if num_threads == 1 else time.perf_counter
-    sessions = {name: create_session(data, num_threads) for name, data in models.items()}
-    feeds = {name: {s.get_inputs()[0].name: blob} for name, s in sessions.items()}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for name, session in sessions.items():
-        session.run(None, feeds[name])  # warm-up
-    for _ in range(rounds):
-        for name, session in sessions.items():
-            start = clock()
-            session.run(None, feeds[name])
-            times[name].append((clock() - start) * 1000)
-    return {name: float(np.min(t)) for name, t in times.items()}
-
-
-@torch.no_grad()
-def conv_strides(model: nn.Module, input_hw: tuple[int, int]) -> dict[str, int]:
-    """Output stride (input height / output height) of every conv."""
-    strides: dict[str, int] = {}
-    handles = [conv.register_forward_hook(
-        lambda _m, _a, out, n=name: strides.__setitem__(n, int(round(input_hw[0] / out.shape[-2]))))
-        for name, conv in conv_layers(model).items()]
-    try:
-        model(torch.zeros(1, 3, *input_hw))
-    finally:
-        for h in handles:
-            h.remove()
-    return strides
-
-
-FP32 = "fp32"
-
-
-def speed_candidates(plan: QuantPlan, strides: Mapping[str, int]) -> dict[str, QuantPlan]:
-    """fp32 (every conv float), then ``plan`` with every conv of output stride < s kept float for s = ..., 8, 4
-    (the last one is ``plan`` itself): from most convs float to fewest. ``strides``: ``conv_strides``."""
-    candidates = {FP32: plan.with_float(plan.quantized)}
-    for s in sorted({strides[n] for n in plan.quantized}, reverse=True):
-        candidates[f"int8 from stride {s}"] = plan.with_float([n for n in plan.quantized if strides[n] < s])
-    return candidates
-
-
-def speed_plan(proto: onnx.ModelProto, model: nn.Module, plan: QuantPlan, blob: np.ndarray, num_threads: int = 1,
-               rounds: int = 9, margin: float = SPEED_MARGIN,
-               table: SpeedTable | None = None,
-               strides: Mapping[str, int] | None = None) -> tuple[str, dict[str, QuantPlan], dict[str, float]]:
-    """Times every ``speed_candidates`` graph (or reads their timings from ``table``, where an earlier run on
-    this machine stored them); of the candidates faster than fp32 by more than ``margin``, the one keeping the
-    most convs float among those within ``margin`` of the fastest wins (``pick_candidate``), else fp32.
-
-    Whole graphs are timed, not single layers: ORT runs float convs in its blocked NCHWc layout and int8
-    convs in NHWC, so every float/int8 boundary adds layout reorders that per-layer timings miss. On
-    high-resolution maps with few channels the int8 conv saves less than its Q/DQ costs.
-    ``strides``: ``conv_strides`` of ``model`` at the blob's size, when the caller has them already.
-    Returns the chosen candidate's name, every candidate and the timings (ms).
-    """
-    if strides is None:
-        strides = conv_strides(model, (int(blob.shape[-2]), int(blob.shape[-1])))
-    candidates = speed_candidates(plan, strides)
-    fp32 = proto.SerializeToString()
-
-    def measure() -> dict[str, float]:
-        models = {name: fp32 if name == FP32 else insert_qdq(proto, model, p).SerializeToString()
-                  for name, p in candidates.items()}
-        return time_models(models, blob, rounds, num_threads)
-
-    table = table or SpeedTable(None)
-    key = table.key(fp32, {name: sorted(p.quantized) for name, p in candidates.items()}, blob.shape, num_threads)
-    timings = table.timings(key, measure)
-    return pick_candidate(timings, list(candidates), margin), candidates, timings
-
-
-def pick_candidate(timings: dict[str, float], candidates: list[str], margin: float) -> str:
-    """fp32 (``candidates[0]``) unless an int8 candidate beats it by more than ``margin`` (relative); then, of the
-    candidates that do, the first (most convs float) timed within ``margin`` of the fastest of them.
-
-    One rule for both questions, so the choice agrees with the final int8-vs-fp32 check (``clearly_faster``): a
-    candidate merely close to the fastest but not clearly faster than fp32 is never picked."""
-    fp32 = candidates[0]
-    eligible = [fp32] + [n for n in candidates[1:] if timings[fp32] > timings[n] * (1.0 + margin)]
-    fastest = min(timings[name] for name in eligible)
-    return next(name for name in eligible if timings[name] <= fastest * (1.0 + margin))

@@ -1,10 +1,10 @@
 """Measured speed of int8 candidates, kept per machine so the speed plan is measured once and then reused.
 
-Which convs are worth int8 is a property of the graph and the machine, not of the calibration frames, and whole-graph
-timings of near-equal candidates move by more than their differences when other processes share the cores (even
-CPU-time rankings flipped under two busy loops on a 2-core machine). So the first quantization of a graph on a
-machine measures the candidates and stores the timings; every later one (another video, a busy CPU, a cleared model
-cache) reads them back, and the same weights and frames give the same plan. Delete the folder to measure again.
+Which convs are worth int8 is a property of the graph and the machine, not of the calibration frames. The
+measurement itself is made to not depend on the machine's load (``quant.speed``), but it is still a measurement,
+and it takes many timed runs: the first quantization of a graph on a machine stores the timings, and every later one
+(another video, a cleared model cache) reads them back, so the same weights and frames give the same plan without
+measuring again. Delete the folder to measure again.
 """
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ from pathlib import Path
 import onnxruntime as ort
 
 from int8track.files import write_text_atomically
+
+#: in the key, so that timings measured the way older code measured them (fastest of 9 rounds) are not reused
+TIMING_METHOD = "median ratio to fp32 of interleaved rounds"
 
 
 def machine_id() -> dict[str, str]:
@@ -45,7 +48,7 @@ class SpeedTable:
             num_threads: int) -> str:
         digest = hashlib.sha256(graph)
         digest.update(json.dumps({"candidates": candidates, "shape": list(input_shape), "threads": num_threads,
-                                  "machine": machine_id()}, sort_keys=True).encode())
+                                  "machine": machine_id(), "timing": TIMING_METHOD}, sort_keys=True).encode())
         return digest.hexdigest()[:20]
 
     def timings(self, key: str, measure: Callable[[], dict[str, float]]) -> dict[str, float]:

@@ -173,3 +173,41 @@ def test_a_truncated_entry_is_reported_removed_and_rebuilt(tmp_path, capsys):
     assert f"cached int8 model {first.path} does not load" in err and "calibrating again" in err
     assert "\n" not in err.strip()  # one line
     assert get().reused  # and the rebuilt entry serves the next run
+
+
+def _calibration_children() -> list:
+    import multiprocessing
+
+    return [p for p in multiprocessing.active_children() if p.name == "int8-calibration"]
+
+
+def test_the_calibration_child_reports_a_death_an_error_and_stops_on_an_interrupt(tmp_path):
+    """``quantize_in_child``: a child killed from outside is an error naming the model, an exception in the child is
+    raised here as itself, and an interrupt while the frames are read stops the child; no child is left behind."""
+    from types import SimpleNamespace
+
+    from int8track.apps.models.cache import quantize_in_child
+    from int8track.quant.config import QuantConfig
+
+    detector = SimpleNamespace(model=None, spec=SimpleNamespace(name="no-float-model"))
+    path = tmp_path / "model.onnx"
+
+    def kill_child() -> list:
+        (child,) = _calibration_children()
+        child.kill()
+        child.join()
+        return []
+
+    with pytest.raises(RuntimeError, match=f"ended before writing {path}"):
+        quantize_in_child(detector, kill_child, QuantConfig(), path)
+
+    def interrupted() -> list:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quantize_in_child(detector, interrupted, QuantConfig(), path)
+    assert not _calibration_children()
+
+    with pytest.raises(ValueError, match="no-float-model: quantization needs the float torch model"):
+        quantize_in_child(detector, lambda: [np.zeros((8, 8, 3), np.uint8)], QuantConfig(), path)
+    assert not _calibration_children() and not path.exists()

@@ -172,6 +172,15 @@ def test_real_bytetrack_torch_and_onnxruntime_agree_at_the_fitted_size(single_to
     np.testing.assert_allclose(people[:, :4], native_people[:, :4], atol=3.0)
 
 
+def _quantize_here(detector, frames, config, path, before=lambda: None) -> None:
+    """``apps.models.cache.quantize_in_child`` in this process, where a replaced ``quant.quantize_detector`` is seen."""
+    from int8track.apps.models.cache import quantize_in_process
+
+    calibration_frames = frames()
+    before()
+    quantize_in_process(detector, calibration_frames, config, path)
+
+
 def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch):
     """``track --int8``: the detector handed to the quantizer is already at the fitted size (its calibration
     blobs too), the cached model runs at that size, and another size is another cache entry."""
@@ -191,7 +200,7 @@ def test_int8_cache_and_calibration_follow_the_input_size(tmp_path, monkeypatch)
         return SavedProto(proto)
 
     monkeypatch.setattr(quant, "quantize_detector", stand_in)
-    monkeypatch.setattr(model_cache, "quantize_in_child", model_cache.quantize_here)  # sees the stand-in
+    monkeypatch.setattr(model_cache, "quantize_in_child", _quantize_here)  # sees the stand-in
     base = [str(video), "--weights", str(weights), "--int8", "--calib-frames", "2", "--threads", "1", "--no-video",
             "--quiet", "--max-frames", "2"]
     assert main([*base, "--output-dir", str(tmp_path / "fitted")]) == 0

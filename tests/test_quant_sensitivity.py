@@ -1,4 +1,4 @@
-"""Per-layer sensitivity, greedy float set, speed table and the report files, on the tiny conv net."""
+"""Per-layer sensitivity, greedy float set and the report files, on the tiny conv net."""
 from __future__ import annotations
 
 import csv
@@ -10,20 +10,9 @@ import torch
 from test_quant_simulate import tiny_setup
 
 from int8track.quant.calibration import collect_ranges
-from int8track.quant.onnx_export import export_fp32, fuse_silu
 from int8track.quant.pipeline import widen_float_set
 from int8track.quant.qparams import sqnr_db
-from int8track.quant.sensitivity import (
-    SPEED_MARGIN,
-    EvalSet,
-    conv_strides,
-    evaluate_plan,
-    layer_sensitivity,
-    local_sensitivity,
-    pick_candidate,
-    report,
-    speed_plan,
-)
+from int8track.quant.sensitivity import EvalSet, evaluate_plan, layer_sensitivity, local_sensitivity, report
 from int8track.quant.simulate import QuantPlan, conv_layers, conv_sim
 
 
@@ -83,35 +72,6 @@ def test_report_writes_csv_json_png(setup, tmp_path):
     assert [r["layer"] for r in rows] == [r.layer for r in table]
     assert json.loads(paths["json"].read_text())[0]["layer"] == table[0].layer
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
-
-
-def test_speed_plan_times_fp32_and_stage_candidates(setup):
-    model, blobs, plan, _ = setup
-    proto = fuse_silu(export_fp32(model, (32, 32)))
-    assert conv_strides(model, (32, 32)) == {"stem": 2, "dw": 2, "pw": 2, "pred": 2}
-    chosen, candidates, timings = speed_plan(proto, model, plan, blobs[0], rounds=3)
-    assert list(candidates) == list(timings) == ["fp32", "int8 from stride 2"]
-    assert all(t > 0 for t in timings.values())
-    assert candidates["fp32"].quantized == [] and candidates["int8 from stride 2"].quantized == plan.quantized
-    assert chosen == pick_candidate(timings, list(candidates), SPEED_MARGIN)
-
-
-def test_speed_choice_keeps_more_float_unless_clearly_faster():
-    order = ["fp32", "int8 from stride 8", "int8 from stride 4", "int8 from stride 2"]
-    timings = {"fp32": 50.0, "int8 from stride 8": 45.0, "int8 from stride 4": 41.5, "int8 from stride 2": 40.0}
-    assert pick_candidate(timings, order, 0.05) == "int8 from stride 4"  # 41.5 <= 42, 45 > 42
-    assert pick_candidate(timings, order, 0.0) == "int8 from stride 2"
-    assert pick_candidate(timings, order, 0.2) == "int8 from stride 4"  # 45 is not 20% faster than fp32 (50)
-    assert pick_candidate(timings, order, 0.25) == "fp32"  # 50 <= 50: int8 not faster by the margin
-    # the two fresh runs of issue 10 (ms, 1 thread): the 5% rule chose stride 16 once and stride 32 the other time
-    order = ["fp32", "int8 from stride 32", "int8 from stride 16", "int8 from stride 8", "int8 from stride 4"]
-    runs = [dict(zip(order, [30.5, 29.2, 28.1, 28.8, 29.6])), dict(zip(order, [31.4, 30.1, 28.7, 28.4, 31.4]))]
-    assert [pick_candidate(run, order, SPEED_MARGIN) for run in runs] == ["fp32", "fp32"]
-    assert pick_candidate({**runs[0], "fp32": 20.0}, order, 0.05) == "fp32"  # never slower than fp32
-    # the stored timings of the front-door runs (ByteTrack nano, 608x832): stride 32 is within 15% of the fastest
-    # but only 1.11x faster than fp32, which the final check rejects; the rule must not pick it
-    front_door = dict(zip(order, [58.6, 52.6, 52.0, 47.4, 50.4]))
-    assert pick_candidate(front_door, order, SPEED_MARGIN) == "int8 from stride 8"
 
 
 def test_local_sensitivity_matches_a_direct_computation(setup):

@@ -59,9 +59,8 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) continuous-geometry IoU of one box against (N, 4) boxes; bit for bit ``iou_matrix(box[None], boxes)[0]``.
 
     Same formula, shaped for greedy NMS, which calls it once per kept box: scalar-against-column arithmetic
-    is cheaper there than ``iou_matrix``'s (2, 1, N) broadcasting. Measured (interleaved, min of 7, on a
-    contended 2-core machine): NMS through ``iou_matrix`` took 1.01x / 1.18x / 1.57x the time on 100 / 450 /
-    1800 clustered candidates.
+    is cheaper there than ``iou_matrix``'s (2, 1, N) broadcasting, more so the more candidates there are
+    (benchmarks/README.md, "Measurements behind design choices").
     """
     inter_w = np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0])
     inter_h = np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1])

@@ -33,7 +33,7 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
                             "needs pip install int8track[ray]")
     group.add_argument("--batch", action="store_true",
                        help="a worker runs the frames of its streams through the detector as one batch (fp32; "
-                            "measured slower than one frame at a time on a 2-core CPU: see benchmarks/streams.py)")
+                            "whether it pays off depends on the machine: measure with benchmarks/streams.py)")
 
 
 def fleet_requested(args: argparse.Namespace) -> bool:

@@ -29,6 +29,8 @@ from int8track.apps.io.urls import redact_url
 from int8track.files import write_atomically
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from int8track.detectors.detector import Detector
     from int8track.quant.config import QuantConfig
 
@@ -218,51 +220,62 @@ def quantize_in_child(detector, frames: Callable[[], list[np.ndarray]], config: 
     """``quant.quantize_detector`` in a fresh (spawned) process that writes the model to ``path``; ``frames()``
     is called here while the child starts (its imports overlap the frame reading), then ``before()``.
 
-    Measured on the 2-core machine: after calibrating in the tracking process, the same model file inferred at
-    35-43 ms per frame (2 threads, ByteTrack nano 608x832) against 25-27 ms in a process that never calibrated,
-    for the whole video; the calibration's threads and memory end with the child. Frames and the float model
-    travel by pickle (~85 MB for 64 frames, well under a second); the steps still print to the same stderr.
+    A separate process because the calibration's threads and memory end with it: the same model file inferred
+    markedly slower in a process that had calibrated (``benchmarks/README.md``, "Calibration in a child
+    process"). Frames and the float model travel by pickle; the steps still print to the same stderr. A plain
+    ``multiprocessing.Process`` rather than a pool, so that an interrupted run stops the child with the public
+    ``terminate()`` and a child killed from outside is noticed by its exit code.
     """
     import copy
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
 
     portable = copy.copy(detector)
     portable.runner = None  # an ONNX Runtime session does not pickle; the quantizer makes its own
     portable.runner_factory = None
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_calibration_child_setup) as pool:
+    context = multiprocessing.get_context("spawn")
+    job_out, job_in = context.Pipe(duplex=False)
+    result_out, result_in = context.Pipe(duplex=False)
+    child = context.Process(target=_calibration_child, args=(job_out, result_in), name="int8-calibration")
+    child.start()  # the child imports the quantizer now, then waits for its job
+    job_out.close()  # the child's ends: closed here, so that a child that dies shows as a broken pipe or EOF
+    result_in.close()
+    try:
+        calibration_frames = frames()
+        before()
         try:
-            pool.submit(_import_quantizer)  # starts the child and its torch import now
-            calibration_frames = frames()
-            before()
-            future = pool.submit(quantize_in_process, portable, calibration_frames, config, str(path))
-            while True:  # short waits, so that Ctrl-C / SIGTERM reach this process while the child works
-                try:
-                    future.result(timeout=0.25)
-                    return
-                except TimeoutError:
-                    continue
-        except BrokenProcessPool as exc:
-            raise RuntimeError(f"the int8 calibration process ended before writing {path} (killed or out of "
-                               "memory?)") from exc
-        except BaseException:  # interrupted, or the frames could not be read: stop the child now
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            raise
+            job_in.send((portable, calibration_frames, config, str(path)))
+            while not result_out.poll(0.25):  # short waits, so that Ctrl-C / SIGTERM reach this process meanwhile
+                pass
+            failure = result_out.recv()
+        except (BrokenPipeError, EOFError) as exc:
+            child.join(5)
+            raise RuntimeError(f"the int8 calibration process ended before writing {path} (exit code "
+                               f"{child.exitcode}: killed or out of memory?)") from exc
+        child.join(10)  # it exits after sending the result: let it, rather than terminate it below
+        if failure is not None:
+            raise failure
+    finally:  # done, interrupted, or the frames could not be read: the child ends here
+        if child.is_alive():
+            child.terminate()
+        child.join()
+        job_in.close()
+        result_out.close()
 
 
-def quantize_here(detector, frames: Callable[[], list[np.ndarray]], config: QuantConfig, path: Path,
-                  before: Callable[[], object] = lambda: None) -> None:
-    """``quantize_in_child`` in this process (tests that replace ``quant.quantize_detector``, debugging)."""
-    calibration_frames = frames()
-    before()
-    quantize_in_process(detector, calibration_frames, config, path)
+def _calibration_child(jobs: Connection, results: Connection) -> None:
+    """The calibration process: set up, import the quantizer, run the one job and send back None or its error."""
+    _calibration_child_setup()
+    import int8track.quant  # noqa: F401  (while the parent reads the frames)
 
-
-def _import_quantizer() -> None:
-    import int8track.quant  # noqa: F401
+    try:
+        quantize_in_process(*jobs.recv())
+    except Exception as exc:  # every error goes back to the parent, which raises it
+        try:
+            results.send(exc)
+        except Exception:  # an exception that does not pickle: its text still reaches the parent
+            results.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        return
+    results.send(None)
 
 
 def _calibration_child_setup() -> None:
