@@ -8,6 +8,7 @@ import signal
 import tempfile
 from pathlib import Path
 
+import onnx
 import pytest
 
 # A shell's background job (`nohup .ci/run &`) starts with SIGINT ignored, and child processes inherit an ignored
@@ -68,3 +69,14 @@ def one_opencv_thread():
     cv2.setNumThreads(1)
     yield
     cv2.setNumThreads(before)
+
+
+class SavedProto:
+    """A quantizer's result stand-in: ``save(path)`` writes ``proto`` (as ``QuantizedDetector.save`` does)."""
+
+    def __init__(self, proto) -> None:
+        self.proto = proto
+
+    def save(self, path):
+        onnx.save(self.proto, str(path))
+        return path

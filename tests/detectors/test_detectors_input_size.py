@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from test_apps_model_cache import SavedProto
 from test_detectors_loading import randomised
 
 from int8track.detectors import ZOO, load_detector
@@ -21,7 +20,7 @@ from int8track.detectors.spec import SPEC_METADATA_KEY
 from int8track.detectors.yolov5 import YOLOv5, yolov5_yaml
 from int8track.detectors.yolox import YOLOX
 
-from conftest import require_data
+from conftest import SavedProto, require_data
 
 BYTETRACK = ZOO["bytetrack_nano_mot17"]  # native 608x1088
 YOLOV5 = ZOO["yolov5n"]  # native 640x640

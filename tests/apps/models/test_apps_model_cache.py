@@ -17,7 +17,7 @@ import pytest
 from int8track.apps.models.cache import Int8ModelCache, source_fingerprint
 from int8track.detectors import load_detector
 
-from conftest import require_data
+from conftest import SavedProto, require_data
 
 OLD_TIME_NS = 1_600_000_000 * 10**9
 
@@ -81,17 +81,6 @@ class FloatStandIn:
         proto = onnx.load(self.weights)
         proto.metadata_props.add(key="int8track_spec", value=json.dumps(detector.spec.to_dict()))
         return SavedProto(proto)
-
-
-class SavedProto:
-    """A quantizer's result stand-in: ``save(path)`` writes ``proto`` (as ``QuantizedDetector.save`` does)."""
-
-    def __init__(self, proto) -> None:
-        self.proto = proto
-
-    def save(self, path):
-        onnx.save(self.proto, str(path))
-        return path
 
 
 def test_each_calibration_source_has_its_entry_and_the_same_source_reuses(tmp_path, image_folder):

@@ -15,9 +15,9 @@ import pytest
 from int8track.apps.io.motchallenge import read_results
 from int8track.apps.pipeline.interrupt import StopOnSignal
 
-from conftest import require_data
+from conftest import PROJECT_ROOT, require_data
 
-REPO_PARENT = Path(__file__).resolve().parents[2]
+REPO_PARENT = PROJECT_ROOT.parent
 STARTUP_TIMEOUT_S = 120.0
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import PROJECT_ROOT
+
+BENCHMARKS = PROJECT_ROOT / "benchmarks"
 SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name not in {"__init__.py", "common.py"})
 PACKAGES = {"tracker", "detectors", "quant", "apps"}
 
