@@ -3,7 +3,7 @@
 For each real model: person AP50 / AP75 / AP50:95 (COCO-style, 101-point, ``detectors.evaluation``)
 over the sequence, and ms per frame split into preprocess / infer / postprocess for each backend at
 1 and 2 threads (JPEG decoding excluded). Accuracy runs on ONNX Runtime (the backends give the same
-boxes, see tests/test_detectors_real.py) with ``--conf`` (default 0.01, as in COCO-style evaluation).
+boxes, see tests/detectors/test_detectors_real.py) with ``--conf`` (default 0.01, as in COCO-style evaluation).
 
     .venv/bin/python -m benchmarks.detection --frames 795 --json results/detection.json
 """

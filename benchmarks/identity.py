@@ -40,7 +40,7 @@ PEER_SCRIPT = Path(__file__).resolve().with_name("identity_peers.py")
 SEQUENCES = (*VARIANTS, *MOT17_NAMES, *SUBSAMPLED)
 #: Rows pooling a group's events (motmetrics' overall: not a mean of per-sequence values).
 POOLED = {"MOT17 (pooled)": MOT17_NAMES, "MOT17-s3 (pooled)": SUBSAMPLED}
-#: The official ByteTrack, reproduced exactly (tests/test_tracker_parity.py): pixel-inclusive IoU, official ids,
+#: The official ByteTrack, reproduced exactly (tests/tracker/test_tracker_parity.py): pixel-inclusive IoU, official ids,
 #: every mechanism beyond the official tracker off.
 PARITY = TrackerConfig.parity()
 OURS = {"ours": TrackerConfig(),

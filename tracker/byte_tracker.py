@@ -44,7 +44,7 @@ class ByteTracker:
     With ``iou_inclusive=True, id_mode="official"`` and the other defaults the output equals
     the official tracker's with ``track_thresh=0.5, track_buffer=30, match_thresh=0.8,
     mot20=False`` (its ``track_thresh=T`` means ``track_high_thresh=T,
-    new_track_thresh=T+0.1`` here); tests/test_tracker_parity.py checks this on 9 sequences.
+    new_track_thresh=T+0.1`` here); tests/tracker/test_tracker_parity.py checks this on 9 sequences.
     Tracks created on the first update after construction/``reset()`` are confirmed at
     once, later ones only when matched again on the next frame. Official quirks kept on purpose:
 

@@ -160,7 +160,7 @@ class TrackerConfig:
 
     @classmethod
     def parity(cls, **settings: Any) -> TrackerConfig:
-        """The official ByteTrack reproduced exactly (``tests/test_tracker_parity.py``): its thresholds,
+        """The official ByteTrack reproduced exactly (``tests/tracker/test_tracker_parity.py``): its thresholds,
         pixel-inclusive IoU and official ids, which also switch off every mechanism beyond the official tracker."""
         return cls(**{"iou_inclusive": True, "id_mode": "official", **settings})
 
