@@ -10,7 +10,8 @@ ids, the tracker ids and their IoU matrix. For each localisation threshold alpha
 * HOTA = sqrt(DetA * AssA).
 
 Each score is the mean over the 19 alphas. Sequences combine by summing TP/FN/FP and weighting AssA and LocA
-by TP, as TrackEval does; ``tests/apps/evaluation/test_evaluation.py`` checks the result against TrackEval on real sequences.
+by TP, as TrackEval does; ``tests/apps/evaluation/test_evaluation.py`` checks the result against TrackEval on
+real sequences.
 """
 from __future__ import annotations
 
