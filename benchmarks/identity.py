@@ -1,5 +1,6 @@
-"""Identity benchmark: our ByteTracker (default and parity mode) against roboflow ``trackers`` ByteTrack and C-BIoU
-on the same cached detections, scored under the MOTChallenge protocol (MOTA, IDF1, HOTA, ID switches) with the
+"""Identity benchmark: our ByteTracker (default and parity mode, and with ``track --cmc`` / ``--reid``) against
+roboflow ``trackers`` ByteTrack, C-BIoU and BoT-SORT (with its CMC on the variants' frames) on the same cached
+detections, scored under the MOTChallenge protocol (MOTA, IDF1, HOTA, ID switches) with the
 tracker's milliseconds per frame (``update`` calls only).
 
 Sequences: our detector's cached outputs (``benchmarks/identity_data.py``: vtest.avi fitted at 10 fps, PETS09-S2L1
@@ -51,13 +52,21 @@ OURS = {"ours": TrackerConfig(),
         "ours-velocity-only": TrackerConfig(freeze_size_on_low_score=False),
         "ours-freeze-only": TrackerConfig(velocity_noise_exponent=0),
         "ours-exp1.5": TrackerConfig(velocity_noise_exponent=1.5),
-        "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5)}
+        "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5),
+        # roboflow's thresholds (high 0.6, new tracks 0.7) in ours: the thresholds study of benchmarks/README.md
+        "ours@0.6": TrackerConfig.from_track_thresh(0.6)}
 #: Our tracker with what ``track --cmc`` / ``--reid`` / both add (``tracker.reid.wrap_tracker``: OSNet x0.25 MSMT17
 #: weights, **research use only**): they read the frames, so they run on the variants with images only.
-WRAPPED = {"ours+cmc": (False, True), "ours+reid": (True, False), "ours+reid+cmc": (True, True)}
+#: name: (the ``OURS`` config, reid, cmc).
+WRAPPED = {"ours+cmc": ("ours", False, True), "ours+reid": ("ours", True, False),
+           "ours+reid+cmc": ("ours", True, True), "ours+reid+cmc@0.6": ("ours@0.6", True, True)}
 REID_WEIGHTS = SHARED_DATA / "weights" / "osnet_x0_25_msmt17.onnx"
 #: roboflow BoT-SORT compensates camera motion from the frames where a variant has them (not MOT17 public).
-PEERS = {"roboflow-bytetrack": "bytetrack", "roboflow-cbiou": "cbiou", "roboflow-botsort": "botsort"}
+PEERS = {"roboflow-bytetrack": "bytetrack", "roboflow-cbiou": "cbiou", "roboflow-botsort": "botsort",
+         "roboflow-botsort@0.5": "botsort"}
+#: Peer constructor arguments other than the defaults: ``roboflow-botsort@0.5`` has our thresholds (high 0.5, new
+#: tracks 0.6) instead of its 0.6 / 0.7.
+PEER_OPTIONS = {"roboflow-botsort@0.5": ("high_conf_det_threshold=0.5", "track_activation_threshold=0.6")}
 TRACKERS = (*OURS, *WRAPPED, *PEERS)
 DEFAULT_TRACKERS = ("ours", "ours-previous", "ours-parity", *PEERS)
 
@@ -102,8 +111,8 @@ def run_wrapped(tracker_name: str, sequence: MotSequence, out_dir: Path) -> Run:
     """``ours`` with ``--reid`` and/or ``--cmc`` (``WRAPPED``) over a variant's frames; writes its results file."""
     from int8track.tracker.reid import wrap_tracker
 
-    reid, cmc = WRAPPED[tracker_name]
-    tracker = wrap_tracker(ByteTracker(OURS["ours"], frame_rate=sequence.frame_rate),
+    config, reid, cmc = WRAPPED[tracker_name]
+    tracker = wrap_tracker(ByteTracker(OURS[config], frame_rate=sequence.frame_rate),
                            reid=REID_WEIGHTS if reid else None, cmc=cmc)
     path = out_dir / tracker_name / f"{sequence.name}.txt"
     times = []
@@ -129,6 +138,8 @@ def run_peer(peers_python: Path, tracker_name: str, sequence: MotSequence, out_d
             spec.parent.mkdir(parents=True, exist_ok=True)
             spec.write_text(json.dumps(frame_source(sequence.name)))
             command += ["--frames", str(spec)]
+        for option in PEER_OPTIONS.get(tracker_name, ()):
+            command += ["--option", option]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"error: {tracker_name} failed on {sequence.name}:\n{done.stderr[-2000:]}")
