@@ -1,5 +1,6 @@
-"""Identity benchmark: our ByteTracker (default and parity mode) against roboflow ``trackers`` ByteTrack and C-BIoU
-on the same cached detections, scored under the MOTChallenge protocol (MOTA, IDF1, HOTA, ID switches) with the
+"""Identity benchmark: our ByteTracker (default and parity mode, and with ``track --cmc`` / ``--reid``) against
+roboflow ``trackers`` ByteTrack, C-BIoU and BoT-SORT (with its CMC on the variants' frames) on the same cached
+detections, scored under the MOTChallenge protocol (MOTA, IDF1, HOTA, ID switches) with the
 tracker's milliseconds per frame (``update`` calls only).
 
 Sequences: our detector's cached outputs (``benchmarks/identity_data.py``: vtest.avi fitted at 10 fps, PETS09-S2L1
@@ -32,8 +33,8 @@ from int8track.tracker import ByteTracker, TrackerConfig
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.common import PROJECT_ROOT
-from benchmarks.identity_data import CACHE_ROOT, MOT17_NAMES, MOT17_PUBLIC, SUBSAMPLED, VARIANTS
+from benchmarks.common import PROJECT_ROOT, SHARED_DATA
+from benchmarks.identity_data import CACHE_ROOT, MOT17_NAMES, MOT17_PUBLIC, SUBSAMPLED, VARIANTS, frame_source
 
 RESULTS_ROOT = PROJECT_ROOT / "runs" / "identity" / "results"
 PEER_SCRIPT = Path(__file__).resolve().with_name("identity_peers.py")
@@ -51,9 +52,22 @@ OURS = {"ours": TrackerConfig(),
         "ours-velocity-only": TrackerConfig(freeze_size_on_low_score=False),
         "ours-freeze-only": TrackerConfig(velocity_noise_exponent=0),
         "ours-exp1.5": TrackerConfig(velocity_noise_exponent=1.5),
-        "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5)}
-PEERS = {"roboflow-bytetrack": "bytetrack", "roboflow-cbiou": "cbiou"}
-TRACKERS = (*OURS, *PEERS)
+        "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5),
+        # roboflow's thresholds (high 0.6, new tracks 0.7) in ours: the thresholds study of benchmarks/README.md
+        "ours@0.6": TrackerConfig.from_track_thresh(0.6)}
+#: Our tracker with what ``track --cmc`` / ``--reid`` / both add (``tracker.reid.wrap_tracker``: OSNet x0.25 MSMT17
+#: weights, **research use only**): they read the frames, so they run on the variants with images only.
+#: name: (the ``OURS`` config, reid, cmc).
+WRAPPED = {"ours+cmc": ("ours", False, True), "ours+reid": ("ours", True, False),
+           "ours+reid+cmc": ("ours", True, True), "ours+reid+cmc@0.6": ("ours@0.6", True, True)}
+REID_WEIGHTS = SHARED_DATA / "weights" / "osnet_x0_25_msmt17.onnx"
+#: roboflow BoT-SORT compensates camera motion from the frames where a variant has them (not MOT17 public).
+PEERS = {"roboflow-bytetrack": "bytetrack", "roboflow-cbiou": "cbiou", "roboflow-botsort": "botsort",
+         "roboflow-botsort@0.5": "botsort"}
+#: Peer constructor arguments other than the defaults: ``roboflow-botsort@0.5`` has our thresholds (high 0.5, new
+#: tracks 0.6) instead of its 0.6 / 0.7.
+PEER_OPTIONS = {"roboflow-botsort@0.5": ("high_conf_det_threshold=0.5", "track_activation_threshold=0.6")}
+TRACKERS = (*OURS, *WRAPPED, *PEERS)
 DEFAULT_TRACKERS = ("ours", "ours-previous", "ours-parity", *PEERS)
 
 
@@ -93,13 +107,40 @@ def run_ours(config: TrackerConfig, tracker_name: str, sequence: MotSequence, ou
     return Run(tracker_name, sequence.name, path, tuple(times))
 
 
+def run_wrapped(tracker_name: str, sequence: MotSequence, out_dir: Path) -> Run:
+    """``ours`` with ``--reid`` and/or ``--cmc`` (``WRAPPED``) over a variant's frames; writes its results file."""
+    from int8track.tracker.reid import wrap_tracker
+
+    config, reid, cmc = WRAPPED[tracker_name]
+    tracker = wrap_tracker(ByteTracker(OURS[config], frame_rate=sequence.frame_rate),
+                           reid=REID_WEIGHTS if reid else None, cmc=cmc)
+    path = out_dir / tracker_name / f"{sequence.name}.txt"
+    times = []
+    frames = VARIANTS[sequence.name].frames()
+    with MotResultWriter(path) as writer:
+        for frame_id, dets in enumerate(sequence.detections(), start=1):
+            frame = next(frames)
+            start = time.perf_counter_ns()
+            tracks = tracker.update(dets, frame)
+            times.append((time.perf_counter_ns() - start) / 1e6)
+            writer.write(frame_id, tracks)
+    return Run(tracker_name, sequence.name, path, tuple(times))
+
+
 def run_peer(peers_python: Path, tracker_name: str, sequence: MotSequence, out_dir: Path, rerun: bool) -> Run:
     """A roboflow tracker in its own venv on the sequence; reuses an earlier results file unless ``rerun``."""
     path = out_dir / tracker_name / f"{sequence.name}.txt"
     timing_path = path.with_suffix(".ms.json")
     if rerun or not (path.is_file() and timing_path.is_file()):
-        done = subprocess.run([str(peers_python), str(PEER_SCRIPT), PEERS[tracker_name], str(sequence.root),
-                               str(path)], capture_output=True, text=True, check=False)
+        command = [str(peers_python), str(PEER_SCRIPT), PEERS[tracker_name], str(sequence.root), str(path)]
+        if PEERS[tracker_name] == "botsort" and sequence.name in VARIANTS:
+            spec = path.with_suffix(".frames.json")
+            spec.parent.mkdir(parents=True, exist_ok=True)
+            spec.write_text(json.dumps(frame_source(sequence.name)))
+            command += ["--frames", str(spec)]
+        for option in PEER_OPTIONS.get(tracker_name, ()):
+            command += ["--option", option]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"error: {tracker_name} failed on {sequence.name}:\n{done.stderr[-2000:]}")
         timing_path.write_text(done.stdout.strip().splitlines()[-1])
@@ -197,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     sequences = {name: load_sequence(sequence_folder(name, args.cache_root)) for name in names}
     sequences = {seq.name: seq for seq in sequences.values()}
     if args.timing_repeats > 0:
-        ours = [t for t in trackers if t in OURS]
+        ours = [t for t in trackers if t in OURS]  # the wrapped modes read frames: timed by reid_cmc.py
         timing = time_updates(ours, sequences, args.timing_repeats)
         print(f"{'sequence':<19}" + "".join(f"{name:>15}" for name in ours) + "   (ms per update, min of "
               f"{args.timing_repeats})")
@@ -212,13 +253,17 @@ def main(argv: list[str] | None = None) -> int:
         for sequence in sequences.values():
             if tracker in OURS:
                 runs.append(run_ours(OURS[tracker], tracker, sequence, args.out_dir))
+            elif tracker in WRAPPED:
+                if sequence.name in VARIANTS:  # the others have no images
+                    runs.append(run_wrapped(tracker, sequence, args.out_dir))
             else:
                 runs.append(run_peer(args.peers_python, tracker, sequence, args.out_dir, args.rerun_peers))
     report = evaluate(runs, sequences)
     print(format_table(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"trackers": {t: (str(OURS[t]) if t in OURS else PEERS[t]) for t in trackers},
+        args.json.write_text(json.dumps({"trackers": {t: (str(OURS[t]) if t in OURS else PEERS.get(t, t))
+                                                      for t in trackers},
                                          "results": report}, indent=1))
         print(f"report: {args.json}")
     return 0

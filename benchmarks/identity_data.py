@@ -114,6 +114,24 @@ VARIANTS = {
 }
 
 
+def frame_source(name: str) -> dict[str, object]:
+    """Where a variant's frames come from, as plain JSON data for a process that cannot import int8track (the
+    peers' venv, ``identity_peers.py --frames``): ``{"video": path}`` or ``{"images": [paths], "crops": [[x, y,
+    w, h] per frame] or None}``, the same frames, crops included, that the variant's ``frames`` yield."""
+    if name == "vtest-fitted":
+        return {"video": str(VTEST)}
+    folders = {"PETS09-native": PETS09, "PETS09-pan": PETS09, "MOT17-05-mini": MOT17_MINI}
+    if name not in folders:
+        raise ValueError(f"{name!r} has no frames; expected one of {sorted(folders)} or vtest-fitted")
+    paths = sorted(str(path) for path in (folders[name] / "img1").glob("*.jpg"))
+    crops = None
+    if name == "PETS09-pan":
+        height, width = PAN_SIZE
+        lefts = pan_offsets(len(paths), 768 - width)  # PETS09-S2L1 is 768 px wide (``_pan_frames``)
+        crops = [[int(left), PAN_TOP, width, height] for left in lefts.tolist()]
+    return {"images": paths, "crops": crops}
+
+
 def shift_ground_truth(gt_rows: np.ndarray, offsets_x: np.ndarray, top: int, size: tuple[int, int],
                        min_visible: float = PAN_MIN_VISIBLE) -> np.ndarray:
     """MOT gt rows (frame, id, x, y, w, h, ...) moved into a window at (offsets_x[frame - 1], top) of ``size``
