@@ -14,7 +14,7 @@ from int8track.apps.errors import EXIT_FAILED, EXIT_USAGE, UserError, fail
 from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
 from int8track.apps.fleet.jobs import expand_sources, folder_members, is_glob, plan_jobs
 from int8track.apps.fleet.messages import Done, FleetMessage, WorkerDied
-from int8track.apps.fleet.pool import exit_reason, run_fleet
+from int8track.apps.fleet.pool import run_fleet
 from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.models.input_fit import PeekedSource
 from int8track.apps.models.request import ModelRequest, prepare_detector
@@ -65,7 +65,8 @@ def fleet_main(args: argparse.Namespace) -> int:
         if args.ray is not None:
             from int8track.apps.fleet.ray_actors import run_fleet_ray  # Ray is an optional extra
 
-            report = run_fleet_ray(jobs, model, config, None if args.ray == "local" else args.ray)
+            report = run_fleet_ray(jobs, model, config, None if args.ray == "local" else args.ray,
+                                   on_message=None if args.quiet else _print_progress)
         else:
             report = run_fleet(jobs, model, config, on_message=None if args.quiet else _print_progress)
     except (FleetError, UserError, OSError, ValueError, SourceError) as exc:
@@ -87,8 +88,7 @@ def _print_progress(message: FleetMessage) -> None:
         status = "ok" if report.ok else f"failed: {report.error}"
         print(f"track: {report.source_id}: {report.frames} frames, {status}", file=sys.stderr)
     elif isinstance(message, WorkerDied):
-        print(f"track: worker {message.worker_index} (pid {message.pid}) died ({exit_reason(message.exitcode)})",
-              file=sys.stderr)
+        print(f"track: {message.worker} died ({message.reason})", file=sys.stderr)
 
 
 def prepare_model(request: ModelRequest, locations: Sequence[str], fps: float | None) -> ModelRef:

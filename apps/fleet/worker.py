@@ -62,7 +62,9 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
         opened = open_source(job.location, fps=config.fps)
     except (OSError, SourceError, ValueError) as exc:
         return replace(base, error=str(exc))
-    done = job.resume.frame_id if job.resume is not None else 0
+    # a resumed recorded source reads past the frames done through this wrapper (``Resume.skip``), so its count is
+    # the frame index already; a live one goes on with the next frame received, numbered after the snapshot's
+    done = job.resume.frame_id if job.resume is not None and opened.info.is_live else 0
     source = ProgressSource(opened, lambda count: emit(Progress(job.source_id, done + count)))
     try:
         if job.resume is not None:  # the same tracks, ids and counters as when the snapshot was taken

@@ -165,6 +165,14 @@ def test_a_killed_worker_resumes_from_its_snapshot_with_every_frame_once(fleet_i
     assert resumed == (tmp_path / "undisturbed" / name / f"{name}.txt").read_text()
     info = json.loads((tmp_path / "killed" / name / f"{name}_timing.json").read_text())["info"]
     assert 0 < info["resumed_after_frame"] < frames  # it did resume, not start over
+    (failover,) = report.failovers  # the report says who died, where the stream resumed and how long it took
+    assert failover.worker == f"worker 0 (pid {killed[0]})" and failover.cause == "killed by SIGKILL"
+    assert failover.source_id == name and failover.resumed_after_frame == info["resumed_after_frame"]
+    assert failover.time_to_resume_s is not None and failover.time_to_resume_s > 0
+    # the driver heard of frame 12 being read; the snapshot is of the last frame tracked, at most a few before
+    assert failover.resumed_after_frame + failover.frames_replayed >= 12
+    saved = FleetReport.load_json(report.save(tmp_path)[0])
+    assert saved.failovers == report.failovers
 
 
 def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
