@@ -190,7 +190,7 @@ def explain_connect_failure(address: str, exc: BaseException, ray_version: str) 
         return f"--ray {address}: cannot join the Ray cluster ({first[:200]})"
     if not _listening(host or "127.0.0.1", int(port)):
         return f"--ray {address}: nothing listens at that address (unreachable, or no cluster started there)"
-    text = f"{first} {exc!r}".lower()
+    text = " ".join(f"{link} {link!r}" for link in _cause_chain(exc)).lower()  # Ray wraps the gRPC reason
     if "auth" in text or "token" in text:
         reason = "authentication failed"
     elif "version" in text:
@@ -200,6 +200,15 @@ def explain_connect_failure(address: str, exc: BaseException, ray_version: str) 
     return (f"--ray {address}: the cluster is there but refused this driver ({reason}; this driver runs Ray "
             f"{ray_version}). A cluster started with token authentication needs its token here: run on a machine "
             "that has the cluster's ~/.ray/auth_token or set RAY_AUTH_TOKEN; or start it with RAY_AUTH_MODE=disabled")
+
+
+def _cause_chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
 
 
 def _listening(host: str, port: int, timeout_s: float = 2.0) -> bool:
