@@ -71,6 +71,8 @@ class FailoverLedger:
         again, given_up = [], []
         noticed = time.perf_counter()
         for job in jobs:
+            if job.source_id in self._pending:  # it died again before it read a new frame: that one never resumed
+                self._close(job.source_id, None)
             if self.restarts.get(job.source_id, 0) >= MAX_RESTARTS:
                 given_up.append(job)
                 continue

@@ -73,7 +73,7 @@ class Failover:
     """One stream resumed after its worker died: which worker (and why it ended), the snapshot's frame it resumed
     after (0: from the start), the frames the dead worker had read past that snapshot (read and tracked again),
     and the seconds from the driver noticing the death to the stream reading its first new frame (None: it read
-    none, e.g. the source had ended)."""
+    none: the source had ended, or the new worker died first)."""
 
     worker: str
     source_id: str
