@@ -3,7 +3,8 @@ actor SIGKILLed at random moments, several times (seeded), against an undisturbe
 
 The sources are vtest.avi and the PETS09-S2L1 image sequence, each named twice (the fleet gives the second of each
 its own id and folder: ``vtest-2``, ``PETS09-S2L1-2``), so nothing is copied. Each kill happens when the fleet's
-total progress passes a random fraction of all frames (seeded), on a random worker that still has streams.
+total progress passes a random fraction of all frames (seeded; one in each of ``--kills`` equal slices of 10% to
+90% of the run), on a random worker that still has streams.
 
 Per stream it reports: frames written against frames in the source, duplicate (frame, id) rows, frames with tracks
 in the undisturbed run missing here, whether the MOT file is byte-identical to the undisturbed one, MOTA/IDF1 of
@@ -182,7 +183,9 @@ def chaos_run(backend: str, sources: list[str], model: ModelRef, settings: Chaos
     in_source = [min(settings.frames, open_source(location).info.frame_count or settings.frames)
                  for location in sources]
     rng = random.Random(f"{settings.seed}-{backend}")
-    fractions = sorted(rng.uniform(0.1, 0.9) for _ in range(settings.kills))
+    # one kill at a random moment in each of ``kills`` equal slices of 10%..90% of the run, so they spread out
+    width = 0.8 / max(1, settings.kills)
+    fractions = [0.1 + width * (slot + rng.random()) for slot in range(settings.kills)]
     monkey = ChaosMonkey(sum(in_source), [Kill(fraction) for fraction in fractions], rng,
                          "worker" if backend == "pool" else "ray actor")
     chaos = run_backend(backend, plan_jobs(sources, base / "chaos"), model, config, monkey)

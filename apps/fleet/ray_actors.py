@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import socket
 import tempfile
 import threading
@@ -165,8 +166,12 @@ class _RayDriver:
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an error, and Ray's worker exit type where it gives one (SYSTEM_ERROR: the process
+    vanished, as on SIGKILL; a Ray error's first line alone says only that the actor died)."""
     text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
+    line = text.splitlines()[0][:200] if text else type(exc).__name__
+    exit_type = re.search(r"Worker exit type: (\w+)", text)
+    return f"{line} (worker exit type {exit_type.group(1)})" if exit_type else line
 
 
 def _connect(ray: Any, address: str | None) -> None:

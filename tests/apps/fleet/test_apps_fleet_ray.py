@@ -78,6 +78,7 @@ def test_a_killed_ray_actor_resumes_from_its_snapshot_with_every_frame_once(loca
     assert 0 < info["resumed_after_frame"] < frames  # it did resume, not start over
     (failover,) = report.failovers
     assert failover.source_id == NAME and f"pid {killed[0]}" in failover.worker
+    assert "worker exit type SYSTEM_ERROR" in failover.cause, failover.cause  # Ray's word for a vanished process
     assert failover.resumed_after_frame == info["resumed_after_frame"]
     assert failover.time_to_resume_s is not None and failover.time_to_resume_s > 0
     (failure,) = report.info["worker_failures"]
