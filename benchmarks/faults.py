@@ -50,7 +50,7 @@ from benchmarks.common import SHARED_DATA, require_path, write_json_and_csv  # n
 DEFAULT_VIDEO = SHARED_DATA / "videos" / "vtest.avi"
 DEFAULT_SEQUENCE = SHARED_DATA / "MOT15" / "train" / "PETS09-S2L1"
 DEFAULT_WEIGHTS = SHARED_DATA / "weights" / "bytetrack_nano_mot17.onnx"
-BACKENDS = ("pool", "ray")
+BACKENDS = ("pool", "pool-spare", "ray")  # pool-spare: the pool with a warm spare worker
 MOTA_TOLERANCE = 0.5  # points: the issue's target
 MORE_IDS_ALLOWED = 3
 
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int, default=200, help="frames per stream (default 200)")
     parser.add_argument("--kills", type=int, default=3, help="SIGKILLs per chaos run (default 3)")
     parser.add_argument("--seed", type=int, default=21)
-    parser.add_argument("--backends", default="pool,ray", help="comma-separated of pool,ray")
+    parser.add_argument("--backends", default="pool,ray",
+                        help="comma-separated of pool, pool-spare (a warm spare worker), ray (default pool,ray)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="inference threads of the fleet")
     parser.add_argument("--snapshot-every", type=float, default=FleetConfig().snapshot_every_s,
@@ -177,7 +178,8 @@ def chaos_run(backend: str, sources: list[str], model: ModelRef, settings: Chaos
               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The undisturbed run and the chaos run of one backend, compared stream by stream."""
     config = FleetConfig(workers=settings.workers, threads=settings.threads, max_frames=settings.frames,
-                         write_video=False, snapshot_every_s=settings.snapshot_every_s)
+                         write_video=False, snapshot_every_s=settings.snapshot_every_s,
+                         spare_worker=backend == "pool-spare")
     base = settings.output_dir / backend
     undisturbed = run_backend(backend, plan_jobs(sources, base / "undisturbed"), model, config, None)
     in_source = [min(settings.frames, open_source(location).info.frame_count or settings.frames)
@@ -187,7 +189,7 @@ def chaos_run(backend: str, sources: list[str], model: ModelRef, settings: Chaos
     width = 0.8 / max(1, settings.kills)
     fractions = [0.1 + width * (slot + rng.random()) for slot in range(settings.kills)]
     monkey = ChaosMonkey(sum(in_source), [Kill(fraction) for fraction in fractions], rng,
-                         "worker" if backend == "pool" else "ray actor")
+                         "ray actor" if backend == "ray" else "worker")
     chaos = run_backend(backend, plan_jobs(sources, base / "chaos"), model, config, monkey)
     rows = [compare_stream(backend, chaos, undisturbed, index, frames, monkey.kills)
             for index, frames in enumerate(in_source)]
@@ -200,7 +202,7 @@ def chaos_run(backend: str, sources: list[str], model: ModelRef, settings: Chaos
 
 def run_backend(backend: str, jobs, model: ModelRef, config: FleetConfig,
                 on_message: Callable[[FleetMessage], None] | None) -> FleetReport:
-    if backend == "pool":
+    if backend != "ray":
         return run_fleet(jobs, model, config, on_message=on_message)
     from int8track.apps.fleet.ray_actors import run_fleet_ray  # Ray is an optional extra
 
@@ -262,12 +264,12 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     def number(value: Any, digits: int = 1) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    header = (f"{'backend':<6}{'stream':<16}{'written':>9}{'dup':>5}{'miss':>5}{'same':>6}{'MOTA*':>7}{'IDF1*':>7}"
+    header = (f"{'backend':<11}{'stream':<16}{'written':>9}{'dup':>5}{'miss':>5}{'same':>6}{'MOTA*':>7}{'IDF1*':>7}"
               f"{'MOTA gt':>9}{'(calm)':>8}{'ids':>5}{'(calm)':>7}{'fo':>4}{'replay':>7}{'resume s':>9}{'kill→s':>8}")
     lines = [header, "-" * len(header)]
     for row in rows:
         lines.append(
-            f"{row['backend']:<6}{row['stream'][:15]:<16}{row['frames_written']:>4}/{row['frames_in_source']:<4}"
+            f"{row['backend']:<11}{row['stream'][:15]:<16}{row['frames_written']:>4}/{row['frames_in_source']:<4}"
             f"{row.get('duplicates', '-'):>5}{row.get('missing_frames', '-'):>5}"
             f"{('yes' if row.get('identical') else 'no'):>6}{number(row.get('mota_vs_undisturbed')):>7}"
             f"{number(row.get('idf1_vs_undisturbed')):>7}{number(row.get('mota_gt')):>9}"

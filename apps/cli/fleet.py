@@ -31,6 +31,9 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run the workers as Ray actors on the cluster at ADDRESS (default: a local one); "
                             "needs pip install int8track[ray]")
+    group.add_argument("--spare-worker", action="store_true",
+                       help="keep one more worker started, its model loaded, to take over the streams of a worker "
+                            "that dies (they resume sooner; costs a process while nothing fails; not with --ray)")
     group.add_argument("--batch", action="store_true",
                        help="a worker runs the frames of its streams through the detector as one batch (fp32; "
                             "whether it pays off depends on the machine: measure with benchmarks/streams.py)")
@@ -39,7 +42,7 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
 def fleet_requested(args: argparse.Namespace) -> bool:
     """Whether the command line asks for more than today's one-source run."""
     if (args.sources is not None or args.workers is not None or args.ray is not None or args.batch
-            or len(args.source) != 1):
+            or args.spare_worker or len(args.source) != 1):
         return True
     spec = args.source[0]
     return spec.startswith("@") or (is_glob(spec) and not Path(spec).exists()) or bool(folder_members(Path(spec)))
@@ -57,7 +60,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
-                             batch=args.batch,
+                             batch=args.batch, spare_worker=args.spare_worker,
                              schedule=None if args.detect_every is None else schedule_from_args(args, live=False))
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")
         jobs = plan_jobs(locations, output_dir)

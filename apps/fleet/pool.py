@@ -37,6 +37,13 @@ POLL_S = 0.2
 
 
 @dataclass
+class _Spare:
+    process: Any
+    channel: Any  # its messages, once it serves streams
+    assign: Any  # the write end of the pipe that hands it its streams
+
+
+@dataclass
 class _Worker:
     process: Any
     channel: Any  # the read end of its own pipe: a worker killed mid-message breaks only its own channel
@@ -62,18 +69,49 @@ class _Pool:
         self.workers: dict[int, _Worker] = {}
         self._ledger = ledger
         self._next_index = 0
+        self.spare: _Spare | None = None
 
     def start(self, group: list[StreamJob]) -> Started:
-        reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=worker_main, args=(group, self._model, self._config, self._threads, writer, self._emit_tracks),
-            name=f"int8track-worker-{self._next_index}", daemon=True)
-        process.start()
-        writer.close()  # the child holds the only write end, so its death reads as end of file here
+        """A worker for ``group``: the warm spare when there is one (then a new spare starts), else a new process."""
+        process, channel = self._take_spare(group) or self._spawn(group)[:2]
         index = self._next_index
-        self.workers[index] = _Worker(process, reader, {job.source_id: job for job in group})
+        self.workers[index] = _Worker(process, channel, {job.source_id: job for job in group})
         self._next_index += 1
         return Started(index, process.pid, tuple(job.source_id for job in group))
+
+    def start_spare(self) -> None:
+        """With ``config.spare_worker``: one process started ahead, its model loaded, waiting for streams."""
+        if self._config.spare_worker:
+            self.spare = _Spare(*self._spawn(None))
+
+    def _spawn(self, group: list[StreamJob] | None) -> tuple[Any, Any, Any]:
+        """A new worker process for ``group`` (None: a spare, with the write end of the pipe its jobs come by)."""
+        reader, writer = self._context.Pipe(duplex=False)
+        assign_reader, assign_writer = self._context.Pipe(duplex=False) if group is None else (None, None)
+        process = self._context.Process(
+            target=worker_main,
+            args=(group, self._model, self._config, self._threads, writer, self._emit_tracks, assign_reader),
+            name=f"int8track-worker-{'spare' if group is None else self._next_index}", daemon=True)
+        process.start()
+        writer.close()  # the child holds the only write end, so its death reads as end of file here
+        if assign_reader is not None:
+            assign_reader.close()  # likewise: a spare that died makes the hand-over fail here, not hang
+        return process, reader, assign_writer
+
+    def _take_spare(self, group: list[StreamJob]) -> tuple[Any, Any] | None:
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        try:
+            spare.assign.send(group)
+        except OSError:  # it died while it waited: a fresh process instead
+            spare.channel.close()
+            spare.process.join(timeout=5)
+            return None
+        finally:
+            spare.assign.close()
+        self.start_spare()
+        return spare.process, spare.channel
 
     def receive(self, message: FleetMessage) -> FleetMessage:
         if isinstance(message, Done):
@@ -109,6 +147,11 @@ class _Pool:
                 yield self.receive(message)
 
     def stop(self) -> None:
+        if self.spare is not None:  # its jobs pipe closes: it ends by itself; terminate in case it is still loading
+            self.spare.assign.close()
+            self.spare.process.terminate()
+            self.spare.process.join(timeout=5)
+            self.spare.channel.close()
         for worker in self.workers.values():
             worker.process.terminate()
         for worker in self.workers.values():
@@ -137,6 +180,7 @@ def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
     try:
         for group in partition(jobs, config.num_workers(len(jobs))):
             yield pool.start(group)
+        pool.start_spare()
         yield from pool.messages()
     finally:
         pool.stop()
@@ -159,8 +203,8 @@ def run_fleet(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
     reports, failures = collect(pool_messages(jobs, model, config, ledger=ledger), on_message)
     info = {"backend": "pool", "workers": config.num_workers(len(jobs)),
             "threads_per_worker": config.threads_per_worker(len(jobs)), "batch": config.batch,
-            "precision": model.precision, "model": model.path, "wall_s": time.perf_counter() - start,
-            "worker_failures": failures}
+            "spare_worker": config.spare_worker, "precision": model.precision, "model": model.path,
+            "wall_s": time.perf_counter() - start, "worker_failures": failures}
     return finish_report([reports[job.source_id] for job in jobs], info, ledger.report_failovers())
 
 

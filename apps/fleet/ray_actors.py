@@ -229,8 +229,8 @@ def run_fleet_ray(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
     """Run ``jobs`` on ``config.num_workers`` Ray actors on the cluster at ``address`` (None: start a local one with
     this machine's cores; a driver already connected uses its cluster) and return the fleet report gathered on the
     driver. ``on_message`` sees every message (as ``pool.run_fleet``'s does)."""
-    if config.batch:
-        raise FleetError("--batch runs on the worker pool only, not with --ray")
+    if config.batch or config.spare_worker:
+        raise FleetError("--batch and --spare-worker run on the worker pool only, not with --ray")
     ray = _require_ray()
     started_here = not ray.is_initialized()
     if started_here:
