@@ -14,7 +14,7 @@ from int8track.apps.errors import EXIT_FAILED, EXIT_USAGE, UserError, fail
 from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
 from int8track.apps.fleet.jobs import expand_sources, folder_members, is_glob, plan_jobs
 from int8track.apps.fleet.messages import Done, FleetMessage, WorkerDied
-from int8track.apps.fleet.pool import exit_reason, run_fleet
+from int8track.apps.fleet.pool import run_fleet
 from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.models.input_fit import PeekedSource
 from int8track.apps.models.request import ModelRequest, prepare_detector
@@ -31,6 +31,9 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run the workers as Ray actors on the cluster at ADDRESS (default: a local one); "
                             "needs pip install int8track[ray]")
+    group.add_argument("--spare-worker", action="store_true",
+                       help="keep one more worker started, its model loaded, to take over the streams of a worker "
+                            "that dies (they resume sooner; costs a process while nothing fails; not with --ray)")
     group.add_argument("--batch", action="store_true",
                        help="a worker runs the frames of its streams through the detector as one batch (fp32; "
                             "whether it pays off depends on the machine: measure with benchmarks/streams.py)")
@@ -39,7 +42,7 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
 def fleet_requested(args: argparse.Namespace) -> bool:
     """Whether the command line asks for more than today's one-source run."""
     if (args.sources is not None or args.workers is not None or args.ray is not None or args.batch
-            or len(args.source) != 1):
+            or args.spare_worker or len(args.source) != 1):
         return True
     spec = args.source[0]
     return spec.startswith("@") or (is_glob(spec) and not Path(spec).exists()) or bool(folder_members(Path(spec)))
@@ -57,7 +60,7 @@ def fleet_main(args: argparse.Namespace) -> int:
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
-                             batch=args.batch,
+                             batch=args.batch, spare_worker=args.spare_worker,
                              schedule=None if args.detect_every is None else schedule_from_args(args, live=False))
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")
         jobs = plan_jobs(locations, output_dir)
@@ -65,7 +68,8 @@ def fleet_main(args: argparse.Namespace) -> int:
         if args.ray is not None:
             from int8track.apps.fleet.ray_actors import run_fleet_ray  # Ray is an optional extra
 
-            report = run_fleet_ray(jobs, model, config, None if args.ray == "local" else args.ray)
+            report = run_fleet_ray(jobs, model, config, None if args.ray == "local" else args.ray,
+                                   on_message=None if args.quiet else _print_progress)
         else:
             report = run_fleet(jobs, model, config, on_message=None if args.quiet else _print_progress)
     except (FleetError, UserError, OSError, ValueError, SourceError) as exc:
@@ -87,8 +91,7 @@ def _print_progress(message: FleetMessage) -> None:
         status = "ok" if report.ok else f"failed: {report.error}"
         print(f"track: {report.source_id}: {report.frames} frames, {status}", file=sys.stderr)
     elif isinstance(message, WorkerDied):
-        print(f"track: worker {message.worker_index} (pid {message.pid}) died ({exit_reason(message.exitcode)})",
-              file=sys.stderr)
+        print(f"track: {message.worker} died ({message.reason})", file=sys.stderr)
 
 
 def prepare_model(request: ModelRequest, locations: Sequence[str], fps: float | None) -> ModelRef:

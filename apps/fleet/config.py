@@ -58,6 +58,9 @@ class FleetConfig:
     schedule: DetectionSchedule | None = None
     # each stream sends its tracker state this often, so a stream whose worker dies resumes where it was
     snapshot_every_s: float = 5.0
+    # the pool keeps one more worker started, its model loaded, to take over the streams of a worker that dies
+    # (a resume then waits for no process start); it costs a process and a model's memory while nothing fails
+    spare_worker: bool = False
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_frames"):

@@ -1,6 +1,7 @@
 """What workers and the pool driver tell each other, as small typed messages (pickled across processes)."""
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,13 +37,38 @@ class Tracks:
 
 @dataclass(frozen=True)
 class WorkerDied:
-    """A worker ended with streams unfinished; ``restarting`` says whether they run again in a fresh worker."""
+    """A worker ended with streams unfinished; ``restarting`` says whether they run again in a fresh worker.
+    ``cause`` says how it ended where there is no exit code (a Ray actor)."""
 
     worker_index: int
     pid: int | None
     exitcode: int | None
     source_ids: tuple[str, ...]
     restarting: bool
+    cause: str | None = None
+    kind: str = "worker"  # "worker" (a pool process) or "ray actor"
+
+    @property
+    def worker(self) -> str:
+        return f"{self.kind} {self.worker_index} (pid {self.pid})"
+
+    @property
+    def reason(self) -> str:
+        return self.cause or exit_reason(self.exitcode)
+
+    def describe(self) -> str:
+        return (f"{self.worker} died ({self.reason}) serving {', '.join(self.source_ids)}; "
+                + ("restarted" if self.restarting else "not restarted"))
+
+
+def exit_reason(exitcode: int | None) -> str:
+    """How a worker process ended, in words."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ int8 model is calibrated once, in the driver) and serves its share of the stream
 sharing the worker's ONNX Runtime session and its threads (``apps.fleet.worker``). Every stream writes what a
 single-source ``track`` run writes into its own folder; the driver gathers a
 :class:`~int8track.apps.fleet.report.FleetReport`. A source that fails is reported and the others go on; a worker
-that dies is reported and its streams are restarted once in a fresh process.
+that dies is reported and its streams resume in a fresh process from their last snapshot
+(``apps.fleet.failover``: the same ids, every frame once in the MOT file), each failover in the report.
 
 :func:`track_many` is the embeddable form: it yields ``(source_id, frame_index, tracks)`` from all sources.
 The same worker runs inside Ray actors (``apps.fleet.ray_actors``).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -23,18 +23,24 @@ from typing import Any
 import numpy as np
 
 from int8track.apps.fleet.batching import batched_model_file
-from int8track.apps.fleet.config import FleetConfig, ModelRef, ResumePoint, StreamJob
+from int8track.apps.fleet.config import FleetConfig, ModelRef, StreamJob
+from int8track.apps.fleet.failover import FailoverLedger
 from int8track.apps.fleet.jobs import plan_jobs
-from int8track.apps.fleet.messages import Done, FleetMessage, Snapshot, Started, Tracks, WorkerDied
-from int8track.apps.fleet.report import FleetReport, StreamReport, score_stream
+from int8track.apps.fleet.messages import Done, FleetMessage, Started, Tracks, WorkerDied
+from int8track.apps.fleet.report import Failover, FleetReport, StreamReport, score_stream
 from int8track.apps.fleet.worker import worker_main
 from int8track.apps.io.sources import SourceError
 from int8track.detectors.zoo import cache_dir
 
 #: How long the driver waits for a message before it looks at the workers' health.
 POLL_S = 0.2
-#: A stream resumes from its last snapshot after its worker dies, at most this many times.
-MAX_RESTARTS = 3
+
+
+@dataclass
+class _Spare:
+    process: Any
+    channel: Any  # its messages, once it serves streams
+    assign: Any  # the write end of the pipe that hands it its streams
 
 
 @dataclass
@@ -53,62 +59,79 @@ def partition(jobs: Sequence[StreamJob], num_workers: int) -> list[list[StreamJo
 
 
 class _Pool:
-    """The driver's side of the worker processes: starts them, reads their channels, restarts the streams of a
-    worker that died (once)."""
+    """The driver's side of the worker processes: starts them, reads their channels, resumes the streams of a
+    worker that died from their last snapshots on a fresh one (``ledger``)."""
 
-    def __init__(self, model: ModelRef, config: FleetConfig, threads: int, emit_tracks: bool) -> None:
+    def __init__(self, model: ModelRef, config: FleetConfig, threads: int, emit_tracks: bool,
+                 ledger: FailoverLedger) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._model, self._config, self._threads, self._emit_tracks = model, config, threads, emit_tracks
         self.workers: dict[int, _Worker] = {}
-        self._restarts: dict[str, int] = {}
-        self._resume: dict[str, ResumePoint] = {}  # each stream's last snapshot, with all MOT lines up to it
+        self._ledger = ledger
         self._next_index = 0
+        self.spare: _Spare | None = None
 
     def start(self, group: list[StreamJob]) -> Started:
-        reader, writer = self._context.Pipe(duplex=False)
-        process = self._context.Process(
-            target=worker_main, args=(group, self._model, self._config, self._threads, writer, self._emit_tracks),
-            name=f"int8track-worker-{self._next_index}", daemon=True)
-        process.start()
-        writer.close()  # the child holds the only write end, so its death reads as end of file here
+        """A worker for ``group``: the warm spare when there is one (then a new spare starts), else a new process."""
+        process, channel = self._take_spare(group) or self._spawn(group)[:2]
         index = self._next_index
-        self.workers[index] = _Worker(process, reader, {job.source_id: job for job in group})
+        self.workers[index] = _Worker(process, channel, {job.source_id: job for job in group})
         self._next_index += 1
         return Started(index, process.pid, tuple(job.source_id for job in group))
 
+    def start_spare(self) -> None:
+        """With ``config.spare_worker``: one process started ahead, its model loaded, waiting for streams."""
+        if self._config.spare_worker:
+            self.spare = _Spare(*self._spawn(None))
+
+    def _spawn(self, group: list[StreamJob] | None) -> tuple[Any, Any, Any]:
+        """A new worker process for ``group`` (None: a spare, with the write end of the pipe its jobs come by)."""
+        reader, writer = self._context.Pipe(duplex=False)
+        assign_reader, assign_writer = self._context.Pipe(duplex=False) if group is None else (None, None)
+        process = self._context.Process(
+            target=worker_main,
+            args=(group, self._model, self._config, self._threads, writer, self._emit_tracks, assign_reader),
+            name=f"int8track-worker-{'spare' if group is None else self._next_index}", daemon=True)
+        process.start()
+        writer.close()  # the child holds the only write end, so its death reads as end of file here
+        if assign_reader is not None:
+            assign_reader.close()  # likewise: a spare that died makes the hand-over fail here, not hang
+        return process, reader, assign_writer
+
+    def _take_spare(self, group: list[StreamJob]) -> tuple[Any, Any] | None:
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        try:
+            spare.assign.send(group)
+        except OSError:  # it died while it waited: a fresh process instead
+            spare.channel.close()
+            spare.process.join(timeout=5)
+            return None
+        finally:
+            spare.assign.close()
+        self.start_spare()
+        return spare.process, spare.channel
+
     def receive(self, message: FleetMessage) -> FleetMessage:
-        if isinstance(message, Snapshot):
-            before = self._resume.get(message.source_id)
-            text = (before.mot_text if before is not None else "") + message.mot_lines
-            self._resume[message.source_id] = ResumePoint(message.frame_id, message.tracker_state, text)
         if isinstance(message, Done):
-            source_id = message.report.source_id
             for worker in self.workers.values():
-                worker.jobs.pop(source_id, None)
-            if self._restarts.get(source_id):
-                message = Done(replace(message.report, restarts=self._restarts[source_id]))
-        return message
+                worker.jobs.pop(message.report.source_id, None)
+        return self._ledger.note(message)
 
     def ended(self, index: int) -> Iterator[FleetMessage]:
-        """The worker's channel is closed: it finished, or died (then its unfinished streams restart once)."""
+        """The worker's channel is closed: it finished, or died (then its unfinished streams resume elsewhere)."""
         worker = self.workers.pop(index)
         worker.channel.close()
         worker.process.join(timeout=10)
-        lost = list(worker.jobs.values())
-        if not lost:
+        if not worker.jobs:
             return
-        again = [job for job in lost if self._restarts.get(job.source_id, 0) < MAX_RESTARTS]
-        yield WorkerDied(index, worker.process.pid, worker.process.exitcode, tuple(job.source_id for job in lost),
-                         bool(again))
-        for job in lost:
-            if job not in again:
-                error = f"worker process died ({exit_reason(worker.process.exitcode)}) after a restart"
-                yield Done(StreamReport(job.source_id, job.location, job.output_dir, error=error,
-                                        restarts=self._restarts[job.source_id]))
-        for job in again:
-            self._restarts[job.source_id] = self._restarts.get(job.source_id, 0) + 1
-        if again:  # each from its last snapshot: no frame tracked twice, the same ids go on
-            yield self.start([replace(job, resume=self._resume.get(job.source_id, job.resume)) for job in again])
+        died = WorkerDied(index, worker.process.pid, worker.process.exitcode, tuple(worker.jobs), False)
+        lost = self._ledger.lost(died.worker, died.reason, list(worker.jobs.values()))
+        yield replace(died, restarting=bool(lost.again))
+        yield from gave_up(lost.given_up, f"worker process died ({died.reason})", self._ledger)
+        if lost.again:  # each from its last snapshot: no frame tracked twice, the same ids go on
+            yield self.start(list(lost.again))
 
     def messages(self) -> Iterator[FleetMessage]:
         """Every message of the running workers until all have ended."""
@@ -124,6 +147,11 @@ class _Pool:
                 yield self.receive(message)
 
     def stop(self) -> None:
+        if self.spare is not None:  # its jobs pipe closes: it ends by itself; terminate in case it is still loading
+            self.spare.assign.close()
+            self.spare.process.terminate()
+            self.spare.process.join(timeout=5)
+            self.spare.channel.close()
         for worker in self.workers.values():
             worker.process.terminate()
         for worker in self.workers.values():
@@ -131,18 +159,28 @@ class _Pool:
             worker.channel.close()
 
 
+def gave_up(jobs: Sequence[StreamJob], reason: str, ledger: FailoverLedger) -> Iterator[Done]:
+    """The ``Done`` of each stream whose worker died once more than it may restart."""
+    for job in jobs:
+        error = f"{reason} after {ledger.restarts[job.source_id]} restarts"
+        yield Done(StreamReport(job.source_id, job.location, job.output_dir, error=error,
+                                restarts=ledger.restarts[job.source_id]))
+
+
 def pool_messages(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
-                  emit_tracks: bool = False) -> Iterator[FleetMessage]:
+                  emit_tracks: bool = False, ledger: FailoverLedger | None = None) -> Iterator[FleetMessage]:
     """Run ``jobs`` on a pool of spawned processes and yield the messages they send, plus the driver's own
     (``apps.fleet.messages``): ``Started`` per worker, ``Progress``, ``Tracks`` (with ``emit_tracks``),
     ``WorkerDied`` and exactly one ``Done`` per job (a stream restarted after its worker died carries
-    ``restarts``; one whose worker died twice carries the error)."""
+    ``restarts``; one whose worker died more often than ``failover.MAX_RESTARTS`` carries the error).
+    ``ledger`` (a fresh one if None) ends up holding the run's failovers."""
     if config.batch and model.batched_path is None:
         model = with_batched_model(model)
-    pool = _Pool(model, config, config.threads_per_worker(len(jobs)), emit_tracks)
+    pool = _Pool(model, config, config.threads_per_worker(len(jobs)), emit_tracks, ledger or FailoverLedger())
     try:
         for group in partition(jobs, config.num_workers(len(jobs))):
             yield pool.start(group)
+        pool.start_spare()
         yield from pool.messages()
     finally:
         pool.stop()
@@ -154,16 +192,6 @@ def with_batched_model(model: ModelRef) -> ModelRef:
     return replace(model, batched_path=str(path))
 
 
-def exit_reason(exitcode: int | None) -> str:
-    """How a worker process ended, in words."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit code {exitcode}"
-
-
 def run_fleet(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
               on_message: Callable[[FleetMessage], None] | None = None) -> FleetReport:
     """Run every job on the worker pool and return the fleet report (MOTA/IDF1 added where there is gt).
@@ -171,26 +199,33 @@ def run_fleet(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig,
     ``on_message`` sees every pool message (see :func:`pool_messages`) as it arrives.
     """
     start = time.perf_counter()
+    ledger = FailoverLedger()
+    reports, failures = collect(pool_messages(jobs, model, config, ledger=ledger), on_message)
+    info = {"backend": "pool", "workers": config.num_workers(len(jobs)),
+            "threads_per_worker": config.threads_per_worker(len(jobs)), "batch": config.batch,
+            "spare_worker": config.spare_worker, "precision": model.precision, "model": model.path,
+            "wall_s": time.perf_counter() - start, "worker_failures": failures}
+    return finish_report([reports[job.source_id] for job in jobs], info, ledger.report_failovers())
+
+
+def collect(messages: Iterator[FleetMessage], on_message: Callable[[FleetMessage], None] | None
+            ) -> tuple[dict[str, StreamReport], list[str]]:
+    """Each stream's final report and one line per worker death, from a run's messages (each shown to
+    ``on_message`` first)."""
     reports: dict[str, StreamReport] = {}
     failures: list[str] = []
-    for message in pool_messages(jobs, model, config):
+    for message in messages:
         if on_message is not None:
             on_message(message)
         if isinstance(message, Done):
             reports[message.report.source_id] = message.report
         elif isinstance(message, WorkerDied):
-            failures.append(f"worker {message.worker_index} (pid {message.pid}) died ({exit_reason(message.exitcode)}) "
-                            f"serving {', '.join(message.source_ids)}; "
-                            + ("restarted" if message.restarting else "not restarted"))
-    wall = time.perf_counter() - start
-    info = {"backend": "pool", "workers": config.num_workers(len(jobs)),
-            "threads_per_worker": config.threads_per_worker(len(jobs)), "batch": config.batch,
-            "precision": model.precision,
-            "model": model.path, "wall_s": wall, "worker_failures": failures}
-    return finish_report([reports[job.source_id] for job in jobs], info)
+            failures.append(message.describe())
+    return reports, failures
 
 
-def finish_report(reports: Sequence[StreamReport], info: dict[str, Any]) -> FleetReport:
+def finish_report(reports: Sequence[StreamReport], info: dict[str, Any],
+                  failovers: Sequence[Failover] = ()) -> FleetReport:
     """The fleet report with each stream scored against its ground truth where it has one."""
     scored = []
     for report in reports:
@@ -198,7 +233,7 @@ def finish_report(reports: Sequence[StreamReport], info: dict[str, Any]) -> Flee
             scored.append(score_stream(report))
         except (OSError, ValueError) as exc:  # bad gt: report it, keep the stream's other numbers
             scored.append(replace(report, error=report.error or f"{report.location}: cannot score: {exc}"))
-    return FleetReport(tuple(scored), info)
+    return FleetReport(tuple(scored), info, tuple(failovers))
 
 
 def track_many(sources: Sequence[str | int], model: ModelRef | str, config: FleetConfig | None = None

@@ -69,11 +69,32 @@ CSV_COLUMNS = [f.name for f in fields(StreamReport) if f.name != "stage_share"]
 
 
 @dataclass(frozen=True)
+class Failover:
+    """One stream resumed after its worker died: which worker (and why it ended), the snapshot's frame it resumed
+    after (0: from the start), the frames the dead worker had read past that snapshot (read and tracked again),
+    and the seconds from the driver noticing the death to the stream reading its first new frame (None: it read
+    none: the source had ended, or the new worker died first)."""
+
+    worker: str
+    source_id: str
+    cause: str
+    resumed_after_frame: int
+    frames_replayed: int
+    time_to_resume_s: float | None
+
+    def describe(self) -> str:
+        resumed = "-" if self.time_to_resume_s is None else f"{self.time_to_resume_s:.2f} s"
+        return (f"{self.source_id}: {self.worker} died ({self.cause}); resumed after frame "
+                f"{self.resumed_after_frame}, {self.frames_replayed} frames replayed, time to resume {resumed}")
+
+
+@dataclass(frozen=True)
 class FleetReport:
     """All streams of one run plus the run's facts (workers, backend, precision, wall time)."""
 
     streams: tuple[StreamReport, ...]
     info: dict[str, Any] = field(default_factory=dict)
+    failovers: tuple[Failover, ...] = ()
 
     @property
     def failed(self) -> list[StreamReport]:
@@ -84,11 +105,13 @@ class FleetReport:
         return sum(stream.frames for stream in self.streams)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"info": dict(self.info), "streams": [stream.to_dict() for stream in self.streams]}
+        return {"info": dict(self.info), "streams": [stream.to_dict() for stream in self.streams],
+                "failovers": [asdict(failover) for failover in self.failovers]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FleetReport:
-        return cls(tuple(StreamReport.from_dict(item) for item in data["streams"]), dict(data.get("info", {})))
+        return cls(tuple(StreamReport.from_dict(item) for item in data["streams"]), dict(data.get("info", {})),
+                   tuple(Failover(**item) for item in data.get("failovers", [])))
 
     def save_json(self, path: str | Path) -> Path:
         path = Path(path)
@@ -137,6 +160,7 @@ class FleetReport:
         if wall:
             total += f" in {wall:.1f} s: {self.total_frames / wall:.1f} fps aggregate"
         lines.append(total)
+        lines.extend(f"failover: {failover.describe()}" for failover in self.failovers)
         lines.extend(f"{s.source_id}: {s.error or 'no frames read'}" for s in self.failed)
         return "\n".join(lines)
 

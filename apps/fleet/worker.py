@@ -62,7 +62,9 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
         opened = open_source(job.location, fps=config.fps)
     except (OSError, SourceError, ValueError) as exc:
         return replace(base, error=str(exc))
-    done = job.resume.frame_id if job.resume is not None else 0
+    # a resumed recorded source reads past the frames done through this wrapper (``Resume.skip``), so its count is
+    # the frame index already; a live one goes on with the next frame received, numbered after the snapshot's
+    done = job.resume.frame_id if job.resume is not None and opened.info.is_live else 0
     source = ProgressSource(opened, lambda count: emit(Progress(job.source_id, done + count)))
     try:
         if job.resume is not None:  # the same tracks, ids and counters as when the snapshot was taken
@@ -148,13 +150,13 @@ def _emit_stream(job: StreamJob, source: FrameSource, detector, tracker, config:
 
 
 def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfig, threads: int, emit: Emit,
-                  emit_tracks: bool = False) -> None:
-    """A worker's job: load ``model`` once and track every job on its own thread, sharing the detector: one call
-    at a time, the stream whose detection is most overdue first (``apps.fleet.sharing``), or batched
-    (``config.batch``). Emits one ``Done`` per job."""
+                  emit_tracks: bool = False, detector=None) -> None:
+    """A worker's job: load ``model`` once (unless ``detector`` is it, loaded already) and track every job on its
+    own thread, sharing the detector: one call at a time, the stream whose detection is most overdue first
+    (``apps.fleet.sharing``), or batched (``config.batch``). Emits one ``Done`` per job."""
     cv2.setNumThreads(threads)
     try:
-        detector = model.load(threads)
+        detector = detector or model.load(threads)
     except Exception as exc:  # a model that does not load fails this worker's streams, with the reason
         for job in jobs:
             error = f"{model.path}: cannot load the model: {exc}"
@@ -184,10 +186,14 @@ def serve_streams(jobs: Sequence[StreamJob], model: ModelRef, config: FleetConfi
         thread.join()
 
 
-def worker_main(jobs: list[StreamJob], model: ModelRef, config: FleetConfig, threads: int,
-                 channel: Any, emit_tracks: bool) -> None:
+def worker_main(jobs: list[StreamJob] | None, model: ModelRef, config: FleetConfig, threads: int,
+                channel: Any, emit_tracks: bool, assign: Any = None) -> None:
     """Entry point of a pool process: its streams' threads share its own pipe to the driver (one lock, so the
-    messages of two threads never interleave)."""
+    messages of two threads never interleave).
+
+    ``jobs`` None makes a warm spare: it loads the model now and waits for the jobs on ``assign`` (the read end
+    of a pipe from the driver; None or a closed pipe: exit), so a stream whose worker died resumes without
+    waiting for a process start and a model load."""
     lock = threading.Lock()
 
     def emit(message: FleetMessage) -> None:
@@ -195,6 +201,19 @@ def worker_main(jobs: list[StreamJob], model: ModelRef, config: FleetConfig, thr
             channel.send(message)
 
     try:
-        serve_streams(jobs, model, config, threads, emit, emit_tracks)
+        detector = None
+        if jobs is None:
+            cv2.setNumThreads(threads)
+            try:
+                detector = model.load(threads)
+            except Exception:  # noqa: BLE001 - serve_streams loads it again and reports why to each stream
+                detector = None
+            try:
+                jobs = assign.recv()
+            except (EOFError, OSError):
+                jobs = None
+            if jobs is None:
+                return
+        serve_streams(jobs, model, config, threads, emit, emit_tracks, detector)
     finally:
         channel.close()

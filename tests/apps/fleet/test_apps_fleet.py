@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from int8track.apps.cli.track import main
 from int8track.apps.fleet.batching import BatchingRunner
 from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
 from int8track.apps.fleet.jobs import expand_sources, plan_jobs
-from int8track.apps.fleet.messages import FleetMessage, Progress, Started
+from int8track.apps.fleet.messages import FleetMessage, Progress, Snapshot, Started
 from int8track.apps.fleet.pool import run_fleet, track_many
 from int8track.apps.fleet.report import REPORT_CSV, REPORT_JSON, FleetReport
 from int8track.apps.io.mot_results import format_tracks
@@ -165,6 +166,58 @@ def test_a_killed_worker_resumes_from_its_snapshot_with_every_frame_once(fleet_i
     assert resumed == (tmp_path / "undisturbed" / name / f"{name}.txt").read_text()
     info = json.loads((tmp_path / "killed" / name / f"{name}_timing.json").read_text())["info"]
     assert 0 < info["resumed_after_frame"] < frames  # it did resume, not start over
+    (failover,) = report.failovers  # the report says who died, where the stream resumed and how long it took
+    assert failover.worker == f"worker 0 (pid {killed[0]})" and failover.cause == "killed by SIGKILL"
+    assert failover.source_id == name and failover.resumed_after_frame == info["resumed_after_frame"]
+    assert failover.time_to_resume_s is not None and failover.time_to_resume_s > 0
+    # the driver heard of frame 12 being read; the snapshot is of the last frame tracked, at most a few before
+    assert failover.resumed_after_frame + failover.frames_replayed >= 12
+    saved = FleetReport.load_json(report.save(tmp_path)[0])
+    assert saved.failovers == report.failovers
+
+
+def _children() -> set[int]:
+    """The pids of this process's children right now."""
+    pids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def test_a_warm_spare_takes_over_a_killed_workers_stream(fleet_inputs, tmp_path):
+    # with spare_worker the stream resumes in the process started ahead (alive when the kill happened), from its
+    # snapshot: the same MOT file as the undisturbed run, and a new spare is started for the next death
+    _, sequence, _, weights = fleet_inputs
+    frames = 20
+    config = FleetConfig(workers=1, threads=1, max_frames=frames, write_video=False, snapshot_every_s=0.0,
+                         spare_worker=True)
+    undisturbed = run_fleet(plan_jobs([str(sequence)], tmp_path / "undisturbed"), ModelRef(str(weights)), config)
+    assert undisturbed.streams[0].ok and undisturbed.info["spare_worker"] is True
+    pids: list[int] = []
+    alive_at_kill: set[int] = set()
+
+    def kill_after_frame_5(message: FleetMessage) -> None:
+        if isinstance(message, Started):
+            pids.append(message.pid)
+        elif isinstance(message, Snapshot) and message.frame_id >= 5 and not alive_at_kill:
+            alive_at_kill.update(_children())
+            os.kill(pids[-1], signal.SIGKILL)
+
+    report = run_fleet(plan_jobs([str(sequence)], tmp_path / "killed"), ModelRef(str(weights)), config,
+                       on_message=kill_after_frame_5)
+    assert len(pids) == 2 and pids[1] in alive_at_kill - {pids[0]}  # the spare, started before the kill
+    (stream,) = report.streams
+    assert stream.ok and stream.restarts == 1 and stream.frames == frames
+    name = "PETS09-S2L1"
+    assert (tmp_path / "killed" / name / f"{name}.txt").read_text() == \
+        (tmp_path / "undisturbed" / name / f"{name}.txt").read_text()
+    (failover,) = report.failovers
+    assert failover.time_to_resume_s is not None and 5 <= failover.resumed_after_frame < frames
 
 
 def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
