@@ -179,24 +179,27 @@ def id_continuity(results: Path, frames_before: int, gap_s: float, fps: float, w
 
 #: Bits of the source frame number stamped into the published picture (PETS09-S2L1 has 795 frames)
 NUMBER_BITS = 10
-_BLOCK = (64, 8)  # width, height of one bit's block in the top rows
+_BLOCK = (32, 8)  # width, height of one bit's block in the top rows; the number is stamped twice, side by side
 
 
 def frame_number_filter(width: int, frames: int) -> str:
     """An ffmpeg ``-vf`` filter that stamps each published frame's position in the (looped) video into its top 8
-    rows, as white/black 64-px blocks (bit i of ``N mod frames`` in block i): H.264 keeps blocks that size intact,
-    and only the strip goes through ``geq`` (slow per pixel), so the publisher stays light. The top: through the
-    test server's RTP relay the last slices of a frame sometimes arrive damaged, the first ones not; and the
-    detector sees a thin stripe on PETS09's sky, where no one walks."""
+    rows, twice side by side, as white/black 32-px blocks (bit i of ``N mod frames`` in block i of each copy): H.264
+    keeps blocks that size intact, and only the strip goes through ``geq`` (slow per pixel), so the publisher stays
+    light. The top: through the test server's RTP relay the last slices of a frame sometimes arrive damaged, the
+    first ones not; and the detector sees a thin stripe on PETS09's sky, where no one walks. Twice: a track's label
+    drawn over one copy in the annotated video makes the two disagree, and that read is discarded."""
     block_w, block_h = _BLOCK
-    bits = f"255*mod(floor(mod(N,{frames})/pow(2,floor(X/{block_w}))),2)"
+    copy = NUMBER_BITS * block_w
+    bits = f"255*mod(floor(mod(N,{frames})/pow(2,floor(mod(X,{copy})/{block_w}))),2)"
     return (f"split[picture][copy];[copy]crop={width}:{block_h}:0:0,"
-            f"geq=lum='if(lt(X,{NUMBER_BITS * block_w}),{bits},16)':cb=128:cr=128[strip];"
+            f"geq=lum='if(lt(X,{2 * copy}),{bits},16)':cb=128:cr=128[strip];"
             "[picture][strip]overlay=0:0")
 
 
 def read_frame_numbers(video: Path) -> list[int]:
-    """The stamped source frame number of every frame of ``video`` (``track``'s annotated output), in order."""
+    """The stamped source frame number of every frame of ``video`` (``track``'s annotated output), in order; -1
+    where the two copies disagree."""
     import cv2
 
     capture = cv2.VideoCapture(str(video))
@@ -207,10 +210,12 @@ def read_frame_numbers(video: Path) -> list[int]:
             ok, image = capture.read()
             if not ok:
                 return numbers
-            strip = image[2:block_h - 2, :NUMBER_BITS * block_w].mean(axis=2)
+            strip = image[2:block_h - 2, :2 * NUMBER_BITS * block_w].mean(axis=2)
             # the middle half of each block: box outlines drawn across the strip are thin
-            bits = [np.median(strip[:, i * block_w + 16:(i + 1) * block_w - 16]) > 128 for i in range(NUMBER_BITS)]
-            numbers.append(sum(int(bit) << i for i, bit in enumerate(bits)))
+            bits = [np.median(strip[:, i * block_w + 8:(i + 1) * block_w - 8]) > 128 for i in range(2 * NUMBER_BITS)]
+            first, second = (sum(int(bit) << i for i, bit in enumerate(half))
+                             for half in (bits[:NUMBER_BITS], bits[NUMBER_BITS:]))
+            numbers.append(first if first == second else -1)
     finally:
         capture.release()
 
@@ -227,7 +232,8 @@ def cut_truth(run: LiveRun, video: Path, truth, window: int = 5) -> list[GapTrut
     frame_ids = [json.loads(line)["frame"] for line in tracks_file.read_text().splitlines() if line.strip()]
     if len(numbers) != len(frame_ids):
         raise ValueError(f"{video}: {len(numbers)} frames, but {len(frame_ids)} frames tracked")
-    source_frame = dict(zip(frame_ids, _repaired(numbers, 795)))
+    cuts = [outage["frames_before"] for outage in info.get("outages", {}).get("each", [])]
+    source_frame = dict(zip(frame_ids, _source_frames(frame_ids, numbers, cuts, 795)))
     table = read_results(run.results)
     boxes = np.column_stack([table.boxes[:, :2], table.boxes[:, :2] + table.boxes[:, 2:], table.ids])
 
@@ -249,21 +255,22 @@ def cut_truth(run: LiveRun, video: Path, truth, window: int = 5) -> list[GapTrut
     return results
 
 
-def _repaired(numbers: list[int], frames: int) -> list[int]:
-    """Stamped numbers with misreads fixed: a frame whose number follows neither its predecessor nor precedes its
-    successor (a frame damaged in transit, e.g. decoded before the next keyframe after a reconnect) gets the
-    number between them when they are two apart, else -1 (unknown: not scored)."""
-    fixed = list(numbers)
-    for k, number in enumerate(numbers):
-        previous = numbers[k - 1] if k else None
-        following = numbers[k + 1] if k + 1 < len(numbers) else None
-        fits_before = previous is not None and (previous + 1) % frames == number
-        fits_after = following is not None and (number + 1) % frames == following
-        if number < frames and (fits_before or fits_after):
+def _source_frames(frame_ids: list[int], numbers: list[int], cuts: list[int], frames: int) -> list[int]:
+    """The source frame of each tracked frame from the stamped numbers read back (-1: unreadable), filling the gaps:
+    between two outages the stream delivers consecutive source frames, so ``number - frame_id`` hardly changes
+    there (a frame lost or repeated in transit shifts it by one); a frame without a valid read takes it from the
+    nearest frame with one on its side of every outage (-1 when there is none)."""
+    segment = np.searchsorted(np.asarray(sorted(cuts)), np.asarray(frame_ids), side="left")
+    valid = [k for k, number in enumerate(numbers) if 0 <= number < frames]
+    result = []
+    for k, frame_id in enumerate(frame_ids):
+        same = [j for j in valid if segment[j] == segment[k]]
+        if not same:
+            result.append(-1)
             continue
-        bridged = previous is not None and following is not None and (previous + 2) % frames == following
-        fixed[k] = (previous + 1) % frames if bridged else -1
-    return fixed
+        nearest = min(same, key=lambda j: abs(j - k))
+        result.append((numbers[nearest] + frame_id - frame_ids[nearest]) % frames)
+    return result
 
 
 def _gap_counts(before: dict[int, int], after: dict[int, int]) -> GapTruth:
