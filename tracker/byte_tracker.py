@@ -96,6 +96,10 @@ class ByteTracker:
       (the per-frame motion model, k steps ahead; velocities kept) and the frame counter
       advances by k, so lost tracks age by k towards ``max_time_lost``. (Unconfirmed
       tracks are never predicted, gap or not, as in the official tracker.)
+    - ``gap_reacquire_s`` (on by default, off when ``iou_inclusive``): when at least that long passed since the
+      previous update (an outage of a live stream), the tracks tracked before the gap are matched to the
+      high-score detections first, within the Kalman filter's own predicted uncertainty (``tracker.gap``), then
+      IoU takes the rest. Updates closer together are not affected.
 
     Bad input: wrong number of dimensions or columns, or a non-numeric dtype, raise
     ``ValueError``. Empty arrays of shape (0,), (0, 5), (0, 6) mean no detections. Rows
