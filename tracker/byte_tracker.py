@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from collections.abc import Callable
 from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -130,7 +131,8 @@ class ByteTracker:
     __slots__ = ("_config", "_max_time_lost", "_match_disjoint", "frame_id", "update_count", "last_dropped",
                  "_last_rows", "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
                  "_predicted_rows", "_unconfirmed_rows", "_update_frames",
-                 "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size", "_gap_frames")
+                 "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size", "_gap_frames",
+                 "gap_filter")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -149,6 +151,9 @@ class ByteTracker:
         gap_s = self._config.effective_gap_reacquire_s
         # Frames between two updates that make a gap (at least 2: one frame apart is no gap); 0 s: never.
         self._gap_frames = max(2, math.ceil(gap_s * self._config.frame_rate)) if gap_s > 0 else sys.maxsize
+        # Optional veto over the pairs of the outage stage: ``gap_filter(track_ids, det_boxes)`` -> (T, N) bool
+        # (``tracker.reid.ReidTracker`` sets it to compare appearances). Not part of the state: its owner sets it.
+        self.gap_filter: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self._velocity_noise = kalman.velocity_noise_scale(self._config.frame_rate,
                                                            self._config.effective_velocity_noise_exponent)
         self.reset()
@@ -277,7 +282,7 @@ class ByteTracker:
         timer.lap("iou")
         across = (EMPTY_INDEX, EMPTY_INDEX)
         if lost_start and high.size and self._after_gap():  # an outage: its tracks first, by their uncertainty
-            across, pool, high = self._match_across_gap(pool, lost_start, high, det_xyah, timer)
+            across, pool, high = self._match_across_gap(pool, lost_start, high, (det_xyah, det_boxes), timer)
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
         first = (_join(across[0], pool[match_rows]), _join(across[1], high[match_cols]))
@@ -305,7 +310,8 @@ class ByteTracker:
         previous, now = self._update_frames
         return previous > 0 and now - previous >= self._gap_frames
 
-    def _match_across_gap(self, pool: np.ndarray, lost_start: int, high: np.ndarray, det_xyah: np.ndarray,
+    def _match_across_gap(self, pool: np.ndarray, lost_start: int, high: np.ndarray,
+                          measured: tuple[np.ndarray, np.ndarray],
                           timer: _StageTimer) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
         """After a gap (``gap_reacquire_s``): the tracks tracked before it vs the high detections, gated by the
         Kalman filter's uncertainty (``tracker.gap``), before IoU. Returns the matched (rows, detections) and the
@@ -314,10 +320,14 @@ class ByteTracker:
         First, not after IoU: after seconds a predicted box often overlaps the wrong person, and IoU's match would
         take that person's detection from their own track (on PETS09, 3 s gaps: 23 swaps instead of 30 of 148)."""
         timer.lap("bookkeeping")
-        tracks = self._tracks
+        tracks, (det_xyah, det_boxes) = self._tracks, measured
         tracked = pool[pool < lost_start]  # the pool's rows are ascending: the tracked list's rows come first
+        allowed = None
+        if self.gap_filter is not None and tracked.size:
+            shown = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
+            allowed = self.gap_filter(shown[tracked], det_boxes[high])
         track_pos, det_pos = gap_matches(take_rows(tracks.mean, tracked), take_rows(tracks.cov, tracked),
-                                         take_rows(det_xyah, high))
+                                         take_rows(det_xyah, high), allowed)
         timer.lap("assignment")
         if track_pos.size == 0:
             return (EMPTY_INDEX, EMPTY_INDEX), pool, high

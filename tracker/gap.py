@@ -27,17 +27,19 @@ CHI2_95 = 7.8147
 _OUTSIDE = 1e6  # cost of a pair outside the gate: never chosen (the solver's cost limit is below it)
 
 
-def gap_matches(mean: np.ndarray, cov: np.ndarray, det_xyah: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gap_matches(mean: np.ndarray, cov: np.ndarray, det_xyah: np.ndarray,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (track positions, detection positions) of the tracks' Kalman states ``mean`` (T, 8) / ``cov``
     (T, 4, 3) and the (N, 4) xyah detections: the most detections matched inside the gate, then the least
-    negative log-likelihood."""
+    negative log-likelihood. ``allowed`` (T, N) bool, if given, also excludes pairs (e.g. by appearance)."""
     if mean.shape[0] == 0 or det_xyah.shape[0] == 0:
         return EMPTY_INDEX, EMPTY_INDEX
     variance = kalman.innovation_variance(mean, cov)[:, GATE_COORDINATES]  # (T, 3)
     offset = det_xyah[None, :, GATE_COORDINATES] - mean[:, None, GATE_COORDINATES]  # (T, N, 3)
     distance = np.sum(offset * offset / variance[:, None, :], axis=2)
     cost = distance + np.sum(np.log(variance), axis=1)[:, None]
-    cost = np.where(distance <= CHI2_95, cost - cost.min(), _OUTSIDE)  # shifted: the solver wants costs >= 0
+    inside = distance <= CHI2_95 if allowed is None else (distance <= CHI2_95) & allowed
+    cost = np.where(inside, cost - cost.min(), _OUTSIDE)  # shifted: the solver wants costs >= 0
     _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=_OUTSIDE / 2)
     rows = (row_to_col >= 0).nonzero()[0]
     return rows, row_to_col[rows]
