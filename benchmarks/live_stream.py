@@ -314,40 +314,74 @@ GAP_MODES = {"outage": {}, "iou": {"gap_reacquire_s": 0.0}, "count": {"gap_reacq
 
 
 def gap_study(sequence_dir: Path, weights: Path, gaps_s: tuple[float, ...], cuts: tuple[int, ...],
-              track_buffer: int = 300, cache_dir: Path = Path("runs/live_stream/detections")) -> list[GapResult]:
+              track_buffer: int = 300, cache_dir: Path = Path("runs/live_stream/detections"),
+              reid: Path | None = None) -> list[GapResult]:
     """Offline, with ground truth: a recorded sequence whose frames stop for ``gap_s`` at each frame of ``cuts``
-    (after 20 frames of tracking), then resume. The detector runs on the real frames (cached per weights)."""
+    (after 20 frames of tracking), then resume. The detector runs on the real frames (cached per weights).
+    ``reid``: an appearance model's ONNX file; the tracker is then ``--reid``'s (modes ``outage`` and ``iou``)."""
     from benchmarks.detect_interval import detector_detections
     from int8track.apps.io.motchallenge import load_sequence, read_ground_truth
 
     sequence = load_sequence(sequence_dir)
     detections = detector_detections(sequence, weights, threads=2, cache_dir=cache_dir)
     truth = read_ground_truth(sequence.gt_path)
+    embedder = None
+    if reid is not None:
+        from int8track.tracker.appearance import OnnxEmbedder
+
+        embedder = OnnxEmbedder(reid, num_threads=1)
+    images = _ImageCache(sequence.image_paths()) if embedder is not None else None
     results = []
     for gap_s in gaps_s:
         skipped = int(round(gap_s * sequence.frame_rate))
-        for mode in GAP_MODES:
+        for mode in GAP_MODES if embedder is None else ("outage", "iou"):
             counts = np.zeros(4, dtype=int)
             for cut in cuts:
                 if cut + skipped + 5 <= len(detections):
-                    counts += _one_gap(detections, truth, sequence.frame_rate, cut, skipped, mode, track_buffer)
-            results.append(GapResult(gap_s, mode, *(int(c) for c in counts)))
+                    counts += _one_gap(detections, truth, sequence.frame_rate, (cut, skipped), mode, track_buffer,
+                                       (embedder, images))
+            results.append(GapResult(gap_s, f"{mode} + reid" if embedder is not None else mode,
+                                     *(int(c) for c in counts)))
     return results
 
 
-def _one_gap(detections: list[np.ndarray], truth, fps: float, cut: int, skipped: int, mode: str,
-             track_buffer: int) -> tuple[int, int, int, int]:
-    """(people before, found after, same ID, swapped) of one gap of ``skipped`` frames after frame ``cut``."""
-    from int8track.tracker import ByteTracker
+class _ImageCache:
+    """Frames of a sequence read once (the gap study revisits each frame for several gaps)."""
 
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.images = paths, {}
+
+    def __getitem__(self, index: int):
+        import cv2
+
+        if index not in self.images:
+            self.images[index] = cv2.imread(str(self.paths[index]))
+        return self.images[index]
+
+
+def _one_gap(detections: list[np.ndarray], truth, fps: float, where: tuple[int, int], mode: str,
+             track_buffer: int, appearance: tuple = (None, None)) -> tuple[int, int, int, int]:
+    """(people before, found after, same ID, swapped) of one gap of ``skipped`` frames after frame ``cut``
+    (``where``); ``appearance``: (embedder, images) for ``--reid``'s tracker, or Nones."""
+    from int8track.tracker import ByteTracker
+    from int8track.tracker.reid import wrap_tracker
+
+    (cut, skipped), (embedder, images) = where, appearance
     tracker = ByteTracker(frame_rate=fps, track_buffer=track_buffer, **GAP_MODES[mode])
+    if embedder is not None:
+        tracker = wrap_tracker(tracker, reid=embedder)
+
+    def update(index: int, **step):
+        frame = () if embedder is None else (images[index],)
+        return tracker.update(detections[index][:, :5], *frame, **step)
+
     for index in range(cut - 20, cut):
-        tracks = tracker.update(detections[index][:, :5])
+        tracks = update(index)
     before = _truth_to_track(truth, cut, tracks)  # frame ids are 1-based: index cut-1 is frame cut
     after: dict[int, int] = {}
     for k, index in enumerate(range(cut + skipped, cut + skipped + 5)):
         step = skipped + 1 if k == 0 and mode != "count" else 1
-        tracks = tracker.update(detections[index][:, :5], frame_gap=step)
+        tracks = update(index, frame_gap=step)
         for person, track_id in _truth_to_track(truth, index + 1, tracks).items():
             after.setdefault(person, track_id)
     return astuple(_gap_counts(before, after))
@@ -398,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-study", action="store_true",
                         help="instead: offline on PETS09-S2L1 with ground truth, IDs kept across gaps of 1-7 s")
     parser.add_argument("--cut-only", action="store_true", help="only the cut run (not the plain one)")
+    parser.add_argument("--reid", type=Path, default=None, metavar="ONNX",
+                        help="--gap-study: with the --reid tracker and this appearance model")
     args = parser.parse_args(argv)
     if args.gap_study:
         return _print_gap_study(args)
@@ -468,7 +504,8 @@ def _print_gap_study(args: argparse.Namespace) -> int:
     sequence = require_path(SHARED_DATA / "MOT15/train/PETS09-S2L1", "PETS09-S2L1")
     weights = require_path(args.weights or SHARED_DATA / "weights/bytetrack_nano_mot17.onnx", "weights")
     cuts = tuple(range(40, 765, 25))  # every 3.6 s of the sequence: different people, crossings and crowds
-    results = gap_study(sequence, weights, (1.0, 2.0, 3.0, 5.0, 7.0), cuts, track_buffer=args.track_buffer)
+    results = gap_study(sequence, weights, (1.0, 2.0, 3.0, 5.0, 7.0), cuts, track_buffer=args.track_buffer,
+                        reid=args.reid)
     print(f"IDs kept across a gap, PETS09-S2L1 (7 fps), up to {len(cuts)} cuts, --track-buffer {args.track_buffer}")
     print("gap s | mode | people before | found after | same ID | kept % | swapped")
     for r in results:
