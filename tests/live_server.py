@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,11 +74,13 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return probe.getsockname()[1]
 
 
-def _publisher(video: Path, target: str, muxer: str) -> subprocess.Popen:
+def _publisher(video: Path, target: str, muxer: str, video_filter: str | None = None) -> subprocess.Popen:
     """ffmpeg sending ``video`` in real time (``-re``), looped, as H.264 with a keyframe every 10 frames (a
-    client joining or rejoining decodes within a second) and its parameter sets in band."""
+    client joining or rejoining decodes within a second) and its parameter sets in band; ``video_filter`` (an
+    ffmpeg ``-vf`` filter, e.g. ``scale=384:288``) changes the picture."""
     command = [ffmpeg_exe() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
                "-re", "-stream_loop", "-1", "-i", str(video), "-an",
+               *(["-vf", video_filter] if video_filter else []),
                "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "10",
                "-bsf:v", "dump_extra", "-f", muxer, target]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -101,9 +104,11 @@ class RtspStream:
     ``credentials=("user", "pass")`` makes :attr:`url_with_credentials` carry them (the server ignores them).
     """
 
-    def __init__(self, video: Path, mount: str = "/cam", ready_timeout_s: float = 20.0) -> None:
+    def __init__(self, video: Path, mount: str = "/cam", ready_timeout_s: float = 20.0,
+                 video_filter: str | None = None) -> None:
         require_live_server()
         self.video = Path(video)
+        self.video_filter = video_filter  # ffmpeg -vf applied to the published picture (None: as it is)
         self.mount = mount
         self.port = free_port()
         self.rtp_port = free_port(socket.SOCK_DGRAM)
@@ -120,7 +125,8 @@ class RtspStream:
 
     def __enter__(self) -> RtspStream:
         try:
-            self._publisher = _publisher(self.video, f"rtp://127.0.0.1:{self.rtp_port}?pkt_size=1200", "rtp")
+            self._publisher = _publisher(self.video, f"rtp://127.0.0.1:{self.rtp_port}?pkt_size=1200", "rtp",
+                                         self.video_filter)
             self.start_server()
         except BaseException:
             self.close()
@@ -145,6 +151,13 @@ class RtspStream:
             raise RuntimeError(f"RTSP server did not start: {line.strip()} {errors.strip()}")
         if wait:
             self.wait_readable()
+
+    def restart_publisher(self, video_filter: str | None = None) -> None:
+        """Stop ffmpeg and start it again from the video's start, through ``video_filter`` (e.g.
+        ``scale=384:288``: a camera restarted at another resolution)."""
+        _stop(self._publisher)
+        self._publisher = _publisher(self.video, f"rtp://127.0.0.1:{self.rtp_port}?pkt_size=1200", "rtp",
+                                     video_filter)
 
     def kill_server(self) -> None:
         """Kill the RTSP server at once (SIGKILL: connections drop as when a camera loses power)."""
@@ -193,6 +206,39 @@ class MpegTsUdpStream:
 
     def __exit__(self, *exc) -> None:
         _stop(self._publisher)
+
+
+class SilentServer:
+    """``with SilentServer() as port:`` a TCP server on 127.0.0.1 that accepts connections and never says a word:
+    an RTSP URL pointing at it never answers (a camera that hangs, a wrong port of a busy host)."""
+
+    def __init__(self) -> None:
+        self._server = socket.socket()
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(8)
+        self._server.settimeout(0.2)
+        self.port: int = self._server.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.accepted.append(self._server.accept()[0])
+            except OSError:
+                continue
+
+    def __enter__(self) -> int:
+        self._thread.start()
+        return self.port
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        for connection in self.accepted:
+            connection.close()
+        self._server.close()
 
 
 def _reads_a_frame(url: str, timeout_s: float) -> bool:

@@ -22,6 +22,9 @@ NEW_TRACK_MARGIN = 0.1
 #: or kept it within noise on every sequence of benchmarks/identity.py (1.5, the random-walk value, helps
 #: moving cameras more but loses identities on static ones; see benchmarks/README.md).
 DEFAULT_VELOCITY_NOISE_EXPONENT = 1.0
+#: ``gap_reacquire_s`` when left automatic (None) outside parity mode. Gaps up to ~1 s keep >= 92% of IDs by IoU
+#: alone when the Kalman filter steps by the elapsed time; longer ones lose most (benchmarks/README.md, gap study).
+DEFAULT_GAP_REACQUIRE_S = 1.0
 #: A buffer ratio above this makes every box overlap its neighbours; surely a mistake.
 MAX_BUFFER_RATIO = 2.0
 #: Process noise growing faster than the cube of the frame period has no physical reading.
@@ -59,6 +62,13 @@ class TrackerConfig:
       of their width and height on every side before IoU, so boxes that moved by a fraction of their size still
       overlap. The paper uses 0.3 and 0.5; they help panning cameras but cost identities in static crowds,
       where neighbours' buffered boxes overlap too (benchmarks/README.md), hence off by default.
+    - ``gap_reacquire_s``: when at least this many seconds passed since the previous update (an outage of a live
+      stream: ``update(..., timestamp=)`` or ``frame_gap=``), tracks that were tracked before the gap and that IoU
+      cannot match after it get one more association, with the detections that would start new tracks: gated by
+      the Kalman filter's own uncertainty, which grew with the elapsed time (``ByteTracker``). After a few seconds a
+      walking person is a body width or more from the prediction, where IoU is zero. 0 turns it off; None
+      (default) is automatic: ``DEFAULT_GAP_REACQUIRE_S``, off in parity mode. Updates closer together than this
+      are untouched, so input without such gaps gives the same output whatever the value.
 
     Parity: ``iou_inclusive=True`` with ``id_mode="official"`` is the official ByteTrack (see ``parity()``);
     ``iou_inclusive=True`` alone gives its tracks (``id_mode`` only numbers them), so it is what switches the
@@ -88,6 +98,7 @@ class TrackerConfig:
     freeze_size_on_low_score: bool | None = None
     buffer_ratio: float = 0.0
     second_buffer_ratio: float = 0.0
+    gap_reacquire_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh"):
@@ -103,6 +114,8 @@ class TrackerConfig:
         if self.freeze_size_on_low_score is not None and not isinstance(self.freeze_size_on_low_score, bool):
             raise ValueError(f"freeze_size_on_low_score must be true, false or None, got "
                              f"{self.freeze_size_on_low_score!r}")
+        if self.gap_reacquire_s is not None:
+            _check_number("gap_reacquire_s", self.gap_reacquire_s, low=0.0)
         if self.velocity_noise_exponent is not None:
             _check_number("velocity_noise_exponent", self.velocity_noise_exponent, low=0.0,
                           high=MAX_VELOCITY_NOISE_EXPONENT)
@@ -192,6 +205,13 @@ class TrackerConfig:
         if self.freeze_size_on_low_score is not None:
             return self.freeze_size_on_low_score
         return not self.parity_mode
+
+    @property
+    def effective_gap_reacquire_s(self) -> float:
+        """``gap_reacquire_s`` in force (0: off): as given, or when None off in parity mode, else the default."""
+        if self.gap_reacquire_s is not None:
+            return float(self.gap_reacquire_s)
+        return 0.0 if self.parity_mode else DEFAULT_GAP_REACQUIRE_S
 
     @property
     def max_time_lost(self) -> int:

@@ -124,6 +124,12 @@ def update(mean: np.ndarray, cov: np.ndarray, measurements: np.ndarray,
     return new_mean.reshape(8, count).T, new_cov.T
 
 
+def innovation_variance(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """(T, 4) variances of the predicted measurement (cx, cy, a, h) of each track: ``H P H^T + R``, the ``S`` of
+    ``update`` (diagonal: the four coordinates are independent in this filter)."""
+    return (cov.T[PP] + _variance(mean.T[3], _MEASUREMENT_COLUMNS)).T
+
+
 # P_pp, P_pv, P_vv blocks: (K_pos S) K_pos, (K_pos S) K_vel, (K_vel S) K_vel
 _LEFT, _RIGHT = np.array([0, 0, 1]), np.array([0, 1, 1])
 

@@ -99,7 +99,23 @@ class ReidTracker:
         self.embedder = BoxEmbedder(embedder, CropSettings(self.config.min_side))
         self.compensator = CameraMotionCompensator(camera_motion) if camera_motion is not None else None
         self.refound_total = 0
+        self._frame: np.ndarray | None = None
+        tracker.gap_filter = self._same_appearance
         self._reset_tables()
+
+    def _same_appearance(self, track_ids: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
+        """(T, N) bool for the tracker's outage stage (``ByteTracker.gap_filter``): a track with an appearance on
+        record may only take a detection that looks like it (cosine >= ``min_similarity``); others any. Motion
+        alone confuses people after a few seconds (benchmarks/README.md); their looks mostly do not."""
+        allowed = np.ones((track_ids.size, det_boxes.shape[0]), dtype=bool)
+        known = [k for k, track_id in enumerate(track_ids.tolist()) if int(track_id) in self._appearance]
+        if not known or self._frame is None or det_boxes.shape[0] == 0:
+            return allowed
+        embeddings, valid = self.embedder.embed(self._frame, det_boxes)
+        gallery = np.stack([self._appearance[int(track_ids[k])] for k in known])
+        similarity = gallery @ np.where(valid[:, None], embeddings, 0.0).T
+        allowed[known] = (similarity >= self.config.min_similarity) & valid[None, :]
+        return allowed
 
     def _reset_tables(self) -> None:
         # Side table keyed by the output track id: the EMA appearance, the frame it was last refreshed, the
@@ -139,7 +155,11 @@ class ReidTracker:
         if self.compensator is not None:
             self.compensator.compensate(self.tracker, frame, self._last_boxes)
         cmc_end = perf_counter_ns()
-        output = self.tracker.update(detections, **kwargs)
+        self._frame = frame  # for the outage stage's appearance check (``_same_appearance``)
+        try:
+            output = self.tracker.update(detections, **kwargs)
+        finally:
+            self._frame = None
         reid_start = perf_counter_ns()
         output = self._reid(detections, frame, output)
         self._last_boxes = output[:, :4]

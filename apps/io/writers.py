@@ -72,6 +72,7 @@ class VideoWriterThread:
     ) -> None:
         self.path = Path(path)
         self.temp_path = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self.shape = (int(size[1]), int(size[0]))  # (height, width) of every frame: the encoder drops others
         self.frames_written = 0
         self.error: Exception | None = None
         try:

@@ -23,6 +23,7 @@ from int8track.apps.io.read_ahead import ReadAhead
 from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.io.writers import TracksJsonWriter, VideoWriterThread
 from int8track.apps.pipeline.drawing import TrailHistory, draw_tracks
+from int8track.apps.pipeline.frame_size import FrameSizeWatch
 from int8track.apps.pipeline.live_report import LatencyRecorder, reception_info
 from int8track.apps.pipeline.profiler import StageProfiler, TimingReport
 from int8track.apps.pipeline.progress import Progress
@@ -65,6 +66,7 @@ def track_frames(
     reader: ReadAhead | None = None,
     schedule: DetectionSchedule | None = None,
     counts: ScheduleCounts | None = None,
+    sizes: FrameSizeWatch | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(frame_id, frame_bgr, tracks)`` for every frame; frame ids are 1-based source positions.
 
@@ -72,15 +74,15 @@ def track_frames(
     given, replaces the detector's class list for this run (``detector.with_classes(classes)``, so they are
     filtered before NMS); None keeps the detector's own. ``schedule`` (default: every frame) runs the detector
     on some frames only; the others are tracked by image propagation (``tracker.propagation``) and their rows
-    have ``det_index`` -1; ``counts`` (if given) is filled in. Time the caller spends in its loop body can be
-    added to the same frame's record with ``profiler.stage(...)``. If the source fails or a live source stops,
-    the frames read so far are yielded first, then SourceError is raised.
+    have ``det_index`` -1; ``counts`` and ``sizes`` (``apps.pipeline.frame_size``), if given, are filled in.
+    Time the caller spends in its loop body can be added to the same frame's record with ``profiler.stage(...)``.
+    If the source fails or a live source stops, the frames read so far are yielded, then SourceError is raised.
     """
     profiler = profiler if profiler is not None else StageProfiler(STAGES)
     if reader is None:
         reader = ReadAhead(source if isinstance(source, FrameSource) else open_source(source), max_frames=max_frames)
     schedule = schedule or DetectionSchedule()
-    counts = counts if counts is not None else ScheduleCounts()
+    counts, sizes = counts if counts is not None else ScheduleCounts(), sizes or FrameSizeWatch()
     live = reader.source.info.is_live
     fps = reader.source.info.fps or FALLBACK_FRAME_RATE
     previous_index: int | None = None
@@ -95,6 +97,7 @@ def track_frames(
             profiler.add("read", frame.read_ns)
             gap = 1 if previous_index is None else frame.index - previous_index
             previous_index = frame.index
+            resized = sizes.check(frame.index + 1, frame.image, tracker)
             if schedule.every_frame:
                 # live: the Kalman filter steps by the time since the last frame (drops, outages), not frames
                 timestamp = frame.timestamp_s if live else None
@@ -104,7 +107,7 @@ def track_frames(
             else:
                 if live and previous_time is not None:  # frames that time says passed (drops, an outage)
                     gap = max(gap, round((frame.timestamp_s - previous_time) * fps))
-                tracks = stepper.track(frame.image, detector, profiler, gap)
+                tracks = stepper.track(frame.image, detector, profiler, gap, detect_now=resized)
             previous_time = frame.timestamp_s if live else None
             yield frame.index + 1, frame.image, tracks
             profiler.end_frame()
@@ -168,6 +171,8 @@ class _FrameOutputs:
             draw_tracks(image, shown, self._trails, self._fps_meter.rate)
         if self._paths.video is not None:
             self.video = self.video or _open_video(self._paths.video, self._source, image, self._profiler)
+            if image.shape[:2] != self.video.shape:  # a video file has one frame size: the first frame's
+                image = cv2.resize(image, self.video.shape[::-1], interpolation=cv2.INTER_AREA)
             self.video.write(self._profiler.num_frames, image)
         return not self._show or _show(image, self._source.info.name)
 
@@ -203,9 +208,9 @@ def run_tracking(
     resume = resume or Resume()
     reader = _open_reader(source, schedule, resume, max_frames)
     total = source.info.frame_count if max_frames is None else min(max_frames, source.info.frame_count or max_frames)
-    counts = ScheduleCounts()
+    counts, sizes = ScheduleCounts(), FrameSizeWatch()
     frames = track_frames(source, detector, tracker, classes=classes, profiler=profiler, reader=reader,
-                          schedule=schedule, counts=counts)
+                          schedule=schedule, counts=counts, sizes=sizes)
     stop, latency = _StopState(), LatencyRecorder()
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -224,7 +229,7 @@ def run_tracking(
     written_video = outputs.video.close(keep=True) if outputs.video is not None else None
     run_info = {**(info or {}), **_throughput_info(source, profiler.num_frames, time.perf_counter() - start,
                                                    reader.dropped), **stop.info(), **counts.info(schedule),
-                **reception_info(reader, profiler.num_frames, latency)}
+                **reception_info(reader, profiler.num_frames, latency), **sizes.info(detector)}
     if outputs.video is not None:
         run_info["video_codec"] = outputs.video.codec
     return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,

@@ -92,12 +92,17 @@ class ScheduledTracker:
         self.scheduler = DetectionScheduler(schedule, info.fps, live=info.is_live)
         self.counts = counts
 
-    def track(self, image: np.ndarray, detector, profiler: StageProfiler, gap: int) -> np.ndarray:
+    def track(self, image: np.ndarray, detector, profiler: StageProfiler, gap: int,
+              detect_now: bool = False) -> np.ndarray:
+        """One frame, by the detector when due (or ``detect_now``: the frame size changed, so the previous
+        frame cannot seed optical flow) or else propagated."""
         tracker = self.stepper.tracker
         for _ in range(gap - 1):  # frames a live reader dropped: Kalman steps, as update(frame_gap=gap) would
             tracker.predict()
         start = time.perf_counter_ns()
-        if self.scheduler.due(self.stepper.last_report, gap):
+        if detect_now:
+            self.stepper.reset(tracker_too=False)
+        if detect_now or self.scheduler.due(self.stepper.last_report, gap):
             detections = detect(detector, image, profiler)
             tracks = self._update(image, detections, profiler)
             self.counts.detector_calls += 1

@@ -316,3 +316,35 @@ def test_downscaling_by_halvings_matches_a_direct_area_resize() -> None:
     assert halved.shape == direct.shape
     assert np.abs(halved.astype(int) - direct.astype(int)).max() <= 1  # rounding of the intermediate image
     assert downscaled_gray(frame, 3).shape == (360, 640)
+
+
+def crossing_gap_scene(t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Red walks right from x=100 and blue left from x=260 at 30 px/s until t = 1.9 s (at 157 and 203), then stop;
+    after a 3 s gap each stands nearer the other's constant-velocity prediction (about 247 and 113) than their
+    own, and no box overlaps a prediction: motion alone swaps them. (frame, detections [red, blue])."""
+    walked = min(t, 1.9)
+    xs = (100 + 30 * walked, 260 - 30 * walked)
+    image = np.full((300, 400, 3), 128, np.uint8)
+    for cx, colour in zip(xs, ((0, 0, 255), (255, 0, 0))):
+        cv2.rectangle(image, (int(cx - 20), 100), (int(cx + 20), 200), colour, -1)
+    return image, np.array([box(xs[0], 150), box(xs[1], 150)])
+
+
+def ids_after_crossing_gap(tracker) -> tuple[list[int], list[int]]:
+    """Track ids of (red, blue) before and after a 3 s gap at 10 fps (live timestamps)."""
+    for frame in range(20):
+        image, dets = crossing_gap_scene(frame / 10)
+        before = tracker.update(dets, image, timestamp=frame / 10)
+    for t in (4.9, 5.0):
+        image, dets = crossing_gap_scene(t)
+        after = tracker.update(dets, image, timestamp=t)
+    by_det = lambda out: [int(out[out[:, 7] == k, 4][0]) for k in (0, 1)]  # noqa: E731 (row of detection k)
+    return by_det(before), by_det(after)
+
+
+def test_after_an_outage_appearance_vetoes_the_swap_motion_would_make() -> None:
+    before, after = ids_after_crossing_gap(ByteTracker(frame_rate=10, track_buffer=300))
+    assert after == before[::-1]  # motion alone: each took the other's detection
+    reid = ReidTracker(ByteTracker(frame_rate=10, track_buffer=300), mean_colour, ReidConfig(min_similarity=0.9))
+    before, after = ids_after_crossing_gap(reid)
+    assert after == before  # the outage stage only pairs tracks with detections that look like them

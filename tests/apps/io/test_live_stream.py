@@ -65,8 +65,8 @@ def test_server_killed_for_3_s_the_run_continues_and_ids_survive(stream: RtspStr
                                                                   tmp_path: Path):
     """The server dies mid-run for 3 s: one run, one outage of about 3 s (plus the restart), frames both sides,
     and the IDs of the tracks alive before the cut that are found again after it (IoU of their extrapolated
-    boxes) are reported. Kept IDs are measured, not asserted beyond "computed": with IoU association only, a
-    pedestrian who walked for 3+ s is often too far from the prediction (benchmarks/README.md)."""
+    boxes) are reported. Kept IDs are measured, not asserted beyond "computed": a few people per cut are no sample
+    (benchmarks/live_stream.py scores many cuts on ground truth; benchmarks/README.md)."""
     args = ["--weights", str(weights), "--max-frames", "90", "--track-buffer", "300", *FAST]
     run = run_track(stream.url, tmp_path, args, stream=stream, cut=ServerCut(after_s=4, down_s=3))
     assert run.returncode == 0, "\n".join(run.stderr[-20:])
@@ -129,3 +129,28 @@ def test_mpegts_over_udp_from_ffmpeg_alone(video: Path, weights: Path, tmp_path:
     assert run.returncode == 0, "\n".join(run.stderr[-20:])
     assert run.info["read_mode"] == "live" and run.info["frames_received"] == 20
     assert run.info["frames_tracked"] > 0 and run.info["latency_ms"]["p95_ms"] > 0
+
+
+def test_server_back_with_another_frame_size_is_letterboxed_and_reported(video: Path, weights: Path,
+                                                                          tmp_path: Path):
+    """The camera comes back at half the resolution (the server restarted while ffmpeg republishes the video
+    scaled to 384x288): the run goes on, the frames are letterboxed into the detector input fitted to the first
+    frame, the tracks follow to the new pixels, and the report says so."""
+    with RtspStream(video) as live:
+        cut = ServerCut(after_s=3, down_s=2, while_down=lambda: live.restart_publisher("scale=384:288"))
+        run = run_track(live.url, tmp_path, ["--weights", str(weights), "--max-frames", "70", *FAST],
+                        stream=live, cut=cut, timeout_s=150)
+    assert run.returncode == 0, "\n".join(run.stderr[-20:])
+    info = run.info
+    assert info["outages"]["count"] == 1 and info["frames_received"] == 70
+    changes = info["frame_size_changes"]
+    before = info["outages"]["each"][0]["frames_before"]
+    assert len(changes) == 1 and changes[0]["frame"] > before, (changes, before)
+    assert (changes[0]["from"], changes[0]["to"]) == ("768x576", "384x288")
+    assert info["frame_size_handling"].startswith("letterboxed") and "not re-fitted" in info["frame_size_handling"]
+    assert info["input_size"] == "320x416"  # fitted once, to the first frame
+    results = read_results(run.results)
+    late = results.frames >= changes[0]["frame"]
+    assert late.any()
+    centres = results.boxes[late, :2] + results.boxes[late, 2:] / 2  # people are found in the new pixels
+    assert (centres[:, 0] < 384 + 1).all() and (centres[:, 1] < 288 + 1).all(), centres.max(axis=0)
