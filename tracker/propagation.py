@@ -235,23 +235,33 @@ class IntervalTracker:
         stepper.reset()                                           # between videos
 
     ``step`` output has ``update``'s columns with ``det_index`` -1 (``tracker.last_predicted`` is all True): the
-    confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the one
-    before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good and the track's
-    last detection scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's low-score
-    detections are mostly occluded people, whose box the occluder's flow would drag along), else at the Kalman
-    prediction (clipped to the frame with ``clip_to_frame``). Unconfirmed tracks (not shown) are moved by the flow
-    too. Without a propagator (or before the first ``update``), ``step`` is ``tracker.predict(include_missed=...)``,
+    confirmed tracked tracks at their flow-measured boxes where the flow was good and the track's last detection
+    scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's low-score detections are
+    mostly occluded people, whose box the occluder's flow would drag along), else at the Kalman prediction (clipped
+    to the frame with ``clip_to_frame``). Unconfirmed tracks (not shown) are moved by the flow too.
+
+    Tracks the last detector call missed but the one before matched (``ByteTracker.predict(include_missed=True)``)
+    are shown only with ``include_missed``, by default only without a propagator. With one they are still followed
+    (their box keeps its region out of the other boxes' point votes: the hidden person may own those points) but
+    neither shown nor corrected by the flow: no detection says the person is still in that box, whose flow is then
+    the occluder's or the background's; taken as a measurement it would set the lost track's velocity (the more so
+    as the tracker's velocity noise grows at low frame rates) and the track would wander off or follow the occluder
+    (benchmarks/README.md: PETS09 at K=3, IDF1 -13.8 -> -5.2 against K=1). Without a propagator a missed detection
+    is mostly a flicker (MOT17's public detections), and showing the prediction is right more often than not.
+
+    Without a propagator (or before the first ``update``), ``step`` is ``tracker.predict(include_missed=...)``,
     which changes no track, so the detections of the next ``update`` are associated exactly as ``update(detections,
     frame_gap=K)`` would. ``last_report`` is the last step's ``PropagationReport`` (None after an update or without
     a propagator).
     """
 
     def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None, *,
-                 include_missed: bool = True, min_flow_score: float | None = None,
+                 include_missed: bool | None = None, min_flow_score: float | None = None,
                  clip_to_frame: bool = False) -> None:
         self.tracker = tracker
         self.propagator = propagator
-        self.include_missed = include_missed
+        # None: shown without images only (see the class docstring)
+        self.include_missed = propagator is None if include_missed is None else bool(include_missed)
         # Off by default, as update's boxes are not clipped either: MOTChallenge gt boxes run past the frame
         # edge, so clipping only the stepped frames scores people at the edge worse than detection frames.
         self.clip_to_frame = clip_to_frame
@@ -286,9 +296,9 @@ class IntervalTracker:
                 rows = np.asarray(detections, dtype=np.float64)
                 boxes[matched] = rows[tracks[matched, 7].astype(np.int64), :4]
             ids = tracks[:, 4]
-            if self.include_missed:
-                # Tracks shown on the previous detection frame and missed now are stepped too: seed their flow
-                # from their predicted box on this frame.
+            if len(self._detection_ids):
+                # Tracks shown on the previous detection frame and missed now are followed too (shown or not):
+                # seed their flow from their predicted box on this frame.
                 lost = self.tracker.lost_tracks()
                 missed = lost[np.isin(lost[:, 4], self._detection_ids)]
                 ids, boxes = np.concatenate((ids, missed[:, 4])), np.vstack((boxes, missed[:, :4]))
@@ -312,7 +322,8 @@ class IntervalTracker:
         camera = result.report.camera
         if camera is not None and camera.reliable:
             tracker.apply_motion(camera.affine)  # every track, lost ones too, before the Kalman step
-        tracks = tracker.predict(frame_size=frame_size, include_missed=self.include_missed)
+        tracks = tracker.predict(frame_size=frame_size, include_missed=True)
+        missed = np.isin(tracks[:, 4], tracker.lost_tracks()[:, 4]) if len(tracks) else np.zeros(0, dtype=bool)
         measured = np.full((len(tracks), 4), np.nan)
         if len(tracks) and len(self._previous_ids):
             # Rows of the previous frame's boxes holding each predicted track (ids are unique per frame).
@@ -321,7 +332,7 @@ class IntervalTracker:
             where = np.minimum(where, len(order) - 1)
             found = self._previous_ids[order[where]] == tracks[:, 4].astype(np.int64)
             measured[found] = flow_boxes[order[where[found]]]
-        measured[tracks[:, 5] < self.min_flow_score] = np.nan
+        measured[(tracks[:, 5] < self.min_flow_score) | missed] = np.nan  # see the class docstring
         tracker.correct_predicted(measured)
         if len(self._unconfirmed):
             tracker.unconfirmed_boxes()  # the same rows as on the detection frame: no update since
@@ -336,7 +347,7 @@ class IntervalTracker:
         self._previous = current
         self._remember(tracks[:, 4], tracks[:, :4])
         self.last_report = result.report
-        return tracks
+        return tracks if self.include_missed else tracks[~missed]
 
     def _remember(self, ids: np.ndarray, boxes: np.ndarray) -> None:
         self._previous_ids = ids.astype(np.int64)
