@@ -7,9 +7,9 @@ backward: a point whose backward track does not return within ``fb_thresh`` pixe
 that also lies in another box, which may follow the other object), and each box is moved by its points' median
 displacement and, with ``max_scale_change`` > 0 (off by default), scaled by the median ratio of their distances
 to the points' median. A box with too few good points keeps the Kalman prediction, which already includes the
-camera motion (estimated from a background grid in the same Lucas-Kanade call, ``tracker.camera_motion``). The boxes found this way correct the tracker's Kalman
-states (``ByteTracker.correct_predicted``; unconfirmed tracks: ``correct_unconfirmed``), so the next detection
-frame associates with them.
+camera motion (estimated from a background grid in the same Lucas-Kanade call, ``tracker.camera_motion``). The
+boxes found this way correct the tracker's Kalman states (``ByteTracker.correct_predicted``; unconfirmed tracks:
+``correct_unconfirmed``), so the next detection frame associates with them.
 """
 from __future__ import annotations
 
