@@ -47,8 +47,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--skip", default="", help="comma-separated modes to leave out, e.g. 'noise,no-flow' "
+                                                   "(a mode is skipped when its name contains one of them)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON (and CSV beside it)")
     args = parser.parse_args(argv)
+    skip = [part.strip() for part in args.skip.split(",") if part.strip()]
     require_path(args.video, "video")
     require_path(args.weights, "detector weights")
     frames = args.max_frames or load_sequence(require_path(args.sequence, "sequence")).length
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for mode, extra in MODES.items():
+            if any(part in mode for part in skip):
+                continue
             source = args.video if extra is not None else jpeg_frames(args.video, work / "jpeg", args.max_frames)
             run = track(source, work / f"run{len(rows)}", args, extra or [])
             info = run["timing"]["info"]

@@ -15,6 +15,9 @@ Two workloads:
   Runtime, fp32), both modes, tracker settings as ``benchmarks/e2e.py``. Each sequence's per-frame detections are
   computed once and cached under ``--cache-dir`` (keyed by the weights file), so only the first run pays for
   the detector.
+- ``--variants vtest-fitted,PETS09-pan``: sequences of ``benchmarks/identity_data.py`` (vtest.avi at 10 fps; a
+  panning 640x480 window over PETS09), their cached detector outputs, the images re-made from the source; both
+  modes, settings as ``--detector``.
 
     .venv/bin/python benchmarks/detect_interval.py --json runs/detect_interval/report.json
 
@@ -24,10 +27,11 @@ and ``mota_vs_calls.png`` (MOTA against detector calls per second) next to it (`
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +41,7 @@ import numpy as np
 from int8track.apps.cli.tracker_options import DEFAULT_TRACK_THRESH
 from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
 from int8track.apps.io.mot_results import MotResultWriter
-from int8track.apps.io.motchallenge import MotSequence, find_sequences
+from int8track.apps.io.motchallenge import MotSequence, find_sequences, load_sequence
 from int8track.apps.pipeline.run import OutputFilter
 from int8track.tracker import ByteTracker, TrackerConfig
 from int8track.tracker.propagation import FlowPropagator, IntervalTracker, PropagationConfig
@@ -47,6 +51,8 @@ from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import PROJECT_ROOT, require_path
 from benchmarks.e2e import BENCHMARK_TRACK_THRESH, DEFAULT_DATA, DEFAULT_WEIGHTS
+from benchmarks.identity_data import CACHE_ROOT as VARIANTS_ROOT
+from benchmarks.identity_data import VARIANTS, build_variant
 from benchmarks.mot17 import DEFAULT_PUBLIC_DATA, benchmark_sequences
 
 #: 0 stands for ``auto`` (``tracker.schedule``: a time cap, sooner when the flow loses the boxes) in this script.
@@ -98,12 +104,14 @@ class IntervalRun:
 
 def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray], interval: int,
                         tracker_config: TrackerConfig, results_path: Path, propagator: FlowPropagator | None = None,
-                        output_filter: OutputFilter | None = None, clip_to_frame: bool = False) -> tuple[int, float]:
+                        output_filter: OutputFilter | None = None, clip_to_frame: bool = False,
+                        frames: Iterable[np.ndarray] | None = None) -> tuple[int, float]:
     """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included; 0: when
     ``auto`` asks, as ``track --detect-every auto`` on a file), write tracks for every frame; returns (detector
     calls, median ms per step frame). With ``propagator`` the images are read and the frames between go through
     ``FlowPropagator``. ``clip_to_frame`` clips the boxes between detector calls, as ``track`` does (its detector
-    clips its own boxes; the public detections are not clipped, and neither is their gt)."""
+    clips its own boxes; the public detections are not clipped, and neither is their gt). ``frames``: the images
+    in order, for sequences without image files (``benchmarks.identity_data`` variants); default: read them."""
     if interval < 0:
         raise ValueError(f"interval must be >= 0 (0: auto), got {interval}")
     schedule = DetectionSchedule(every=interval or None, flow=propagator is not None)
@@ -112,12 +120,17 @@ def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray],
         raise ValueError(f"{sequence.name}: {len(detections)} frames of detections for {sequence.length} frames")
     stepper = IntervalTracker(ByteTracker(tracker_config, frame_rate=sequence.frame_rate), propagator,
                               clip_to_frame=clip_to_frame)
-    paths = sequence.image_paths() if propagator is not None else None
     blank = np.zeros((sequence.height or 1, sequence.width or 1, 3), np.uint8)  # only its size is read
+    if propagator is None:
+        images: Iterator[np.ndarray] = itertools.repeat(blank)
+    elif frames is not None:
+        images = iter(frames)
+    else:
+        images = (cv2.imread(str(path)) for path in sequence.image_paths())
     calls, step_ns = 0, []
     with MotResultWriter(results_path) as writer:
         for index, dets in enumerate(detections):
-            frame = cv2.imread(str(paths[index])) if paths is not None else blank
+            frame = next(images)
             detect = scheduler.due(stepper.last_report)
             scheduler.record(detect, 0.0)
             if detect:
@@ -139,6 +152,7 @@ def score(sequence: MotSequence, results_path: Path) -> tuple[object, object]:
 def run_workload(workload: str, sequences: list[MotSequence], detections: dict[str, list[np.ndarray]],
                  modes: Sequence[str], intervals: Sequence[int], tracker_config: TrackerConfig, out_dir: Path,
                  output_filter: OutputFilter | None = None, propagation: PropagationConfig | None = None,
+                 frames: Callable[[MotSequence], Iterable[np.ndarray]] | None = None,
                  ) -> tuple[list[IntervalRun], dict[tuple[str, int], MotMetrics]]:
     """Every sequence x mode x interval; K=1 runs once (no frame is stepped, so the modes are the same run).
     Also returns the metrics of all sequences pooled per (mode, interval)."""
@@ -154,7 +168,8 @@ def run_workload(workload: str, sequences: list[MotSequence], detections: dict[s
                 propagator = FlowPropagator(propagation) if mode == "flow" else None
                 calls, step_ms = track_with_interval(sequence, detections[sequence.name], interval, tracker_config,
                                                      path, propagator, output_filter,
-                                                     clip_to_frame=workload == "detector")
+                                                     clip_to_frame=workload != "public",
+                                                     frames=frames(sequence) if frames and propagator else None)
                 accumulator, hota = score(sequence, path)
                 scores.setdefault((mode, interval), {})[sequence.name] = (accumulator, hota)
                 metrics = summarize({sequence.name: accumulator}, {sequence.name: hota})[sequence.name]
@@ -279,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skip-public", action="store_true")
     parser.add_argument("--skip-detector", action="store_true")
     parser.add_argument("--modes", default=",".join(MODES), help="detector workload modes: kalman,flow")
+    parser.add_argument("--variants", default="",
+                        help="also these benchmarks/identity_data.py sequences (cached detector outputs), e.g. "
+                             "vtest-fitted,PETS09-pan")
+    parser.add_argument("--variants-root", type=Path, default=VARIANTS_ROOT,
+                        help="where identity_data.py keeps them (built there when missing)")
     parser.add_argument("--cache-dir", type=Path, default=PROJECT_ROOT / "runs" / "detect_interval" / "detections")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "runs" / "detect_interval")
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
@@ -317,6 +337,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["workloads"]["detector"] = {"tracker": asdict(config), "weights": str(weights),
                                            "propagation": asdict(PropagationConfig()),
                                            "runs": [r.as_row() for r in runs]}
+        all_runs += runs
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if variants:
+        unknown = sorted(set(variants) - set(VARIANTS))
+        if unknown:
+            sys.exit(f"error: unknown variant(s) {unknown}; choose from {sorted(VARIANTS)}")
+        sequences = [load_sequence(build_variant(VARIANTS[v], args.threads, args.variants_root)) for v in variants]
+        config = TrackerConfig.from_track_thresh(BENCHMARK_TRACK_THRESH)
+        runs, _ = run_workload("variants", sequences, {s.name: s.detections() for s in sequences}, modes,
+                               args.intervals, config, args.out_dir / "variants", output_filter=OutputFilter(),
+                               frames=lambda sequence: VARIANTS[sequence.name].frames())
+        tables.append(format_table("identity_data variants (cached detector outputs, images re-made)", runs, {}))
+        report["workloads"]["variants"] = {"tracker": asdict(config), "runs": [r.as_row() for r in runs]}
         all_runs += runs
     print("\n\n".join(tables))
     if all_runs:

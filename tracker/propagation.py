@@ -5,11 +5,11 @@ in between with the constant-velocity Kalman model. ``IntervalTracker.step(frame
 a few points per track box are followed from the previous frame with pyramidal Lucas-Kanade (forward and
 backward: a point whose backward track does not return within ``fb_thresh`` pixels is dropped; so is a point
 that also lies in another box, which may follow the other object), and each box is moved by its points' median
-displacement and scaled by the median ratio of their distances to the points' median. A box with too few good
-points keeps the Kalman prediction, which already includes the camera motion (estimated from a background grid in
-the same Lucas-Kanade call, ``tracker.camera_motion``). The boxes found this way correct the tracker's Kalman
-states (``ByteTracker.correct_predicted``; unconfirmed tracks: ``correct_unconfirmed``), so the next detection
-frame associates with them.
+displacement and, with ``max_scale_change`` > 0 (off by default), scaled by the median ratio of their distances
+to the points' median. A box with too few good points keeps the Kalman prediction, which already includes the
+camera motion (estimated from a background grid in the same Lucas-Kanade call, ``tracker.camera_motion``). The
+boxes found this way correct the tracker's Kalman states (``ByteTracker.correct_predicted``; unconfirmed tracks:
+``correct_unconfirmed``), so the next detection frame associates with them.
 """
 from __future__ import annotations
 
@@ -41,7 +41,11 @@ class PropagationConfig:
     levels: int = 2               # pyramid levels above the base
     fb_thresh: float = 1.0        # forward-backward error above this (full-resolution pixels): the point is dropped
     min_points: int = 4           # fewer good points in a box: it keeps the Kalman prediction
-    max_scale_change: float = 0.05  # box scale change per frame is clamped to 1 +- this
+    # Box scale change per frame, from the points' spread, is clamped to 1 +- this. Off (0) by default: a walker's
+    # apparent size changes by 1-2% a frame at 7-14 fps, less than the spread of 16 points on moving limbs says
+    # by chance, and a camera's zoom moves every track through the camera motion. Off was as good or better on
+    # every sequence at K=2 and 3 (benchmarks/README.md: PETS09 K=3 MOTA -2.5 -> -1.8, MOT17-05 -8.4 -> -6.5).
+    max_scale_change: float = 0.0
     camera_motion: bool = True    # estimate camera motion and move every track by it (moving cameras)
     camera: CameraMotionConfig = field(default_factory=CameraMotionConfig)
 
@@ -192,7 +196,7 @@ class FlowPropagator:
         ratio = spread_after / np.where(usable, spread_before, 1.0)
         usable_counts = np.count_nonzero(usable, axis=1)
         scale = np.where(usable_counts > 0, _masked_median(ratio, usable, usable_counts), 1.0)
-        scale = np.clip(scale, 1 - config.max_scale_change, 1 + config.max_scale_change)
+        scale = np.clip(scale, 1 - config.max_scale_change, 1 + config.max_scale_change)  # all 1 when off
         centre = (kept_boxes[:, :2] + kept_boxes[:, 2:]) * 0.5 + displacement
         half = (kept_boxes[:, 2:] - kept_boxes[:, :2]) * 0.5 * scale[:, None]
         out[enough] = np.hstack((centre - half, centre + half))
@@ -235,23 +239,33 @@ class IntervalTracker:
         stepper.reset()                                           # between videos
 
     ``step`` output has ``update``'s columns with ``det_index`` -1 (``tracker.last_predicted`` is all True): the
-    confirmed tracked tracks and, with ``include_missed`` (default), those the last detector call missed but the one
-    before matched (``ByteTracker.predict``), at their flow-measured boxes where the flow was good and the track's
-    last detection scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's low-score
-    detections are mostly occluded people, whose box the occluder's flow would drag along), else at the Kalman
-    prediction (clipped to the frame with ``clip_to_frame``). Unconfirmed tracks (not shown) are moved by the flow
-    too. Without a propagator (or before the first ``update``), ``step`` is ``tracker.predict(include_missed=...)``,
+    confirmed tracked tracks at their flow-measured boxes where the flow was good and the track's last detection
+    scored at least ``min_flow_score`` (default: the tracker's high threshold; ByteTrack's low-score detections are
+    mostly occluded people, whose box the occluder's flow would drag along), else at the Kalman prediction (clipped
+    to the frame with ``clip_to_frame``). Unconfirmed tracks (not shown) are moved by the flow too.
+
+    Tracks the last detector call missed but the one before matched (``ByteTracker.predict(include_missed=True)``)
+    are shown only with ``include_missed``, by default only without a propagator. With one they are still followed
+    (their box keeps its region out of the other boxes' point votes: the hidden person may own those points) but
+    neither shown nor corrected by the flow: no detection says the person is still in that box, whose flow is then
+    the occluder's or the background's; taken as a measurement it would set the lost track's velocity (the more so
+    as the tracker's velocity noise grows at low frame rates) and the track would wander off or follow the occluder
+    (benchmarks/README.md: PETS09 at K=3, IDF1 -13.8 -> -5.2 against K=1). Without a propagator a missed detection
+    is mostly a flicker (MOT17's public detections), and showing the prediction is right more often than not.
+
+    Without a propagator (or before the first ``update``), ``step`` is ``tracker.predict(include_missed=...)``,
     which changes no track, so the detections of the next ``update`` are associated exactly as ``update(detections,
     frame_gap=K)`` would. ``last_report`` is the last step's ``PropagationReport`` (None after an update or without
     a propagator).
     """
 
     def __init__(self, tracker: ByteTracker, propagator: FlowPropagator | None = None, *,
-                 include_missed: bool = True, min_flow_score: float | None = None,
+                 include_missed: bool | None = None, min_flow_score: float | None = None,
                  clip_to_frame: bool = False) -> None:
         self.tracker = tracker
         self.propagator = propagator
-        self.include_missed = include_missed
+        # None: shown without images only (see the class docstring)
+        self.include_missed = propagator is None if include_missed is None else bool(include_missed)
         # Off by default, as update's boxes are not clipped either: MOTChallenge gt boxes run past the frame
         # edge, so clipping only the stepped frames scores people at the edge worse than detection frames.
         self.clip_to_frame = clip_to_frame
@@ -286,9 +300,9 @@ class IntervalTracker:
                 rows = np.asarray(detections, dtype=np.float64)
                 boxes[matched] = rows[tracks[matched, 7].astype(np.int64), :4]
             ids = tracks[:, 4]
-            if self.include_missed:
-                # Tracks shown on the previous detection frame and missed now are stepped too: seed their flow
-                # from their predicted box on this frame.
+            if len(self._detection_ids):
+                # Tracks shown on the previous detection frame and missed now are followed too (shown or not):
+                # seed their flow from their predicted box on this frame.
                 lost = self.tracker.lost_tracks()
                 missed = lost[np.isin(lost[:, 4], self._detection_ids)]
                 ids, boxes = np.concatenate((ids, missed[:, 4])), np.vstack((boxes, missed[:, :4]))
@@ -312,7 +326,8 @@ class IntervalTracker:
         camera = result.report.camera
         if camera is not None and camera.reliable:
             tracker.apply_motion(camera.affine)  # every track, lost ones too, before the Kalman step
-        tracks = tracker.predict(frame_size=frame_size, include_missed=self.include_missed)
+        tracks = tracker.predict(frame_size=frame_size, include_missed=True)
+        missed = np.isin(tracks[:, 4], tracker.lost_tracks()[:, 4]) if len(tracks) else np.zeros(0, dtype=bool)
         measured = np.full((len(tracks), 4), np.nan)
         if len(tracks) and len(self._previous_ids):
             # Rows of the previous frame's boxes holding each predicted track (ids are unique per frame).
@@ -321,7 +336,7 @@ class IntervalTracker:
             where = np.minimum(where, len(order) - 1)
             found = self._previous_ids[order[where]] == tracks[:, 4].astype(np.int64)
             measured[found] = flow_boxes[order[where[found]]]
-        measured[tracks[:, 5] < self.min_flow_score] = np.nan
+        measured[(tracks[:, 5] < self.min_flow_score) | missed] = np.nan  # see the class docstring
         tracker.correct_predicted(measured)
         if len(self._unconfirmed):
             tracker.unconfirmed_boxes()  # the same rows as on the detection frame: no update since
@@ -336,7 +351,7 @@ class IntervalTracker:
         self._previous = current
         self._remember(tracks[:, 4], tracks[:, :4])
         self.last_report = result.report
-        return tracks
+        return tracks if self.include_missed else tracks[~missed]
 
     def _remember(self, ids: np.ndarray, boxes: np.ndarray) -> None:
         self._previous_ids = ids.astype(np.int64)

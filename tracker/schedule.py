@@ -1,6 +1,7 @@
 """When the detector runs: every frame, every K-th frame, or ``auto``.
 
-``auto`` spends detector calls where tracking between them is unreliable and saves them where it is easy:
+``auto`` on a file spends detector calls where tracking between them is unreliable and saves them where it is
+easy:
 
 - the longest gap between detector calls is a time, not a frame count (``max_gap_s``, 0.2 s), so a 7-10 fps
   camera is detected on every frame, a 14 fps one on every other and a 30 fps one on every 6th at most
@@ -8,10 +9,16 @@
   the Kalman prediction alone drifts). Measured (benchmarks/README.md): two frames of flow cost PETS09 (7 fps)
   about 1.3 MOTA, three frames 3 or more, so the cap stays below that;
 - a detection comes sooner when the image propagation says it is losing the boxes (``IntervalTracker``'s
-  ``PropagationReport``: few points followed, many boxes left at the Kalman prediction);
-- on a live source a detection never comes sooner than the machine can afford: the measured cost of a detector
-  frame and of a propagated frame give the smallest interval at which the pipeline keeps up with the source's
-  frame rate (``min_every_for_budget``), so every frame is tracked instead of dropped.
+  ``PropagationReport``: few points followed, many boxes left at the Kalman prediction).
+
+``auto`` on a live source runs the detector as often as the machine affords, cap or not: the measured cost of a
+detector frame and of a propagated frame give the smallest interval at which the pipeline keeps up with the
+source's frame rate (``min_every_for_budget``), and that interval is used. Every frame is tracked instead of
+dropped, and no frame is propagated that the detector had time for: saving a call on a live source saves nothing
+(an idle core does not come back later), while each propagated frame costs accuracy (benchmarks/README.md), so one
+camera on a machine that detects every frame in time loses nothing against plain ``track``. Streams sharing one
+detector (``apps.fleet.sharing``) each time their detector calls with the wait for their turn, so the interval of
+each grows as the detector fills up.
 
 On files the decisions depend on the frames only (no timings), so a run is reproducible.
 """
@@ -107,12 +114,11 @@ class DetectionScheduler:
         if self._since is None:
             return True
         since = self._since + frames_advanced
-        budget = self.min_interval()
-        # on a live source the budget may stretch the gap past the accuracy cap: every frame tracked beats a
-        # dropped one
-        if since >= max(self.max_interval, budget):
+        if self.live and self.schedule.every is None:  # as often as the machine affords (module docstring)
+            return since >= self.min_interval()
+        if since >= self.max_interval:
             return True
-        if self.schedule.every is not None or since < budget:
+        if self.schedule.every is not None:
             return False
         return report is not None and self._unreliable(report)
 

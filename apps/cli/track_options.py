@@ -94,8 +94,8 @@ def add_schedule_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("detector budget")
     group.add_argument("--detect-every", metavar="K|auto",
                        help="run the detector on every K-th frame and track the frames between by optical flow "
-                            "(every frame still gets tracks); 'auto' detects as rarely as tracking stays reliable "
-                            "and, on a live source, as often as the machine keeps up (default: 1 for files and "
+                            "(every frame still gets tracks); 'auto' on a file detects as rarely as tracking stays "
+                            "reliable, on a live source as often as the machine keeps up (default: 1 for files and "
                             "folders, auto for cameras and live streams)")
     group.add_argument("--flow", action=argparse.BooleanOptionalAction, default=True,
                        help="between detector calls, follow the boxes by optical flow and camera motion (default), "

@@ -58,3 +58,18 @@ def test_interval_run_is_validated() -> None:
         detect_interval.IntervalRun("public", "s", "blind", 2, 10, 30.0, 5, metrics, 0.0, Path("x"))
     with pytest.raises(ValueError, match="interval"):
         detect_interval.IntervalRun("public", "s", "kalman", -1, 10, 30.0, 5, metrics, 0.0, Path("x"))
+
+
+
+def test_frames_given_in_order_track_as_the_image_files_do(tmp_path: Path) -> None:
+    """The identity_data variants have no image files: their frames are passed in, with the same result."""
+    import cv2
+
+    from int8track.tracker.propagation import FlowPropagator
+
+    sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
+    frames = (cv2.imread(str(path)) for path in sequence.image_paths())
+    for name, given in (("given", frames), ("read", None)):
+        detect_interval.track_with_interval(sequence, sequence.detections(), 2, TrackerConfig(), tmp_path / name,
+                                            FlowPropagator(), frames=given)
+    assert (tmp_path / "given").read_text() == (tmp_path / "read").read_text()

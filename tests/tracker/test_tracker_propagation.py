@@ -258,3 +258,29 @@ def test_propagate_answers_nan_for_unusable_boxes_and_rejects_bad_shapes() -> No
         propagator.propagate(propagator.prepare(image), propagator.prepare(image), BOXES[:, :3])
     empty = propagator.propagate(propagator.prepare(image), propagator.prepare(image), np.empty((0, 4)))
     assert empty.boxes.shape == (0, 4) and empty.report.boxes == 0
+
+
+def test_a_track_the_last_detector_call_missed_is_followed_but_not_shown_or_corrected_by_flow() -> None:
+    """No detection says the person is still in a missed track's box: its flow is the occluder's or the
+    background's, so with images the track keeps its Kalman prediction and is not shown until detected again;
+    without images a miss is mostly a flicker, and the prediction is shown."""
+    images, boxes = moving_patch_scene(6, 6.0)
+    shown, lost = {}, {}
+    for propagate in (False, True):
+        stepper = IntervalTracker(ByteTracker(frame_rate=30), FlowPropagator() if propagate else None)
+        assert stepper.include_missed == (not propagate)
+        for t in range(4):
+            stepper.update(images[t], boxes[t])
+        stepper.update(images[4], np.empty((0, 5)))  # the detector misses the patch
+        shown[propagate] = stepper.step(images[5])
+        lost[propagate] = stepper.tracker.lost_tracks()
+    assert len(shown[False]) == 1 and len(shown[True]) == 0
+    # The lost track's state is the Kalman prediction in both (up to the flow mode's camera motion estimate).
+    np.testing.assert_allclose(lost[True][:, :4], lost[False][:, :4], atol=0.1)
+    assert abs(lost[True][0, 0] - boxes[5][0, 0]) > 1.0  # not moved onto the patch by the flow
+
+    stepper = IntervalTracker(ByteTracker(frame_rate=30), FlowPropagator(), include_missed=True)
+    for t in range(4):
+        stepper.update(images[t], boxes[t])
+    stepper.update(images[4], np.empty((0, 5)))
+    np.testing.assert_allclose(stepper.step(images[5])[:, :4], lost[True][:, :4])  # shown on request, as predicted

@@ -89,3 +89,18 @@ def test_on_a_live_source_the_budget_stretches_the_accuracy_cap():
         if due:
             detected.append(index)
     assert scheduler.max_interval == 1 and {b - a for a, b in zip(detected, detected[1:])} == {3}
+
+
+def test_on_a_live_source_auto_detects_every_frame_the_machine_affords():
+    """A file at 10 fps is detected on every other frame (the 0.2 s cap); a live camera whose detector fits the
+    100 ms period is detected on every frame: a propagated frame there would only cost accuracy."""
+    patterns = {}
+    for live in (False, True):
+        scheduler = DetectionScheduler(DetectionSchedule.parse("auto"), fps=10, live=live)
+        detected = []
+        for index in range(20):
+            due = scheduler.due(GOOD if index else None)
+            scheduler.record(due, 0.04 if due else 0.003)
+            detected.append(due)
+        patterns[live] = detected
+    assert sum(patterns[False]) == 10 and all(patterns[True])
