@@ -94,11 +94,7 @@ class TimingReport:
                 f"{row.stage:<22}{row.median_ms:>11.3f}{row.p95_ms:>10.3f}{row.mean_ms:>10.3f}"
                 f"{row.share * 100:>7.1f}%{row.fps:>10.1f}"
             )
-        for key, value in self.info.items():
-            if isinstance(value, (dict, list)):  # nested records (the int8 report) are for the JSON, not a terminal
-                lines.append(f"{key}: see the timing JSON")
-            else:
-                lines.append(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+        lines += [f"{key}: {info_text(value)}" for key, value in self.info.items()]
         return "\n".join(lines)
 
     # ---- files ---------------------------------------------------------------------------------------
@@ -147,6 +143,18 @@ def read_summary_csv(path: str | Path) -> list[StageStats]:
             StageStats(row["stage"], *(float(row[c]) for c in SUMMARY_COLUMNS[1:]))
             for row in csv.DictReader(handle)
         ]
+
+
+def info_text(value: object) -> str:
+    """One run fact for the terminal: a number, a text, or a small flat record inline (``p50_ms 12.3, p95_ms
+    20.1``); nested records (the int8 report, the list of outages) are for the JSON, not a terminal."""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict) and value and all(isinstance(v, (int, float, str)) for v in value.values()):
+        return ", ".join(f"{k} {info_text(v)}" for k, v in value.items())
+    if isinstance(value, (dict, list)):
+        return "see the timing JSON"
+    return str(value)
 
 
 class StageProfiler:

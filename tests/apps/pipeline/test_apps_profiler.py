@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from int8track.apps.pipeline.profiler import StageProfiler, TimingReport, plot_reports, read_summary_csv
+from int8track.apps.pipeline.profiler import StageProfiler, TimingReport, info_text, plot_reports, read_summary_csv
 
 
 def _known_report() -> TimingReport:
@@ -84,3 +84,14 @@ def test_plot_single_and_comparison(tmp_path):
     for reports, name in [({"fp32": report}, "one.png"), ({"fp32": report, "int8": other}, "two.png")]:
         path = plot_reports(reports, tmp_path / name)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_facts_print_small_records_inline_and_point_to_the_json_for_nested_ones():
+    report = TimingReport(["read"], {"read": np.array([1_000_000, 2_000_000])},
+                          {"latency_ms": {"frames": 795, "p50_ms": 12.3456}, "kept_up": True,
+                           "outages": {"count": 0, "each": []}, "int8": {"plan": {"stride": 8}}})
+    table = report.format_table()
+    assert "latency_ms: frames 795, p50_ms 12.346" in table
+    assert "kept_up: True" in table
+    assert "outages: see the timing JSON" in table and "int8: see the timing JSON" in table
+    assert info_text({}) == "see the timing JSON"
