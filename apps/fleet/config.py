@@ -61,6 +61,8 @@ class FleetConfig:
     # the pool keeps one more worker started, its model loaded, to take over the streams of a worker that dies
     # (a resume then waits for no process start); it costs a process and a model's memory while nothing fails
     spare_worker: bool = False
+    # a Ray actor that the cluster cannot place (too few free CPUs) waits forever: its streams fail after this
+    actor_start_timeout_s: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("workers", "threads", "max_frames"):
@@ -71,6 +73,8 @@ class FleetConfig:
             raise ValueError(f"fps must be positive, not {self.fps}")
         if self.snapshot_every_s < 0:
             raise ValueError(f"snapshot_every_s must be >= 0, not {self.snapshot_every_s}")
+        if self.actor_start_timeout_s <= 0:
+            raise ValueError(f"actor_start_timeout_s must be positive, not {self.actor_start_timeout_s}")
 
     def schedule_for(self, live: bool) -> DetectionSchedule:
         """The schedule of one stream: the configured one, else auto for a live source and every frame for a

@@ -127,17 +127,31 @@ class _RayDriver:
         for actor, group in zip(actors, groups):
             index = self._next_index
             self._next_index += 1
-            try:
-                pid = self._ray.get(actor.pid.remote())  # also waits until the actor is up
-            except self._ray.exceptions.RayError as exc:
+            pid = self._wait_started(actor)
+            if isinstance(pid, str):  # why it did not start
                 for job in group:
-                    error = f"ray actor failed to start: {first_line(exc)}"
-                    yield Done(StreamReport(job.source_id, job.location, job.output_dir, error=error))
+                    yield Done(StreamReport(job.source_id, job.location, job.output_dir, error=pid))
                 continue
             self.lanes[index] = _Lane(actor, pid, {job.source_id: job for job in group})
             calls = actor.serve.remote(group, self._config)
             threading.Thread(target=self._drain, args=(index, calls), name=f"ray-actor-{index}", daemon=True).start()
             yield Started(index, pid, tuple(job.source_id for job in group))
+
+    def _wait_started(self, actor: Any) -> int | str:
+        """The actor's pid once it is up, or why it did not start: an error, or the cluster not placing it (Ray
+        would keep it pending forever)."""
+        timeout = self._config.actor_start_timeout_s
+        try:
+            return int(self._ray.get(actor.pid.remote(), timeout=timeout))
+        except self._ray.exceptions.GetTimeoutError:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor, no_restart=True)
+            total = self._ray.cluster_resources().get("CPU", 0.0)
+            free = self._ray.available_resources().get("CPU", 0.0)
+            return (f"ray actor not started within {timeout:g} s: it asks for {self._threads} CPUs (threads per "
+                    f"worker); the cluster has {total:g} ({free:g} free)")
+        except self._ray.exceptions.RayError as exc:
+            return f"ray actor failed to start: {first_line(exc)}"
 
     def _drain(self, index: int, calls: Any) -> None:
         """Every message batch of one actor's call into the queue, then None, or the error that ended it."""

@@ -44,6 +44,19 @@ def local_ray():
         os.environ["RAY_AUTH_MODE"] = before
 
 
+def test_an_actor_the_cluster_cannot_place_fails_its_streams_instead_of_waiting_forever(local_ray, tmp_path):
+    # the module's cluster has 2 CPUs; an actor asking for 8 stays pending in Ray for ever
+    sequence = require_data("MOT15/train/PETS09-S2L1")
+    weights = ModelRef(str(require_data("weights/bytetrack_nano_mot17.onnx")))
+    config = FleetConfig(workers=1, threads=8, max_frames=2, write_video=False, actor_start_timeout_s=2.0)
+    report = run_fleet_ray(plan_jobs([str(sequence)], tmp_path / "unplaced"), weights, config)
+    (stream,) = report.failed
+    assert stream.error.startswith("ray actor not started within 2 s: it asks for 8 CPUs"), stream.error
+    assert "the cluster has 2 (" in stream.error
+    with pytest.raises(ValueError, match="actor_start_timeout_s"):
+        FleetConfig(actor_start_timeout_s=0)
+
+
 def test_a_killed_ray_actor_resumes_from_its_snapshot_with_every_frame_once(local_ray, tmp_path):
     # the tracker state and MOT lines are snapshotted after every frame here, so the stream resumes on a fresh
     # actor right after the last frame the driver heard of: its MOT file is byte for byte the undisturbed run's
