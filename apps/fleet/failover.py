@@ -1,16 +1,19 @@
 """The driver's record of what each stream has done, so a stream whose worker dies resumes where it was.
 
 Both fleet backends (the process pool and the Ray actors) feed every message of their workers through one
-:class:`FailoverLedger`. It keeps each stream's last snapshot with every MOT line up to it, and how far each
-stream has read; when a worker dies it hands back the jobs to start again (each from its last snapshot, at most
+:class:`FailoverLedger`. It keeps each stream's last snapshot with every MOT line up to it (the lines in an
+anonymous temporary file, not in memory: a day of one live camera is hundreds of MB), and how far each stream has
+read; when a worker dies it hands back the jobs to start again (each from its last snapshot, at most
 ``MAX_RESTARTS`` times a stream) and keeps one :class:`~int8track.apps.fleet.report.Failover` per resumption for the
 fleet report.
 """
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import IO
 
 from int8track.apps.fleet.config import ResumePoint, StreamJob
 from int8track.apps.fleet.messages import Done, FleetMessage, Progress, Snapshot
@@ -28,6 +31,30 @@ class _Pending:
     noticed: float  # time.perf_counter() when the driver saw the worker die
 
 
+class _Spool:
+    """One stream's last snapshot: its frame and tracker state in memory, the MOT lines up to it on disk."""
+
+    def __init__(self) -> None:
+        # closed when the stream ends (or gives up); an unlinked file, so nothing stays behind even on a crash
+        self._file: IO[bytes] = tempfile.TemporaryFile(prefix="int8track-mot-")  # noqa: SIM115
+        self._length = 0
+        self.frame_id = 0
+        self.tracker_state = b""
+
+    def add(self, snapshot: Snapshot) -> None:
+        self._file.seek(self._length)
+        self._length += self._file.write(snapshot.mot_lines.encode())
+        self.frame_id, self.tracker_state = snapshot.frame_id, snapshot.tracker_state
+
+    def resume_point(self) -> ResumePoint:
+        """The snapshot with every MOT line up to it (read back now, for the job that resumes from it)."""
+        self._file.seek(0)
+        return ResumePoint(self.frame_id, self.tracker_state, self._file.read(self._length).decode())
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass(frozen=True)
 class Lost:
     """What a worker's death leaves: the jobs to start again (resume points set) and those out of restarts."""
@@ -40,7 +67,7 @@ class FailoverLedger:
     """Snapshots, read positions and restarts of every stream of one fleet run, and its failovers."""
 
     def __init__(self) -> None:
-        self._resume: dict[str, ResumePoint] = {}  # each stream's last snapshot, with all MOT lines up to it
+        self._snapshots: dict[str, _Spool] = {}  # each stream's last snapshot, with all MOT lines up to it
         self._read: dict[str, int] = {}  # the last frame each stream reported reading (its current worker)
         self._pending: dict[str, _Pending] = {}
         self.restarts: dict[str, int] = {}
@@ -49,9 +76,7 @@ class FailoverLedger:
     def note(self, message: FleetMessage) -> FleetMessage:
         """Take in one worker message; returns it (a ``Done`` of a restarted stream with its restart count)."""
         if isinstance(message, Snapshot):
-            before = self._resume.get(message.source_id)
-            text = (before.mot_text if before is not None else "") + message.mot_lines
-            self._resume[message.source_id] = ResumePoint(message.frame_id, message.tracker_state, text)
+            self._snapshots.setdefault(message.source_id, _Spool()).add(message)
         elif isinstance(message, Progress):
             self._read[message.source_id] = message.frames_read
             pending = self._pending.get(message.source_id)
@@ -63,6 +88,9 @@ class FailoverLedger:
                 self._close(source_id, None)
             if self.restarts.get(source_id):
                 message = Done(replace(message.report, restarts=self.restarts[source_id]))
+            spool = self._snapshots.pop(source_id, None)
+            if spool is not None:  # a stream ends once: its snapshots are no longer needed
+                spool.close()
         return message
 
     def lost(self, worker: str, cause: str, jobs: Sequence[StreamJob]) -> Lost:
@@ -75,9 +103,13 @@ class FailoverLedger:
                 self._close(job.source_id, None)
             if self.restarts.get(job.source_id, 0) >= MAX_RESTARTS:
                 given_up.append(job)
+                spool = self._snapshots.pop(job.source_id, None)
+                if spool is not None:
+                    spool.close()
                 continue
             self.restarts[job.source_id] = self.restarts.get(job.source_id, 0) + 1
-            resume = self._resume.get(job.source_id, job.resume)
+            spool = self._snapshots.get(job.source_id)
+            resume = spool.resume_point() if spool is not None else job.resume
             after = resume.frame_id if resume is not None else 0
             # frames the dead worker had read past its last snapshot: the new worker reads and tracks them again
             replayed = max(0, self._read.get(job.source_id, after) - after)

@@ -55,3 +55,26 @@ def test_a_stream_without_a_snapshot_starts_over_and_restarts_are_capped():
     assert lost.given_up == (job,) and not lost.again and ledger.restarts["cam"] == MAX_RESTARTS
     # none of them read a frame: no time to resume, still reported
     assert [f.time_to_resume_s for f in ledger.report_failovers()] == [None] * MAX_RESTARTS
+
+
+def test_the_ledger_keeps_a_long_streams_mot_lines_on_disk_not_in_memory():
+    # a live camera snapshots every few seconds for days: the driver must not hold every MOT line in memory
+    import tracemalloc
+
+    state = ByteTracker(TrackerConfig(), frame_rate=10).state_dict().to_bytes()
+    block = "".join(_lines(frame) for frame in range(1, 201))  # 200 lines, ~9 KB
+    ledger = FailoverLedger()
+    tracemalloc.start()
+    try:
+        ledger.note(Snapshot("cam", 200, state, block))
+        before, _ = tracemalloc.get_traced_memory()
+        for snapshot in range(2, 2001):  # ~18 MB of MOT lines in all
+            ledger.note(Snapshot("cam", 200 * snapshot, state, block))
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1_000_000, f"the ledger grew by {after - before} bytes"
+    (again,) = ledger.lost("worker 0", "killed by SIGKILL", [StreamJob("cam", "cam.avi", "out/cam")]).again
+    assert again.resume is not None and again.resume.frame_id == 400_000
+    assert again.resume.mot_text == block * 2000  # every line up to the snapshot, in order
+    ledger.note(Done(StreamReport("cam", "cam.avi", "out/cam", frames=400_000)))
