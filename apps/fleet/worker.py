@@ -46,6 +46,13 @@ class ProgressSource(FrameSource):
             self._on_frame(self._count)
         return image
 
+    def skip(self, count: int) -> int:
+        skipped = self._source.skip(count)
+        if skipped:
+            self._count += skipped
+            self._on_frame(self._count)
+        return skipped
+
     def close(self) -> None:
         self._source.close()
 

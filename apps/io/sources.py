@@ -63,6 +63,14 @@ class FrameSource(ABC):
     def close(self) -> None:  # noqa: B027 (a source with nothing to release need not override it)
         """Release the underlying device or file."""
 
+    def skip(self, count: int) -> int:
+        """Read past up to ``count`` frames (a resumed run's frames done); returns how many there were (fewer at
+        the end). Reads and decodes them: a source that can tell its frames apart without decoding overrides it."""
+        skipped = 0
+        while skipped < count and self.read() is not None:
+            skipped += 1
+        return skipped
+
     def interrupt(self) -> None:
         """Ask a :meth:`read` blocked on another thread (waiting to reconnect) to return None soon; a wrapper (a
         source with a ``source``, e.g. the peeked first frame) passes it on."""
@@ -128,6 +136,13 @@ class ImageSequenceSource(FrameSource):
             return read_image(path)
         except ValueError as exc:
             raise SourceError(str(exc)) from None
+
+    def skip(self, count: int) -> int:
+        """Past ``count`` images without decoding them: each file is one frame (a video's decode errors, which
+        ``read`` skips without counting, make its frames known only by decoding them)."""
+        skipped = max(0, min(count, len(self.paths) - self._next))
+        self._next += skipped
+        return skipped
 
 
 def open_source(spec: str | int | Path, fps: float | None = None, live: bool | None = None,

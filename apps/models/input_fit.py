@@ -33,6 +33,14 @@ class PeekedSource(FrameSource):
             return frame
         return self.source.read()
 
+    def skip(self, count: int) -> int:
+        if count <= 0:
+            return 0
+        if self._pending is None:
+            return self.source.skip(count)
+        self._pending = None
+        return 1 + self.source.skip(count - 1)
+
     def close(self) -> None:
         self.source.close()
 

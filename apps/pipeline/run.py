@@ -283,9 +283,7 @@ class Resume:
     def skip(self, source: FrameSource) -> int:
         """Read past the frames done on a recorded source; returns the index of the next frame."""
         if not source.info.is_live:
-            for _ in range(self.frame_id):
-                if source.read() is None:
-                    break
+            source.skip(self.frame_id)
         return self.frame_id
 
 

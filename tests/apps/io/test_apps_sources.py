@@ -46,6 +46,31 @@ def test_image_folder_sorted_and_mot_sequence_frame_rate():
     assert open_source(sequence, fps=5).info.fps == 5
 
 
+def test_skipping_frames_lands_where_reading_them_would(tmp_path):
+    # a resumed run skips the frames done: it must land on the frame reading them would, and an image folder
+    # must not decode the images it skips (a resume near the end of a long sequence would decode them all)
+    from int8track.apps.models.input_fit import PeekedSource
+
+    sequence = require_data("MOT17-mini/train/MOT17-05-FRCNN")
+    images = sorted((sequence / "img1").glob("*.jpg"))[:5]
+    for k, image in enumerate(images):
+        (tmp_path / f"{k:06d}.jpg").write_bytes(image.read_bytes())
+    (tmp_path / "000001.jpg").write_bytes(b"not a jpeg")  # skipped, so never decoded
+    folder = open_source(tmp_path)
+    assert folder.skip(3) == 3
+    np.testing.assert_array_equal(folder.read(), cv2.imread(str(images[3])))
+    assert folder.skip(10) == 1 and folder.read() is None  # the end: fewer skipped than asked
+
+    video = require_data("videos/vtest.avi")
+    expected = cv2.VideoCapture(str(video))
+    for _ in range(7):
+        expected.grab()
+    peeked = PeekedSource(open_source(video))  # its first frame already read, for fitting the input
+    assert peeked.skip(7) == 7 and peeked.skip(0) == 0
+    np.testing.assert_array_equal(peeked.read(), expected.read()[1])
+    peeked.close()
+
+
 def test_bad_paths_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="source not found"):
         open_source(tmp_path / "missing.mp4")
