@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from int8track.quant.runtime_int8 import FULL_WEIGHT_QMAX
 from int8track.quant.simulate import QuantPlan, conv_layers, simulated
 
 #: dampening added to the Hessian diagonal, as a fraction of its mean (the GPTQ paper's 1%)
 DAMP = 0.01
-WEIGHT_QMAX = 127
 
 
 def conv_patches(conv: nn.Conv2d, x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -68,9 +68,10 @@ def input_hessians(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray
     return hessians
 
 
-def gptq_round(weight: torch.Tensor, scales: np.ndarray, hessian: torch.Tensor, damp: float = DAMP) -> np.ndarray:
-    """int8 weights (same shape as ``weight``) on the per-output-channel ``scales``, rounded by GPTQ with
-    one Hessian per group (``hessian``: ``(groups, d, d)``), columns in descending Hessian-diagonal order."""
+def gptq_round(weight: torch.Tensor, scales: np.ndarray, hessian: torch.Tensor, damp: float = DAMP,
+               qmax: int = FULL_WEIGHT_QMAX) -> np.ndarray:
+    """int8 weights in ``[-qmax, qmax]`` (same shape as ``weight``) on the per-output-channel ``scales``, rounded by
+    GPTQ with one Hessian per group (``hessian``: ``(groups, d, d)``), columns in descending Hessian-diagonal order."""
     groups, d, _ = hessian.shape
     c_out = weight.shape[0]
     if c_out % groups or weight[0].numel() != d:
@@ -90,7 +91,7 @@ def gptq_round(weight: torch.Tensor, scales: np.ndarray, hessian: torch.Tensor, 
     q = torch.zeros_like(w)
     for i in range(d):
         col = w[:, :, i]
-        q[:, :, i] = torch.clamp(torch.round(col / s[:, :, 0]), -WEIGHT_QMAX, WEIGHT_QMAX)
+        q[:, :, i] = torch.clamp(torch.round(col / s[:, :, 0]), -qmax, qmax)
         err = (col - q[:, :, i] * s[:, :, 0]) / u[:, i, i][:, None]
         w[:, :, i + 1:] -= err[:, :, None] * u[:, None, i, i + 1:]
     q = torch.empty_like(q).scatter_(2, order[:, None, :].expand(-1, q.shape[1], -1), q)
@@ -105,5 +106,5 @@ def gptq_plan(model: nn.Module, plan: QuantPlan, blobs: Sequence[np.ndarray], da
     rounded = {}
     for name in plan.quantized:
         _, scales = plan.weight(name, convs[name])
-        rounded[name] = gptq_round(convs[name].weight, scales, hessians[name], damp)
+        rounded[name] = gptq_round(convs[name].weight, scales, hessians[name], damp, plan.weight_qmax)
     return plan.with_rounded(rounded)

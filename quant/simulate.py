@@ -23,7 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from int8track.quant.qparams import activation_qparams, fake_quantize, weight_qparams_per_channel
+from int8track.quant.qparams import (
+    SYMMETRIC_INT8,
+    QScheme,
+    activation_qparams,
+    fake_quantize,
+    weight_qparams_per_channel,
+)
+from int8track.quant.runtime_int8 import FULL_WEIGHT_QMAX, runtime_weight_qmax
 
 #: activation schemes: asymmetric uint8 (default) or symmetric int8 (full [-128, 127] grid, as ORT saturates)
 ACT_SCHEMES = {"uint8": "asymmetric_uint8", "int8": "symmetric_int8_full"}
@@ -65,6 +72,9 @@ class QuantPlan:
     #: int8 weights chosen by a rounding method (``quant.gptq``) instead of nearest rounding, by conv name
     rounded: dict[str, np.ndarray] = field(default_factory=dict)
     weight_granularity: str = "per_channel"
+    #: int8 weights lie in [-weight_qmax, weight_qmax]: 127, or 63 where this machine's runtime would saturate
+    #: sums of two int8 products (``quant.runtime_int8``); the deployed graph then equals the simulation there too
+    weight_qmax: int = field(default_factory=runtime_weight_qmax)
 
     def __post_init__(self) -> None:
         if self.scheme not in ACT_SCHEMES:
@@ -72,6 +82,9 @@ class QuantPlan:
         if self.weight_granularity not in WEIGHT_GRANULARITIES:
             raise ValueError(f"unknown weight granularity {self.weight_granularity!r}, expected one of "
                              f"{list(WEIGHT_GRANULARITIES)}")
+        if isinstance(self.weight_qmax, bool) or not isinstance(self.weight_qmax, int) \
+                or not 1 <= self.weight_qmax <= FULL_WEIGHT_QMAX:
+            raise ValueError(f"weight_qmax must be an integer in [1, {FULL_WEIGHT_QMAX}], got {self.weight_qmax!r}")
         missing = [n for n in self.quantized if f"{n}:in" not in self.ranges or f"{n}:out" not in self.ranges]
         if missing:
             raise ValueError(f"no calibrated range for quantized conv(s) {missing[:5]}; calibrate them first")
@@ -97,7 +110,7 @@ class QuantPlan:
     def weight(self, name: str, conv: nn.Conv2d) -> tuple[np.ndarray, np.ndarray]:
         """int8 weight and per-output-channel scales of conv ``name`` (all equal when per tensor): the rounded
         ones if the plan has them."""
-        q, scales = quantize_weight(conv.weight, self.weight_granularity == "per_channel")
+        q, scales = quantize_weight(conv.weight, self.weight_granularity == "per_channel", self.weight_qmax)
         if name in self.rounded:
             if self.rounded[name].shape != q.shape:
                 raise ValueError(f"rounded weights of {name} have shape {self.rounded[name].shape}, the conv {q.shape}")
@@ -107,7 +120,8 @@ class QuantPlan:
     def to_dict(self) -> dict:
         return {"scheme": self.scheme, "observer": self.observer, "quantized": list(self.quantized),
                 "ranges": {k: [float(v[0]), float(v[1])] for k, v in self.ranges.items()},
-                "rounded": sorted(self.rounded), "weight_granularity": self.weight_granularity, **self.extra}
+                "rounded": sorted(self.rounded), "weight_granularity": self.weight_granularity,
+                "weight_qmax": self.weight_qmax, **self.extra}
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -115,14 +129,16 @@ def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
 
 
-def quantize_weight(weight: torch.Tensor, per_channel: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 weight: ``(int8 array, float32 scales (C_out,))``, one scale per output channel, or with
-    ``per_channel=False`` the largest of them on every channel (per-tensor, in the per-channel layout)."""
-    scales = weight_qparams_per_channel(weight.detach().cpu().float(), axis=0)[0].numpy().astype(np.float32)
+def quantize_weight(weight: torch.Tensor, per_channel: bool = True,
+                    qmax: int = FULL_WEIGHT_QMAX) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 weight in ``[-qmax, qmax]``: ``(int8 array, float32 scales (C_out,))``, one scale per output
+    channel, or with ``per_channel=False`` the largest of them on every channel (per-tensor, per-channel layout)."""
+    scheme = SYMMETRIC_INT8 if qmax == FULL_WEIGHT_QMAX else QScheme(f"symmetric_int8_{qmax}", -qmax, qmax, True)
+    scales = weight_qparams_per_channel(weight.detach().cpu().float(), 0, scheme)[0].numpy().astype(np.float32)
     if not per_channel:
         scales = np.full_like(scales, scales.max())
     w = weight.detach().cpu().numpy().astype(np.float32)
-    q = np.clip(np.rint(w / scales.reshape(-1, *([1] * (w.ndim - 1)))), -127, 127).astype(np.int8)
+    q = np.clip(np.rint(w / scales.reshape(-1, *([1] * (w.ndim - 1)))), -qmax, qmax).astype(np.int8)
     return q, scales
 
 

@@ -62,5 +62,7 @@ def test_track_int8_on_a_webp_folder_calibrates_on_it(webp_folder, tmp_path, cap
     err = capsys.readouterr().err
     assert "calibrated and cached int8 model" in err and f"calibrated on 2 frames of {webp_folder.resolve()}" in err
     info = json.loads((out / "webp_timing.json").read_text())["info"]
-    assert info["precision"] == "int8" and info["frames"] == NUM_FRAMES
+    assert info["frames"] == NUM_FRAMES and info["int8"]["calibration_frames"] >= 1
+    # int8 ships only where this CPU runs it clearly faster (an AVX2-only CPU may not): fp32 then says why
+    assert info["precision"] == "int8" or info["int8"]["accepted"].startswith("fp32 ("), info["int8"]["accepted"]
     assert len(np.loadtxt(out / "webp.txt", delimiter=",", ndmin=2)) >= NUM_FRAMES  # people found in every frame

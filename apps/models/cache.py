@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -156,9 +156,13 @@ class Int8ModelCache:
         key (or ``refresh``).
         """
         from int8track.quant.config import QuantConfig
+        from int8track.quant.runtime_int8 import FULL_WEIGHT_QMAX, runtime_weight_qmax
 
         config = config or QuantConfig()
-        settings = {"quant": config.key(), "calibration": calibration or {}}
+        settings: dict[str, Any] = {"quant": config.key(), "calibration": calibration or {}}
+        weight_qmax = runtime_weight_qmax()
+        if weight_qmax != FULL_WEIGHT_QMAX:  # a model made for int32 sums must not be reused where pairs saturate
+            settings["int8_weight_qmax"] = weight_qmax
         key = cache_key(weights, detector.spec.input_size, settings)
         path = self.path_for(detector.spec.name, key)
         loaded = self._load_or_discard(path, detector, num_threads) if path.is_file() and not refresh else None

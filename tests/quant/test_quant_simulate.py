@@ -68,11 +68,28 @@ def test_per_tensor_weights_use_one_scale_from_the_whole_tensor():
     np.testing.assert_allclose(scales, np.full(5, np.abs(w).max() / 127), rtol=1e-6)
     np.testing.assert_array_equal(q, np.clip(np.rint(w / scales[0]), -127, 127).astype(np.int8))
     assert np.abs(q[0]).max() < 127 // 10 and np.abs(q[2]).max() == 127
-    plan = QuantPlan({"c:in": (0.0, 1.0), "c:out": (0.0, 1.0)}, ["c"], weight_granularity="per_tensor")
+    plan = QuantPlan({"c:in": (0.0, 1.0), "c:out": (0.0, 1.0)}, ["c"], weight_granularity="per_tensor",
+                     weight_qmax=127)
     np.testing.assert_array_equal(plan.weight("c", conv)[0], q)
     assert plan.with_float([]).weight_granularity == "per_tensor"  # derived plans keep it
     with pytest.raises(ValueError, match="weight granularity"):
         QuantPlan({}, [], weight_granularity="per_group")
+
+
+def test_weights_stay_within_the_plans_range_where_the_runtime_saturates():
+    # x86 without VNNI sums two uint8 x int8 products in a saturating int16 (quant.runtime_int8): 7-bit weights
+    conv = nn.Conv2d(4, 5, 3)
+    w = conv.weight.detach().numpy()
+    q, scales = quantize_weight(conv.weight, qmax=63)
+    assert np.abs(q).max() == 63
+    np.testing.assert_allclose(np.abs(w).reshape(5, -1).max(1) / 63, scales, rtol=1e-6)
+    np.testing.assert_array_equal(q, quantize_weight(conv.weight * 2, qmax=63)[0])  # scale-free grid
+    plan = QuantPlan({"c:in": (0.0, 1.0), "c:out": (0.0, 1.0)}, ["c"], weight_qmax=63)
+    np.testing.assert_array_equal(plan.weight("c", conv)[0], q)
+    assert plan.with_float([]).weight_qmax == 63 and plan.to_dict()["weight_qmax"] == 63
+    for bad in (0, 128, 63.0, True):
+        with pytest.raises(ValueError, match="weight_qmax"):
+            QuantPlan({}, [], weight_qmax=bad)
 
 
 def test_simulation_quantizes_only_the_plan_and_restores_the_model():
