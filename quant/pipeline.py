@@ -352,7 +352,8 @@ def build_report(prep: Prepared, config: QuantConfig, floor: Floor, speed: Speed
         speed_choice=speed.chosen if speed is not None else "", int8_faster=outcome.int8_faster,
         rejected=list(outcome.rejected), accepted=outcome.label, quantized_convs=len(outcome.plan.quantized),
         float_layers=[n for n in conv_layers(prep.model) if n not in outcome.plan.quantized],
-        all_float=not outcome.plan.quantized, seconds=dict(timer.seconds), cpu_seconds=dict(timer.cpu_seconds),
+        all_float=not outcome.plan.quantized, weight_qmax=outcome.plan.weight_qmax, seconds=dict(timer.seconds),
+        cpu_seconds=dict(timer.cpu_seconds),
         frames_per_second=dict(timer.rates), extra=extra)
 
 

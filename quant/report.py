@@ -15,7 +15,9 @@ class QuantReport:
     ``speed_ms``: fp32's fastest ORT time and each speed candidate's, fp32's times its median ratio to fp32 over
     interleaved rounds (``quant.speed``); ``speed_choice`` the one chosen ("" when the speed plan did not run);
     ``rejected``: candidates that missed the floor, with their agreement; ``int8_faster``: False when no int8
-    variant beat fp32 by the speed margin (the model is then all float); ``seconds``: wall time per step
+    variant beat fp32 by the speed margin (the model is then all float); ``weight_qmax``: the int8 weights' range,
+    127, or 63 where this CPU's int8 convolution saturates pairs of products (``quant.runtime_int8``); ``seconds``:
+    wall time per step
     (``cpu_seconds``: this process's CPU time, which a busy machine does not inflate).
     """
 
@@ -34,6 +36,7 @@ class QuantReport:
     quantized_convs: int = 0
     float_layers: list[str] = field(default_factory=list)
     all_float: bool = False
+    weight_qmax: int = 127
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     frames_per_second: dict[str, float] = field(default_factory=dict)
@@ -59,6 +62,9 @@ class QuantReport:
             f"reached {ag.get('high', 0):.3f}, {ag.get('low', 0):.3f} on {self.eval_frames} held-out frames",
             f"{self.quantized_convs} int8 convs, {len(self.float_layers)} float convs; accepted: {self.accepted}",
         ]
+        if self.weight_qmax < 127 and (not self.all_float or self.rejected):  # int8 plans were made
+            lines.append(f"int8 weights within +-{self.weight_qmax}: this CPU's int8 convolution adds pairs of 8-bit "
+                         "products in a saturating int16 (x86 without VNNI)")
         if self.speed_ms:
             lines.append("speed plan (ms, fp32 x median ratio of interleaved runs, 1 thread): " + ", ".join(
                 f"{k} {v:.1f}" for k, v in self.speed_ms.items()) + f"; chose {self.speed_choice}")

@@ -37,3 +37,17 @@ def test_the_probe_tells_whether_full_range_weights_deploy_as_simulated():
         assert full <= 1.01, f"the probe says int32 sums, yet the deployment is {full:.2f} output steps off"
     # 7-bit weights never saturate: the deployment equals the simulation to one output step on any CPU
     assert _largest_gap_in_output_steps(REDUCED_WEIGHT_QMAX) <= 1.01
+
+
+def test_the_report_says_when_weights_are_7_bit_and_old_reports_read_as_8_bit():
+    from int8track.quant.report import QuantReport
+
+    report = QuantReport(config={}, calibration_frames=2, eval_frames=2, observer="minmax", quantized_convs=3,
+                         weight_qmax=REDUCED_WEIGHT_QMAX)
+    assert any(line.startswith("int8 weights within +-63: this CPU's int8 convolution") for line in report.summary())
+    assert QuantReport.from_dict(report.to_dict()) == report
+    old = report.to_dict()
+    del old["weight_qmax"]  # a model cached before the field existed
+    assert QuantReport.from_dict(old).weight_qmax == FULL_WEIGHT_QMAX
+    full = QuantReport(config={}, calibration_frames=2, eval_frames=2, observer="minmax", quantized_convs=3)
+    assert not any("within +-" in line for line in full.summary())
