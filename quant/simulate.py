@@ -146,7 +146,8 @@ def quantize_bias(bias: torch.Tensor | None, input_scale: float, weight_scales: 
     """int32 bias with per-channel scale ``input_scale * weight_scales`` (what QLinearConv adds to the accumulator)."""
     b = np.zeros(len(weight_scales), np.float32) if bias is None else bias.detach().cpu().numpy().astype(np.float32)
     scale = (np.float32(input_scale) * weight_scales).astype(np.float32)
-    return np.clip(np.rint(b / scale), -INT32_MAX, INT32_MAX).astype(np.int32)
+    # clipped in float64: float32 rounds INT32_MAX up to 2**31, which wraps to -2**31 in the cast
+    return np.clip(np.rint(b / scale).astype(np.float64), -INT32_MAX, INT32_MAX).astype(np.int32)
 
 
 def fake_quant(x: torch.Tensor, q: ActQuant) -> torch.Tensor:

@@ -59,6 +59,12 @@ def test_weight_and_bias_quantization_are_exact_grids():
     np.testing.assert_allclose(bias * 0.02 * scales, conv.bias.detach().numpy(), atol=(0.02 * scales).max())
 
 
+def test_a_bias_beyond_the_int32_grid_saturates_instead_of_wrapping():
+    # float32 rounds INT32_MAX up to 2**31, which the int32 cast used to wrap to -2**31
+    q = quantize_bias(torch.tensor([1.0, -1.0, 0.5]), 1e-6, np.array([1e-4, 1e-4, 1.0], np.float32))
+    np.testing.assert_array_equal(q, [2**31 - 1, -(2**31 - 1), 500000])
+
+
 def test_per_tensor_weights_use_one_scale_from_the_whole_tensor():
     conv = nn.Conv2d(4, 5, 3)
     with torch.no_grad():
