@@ -35,7 +35,8 @@ from int8track.apps.io.reconnect import ReconnectingSource, ReconnectPolicy, ski
 from int8track.apps.io.sources import FrameSource, SourceError, open_source
 from int8track.apps.models.cache import cache_root
 from int8track.apps.models.input_fit import PeekedSource
-from int8track.apps.models.request import DEFAULT_MODEL, PreparedDetector, prepare_detector
+from int8track.apps.models.reid_int8 import EmbedderChoice, choose_embedder
+from int8track.apps.models.request import DEFAULT_MODEL, CalibrationRequest, PreparedDetector, prepare_detector
 from int8track.apps.pipeline.interrupt import StopOnSignal
 from int8track.apps.pipeline.profiler import plot_reports
 from int8track.apps.pipeline.progress import limit_tqdm_redraws
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / source.info.name)
         prepared = prepare_detector(request, source, log=lambda line: print(f"track: {line}", file=sys.stderr))
         with stop:
-            result = _run(args, tracker_config, source, prepared, output_dir, stop)
+            result = _run(args, tracker_config, source, prepared, output_dir, stop, request.int8)
             _interpolate(result, interpolation_from_args(args))
             _write_report(result, output_dir, source.info.name, prepared)
     except (UserError, OSError, ValueError) as exc:
@@ -158,13 +159,15 @@ def reconnecting(opened: FrameSource, args: argparse.Namespace) -> FrameSource:
 
 
 def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: PeekedSource, prepared: PreparedDetector,
-         output_dir: Path, stop: StopOnSignal) -> RunResult:
+         output_dir: Path, stop: StopOnSignal, calib: CalibrationRequest | None) -> RunResult:
     show = args.show
     if show and not os.environ.get("DISPLAY"):
         print("track: warning: --show ignored, no display (DISPLAY is not set)", file=sys.stderr)
         show = False
     schedule = schedule_from_args(args, live=source.info.is_live)
-    tracker = _tracker(args, tracker_config, source.info.fps or FALLBACK_FRAME_RATE, schedule)
+    embedder = _embedder(args, calib, source, prepared) if schedule.every_frame else None  # else _tracker fails
+    tracker = _tracker(args, tracker_config, source.info.fps or FALLBACK_FRAME_RATE, schedule,
+                       embedder.weights if embedder is not None else None)
     # live: start from now, not from the frames queued while the model loaded
     skipped = skip_backlog(source) if source.info.is_live else 0
     stem = source.info.name
@@ -180,17 +183,32 @@ def _run(args: argparse.Namespace, tracker_config: TrackerConfig, source: Peeked
         progress=not args.quiet,
         info={"model": detector.spec.name, "threads": args.threads,
               "input_size": "{}x{}".format(*detector.spec.input_size), **prepared.info(),
-              **({"stale_frames_skipped_at_start": skipped} if source.info.is_live else {})},
+              **({"stale_frames_skipped_at_start": skipped} if source.info.is_live else {}),
+              **({"reid_precision": embedder.precision, "reid_int8": embedder.line} if embedder is not None else {})},
         should_stop=lambda: stop.requested,
         schedule=schedule,
     )
 
 
-def _tracker(args: argparse.Namespace, config: TrackerConfig, fps: float, schedule: DetectionSchedule):
-    """ByteTracker, wrapped for ``--cmc``/``--reid`` (which read every frame, so they need the detector on every
-    frame: between detector calls ``--detect-every`` moves the tracks by its own camera-motion estimate)."""
-    tracker = ByteTracker(config, frame_rate=fps)
+def _embedder(args: argparse.Namespace, calib: CalibrationRequest | None, source: PeekedSource,
+              prepared: PreparedDetector) -> EmbedderChoice | None:
+    """With ``--reid --int8``: the embedder's precision, decided like the detector's (``apps.models.reid_int8``)."""
     weights = reid_weights(args, cache_root().parent)
+    if weights is None or calib is None:
+        return None
+    choice = choose_embedder(weights, calib, source, prepared.detector, prepared.class_ids,
+                             log=lambda line: print(f"track: {line}", file=sys.stderr), num_threads=args.threads or 1)
+    print(f"track: {'reusing cached ' if choice.reused else ''}{choice.line}", file=sys.stderr)
+    return choice
+
+
+def _tracker(args: argparse.Namespace, config: TrackerConfig, fps: float, schedule: DetectionSchedule,
+             reid: Path | None = None):
+    """ByteTracker, wrapped for ``--cmc``/``--reid`` (which read every frame, so they need the detector on every
+    frame: between detector calls ``--detect-every`` moves the tracks by its own camera-motion estimate).
+    ``reid``: the embedder weights to run instead of ``--reid``'s (its int8 model)."""
+    tracker = ByteTracker(config, frame_rate=fps)
+    weights = reid or reid_weights(args, cache_root().parent)
     if weights is None and not args.cmc:
         return tracker
     if not schedule.every_frame:

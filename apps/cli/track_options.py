@@ -132,7 +132,9 @@ def interpolation_from_args(args: argparse.Namespace) -> InterpolationConfig | N
 REID_HELP = ("re-find lost tracks by appearance where motion fails (tracker.reid): embeddings only for unmatched "
              "detections near lost tracks. WEIGHTS: an ONNX person re-identification model (default "
              "$INT8TRACK_HOME/osnet_x0_25_msmt17.onnx: torchreid's OSNet x0.25 trained on MSMT17, whose training "
-             "data is for research use only; it is not downloaded, place it there or name a file)")
+             "data is for research use only; it is not downloaded, place it there or name a file). With --int8 the "
+             "embedder is quantized too, on the calibration frames' person crops, and runs int8 only where that is "
+             "faithful on held-out crops and 15%% faster (once per camera and machine; the run says which)")
 
 
 def add_identity_arguments(parser: argparse.ArgumentParser) -> None:

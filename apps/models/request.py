@@ -119,8 +119,8 @@ def prepare_detector(request: ModelRequest, source: PeekedSource, log: Log = lam
     if request.int8 is None:
         return PreparedDetector(fitted.detector, weights, weights, class_ids, fitted.reason)
     calib = request.int8
-    calibration = {"frames": calib.frames, "source": _calibration_fingerprint(calib, source)}
-    cached = Int8ModelCache().get(fitted.detector, weights, lambda: _calibration_frames(calib, source, log),
+    calibration = {"frames": calib.frames, "source": calibration_fingerprint(calib, source)}
+    cached = Int8ModelCache().get(fitted.detector, weights, lambda: calibration_frames(calib, source, log),
                                   calib.quant, calibration, num_threads=request.threads, refresh=calib.refresh)
     verb = "reusing cached" if cached.reused else "calibrated and cached"
     origin = cached.calibration["source"]
@@ -166,15 +166,15 @@ def class_ids_from_spec(spec: str, class_names: Sequence[str]) -> list[int]:
     return ids
 
 
-def _calibration_fingerprint(calib: CalibrationRequest, source: FrameSource) -> dict:
-    """The fingerprint of what :func:`_calibration_frames` reads: the calibration source, else the run's."""
+def calibration_fingerprint(calib: CalibrationRequest, source: FrameSource) -> dict:
+    """The fingerprint of what :func:`calibration_frames` reads: the calibration source, else the run's."""
     if calib.source is not None:
         return source_fingerprint(calib.source)
     # a URL is known by its text even when it is read like a file: nothing local to stat
     return source_fingerprint(source.info.location, live=source.info.is_live or source.info.kind == "stream")
 
 
-def _calibration_frames(calib: CalibrationRequest, source: FrameSource, log: Log) -> list[np.ndarray]:
+def calibration_frames(calib: CalibrationRequest, source: FrameSource, log: Log) -> list[np.ndarray]:
     """``calib.frames`` frames evenly spaced over the calibration source; the first ones of a live source."""
     log(f"calibrating int8 on {calib.frames} frames of {calib.source or source.info.display}")
     if calib.source is not None or not source.info.is_live:
