@@ -64,11 +64,13 @@ def test_the_int8_embedder_deploys_as_simulated(osnet, crops):
     plan = QuantPlan(ranges, list(conv_layers(model)))
     int8 = insert_qdq(proto, model, plan).SerializeToString()
     assert optimized_op_counts(int8)["QLinearConv"] > 150
-    deployed = create_session(int8, 1).run(None, {"input": crops[1][:4]})[0]
-    simulated = run_simulated(model, plan, crops[1][:4])
+    deployed = create_session(int8, 1).run(None, {"input": crops[1]})[0]
+    simulated = run_simulated(model, plan, crops[1])
     cosine = np.einsum("ij,ij->i", deployed, simulated) / np.linalg.norm(deployed, axis=1) / \
         np.linalg.norm(simulated, axis=1)
-    assert cosine.min() > 0.999, cosine
+    # one-step rounding differences (ORT's accumulation order) compound over 187 requantized convs: measured min
+    # 0.998, median 0.9993 on these crops; a wrong grid (8-bit weights where ORT saturates pairs) gives 0.90 / 0.95
+    assert cosine.min() > 0.99 and np.median(cosine) > 0.998, cosine
 
 
 def test_quantize_embedder_ships_int8_only_when_faithful_and_faster(osnet, crops):
