@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from int8track.apps.cli.arg_types import checked_number
 from int8track.apps.cli.model_options import model_request_from_args
 from int8track.apps.cli.output_dir import prepare_output_dir
 from int8track.apps.cli.track_options import schedule_from_args
@@ -31,12 +32,18 @@ def add_fleet_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run the workers as Ray actors on the cluster at ADDRESS (default: a local one); "
                             "needs pip install int8track[ray]")
+    group.add_argument("--ray-start-timeout", type=_positive_seconds, default=FleetConfig.actor_start_timeout_s,
+                       metavar="S", help="with --ray: a worker actor the cluster has not started within S seconds "
+                       "(too few free CPUs for --threads) fails its streams instead of waiting (default: %(default)s)")
     group.add_argument("--spare-worker", action="store_true",
                        help="keep one more worker started, its model loaded, to take over the streams of a worker "
                             "that dies (they resume sooner; costs a process while nothing fails; not with --ray)")
     group.add_argument("--batch", action="store_true",
                        help="a worker runs the frames of its streams through the detector as one batch (fp32; "
                             "whether it pays off depends on the machine: measure with benchmarks/streams.py)")
+
+
+_positive_seconds = checked_number(float, lambda v: 0 < v < float("inf"), "{text} is not a positive number of seconds")
 
 
 def fleet_requested(args: argparse.Namespace) -> bool:
@@ -61,6 +68,7 @@ def fleet_main(args: argparse.Namespace) -> int:
                              write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
                              batch=args.batch, spare_worker=args.spare_worker,
+                             actor_start_timeout_s=args.ray_start_timeout,
                              schedule=None if args.detect_every is None else schedule_from_args(args, live=False))
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")
         jobs = plan_jobs(locations, output_dir)

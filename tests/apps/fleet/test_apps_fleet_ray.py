@@ -177,6 +177,12 @@ def test_track_joins_a_cluster_started_with_ray_start_and_token_auth(started_clu
         single = tmp_path / f"single-{name}"
         assert main([str(source), *common, "--output-dir", str(single)]) == 0
         assert (out / name / f"{name}.txt").read_text() == (single / f"{name}.txt").read_text()
+    # the cluster has 2 CPUs: an actor asking for 8 (threads per worker) is never placed; it fails, it does not hang
+    unplaced = _track([str(video), *common[:-1], "8", "--workers", "1", "--ray-start-timeout", "3", "--output-dir",
+                       str(tmp_path / "unplaced"), "--ray", address],
+                      tmp_path / "driver-home", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    assert unplaced.returncode == 1, unplaced.stderr[-3000:]
+    assert "ray actor not started within 3 s: it asks for 8 CPUs" in unplaced.stdout, unplaced.stdout[-3000:]
     # without the token the cluster refuses the driver: one line says it is authentication, no traceback
     refused = _track([str(video), *common, "--output-dir", str(tmp_path / "refused"), "--ray", address],
                      tmp_path / "stranger-home")
