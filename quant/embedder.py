@@ -5,13 +5,13 @@ form exactly as a detector's are, and the int8 model is judged on held-out crops
 - **faithful**: every held-out crop's int8 embedding has cosine similarity at least ``min_cosine`` with its fp32
   embedding, and for every pair of held-out crops the re-find decision (cosine >= ``decision_threshold``, the
   tracker's ``ReidConfig.min_similarity``) is the same with both models in at least ``min_agreement`` of pairs;
-- **faster**: the int8 graph runs a batch at least ``speed_margin`` faster than fp32 (interleaved timings).
+- **faster**: the int8 graph runs a batch more than ``speed_margin`` faster than fp32 (``quant.speed``'s rule, on
+  its interleaved timings: ratios measured until known to 1%).
 
 It ships (``accepted == "int8"``) only when both hold; otherwise the report says which failed.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from int8track.quant.config import SPEED_MARGIN
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.onnx_module import load_onnx_convnet
 from int8track.quant.simulate import QuantPlan, conv_layers
+from int8track.quant.speed import FP32, time_models
 
-TIMING_ROUNDS = 15  # interleaved fp32 / int8 runs of one batch; the median of each is compared
+INT8 = "int8"
+TIMING_BATCH = 8  # crops per timed run: a frame's re-find batch is a few crops
 
 
 @dataclass(frozen=True)
@@ -87,23 +89,21 @@ def quantize_embedder(path: str | Path, calibration: np.ndarray, held_out: np.nd
     ranges = collect_ranges(model, [crop[None] for crop in calibration], "minmax", progress=False)
     plan = QuantPlan(ranges, list(conv_layers(model)))
     int8_bytes = insert_qdq(proto, model, plan).SerializeToString()
-    fp32 = create_session(proto.SerializeToString(), num_threads)
-    int8 = create_session(int8_bytes, num_threads)
-    name = fp32.get_inputs()[0].name
-    reference, candidate = (_unit(s.run(None, {name: held_out})[0]) for s in (fp32, int8))
+    fp32_bytes = proto.SerializeToString()
+    reference, candidate = (_unit(_embed(data, held_out, num_threads)) for data in (fp32_bytes, int8_bytes))
     cosine = np.einsum("ij,ij->i", reference, candidate)
     upper = np.triu_indices(len(held_out), k=1)
     agree = ((reference @ reference.T)[upper] >= floor.decision_threshold) == \
         ((candidate @ candidate.T)[upper] >= floor.decision_threshold)
-    fp32_ms, int8_ms = _interleaved_ms(fp32, int8, name, held_out[:8])
+    timings = time_models({FP32: fp32_bytes, INT8: int8_bytes}, held_out[:TIMING_BATCH], num_threads)
     faithful = float(cosine.min()) >= floor.min_cosine and float(agree.mean()) >= floor.min_agreement
-    faster = int8_ms * (1.0 + speed_margin) <= fp32_ms
+    faster = timings.clearly_faster(INT8, speed_margin)
     accepted = "int8" if faithful and faster else "fp32 (" + "; ".join(
         ([] if faithful else ["int8 below the floor on held-out crops"])
         + ([] if faster else [f"int8 not {100 * speed_margin:.0f}% faster on this machine"])) + ")"
     report = EmbedderQuantReport(accepted, len(calibration), len(held_out), len(plan.quantized), plan.weight_qmax,
                                  float(cosine.min()), float(cosine.mean()), float(agree.mean()), int(agree.size),
-                                 fp32_ms, int8_ms, min(8, len(held_out)))
+                                 timings.fp32_ms, timings.ms[INT8], min(TIMING_BATCH, len(held_out)))
     return int8_bytes, report
 
 
@@ -111,14 +111,6 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
-def _interleaved_ms(first: Any, second: Any, name: str, batch: np.ndarray) -> tuple[float, float]:
-    """Median ms of ``first`` and ``second`` on ``batch``, timed in alternation (a load change hits both)."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for session in (first, second):  # warm-up
-        session.run(None, {name: batch})
-    for _ in range(TIMING_ROUNDS):
-        for session, out in zip((first, second), times):
-            start = time.perf_counter()
-            session.run(None, {name: batch})
-            out.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times[0])), float(np.median(times[1]))
+def _embed(model: bytes, batch: np.ndarray, num_threads: int) -> np.ndarray:
+    session = create_session(model, num_threads)
+    return session.run(None, {session.get_inputs()[0].name: batch})[0]

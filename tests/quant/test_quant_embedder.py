@@ -2,19 +2,20 @@
 export equal to the simulation, and the held-out floor and speed decision of ``quantize_embedder``."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper
 
+from benchmarks.reid_int8 import gt_crops
 from int8track.detectors.runtime import create_session
 from int8track.quant.calibration import collect_ranges
 from int8track.quant.embedder import EmbedderFloor, quantize_embedder
 from int8track.quant.onnx_export import conv_nodes, insert_qdq, optimized_op_counts
 from int8track.quant.onnx_module import load_onnx_convnet
 from int8track.quant.simulate import QuantPlan, conv_layers, run_simulated
+from int8track.quant.speed import clearly_faster
 from int8track.tracker.appearance import OnnxEmbedder
 
 from conftest import require_data
@@ -29,20 +30,9 @@ def osnet():
 def crops(osnet):
     """Preprocessed PETS09-S2L1 ground-truth person crops: 24 from the first half, 16 from the second."""
     sequence = require_data("MOT15/train/PETS09-S2L1")
-    gt = np.loadtxt(sequence / "gt" / "gt.txt", delimiter=",")
-
-    def frames(first: int, last: int, count: int) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for frame in range(first, last, 25):
-            image = cv2.imread(str(sequence / "img1" / f"{frame:06d}.jpg"))
-            for x, y, w, h in gt[gt[:, 0] == frame][:, 2:6].astype(int):
-                crop = image[max(y, 0):y + h, max(x, 0):x + w]
-                if crop.shape[0] >= 16 and crop.shape[1] >= 8:
-                    out.append(crop)
-        return out[:count]
-
     embedder = OnnxEmbedder(osnet)
-    return embedder.preprocess(frames(1, 400, 24)), embedder.preprocess(frames(410, 795, 16))
+    return (embedder.preprocess(gt_crops(sequence, range(1, 400, 25))[:24]),
+            embedder.preprocess(gt_crops(sequence, range(410, 795, 25))[:16]))
 
 
 def test_the_onnx_graph_runs_as_a_torch_module_with_the_same_output(osnet, crops):
@@ -76,7 +66,7 @@ def test_the_int8_embedder_deploys_as_simulated(osnet, crops):
 def test_quantize_embedder_ships_int8_only_when_faithful_and_faster(osnet, crops):
     int8, report = quantize_embedder(osnet, *crops)
     faithful = report.cosine_min >= 0.98 and report.decision_agreement >= 0.99
-    faster = report.int8_ms * 1.15 <= report.fp32_ms
+    faster = clearly_faster(report.fp32_ms, report.int8_ms, 0.15)  # the detector's speed rule
     assert (report.accepted == "int8") == (faithful and faster), report.summary()
     assert ("below the floor" in report.accepted) == (not faithful)
     assert ("not 15% faster" in report.accepted) == (not faster)
