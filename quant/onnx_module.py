@@ -46,11 +46,13 @@ class OnnxConvNet(nn.Module):
         self.input_name, self.output_name = names[0], graph.output[0].name
         self._constants = {name: torch.from_numpy(np.array(value)) for name, value in inits.items()}
         self._nodes = list(graph.node)
+        # read once here, not on every forward pass (calibration runs hundreds of them over ~400 nodes)
+        self._attrs = [{a.name: helper.get_attribute_value(a) for a in node.attribute} for node in self._nodes]
         self._convs: dict[int, str] = {}
         for index, node in enumerate(self._nodes):
             if node.op_type == "Conv":
                 name = f"conv{len(self._convs)}"
-                self.add_module(name, _conv_module(node, inits))
+                self.add_module(name, _conv_module(node, self._attrs[index], inits))
                 self._convs[index] = name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,7 +62,7 @@ class OnnxConvNet(nn.Module):
             if index in self._convs:
                 result = getattr(self, self._convs[index])(inputs[0])
             else:
-                result = _run_node(node, inputs)
+                result = _run_node(node, self._attrs[index], inputs)
             values[node.output[0]] = result
         return values[self.output_name]
 
@@ -101,8 +103,7 @@ def _opset(proto: onnx.ModelProto) -> int:
     return max((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), default=0)
 
 
-def _conv_module(node: onnx.NodeProto, inits: dict[str, np.ndarray]) -> nn.Conv2d:
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def _conv_module(node: onnx.NodeProto, attrs: dict[str, Any], inits: dict[str, np.ndarray]) -> nn.Conv2d:
     weight = inits[node.input[1]]
     pads = list(attrs.get("pads", [0, 0, 0, 0]))
     if pads[:2] != pads[2:]:
@@ -118,9 +119,8 @@ def _conv_module(node: onnx.NodeProto, inits: dict[str, np.ndarray]) -> nn.Conv2
     return conv
 
 
-def _run_node(node: onnx.NodeProto, inputs: list[Any]) -> Any:
+def _run_node(node: onnx.NodeProto, attrs: dict[str, Any], inputs: list[Any]) -> Any:
     op = node.op_type
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     if op in _ELEMENTWISE:
         return _ELEMENTWISE[op](*inputs)
     if op == "GlobalAveragePool":

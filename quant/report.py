@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from int8track.quant.runtime_int8 import FULL_WEIGHT_QMAX
+
 
 @dataclass
 class QuantReport:
@@ -36,7 +38,7 @@ class QuantReport:
     quantized_convs: int = 0
     float_layers: list[str] = field(default_factory=list)
     all_float: bool = False
-    weight_qmax: int = 127
+    weight_qmax: int = FULL_WEIGHT_QMAX  # reports stored before the field existed were all full range
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     frames_per_second: dict[str, float] = field(default_factory=dict)
@@ -62,7 +64,7 @@ class QuantReport:
             f"reached {ag.get('high', 0):.3f}, {ag.get('low', 0):.3f} on {self.eval_frames} held-out frames",
             f"{self.quantized_convs} int8 convs, {len(self.float_layers)} float convs; accepted: {self.accepted}",
         ]
-        if self.weight_qmax < 127 and (not self.all_float or self.rejected):  # int8 plans were made
+        if self.weight_qmax < FULL_WEIGHT_QMAX and (not self.all_float or self.rejected):  # int8 plans were made
             lines.append(f"int8 weights within +-{self.weight_qmax}: this CPU's int8 convolution adds pairs of 8-bit "
                          "products in a saturating int16 (x86 without VNNI)")
         if self.speed_ms:

@@ -88,9 +88,7 @@ class FailoverLedger:
                 self._close(source_id, None)
             if self.restarts.get(source_id):
                 message = Done(replace(message.report, restarts=self.restarts[source_id]))
-            spool = self._snapshots.pop(source_id, None)
-            if spool is not None:  # a stream ends once: its snapshots are no longer needed
-                spool.close()
+            self._forget_snapshots(source_id)  # a stream ends once
         return message
 
     def lost(self, worker: str, cause: str, jobs: Sequence[StreamJob]) -> Lost:
@@ -103,9 +101,7 @@ class FailoverLedger:
                 self._close(job.source_id, None)
             if self.restarts.get(job.source_id, 0) >= MAX_RESTARTS:
                 given_up.append(job)
-                spool = self._snapshots.pop(job.source_id, None)
-                if spool is not None:
-                    spool.close()
+                self._forget_snapshots(job.source_id)
                 continue
             self.restarts[job.source_id] = self.restarts.get(job.source_id, 0) + 1
             spool = self._snapshots.get(job.source_id)
@@ -118,6 +114,12 @@ class FailoverLedger:
             self._read[job.source_id] = after
             again.append(replace(job, resume=resume))
         return Lost(tuple(again), tuple(given_up))
+
+    def _forget_snapshots(self, source_id: str) -> None:
+        """A stream that will not resume again: its snapshot file is closed (and so deleted)."""
+        spool = self._snapshots.pop(source_id, None)
+        if spool is not None:
+            spool.close()
 
     def _close(self, source_id: str, time_to_resume_s: float | None) -> None:
         pending = self._pending.pop(source_id)

@@ -67,8 +67,9 @@ def choose_embedder(weights: Path, calib: CalibrationRequest, source: FrameSourc
                                      num_threads=num_threads)
     if report.accepted == "int8":
         write_bytes_atomically(model_path, int8)
-    write_text_atomically(record_path, json.dumps({"line": report.summary(), **report.to_dict()}, indent=1) + "\n")
-    return _choice(report.accepted, report.summary(), weights, model_path, reused=False)
+    line = report.summary()
+    write_text_atomically(record_path, json.dumps({"line": line, **report.to_dict()}, indent=1) + "\n")
+    return _choice(report.accepted, line, weights, model_path, reused=False)
 
 
 def _cached_choice(record_path: Path, model_path: Path, weights: Path) -> EmbedderChoice | None:
