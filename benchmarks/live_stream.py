@@ -42,8 +42,8 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 @dataclass(frozen=True)
 class ServerCut:
     """Kill the stream's server ``after_s`` seconds after tracking started, restart it ``down_s`` later (None:
-    never); ``while_down`` (if given) is called once the server is dead, e.g. to restart the publisher with
-    another frame size."""
+    never; the port is closed for ``down_s``, the new server's start overlapping it); ``while_down`` (if given)
+    is called once the server is dead, e.g. to restart the publisher with another frame size."""
 
     after_s: float
     down_s: float | None
@@ -95,11 +95,13 @@ def run_track(url: str, output_dir: Path, args: list[str], stream=None, cut: Ser
             for each in cuts:
                 time.sleep(max(0.0, tracking_since + each.after_s - time.monotonic()))
                 stream.kill_server()
+                killed = time.monotonic()
                 if each.while_down is not None:
                     each.while_down()
                 if each.down_s is None:
                     break
-                time.sleep(each.down_s)
+                stream.arm_server()  # the new server's process starts while the port is closed
+                time.sleep(max(0.0, killed + each.down_s - time.monotonic()))
                 stream.start_server(wait=False)
         process.wait(timeout=timeout_s)
     finally:

@@ -4,6 +4,9 @@ Run by the *system* Python (``/usr/bin/python3``, Debian's ``python3-gi`` and ``
 not the project's virtual environment: PyGObject and the GStreamer typelibs come from apt. ``live_server.py``
 starts it; ffmpeg ``-re`` feeds it H.264 over RTP at the video's own rate, so clients receive frames in real
 time (a server reading a file itself delivers them as fast as it can). Prints ``ready`` once it listens.
+With ``--armed``, it loads GStreamer, prints ``armed`` and waits for a line on stdin before it listens: a test
+restarting the server after an outage starts it early, so the port stays closed for exactly the outage asked
+for, not the outage plus the interpreter's and GStreamer's start (about a second on a loaded machine).
 
     /usr/bin/python3 tests/gst_rtsp_server.py --port 8554 --mount /cam --udp-port 5600
     /usr/bin/python3 tests/gst_rtsp_server.py --check   # exit 0 when every element it needs is installed
@@ -37,6 +40,7 @@ def main() -> int:
     parser.add_argument("--mount", default="/cam", help="path of the stream (default /cam)")
     parser.add_argument("--udp-port", type=int, help="where the RTP/H.264 feed arrives")
     parser.add_argument("--check", action="store_true", help="only check that everything needed is installed")
+    parser.add_argument("--armed", action="store_true", help="print 'armed', listen once a line comes on stdin")
     args = parser.parse_args()
     Gst.init(None)
     if missing := missing_elements():
@@ -58,6 +62,10 @@ def main() -> int:
         "! rtpjitterbuffer latency=50 ! rtph264depay ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=-1 )")
     factory.set_shared(True)
     server.get_mount_points().add_factory(args.mount, factory)
+    if args.armed:
+        print("armed", flush=True)
+        if not sys.stdin.readline():
+            return 0  # the test went away without asking for the server
     if server.attach(None) == 0:
         print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
         return 1

@@ -114,6 +114,7 @@ class RtspStream:
         self.rtp_port = free_port(socket.SOCK_DGRAM)
         self.ready_timeout_s = ready_timeout_s
         self._server: subprocess.Popen | None = None
+        self._armed: subprocess.Popen | None = None  # a started server process not listening yet (arm_server)
         self._publisher: subprocess.Popen | None = None
 
     @property
@@ -137,20 +138,43 @@ class RtspStream:
         self.close()
 
     def start_server(self, wait: bool = True) -> None:
-        """Start the RTSP server (again); with ``wait``, return once a client can read a frame from it."""
-        if self._server is not None and self._server.poll() is None:
-            raise RuntimeError("the RTSP server is already running")
-        self._server = subprocess.Popen(
-            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount,
-             "--udp-port", str(self.rtp_port)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self._server.stdout.readline() if self._server.stdout is not None else ""
-        if line.strip() != "ready":
-            _stop(self._server)
-            errors = self._server.stderr.read() if self._server.stderr is not None else ""
-            raise RuntimeError(f"RTSP server did not start: {line.strip()} {errors.strip()}")
+        """Start the RTSP server (again); with ``wait``, return once a client can read a frame from it. A server
+        :meth:`arm_server` prepared listens at once."""
+        if self._armed is None:
+            self.arm_server()
+        server, self._armed = self._armed, None
+        assert server is not None and server.stdin is not None and server.stdout is not None
+        try:
+            server.stdin.write("go\n")
+            server.stdin.flush()
+        except OSError:
+            pass  # it died: reported below
+        self._server = server
+        self._expect(server, "ready")
         if wait:
             self.wait_readable()
+
+    def arm_server(self) -> None:
+        """Start the server's process (interpreter, GStreamer) without listening yet: :meth:`start_server` then
+        opens the port within milliseconds, so an outage lasts what the test asked for."""
+        if self._server is not None and self._server.poll() is None:
+            raise RuntimeError("the RTSP server is already running")
+        if self._armed is not None:
+            return
+        server = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount", self.mount,
+             "--udp-port", str(self.rtp_port), "--armed"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._expect(server, "armed")
+        self._armed = server
+
+    @staticmethod
+    def _expect(server: subprocess.Popen, word: str) -> None:
+        line = server.stdout.readline() if server.stdout is not None else ""
+        if line.strip() != word:
+            _stop(server)
+            errors = server.stderr.read() if server.stderr is not None else ""
+            raise RuntimeError(f"RTSP server did not start: {line.strip()} {errors.strip()}")
 
     def restart_publisher(self, video_filter: str | None = None) -> None:
         """Stop ffmpeg and start it again from the video's start, through ``video_filter`` (e.g.
@@ -178,6 +202,7 @@ class RtspStream:
         raise RuntimeError(f"{self.url}: not readable within {self.ready_timeout_s:g} s")
 
     def close(self) -> None:
+        _stop(self._armed)
         _stop(self._server)
         _stop(self._publisher)
 

@@ -10,12 +10,14 @@ one-line message says so. A recorded file is never wrapped: its end is an end, n
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from int8track.apps.io.sources import FrameSource, SourceError, SourceInterrupted
@@ -30,7 +32,9 @@ class ReconnectPolicy:
 
     timeout_s: float = DEFAULT_RECONNECT_TIMEOUT_S
     initial_backoff_s: float = 0.25
-    max_backoff_s: float = 1.0  # a refused connection costs nothing: retry often, resume soon after it is back
+    # A refused connection costs a millisecond: retry twice a second, so the stream resumes at most half a second
+    # after it is back (plus the stream's own opening: RTSP's probing and the wait for a keyframe, ~1 s here).
+    max_backoff_s: float = 0.5
     log_every_s: float = 5.0
 
     def __post_init__(self) -> None:
@@ -137,7 +141,8 @@ class ReconnectingSource(FrameSource):
     def _try_reopen(self) -> tuple[np.ndarray | None, str]:
         """A frame from a freshly opened source, or None and why not."""
         try:
-            source = self._reopen()
+            with _quiet_opencv():
+                source = self._reopen()
         except (SourceError, OSError) as exc:
             return None, _short(str(exc), self.info.location, self.info.display)
         self.source = source
@@ -160,6 +165,21 @@ class ReconnectingSource(FrameSource):
     def close(self) -> None:
         self._interrupted.set()
         self._close_current()
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own warning off while a lost stream is reopened: every failed attempt, twice a second, adds
+    "backend is generally available but can't be used to capture by name", which says nothing the reconnect log
+    does not. FFmpeg's own line with the reason ("Connection refused", "404 Not Found") stays: OpenCV fixes
+    FFmpeg's log level when it first loads it, and that line is the one a user needs."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
 
 
 def skip_backlog(source: FrameSource, max_s: float = 10.0) -> int:
