@@ -227,7 +227,9 @@ def cut_truth(run: LiveRun, video: Path, truth, window: int = 5) -> list[GapTrut
     0.5) on the last frame written before it, how many are tracked again in the first ``window`` frames after
     it, by the same ID, and the people after it given another person's ID before (``swapped``). Frame ``k`` of the
     annotated video is the ``k``-th frame tracked, whose id is the ``k``-th line of the tracks JSON lines (every
-    tracked frame has one, with or without tracks; frames the pipeline dropped have none)."""
+    tracked frame has one, with or without tracks; frames the pipeline dropped have none). An outage whose window
+    after it reaches the test video's loop point (a source frame after it precedes the one before it) is not
+    scored: everyone before it left the scene, and a camera never does this."""
     info = run.info or {}
     numbers = read_frame_numbers(video)
     tracks_file = run.results.with_name(f"{run.results.stem}_tracks.jsonl")
@@ -248,6 +250,9 @@ def cut_truth(run: LiveRun, video: Path, truth, window: int = 5) -> list[GapTrut
         before_ids = [f for f in frame_ids if f <= outage["frames_before"]]
         after_ids = [f for f in frame_ids if f > outage["frames_before"]][:window]
         if not outage.get("recovered") or not before_ids or len(after_ids) < window:
+            continue
+        last_before = source_frame[before_ids[-1]]
+        if any(0 <= source_frame[f] < last_before for f in after_ids):  # the video looped: another scene
             continue
         before, after = people(before_ids[-1]), {}
         for frame_id in after_ids:

@@ -100,7 +100,10 @@ class ByteTracker:
     - ``gap_reacquire_s`` (on by default, off when ``iou_inclusive``): when at least that long passed since the
       previous update (an outage of a live stream), the tracks tracked before the gap are matched to the
       high-score detections first, within the Kalman filter's own predicted uncertainty (``tracker.gap``), then
-      IoU takes the rest. Updates closer together are not affected.
+      IoU takes the rest. Updates closer together are not affected. With ``gap_pair_cost`` set (appearance:
+      ``tracker.reid``), the updates within ``gap_reacquire_s`` after the gap also give the tracks of before it
+      that are still not found the high-score detections IoU left over, by the same gate: a person missed by the
+      detector on the first frame after an outage is found on the next one, not started as a new track.
 
     Bad input: wrong number of dimensions or columns, or a non-numeric dtype, raise
     ``ValueError``. Empty arrays of shape (0,), (0, 5), (0, 6) mean no detections. Rows
@@ -132,7 +135,7 @@ class ByteTracker:
                  "_last_rows", "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
                  "_predicted_rows", "_unconfirmed_rows", "_update_frames",
                  "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size", "_gap_frames",
-                 "gap_filter")
+                 "_gap_from", "_gap_until", "gap_pair_cost")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -151,9 +154,10 @@ class ByteTracker:
         gap_s = self._config.effective_gap_reacquire_s
         # Frames between two updates that make a gap (at least 2: one frame apart is no gap); 0 s: never.
         self._gap_frames = max(2, math.ceil(gap_s * self._config.frame_rate)) if gap_s > 0 else sys.maxsize
-        # Optional veto over the pairs of the outage stage: ``gap_filter(track_ids, det_boxes)`` -> (T, N) bool
+        # Optional cost of the outage stage's pairs: ``gap_pair_cost(track_ids, det_boxes)`` -> (T, N) float,
+        # added to the motion cost, +inf excluding the pair
         # (``tracker.reid.ReidTracker`` sets it to compare appearances). Not part of the state: its owner sets it.
-        self.gap_filter: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self.gap_pair_cost: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
         self._velocity_noise = kalman.velocity_noise_scale(self._config.frame_rate,
                                                            self._config.effective_velocity_noise_exponent)
         self.reset()
@@ -194,12 +198,16 @@ class ByteTracker:
         self._unconfirmed_rows: np.ndarray | None = None
         # Frames of the update before the last one and of the last one (0: none yet).
         self._update_frames = (0, 0)
+        # The last outage: the frame of the update before it, and the last frame of the window after it in which
+        # its tracks not found yet are still looked for (``gap_pair_cost`` only; 0, 0: none).
+        self._gap_from, self._gap_until = 0, 0
 
     def state_dict(self) -> TrackerState:
         """A snapshot of everything ``update`` depends on (copied: later updates do not change it)."""
         header = StateHeader(config=self._config, frame_id=self.frame_id, update_count=self.update_count,
                              lost_start=self._lost_start, created=self._created, shown=self._shown,
-                             last_timestamp=self._last_timestamp, last_dropped=self.last_dropped)
+                             last_timestamp=self._last_timestamp, last_dropped=self.last_dropped,
+                             gap_from=self._gap_from, gap_until=self._gap_until)
         return TrackerState.from_table(header, self._tracks)
 
     def load_state_dict(self, state: TrackerState) -> None:
@@ -222,6 +230,7 @@ class ByteTracker:
         # The frame of the last update (the snapshot's frame when it was taken right after one): an update after a
         # restore then sees the same gap (``gap_reacquire_s``) as an uninterrupted run.
         self._update_frames = (0, header.frame_id)
+        self._gap_from, self._gap_until = header.gap_from, header.gap_until
 
     @classmethod
     def from_state(cls, state: TrackerState) -> ByteTracker:
@@ -281,11 +290,20 @@ class ByteTracker:
         frame_data = self._frame_data(boxes, det_boxes, dets, self._buffer_ratio)
         timer.lap("iou")
         across = (EMPTY_INDEX, EMPTY_INDEX)
-        if lost_start and high.size and self._after_gap():  # an outage: its tracks first, by their uncertainty
+        after_gap = self._after_gap()
+        if after_gap and self.gap_pair_cost is not None:
+            self._gap_from, self._gap_until = self._update_frames[0], self.frame_id + self._gap_frames
+        if lost_start and high.size and after_gap:  # an outage: its tracks first, by their uncertainty
             across, pool, high = self._match_across_gap(pool, lost_start, high, (det_xyah, det_boxes), timer)
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
         first = (_join(across[0], pool[match_rows]), _join(across[1], high[match_cols]))
+        if not after_gap and self.frame_id <= self._gap_until and lost_start < count:
+            left = np.arange(high.size)[free_high]  # positions in ``high`` (``free_high`` may be a slice)
+            late = self._match_after_gap(pool[free_rows], high[left], lost_start, (det_xyah, det_boxes), timer)
+            if late[0].size:  # lost tracks: not in stage 2, which takes tracked ones only
+                first = (_join(first[0], late[0]), _join(first[1], late[1]))
+                free_high = left[~np.isin(high[left], late[1])]
         # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
         refound = first[0][first[0] >= lost_start] if lost_start < count else EMPTY_INDEX
 
@@ -322,18 +340,37 @@ class ByteTracker:
         timer.lap("bookkeeping")
         tracks, (det_xyah, det_boxes) = self._tracks, measured
         tracked = pool[pool < lost_start]  # the pool's rows are ascending: the tracked list's rows come first
-        allowed = None
-        if self.gap_filter is not None and tracked.size:
-            shown = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
-            allowed = self.gap_filter(shown[tracked], det_boxes[high])
         track_pos, det_pos = gap_matches(take_rows(tracks.mean, tracked), take_rows(tracks.cov, tracked),
-                                         take_rows(det_xyah, high), allowed)
+                                         take_rows(det_xyah, high), self._gap_costs(tracked, det_boxes[high]))
         timer.lap("assignment")
         if track_pos.size == 0:
             return (EMPTY_INDEX, EMPTY_INDEX), pool, high
         rows, det_ids = tracked[track_pos], high[det_pos]
         return ((rows, det_ids), np.setdiff1d(pool, rows, assume_unique=True),
                 np.setdiff1d(high, det_ids, assume_unique=True))
+
+    def _match_after_gap(self, free_pool: np.ndarray, free_high: np.ndarray, lost_start: int,
+                         measured: tuple[np.ndarray, np.ndarray], timer: _StageTimer) -> tuple[np.ndarray, np.ndarray]:
+        """Within the window after an outage: its tracks not found since (lost, last matched on the update before
+        it) vs the high detections the first stage left, by the outage stage's gate and pair cost. Returns the
+        matched (rows, detections)."""
+        tracks, (det_xyah, det_boxes) = self._tracks, measured
+        rows = free_pool[(free_pool >= lost_start) & (tracks.last_frame[free_pool] == self._gap_from)]
+        if rows.size == 0 or free_high.size == 0:
+            return EMPTY_INDEX, EMPTY_INDEX
+        timer.lap("bookkeeping")
+        track_pos, det_pos = gap_matches(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
+                                         take_rows(det_xyah, free_high), self._gap_costs(rows, det_boxes[free_high]))
+        timer.lap("assignment")
+        return rows[track_pos], free_high[det_pos]
+
+    def _gap_costs(self, rows: np.ndarray, det_boxes: np.ndarray) -> np.ndarray | None:
+        """``gap_pair_cost`` of the tracks at table ``rows`` (by their output ids) and the boxes; None without it."""
+        if self.gap_pair_cost is None or rows.size == 0:
+            return None
+        tracks = self._tracks
+        shown = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
+        return self.gap_pair_cost(shown[rows], det_boxes)
 
     def _begin_frame(self, detections: object, frame_gap: int | None,
                      timestamp: float | None) -> tuple[CleanDetections, int]:

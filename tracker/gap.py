@@ -28,17 +28,25 @@ _OUTSIDE = 1e6  # cost of a pair outside the gate: never chosen (the solver's co
 
 
 def gap_matches(mean: np.ndarray, cov: np.ndarray, det_xyah: np.ndarray,
-                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                pair_cost: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (track positions, detection positions) of the tracks' Kalman states ``mean`` (T, 8) / ``cov``
     (T, 4, 3) and the (N, 4) xyah detections: the most detections matched inside the gate, then the least
-    negative log-likelihood. ``allowed`` (T, N) bool, if given, also excludes pairs (e.g. by appearance)."""
+    negative log-likelihood. ``pair_cost`` (T, N), if given, is added to each pair's cost, and a pair where it is
+    +inf is excluded (e.g. appearance: ``tracker.reid``)."""
     if mean.shape[0] == 0 or det_xyah.shape[0] == 0:
         return EMPTY_INDEX, EMPTY_INDEX
     variance = kalman.innovation_variance(mean, cov)[:, GATE_COORDINATES]  # (T, 3)
     offset = det_xyah[None, :, GATE_COORDINATES] - mean[:, None, GATE_COORDINATES]  # (T, N, 3)
     distance = np.sum(offset * offset / variance[:, None, :], axis=2)
     cost = distance + np.sum(np.log(variance), axis=1)[:, None]
-    inside = distance <= CHI2_95 if allowed is None else (distance <= CHI2_95) & allowed
+    inside = distance <= CHI2_95
+    if pair_cost is not None:
+        extra = np.asarray(pair_cost, dtype=np.float64)
+        if extra.shape != distance.shape:
+            raise ValueError(f"pair_cost must be ({mean.shape[0]}, {det_xyah.shape[0]}), got {extra.shape}")
+        allowed = np.isfinite(extra)
+        inside &= allowed
+        cost = cost + np.where(allowed, extra, 0.0)
     cost = np.where(inside, cost - cost.min(), _OUTSIDE)  # shifted: the solver wants costs >= 0
     _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=_OUTSIDE / 2)
     rows = (row_to_col >= 0).nonzero()[0]

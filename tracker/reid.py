@@ -48,6 +48,14 @@ class ReidConfig:
     The similarity threshold sits between OSNet x0.25's cosine for one person 10-60 frames apart on PETS09
     (0.70-0.77) and for two people (0.44-0.50), toward the first: 0.6 and 0.65 give the same PETS09 result, 0.65
     fewer wrong re-finds on MOT17-05's small, alike people, 0.7 misses true ones (benchmarks/README.md).
+
+    After an outage (``ByteTracker``'s outage stage, where the Kalman gate already bounds the pairs by motion),
+    appearance weighs the pairs instead of deciding alone: a pair costs ``gap_weight * (1 - cosine)`` on top of
+    its motion cost, and only pairs below ``gap_min_similarity`` are excluded (above the different-people range,
+    0.44-0.50). Seen across a gap, a person's crop often scores 0.55-0.65 against their appearance from before it
+    (another pose, the stride, compression noise), which the re-find threshold would refuse. PETS09 gap study
+    (benchmarks/README.md), identities kept across 3 / 5 / 7 s: 91 / 92 / 84% (re-find threshold as a veto: 82 /
+    81 / 80%); 0.55 and 0.6 keep as many, 0.6 with fewer swaps; the weight matters little from 5 to 20.
     """
 
     min_similarity: float = 0.65
@@ -58,10 +66,14 @@ class ReidConfig:
     refresh_every: int = 10
     isolation_iou: float = 0.1
     min_side: int = 8
+    gap_min_similarity: float = 0.6
+    gap_weight: float = 10.0
 
     def __post_init__(self) -> None:
         checks = {
             "min_similarity": -1.0 <= self.min_similarity <= 1.0,
+            "gap_min_similarity": -1.0 <= self.gap_min_similarity <= 1.0,
+            "gap_weight": self.gap_weight >= 0,
             "gate": self.gate > 0,
             "gate_growth": self.gate_growth >= 0,
             "max_height_ratio": self.max_height_ratio >= 1.0,
@@ -100,22 +112,24 @@ class ReidTracker:
         self.compensator = CameraMotionCompensator(camera_motion) if camera_motion is not None else None
         self.refound_total = 0
         self._frame: np.ndarray | None = None
-        tracker.gap_filter = self._same_appearance
+        tracker.gap_pair_cost = self._appearance_cost
         self._reset_tables()
 
-    def _same_appearance(self, track_ids: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
-        """(T, N) bool for the tracker's outage stage (``ByteTracker.gap_filter``): a track with an appearance on
-        record may only take a detection that looks like it (cosine >= ``min_similarity``); others any. Motion
-        alone confuses people after a few seconds (benchmarks/README.md); their looks mostly do not."""
-        allowed = np.ones((track_ids.size, det_boxes.shape[0]), dtype=bool)
+    def _appearance_cost(self, track_ids: np.ndarray, det_boxes: np.ndarray) -> np.ndarray:
+        """(T, N) pair costs for the tracker's outage stage (``ByteTracker.gap_pair_cost``): for a track with an
+        appearance on record, ``gap_weight * (1 - cosine)`` with each detection's crop, +inf (excluded) below
+        ``gap_min_similarity`` or where the crop is too small to embed; 0 for tracks without one (motion alone).
+        Motion confuses people after a few seconds (benchmarks/README.md); their looks mostly do not."""
+        cost = np.zeros((track_ids.size, det_boxes.shape[0]))
         known = [k for k, track_id in enumerate(track_ids.tolist()) if int(track_id) in self._appearance]
         if not known or self._frame is None or det_boxes.shape[0] == 0:
-            return allowed
+            return cost
         embeddings, valid = self.embedder.embed(self._frame, det_boxes)
         gallery = np.stack([self._appearance[int(track_ids[k])] for k in known])
         similarity = gallery @ np.where(valid[:, None], embeddings, 0.0).T
-        allowed[known] = (similarity >= self.config.min_similarity) & valid[None, :]
-        return allowed
+        allowed = (similarity >= self.config.gap_min_similarity) & valid[None, :]
+        cost[known] = np.where(allowed, self.config.gap_weight * (1.0 - similarity), np.inf)
+        return cost
 
     def _reset_tables(self) -> None:
         # Side table keyed by the output track id: the EMA appearance, the frame it was last refreshed, the
@@ -155,7 +169,7 @@ class ReidTracker:
         if self.compensator is not None:
             self.compensator.compensate(self.tracker, frame, self._last_boxes)
         cmc_end = perf_counter_ns()
-        self._frame = frame  # for the outage stage's appearance check (``_same_appearance``)
+        self._frame = frame  # for the outage stage's appearance check (``_appearance_cost``)
         try:
             output = self.tracker.update(detections, **kwargs)
         finally:

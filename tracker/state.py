@@ -30,7 +30,7 @@ from int8track.tracker.track_table import LOST, REMOVED, TRACKED, TrackTable
 
 STATE_FORMAT = "int8track.ByteTracker"
 #: Bump when the meaning or layout of any saved field changes; other versions are refused on load.
-STATE_VERSION = 1
+STATE_VERSION = 2
 HEADER_KEY = "header"
 
 # dtype and shape after the track count T of each TrackTable field, as saved.
@@ -62,6 +62,8 @@ class StateHeader:
     - ``created``: tracks created so far (official ids); ``shown``: compact ids handed out so far.
     - ``last_timestamp``: the last ``update(timestamp=...)`` value, None if never given.
     - ``last_dropped``: rows dropped from the last update's input (``ByteTracker.last_dropped``).
+    - ``gap_from``, ``gap_until``: the last outage's update before it and the end of the window after it in which
+      its tracks are still looked for (0, 0: none; version 2 on).
     """
 
     config: TrackerConfig
@@ -72,6 +74,8 @@ class StateHeader:
     shown: int
     last_timestamp: float | None = None
     last_dropped: int = 0
+    gap_from: int = 0
+    gap_until: int = 0
     format: str = STATE_FORMAT
     version: int = STATE_VERSION
 
@@ -83,7 +87,8 @@ class StateHeader:
                              f"(this int8track reads version {STATE_VERSION})")
         if not isinstance(self.config, TrackerConfig):
             raise ValueError(f"tracker state: config must be a TrackerConfig, got {type(self.config).__name__}")
-        for name in ("frame_id", "update_count", "lost_start", "created", "shown", "last_dropped"):
+        for name in ("frame_id", "update_count", "lost_start", "created", "shown", "last_dropped", "gap_from",
+                     "gap_until"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"tracker state: {name} must be an integer >= 0, got {value!r}")

@@ -108,3 +108,60 @@ def test_gate_prefers_the_likely_pair_and_leaves_far_ones_out():
     dets = np.array([[302.0, 101.0, 0.4, 100.0], [5000.0, 100.0, 0.4, 100.0], [98.0, 100.0, 0.4, 101.0]])
     rows, cols = gap_matches(mean, cov, dets)
     assert dict(zip(rows.tolist(), cols.tolist())) == {0: 2, 1: 0}  # the far detection is outside every gate
+
+
+def test_pair_cost_weighs_the_pairs_and_inf_excludes_one():
+    # two tracks 12 px apart: each detection is inside both gates (position std 10 px at height 100)
+    mean, cov = initiate(np.array([[100.0, 100.0, 0.4, 100.0], [112.0, 100.0, 0.4, 100.0]]))
+    dets = np.array([[101.0, 100.0, 0.4, 100.0], [111.0, 100.0, 0.4, 100.0]])
+    pairs = lambda cost=None: dict(zip(*(a.tolist() for a in gap_matches(mean, cov, dets, cost))))  # noqa: E731
+    assert pairs() == {0: 0, 1: 1}  # by motion
+    assert pairs(np.array([[50.0, 0.0], [0.0, 50.0]])) == {0: 1, 1: 0}  # a cost (e.g. looks) outweighs it
+    assert pairs(np.array([[np.inf, 0.0], [0.0, 0.0]])) == {0: 1, 1: 0}  # the most pairs, the excluded one not
+    assert pairs(np.array([[np.inf, np.inf], [0.0, 0.0]])) == {1: 1}  # track 0 excluded from both
+    with pytest.raises(ValueError, match="pair_cost must be"):
+        gap_matches(mean, cov, dets, np.zeros((2, 3)))
+
+
+def ids_when_one_walker_returns_late(late_s: float, pair_cost: bool) -> tuple[list[int], int]:
+    """IDs before a 3 s gap, and the ID of walker 0, whom the detector misses after the gap until ``late_s``
+    seconds later (the other two are found on the first frame). ``pair_cost``: a (zero) ``gap_pair_cost``."""
+    tracker = ByteTracker(frame_rate=FPS, track_buffer=300)
+    if pair_cost:
+        tracker.gap_pair_cost = lambda ids, boxes: np.zeros((ids.size, len(boxes)))
+    for frame in range(20):
+        before = tracker.update(walkers(frame / FPS), timestamp=frame / FPS)
+    last = 19 / FPS
+    t0 = last + 3.0
+    tracker.update(walkers(t0, slowed_from=last)[1:], timestamp=t0)
+    t = t0
+    while t < t0 + late_s - 1e-9:
+        t += 0.1
+        tracker.update(walkers(t, slowed_from=last)[1:], timestamp=t)
+    tracker.update(walkers(t + 0.1, slowed_from=last), timestamp=t + 0.1)
+    after = tracker.update(walkers(t + 0.2, slowed_from=last), timestamp=t + 0.2)  # new tracks show on frame 2
+    return sorted(before[:, 4].astype(int).tolist()), int(after[after[:, 7] == 0, 4][0])
+
+
+def test_after_an_outage_a_person_found_late_keeps_the_id_within_the_window():
+    """With a pair cost (appearance: ``tracker.reid``), the updates within ``gap_reacquire_s`` after an outage
+    still look for its tracks not found yet; after that window, or without a pair cost, it is a new track."""
+    before, late = ids_when_one_walker_returns_late(0.3, pair_cost=True)
+    assert before == [1, 2, 3] and late == 1
+    assert ids_when_one_walker_returns_late(0.3, pair_cost=False)[1] == 4
+    assert ids_when_one_walker_returns_late(1.5, pair_cost=True)[1] == 4  # past the 1 s window
+
+
+def test_a_restore_inside_the_window_after_an_outage_changes_nothing():
+    zero = lambda ids, boxes: np.zeros((ids.size, len(boxes)))  # noqa: E731
+    tracker = ByteTracker(frame_rate=FPS, track_buffer=300)
+    tracker.gap_pair_cost = zero
+    for frame in range(20):
+        tracker.update(walkers(frame / FPS), timestamp=frame / FPS)
+    tracker.update(walkers(4.9, slowed_from=1.9)[1:], timestamp=4.9)  # the outage; walker 0 not seen yet
+    restored = ByteTracker.from_state(tracker.state_dict())
+    restored.gap_pair_cost = zero
+    for t in (5.0, 5.1, 5.2):
+        dets = walkers(t, slowed_from=1.9)
+        assert restored.update(dets, timestamp=t).tobytes() == tracker.update(dets, timestamp=t).tobytes()
+    assert 1 in tracker.update(walkers(5.3, slowed_from=1.9), timestamp=5.3)[:, 4]

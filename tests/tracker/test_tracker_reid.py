@@ -342,9 +342,9 @@ def ids_after_crossing_gap(tracker) -> tuple[list[int], list[int]]:
     return by_det(before), by_det(after)
 
 
-def test_after_an_outage_appearance_vetoes_the_swap_motion_would_make() -> None:
+def test_after_an_outage_appearance_prevents_the_swap_motion_would_make() -> None:
     before, after = ids_after_crossing_gap(ByteTracker(frame_rate=10, track_buffer=300))
     assert after == before[::-1]  # motion alone: each took the other's detection
     reid = ReidTracker(ByteTracker(frame_rate=10, track_buffer=300), mean_colour, ReidConfig(min_similarity=0.9))
     before, after = ids_after_crossing_gap(reid)
-    assert after == before  # the outage stage only pairs tracks with detections that look like them
+    assert after == before  # the outage stage excludes pairs that look unalike (cosine below gap_min_similarity)
