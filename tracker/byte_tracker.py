@@ -289,21 +289,15 @@ class ByteTracker:
         boxes = kalman.xyah_to_tlbr(tracks.mean)
         frame_data = self._frame_data(boxes, det_boxes, dets, self._buffer_ratio)
         timer.lap("iou")
-        across = (EMPTY_INDEX, EMPTY_INDEX)
-        after_gap = self._after_gap()
-        if after_gap and self.gap_pair_cost is not None:
-            self._gap_from, self._gap_until = self._update_frames[0], self.frame_id + self._gap_frames
+        across, after_gap = (EMPTY_INDEX, EMPTY_INDEX), self._after_gap()
         if lost_start and high.size and after_gap:  # an outage: its tracks first, by their uncertainty
             across, pool, high = self._match_across_gap(pool, lost_start, high, (det_xyah, det_boxes), timer)
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
         first = (_join(across[0], pool[match_rows]), _join(across[1], high[match_cols]))
         if not after_gap and self.frame_id <= self._gap_until and lost_start < count:
-            left = np.arange(high.size)[free_high]  # positions in ``high`` (``free_high`` may be a slice)
-            late = self._match_after_gap(pool[free_rows], high[left], lost_start, (det_xyah, det_boxes), timer)
-            if late[0].size:  # lost tracks: not in stage 2, which takes tracked ones only
-                first = (_join(first[0], late[0]), _join(first[1], late[1]))
-                free_high = left[~np.isin(high[left], late[1])]
+            first, free_high = self._match_after_gap(first, (pool[free_rows], high, free_high), lost_start,
+                                                     (det_xyah, det_boxes), timer)
         # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
         refound = first[0][first[0] >= lost_start] if lost_start < count else EMPTY_INDEX
 
@@ -324,9 +318,14 @@ class ByteTracker:
 
     def _after_gap(self) -> bool:
         """Whether at least ``gap_reacquire_s`` passed since the previous update (counted in frames, so
-        ``predict()`` calls in between count as they do in ``update(frame_gap=)``)."""
+        ``predict()`` calls in between count as they do in ``update(frame_gap=)``). With ``gap_pair_cost``, an
+        outage opens the window after it (``_match_after_gap``)."""
         previous, now = self._update_frames
-        return previous > 0 and now - previous >= self._gap_frames
+        if previous > 0 and now - previous >= self._gap_frames:
+            if self.gap_pair_cost is not None:
+                self._gap_from, self._gap_until = previous, now + self._gap_frames
+            return True
+        return False
 
     def _match_across_gap(self, pool: np.ndarray, lost_start: int, high: np.ndarray,
                           measured: tuple[np.ndarray, np.ndarray],
@@ -349,20 +348,29 @@ class ByteTracker:
         return ((rows, det_ids), np.setdiff1d(pool, rows, assume_unique=True),
                 np.setdiff1d(high, det_ids, assume_unique=True))
 
-    def _match_after_gap(self, free_pool: np.ndarray, free_high: np.ndarray, lost_start: int,
-                         measured: tuple[np.ndarray, np.ndarray], timer: _StageTimer) -> tuple[np.ndarray, np.ndarray]:
+    def _match_after_gap(self, first: tuple[np.ndarray, np.ndarray],
+                         free: tuple[np.ndarray, np.ndarray, np.ndarray | slice], lost_start: int,
+                         measured: tuple[np.ndarray, np.ndarray], timer: _StageTimer,
+                         ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | slice]:
         """Within the window after an outage: its tracks not found since (lost, last matched on the update before
-        it) vs the high detections the first stage left, by the outage stage's gate and pair cost. Returns the
-        matched (rows, detections)."""
+        it) vs the high detections the first stage left, by the outage stage's gate and pair cost. ``free``: the
+        pool rows left, ``high`` and the positions in it left. Returns the first stage's (rows, detections) with
+        these matches added (lost tracks: stage 2 takes tracked ones only) and the positions still left."""
         tracks, (det_xyah, det_boxes) = self._tracks, measured
+        free_pool, high, free_high = free
         rows = free_pool[(free_pool >= lost_start) & (tracks.last_frame[free_pool] == self._gap_from)]
-        if rows.size == 0 or free_high.size == 0:
-            return EMPTY_INDEX, EMPTY_INDEX
+        left = np.arange(high.size)[free_high]  # positions in ``high`` (``free_high`` may be a slice)
+        if rows.size == 0 or left.size == 0:
+            return first, free_high
         timer.lap("bookkeeping")
+        dets = high[left]
         track_pos, det_pos = gap_matches(take_rows(tracks.mean, rows), take_rows(tracks.cov, rows),
-                                         take_rows(det_xyah, free_high), self._gap_costs(rows, det_boxes[free_high]))
+                                         take_rows(det_xyah, dets), self._gap_costs(rows, det_boxes[dets]))
         timer.lap("assignment")
-        return rows[track_pos], free_high[det_pos]
+        if track_pos.size == 0:
+            return first, free_high
+        return ((_join(first[0], rows[track_pos]), _join(first[1], dets[det_pos])),
+                np.delete(left, det_pos))
 
     def _gap_costs(self, rows: np.ndarray, det_boxes: np.ndarray) -> np.ndarray | None:
         """``gap_pair_cost`` of the tracks at table ``rows`` (by their output ids) and the boxes; None without it."""
