@@ -240,6 +240,10 @@ def test_reid_settings_are_checked() -> None:
         ReidConfig(min_similarity=2.0)
     with pytest.raises(ValueError, match="refresh_every"):
         ReidConfig(refresh_every=0)
+    with pytest.raises(ValueError, match="gap_min_similarity"):
+        ReidConfig(gap_min_similarity=-1.5)
+    with pytest.raises(ValueError, match="gap_weight"):
+        ReidConfig(gap_weight=-1.0)
     with pytest.raises(ValueError, match="return_lost"):
         ReidTracker(ByteTracker(return_lost=True), mean_colour)
     with pytest.raises(ValueError, match="frame image"):
