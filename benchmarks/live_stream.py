@@ -188,7 +188,7 @@ def frame_number_filter(width: int, frames: int) -> str:
     """An ffmpeg ``-vf`` filter that stamps each published frame's position in the (looped) video into its top 8
     rows, twice side by side, as white/black 32-px blocks (bit i of ``N mod frames`` in block i of each copy): H.264
     keeps blocks that size intact, and only the strip goes through ``geq`` (slow per pixel), so the publisher stays
-    light. The top: through the test server's RTP relay the last slices of a frame sometimes arrive damaged, the
+    light. The top: through the test server's old H.264 relay the last slices of a frame arrived damaged, the
     first ones not; and the detector sees a thin stripe on PETS09's sky, where no one walks. Twice: a track's label
     drawn over one copy in the annotated video makes the two disagree, and that read is discarded."""
     block_w, block_h = _BLOCK
