@@ -75,9 +75,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def _publisher(video: Path, target: str, muxer: str, video_filter: str | None = None) -> subprocess.Popen:
-    """ffmpeg sending ``video`` in real time (``-re``), looped, as H.264 with a keyframe every 10 frames (a
-    client joining or rejoining decodes within a second) and its parameter sets in band; ``video_filter`` (an
-    ffmpeg ``-vf`` filter, e.g. ``scale=384:288``) changes the picture."""
+    """ffmpeg sending ``video`` in real time (``-re``), looped, as H.264 with a keyframe every 10 frames and its
+    parameter sets in band: the server's decoder (``gst_rtsp_server.py``, which serves Motion JPEG to clients)
+    starts, or starts again after an armed restart, within a second. ``video_filter`` (an ffmpeg ``-vf``
+    filter, e.g. ``scale=384:288``) changes the picture."""
     command = [ffmpeg_exe() or "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin",
                "-re", "-stream_loop", "-1", "-i", str(video), "-an",
                *(["-vf", video_filter] if video_filter else []),

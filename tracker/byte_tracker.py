@@ -289,7 +289,7 @@ class ByteTracker:
         boxes = kalman.xyah_to_tlbr(tracks.mean)
         frame_data = self._frame_data(boxes, det_boxes, dets, self._buffer_ratio)
         timer.lap("iou")
-        across, after_gap = (EMPTY_INDEX, EMPTY_INDEX), self._after_gap()
+        across, after_gap = (EMPTY_INDEX, EMPTY_INDEX), self._note_gap()
         if lost_start and high.size and after_gap:  # an outage: its tracks first, by their uncertainty
             across, pool, high = self._match_across_gap(pool, lost_start, high, (det_xyah, det_boxes), timer)
         match_rows, match_cols, free_rows, free_high = self._associate(
@@ -316,10 +316,10 @@ class ByteTracker:
         return self._finish_frame(remaining[free_cols], (det_xyah, dets), (count, lost_start), refound, newly_lost,
                                   timer)
 
-    def _after_gap(self) -> bool:
+    def _note_gap(self) -> bool:
         """Whether at least ``gap_reacquire_s`` passed since the previous update (counted in frames, so
-        ``predict()`` calls in between count as they do in ``update(frame_gap=)``). With ``gap_pair_cost``, an
-        outage opens the window after it (``_match_after_gap``)."""
+        ``predict()`` calls in between count as they do in ``update(frame_gap=)``). Not a pure query: with
+        ``gap_pair_cost``, such an outage opens the window after it (``_match_after_gap``), once per update."""
         previous, now = self._update_frames
         if previous > 0 and now - previous >= self._gap_frames:
             if self.gap_pair_cost is not None:
