@@ -6,6 +6,9 @@ MOTChallenge protocol (``apps.evaluation``: MOTA, IDF1, HOTA, ID switches). Mode
 
 - ``kalman``: the frames between detections get the Kalman prediction (``ByteTracker.predict``); no image is read.
 - ``flow``: they get optical-flow boxes (``FlowPropagator``), which also correct the tracker's states.
+- ``redraw``: ``flow``, then the results file as ``track --detect-every K --interpolate 20`` leaves it: the boxes
+  between detector calls redrawn from the tracked boxes on both sides (``tracker.interpolation``; offline, since
+  a box then depends on the next detector call).
 
 Two workloads:
 
@@ -40,10 +43,11 @@ import numpy as np
 
 from int8track.apps.cli.tracker_options import DEFAULT_TRACK_THRESH
 from int8track.apps.evaluation.metrics import OVERALL, MotMetrics, evaluate_sequence, evaluate_sequence_hota, summarize
-from int8track.apps.io.mot_results import MotResultWriter
+from int8track.apps.io.mot_results import MotResultWriter, interpolate_file
 from int8track.apps.io.motchallenge import MotSequence, find_sequences, load_sequence
 from int8track.apps.pipeline.run import OutputFilter
 from int8track.tracker import ByteTracker, TrackerConfig
+from int8track.tracker.interpolation import InterpolationConfig
 from int8track.tracker.propagation import FlowPropagator, IntervalTracker, PropagationConfig
 from int8track.tracker.schedule import DetectionSchedule, DetectionScheduler
 
@@ -58,7 +62,20 @@ from benchmarks.mot17 import DEFAULT_PUBLIC_DATA, benchmark_sequences
 #: 0 stands for ``auto`` (``tracker.schedule``: a time cap, sooner when the flow loses the boxes) in this script.
 AUTO_INTERVAL = 0
 INTERVALS = (1, 2, 3, 4, 6, AUTO_INTERVAL)
-MODES = ("kalman", "flow")
+MODES = ("kalman", "flow", "redraw")
+#: ``redraw``: the interpolation ``track --interpolate 20`` runs (the CLI's default config otherwise).
+REDRAW = InterpolationConfig(max_gap=20)
+LINE_STYLES = {"kalman": "--", "flow": "-", "redraw": ":"}
+
+
+@dataclass(frozen=True)
+class IntervalTracking:
+    """What ``track_with_interval`` did: detector calls, the median ms of a frame between them (NaN when none),
+    and the (frame, track id) of the rows no detection placed ((N, 2), as ``RunResult.propagated``)."""
+
+    calls: int
+    step_ms: float
+    propagated: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -105,7 +122,7 @@ class IntervalRun:
 def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray], interval: int,
                         tracker_config: TrackerConfig, results_path: Path, propagator: FlowPropagator | None = None,
                         output_filter: OutputFilter | None = None, clip_to_frame: bool = False,
-                        frames: Iterable[np.ndarray] | None = None) -> tuple[int, float]:
+                        frames: Iterable[np.ndarray] | None = None) -> IntervalTracking:
     """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included; 0: when
     ``auto`` asks, as ``track --detect-every auto`` on a file), write tracks for every frame; returns (detector
     calls, median ms per step frame). With ``propagator`` the images are read and the frames between go through
@@ -127,7 +144,7 @@ def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray],
         images = iter(frames)
     else:
         images = (cv2.imread(str(path)) for path in sequence.image_paths())
-    calls, step_ns = 0, []
+    calls, step_ns, propagated = 0, [], []
     with MotResultWriter(results_path) as writer:
         for index, dets in enumerate(detections):
             frame = next(images)
@@ -140,8 +157,12 @@ def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray],
                 start = time.perf_counter_ns()
                 tracks = stepper.step(frame)
                 step_ns.append(time.perf_counter_ns() - start)
-            writer.write(index + 1, output_filter(tracks) if output_filter is not None else tracks)
-    return calls, float(np.median(step_ns) / 1e6) if step_ns else float("nan")
+            shown = output_filter(tracks) if output_filter is not None else tracks
+            writer.write(index + 1, shown)
+            if (guessed := shown[:, 7] < 0).any():
+                propagated.append(np.column_stack((np.full(guessed.sum(), index + 1), shown[guessed, 4])))
+    return IntervalTracking(calls, float(np.median(step_ns) / 1e6) if step_ns else float("nan"),
+                            np.concatenate(propagated).astype(np.int64) if propagated else np.empty((0, 2), np.int64))
 
 
 def score(sequence: MotSequence, results_path: Path) -> tuple[object, object]:
@@ -154,22 +175,26 @@ def run_workload(workload: str, sequences: list[MotSequence], detections: dict[s
                  output_filter: OutputFilter | None = None, propagation: PropagationConfig | None = None,
                  frames: Callable[[MotSequence], Iterable[np.ndarray]] | None = None,
                  ) -> tuple[list[IntervalRun], dict[tuple[str, int], MotMetrics]]:
-    """Every sequence x mode x interval; K=1 runs once (no frame is stepped, so the modes are the same run).
+    """Every sequence x mode x interval; K=1 runs once for ``kalman`` and ``flow`` (no frame is stepped, so they
+    are the same run) and once for ``redraw`` (interpolated as its other K are: the like-for-like baseline).
     Also returns the metrics of all sequences pooled per (mode, interval)."""
     runs: list[IntervalRun] = []
     pooled: dict[tuple[str, int], MotMetrics] = {}
     scores: dict[tuple[str, int], dict[str, tuple]] = {}
+    plain_k1 = next((m for m in modes if m != "redraw"), None)  # the mode whose K=1 run stands for both
     for mode in modes:
         for interval in intervals:
-            if interval == 1 and mode != modes[0]:
+            if interval == 1 and mode not in ("redraw", plain_k1):
                 continue
             for sequence in sequences:
                 path = out_dir / f"{mode}_k{interval}" / f"{sequence.name}.txt"
-                propagator = FlowPropagator(propagation) if mode == "flow" else None
-                calls, step_ms = track_with_interval(sequence, detections[sequence.name], interval, tracker_config,
-                                                     path, propagator, output_filter,
-                                                     clip_to_frame=workload != "public",
-                                                     frames=frames(sequence) if frames and propagator else None)
+                propagator = FlowPropagator(propagation) if mode != "kalman" else None
+                tracking = track_with_interval(sequence, detections[sequence.name], interval, tracker_config,
+                                               path, propagator, output_filter, clip_to_frame=workload != "public",
+                                               frames=frames(sequence) if frames and propagator else None)
+                if mode == "redraw":
+                    interpolate_file(path, path, REDRAW, tracking.propagated)
+                calls, step_ms = tracking.calls, tracking.step_ms
                 accumulator, hota = score(sequence, path)
                 scores.setdefault((mode, interval), {})[sequence.name] = (accumulator, hota)
                 metrics = summarize({sequence.name: accumulator}, {sequence.name: hota})[sequence.name]
@@ -208,13 +233,14 @@ def detector_detections(sequence: MotSequence, weights: Path, threads: int, cach
 
 
 def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, int], MotMetrics]) -> str:
-    """One row per sequence x mode x K, deltas against K=1 of the same sequence; then the pooled rows."""
+    """One row per sequence x mode x K, deltas against K=1 of the same sequence (``redraw``: its own K=1); then
+    the pooled rows."""
     header = (f"{'sequence':<16}{'mode':<8}{'K':>5}{'det/frame':>10}{'det/s':>7}{'MOTA':>7}{'dMOTA':>7}{'IDF1':>7}"
               f"{'dIDF1':>7}{'HOTA':>7}{'IDSW':>6}{'FP':>7}{'FN':>8}{'step ms':>9}")
     lines = [title, header, "-" * len(header)]
-    base = {r.sequence: r.metrics for r in runs if r.interval == 1}
+    base = {(r.sequence, r.mode == "redraw"): r.metrics for r in runs if r.interval == 1}
     for run in sorted(runs, key=lambda r: (r.sequence, r.interval != 1, r.mode, r.interval)):
-        m, b = run.metrics, base.get(run.sequence)
+        m, b = run.metrics, base.get((run.sequence, run.mode == "redraw"))
         d_mota = 100 * (m.mota - b.mota) if b else float("nan")
         d_idf1 = 100 * (m.idf1 - b.idf1) if b else float("nan")
         lines.append(f"{run.sequence:<16}{run.mode:<8}{run.label:>5}{run.calls_per_frame:>10.3f}"
@@ -235,7 +261,7 @@ def format_table(title: str, runs: list[IntervalRun], pooled: dict[tuple[str, in
 
 def plot(runs: list[IntervalRun], path: Path) -> Path:
     """MOTA against detector calls per second: one panel per workload, one line per sequence and mode (solid:
-    flow, dashed: Kalman; K=1 starts both lines)."""
+    flow, dashed: Kalman, dotted: redraw; K=1 starts every line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -243,14 +269,16 @@ def plot(runs: list[IntervalRun], path: Path) -> Path:
 
     workloads = sorted({r.workload for r in runs}, reverse=True)  # public first
     fig, axes = plt.subplots(1, len(workloads), figsize=(7 * len(workloads), 5.5), squeeze=False)
-    base = {(r.workload, r.sequence): r for r in runs if r.interval == 1}
+    base = {(r.workload, r.sequence, r.mode == "redraw"): r for r in runs if r.interval == 1}
+    sequences = sorted({(r.workload, r.sequence) for r in runs})
     for ax, workload in zip(axes[0], workloads):
         colours = iter(plt.get_cmap("tab10").colors)
-        for key in sorted(k for k in base if k[0] == workload):
+        for key in (k for k in sequences if k[0] == workload):
             colour = next(colours)
             for mode in MODES:
+                start = base.get((*key, mode == "redraw"))
                 line = sorted([r for r in runs if (r.workload, r.sequence) == key and r.mode == mode
-                               and r.interval > 1] + [base[key]], key=lambda r: r.calls_per_second)
+                               and r.interval > 1] + ([start] if start else []), key=lambda r: r.calls_per_second)
                 for auto in (r for r in runs if (r.workload, r.sequence) == key and r.mode == mode
                              and r.interval == AUTO_INTERVAL):
                     ax.plot([auto.calls_per_second], [100 * auto.metrics.mota], marker="*", markersize=14,
@@ -258,7 +286,7 @@ def plot(runs: list[IntervalRun], path: Path) -> Path:
                 if len(line) < 2:
                     continue
                 ax.plot([r.calls_per_second for r in line], [100 * r.metrics.mota for r in line], marker="o",
-                        color=colour, linestyle="-" if mode == "flow" else "--", label=f"{key[1]} {mode}")
+                        color=colour, linestyle=LINE_STYLES[mode], label=f"{key[1]} {mode}")
         ax.set_xscale("log")
         ax.set_xlabel("detector calls per second (log)")
         ax.set_ylabel("MOTA (%)")

@@ -13,6 +13,9 @@ a good guess when the track moved in a straight line; on a moving camera, and fo
 does not, and blind interpolation then adds boxes beside the person (false positives) instead of on them
 (``bridge_error`` explains the estimate). Filled boxes that land on a box of another track are left out too
 (``duplicates``). benchmarks/README.md has the measurements.
+
+Boxes no detection placed (``track --detect-every``'s frames between detector calls) can be redrawn the same
+way: ``interpolate_results(rows, config, propagated=mask)`` treats them as a gap where a line is trusted.
 """
 from __future__ import annotations
 
@@ -100,17 +103,39 @@ def check_rows(rows: object) -> np.ndarray:
     return table
 
 
-def interpolate_results(rows: object, config: InterpolationConfig | None = None) -> np.ndarray:
+def interpolate_results(rows: object, config: InterpolationConfig | None = None,
+                        propagated: object = None) -> np.ndarray:
     """``rows`` with the gaps of at most ``config.max_gap`` frames filled; sorted by frame, then id.
 
     Rows of filled frames copy every column after the box from linear interpolation too (for a tracker's
     ``score, -1, -1, -1`` that is the interpolated score and the constant -1s). Tracks without gaps come back
     unchanged with ``linear``; ``gsi`` also smooths their boxes.
+
+    ``propagated``: one bool per row, True where no detection placed the box (``track --detect-every``: the
+    frames between detector calls, boxes carried there by optical flow or the Kalman prediction). Those rows
+    are redrawn: set aside, the gaps they leave filled from the detections on both sides like any other gap,
+    and put back where that gap is not filled (too long, not a straight line, or on another track's box).
+    Offline only: a box between two detector calls then depends on the later one.
     """
     config = InterpolationConfig() if config is None else config
     if not isinstance(config, InterpolationConfig):
         raise ValueError(f"config must be an InterpolationConfig, got {type(config).__name__}")
     table = check_rows(rows)
+    if propagated is None:
+        return _fill(table, config)
+    mask = np.asarray(propagated)
+    if mask.dtype != np.bool_ or mask.shape != (len(table),):
+        raise ValueError(f"propagated must be one bool per row ({len(table)}), got {mask.dtype} {mask.shape}")
+    filled = _fill(table[~mask], config)
+    spare = table[mask]
+    if len(filled) and len(spare):
+        spare = spare[_is_new(spare, filled)]
+    result = np.concatenate((filled, spare))
+    return result[np.lexsort((result[:, ID], result[:, FRAME]))]
+
+
+def _fill(table: np.ndarray, config: InterpolationConfig) -> np.ndarray:
+    """``interpolate_results`` of a checked table."""
     if len(table) == 0:
         return table.copy()
     table = table[np.lexsort((table[:, FRAME], table[:, ID]))]

@@ -221,9 +221,10 @@ def _interpolate(result: RunResult, config: InterpolationConfig | None) -> None:
     """``--interpolate``: the MOT file's gaps filled in place (atomically), after tracking ended."""
     if config is None or result.results_path is None or result.frames == 0:
         return
-    added = interpolate_file(result.results_path, result.results_path, config)
-    print(f"track: --interpolate {config.max_gap} ({config.method}): {added} boxes added to {result.results_path}",
-          file=sys.stderr)
+    counts = interpolate_file(result.results_path, result.results_path, config, result.propagated)
+    redrawn = f", {counts.redrawn} boxes between detector calls redrawn" if result.propagated is not None else ""
+    print(f"track: --interpolate {config.max_gap} ({config.method}): {counts.added} boxes added{redrawn} to "
+          f"{result.results_path}", file=sys.stderr)
 
 
 def _write_report(result: RunResult, output_dir: Path, stem: str, prepared: PreparedDetector) -> None:

@@ -25,7 +25,9 @@ def add_ecosystem_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interpolate", type=int, metavar="N",
                         help="after the run, fill each track's gaps of up to N frames in the MOT results file "
                              "(offline: the tracks JSONL and the video stay causal); gaps where a line would miss "
-                             "the person, and fills on another track's box, are left out (tracker.interpolation)")
+                             "the person, and fills on another track's box, are left out (tracker.interpolation); "
+                             "with --detect-every, the boxes between detector calls are redrawn the same way from "
+                             "the detections on both sides")
     parser.add_argument("--interpolation", choices=METHODS, default="linear",
                         help="gap filling for --interpolate: linear, or gsi (then Gaussian-smoothed; default linear)")
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None,

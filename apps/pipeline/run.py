@@ -129,6 +129,9 @@ class RunResult:
     video_path: Path | None
     interrupted_at: int | None = None  # last frame id processed when a stop was requested, else None
     tracks_path: Path | None = None
+    # (N, 2) frame id, track id of the MOT rows no detection placed (between detector calls), in order; None
+    # when every frame was detected. ``--interpolate`` redraws them from the detections on both sides.
+    propagated: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,20 @@ class _FrameOutputs:
         self._trails = TrailHistory()
         self._fps_meter = _RateMeter()
         self.video: VideoWriterThread | None = None
+        self._propagated: list[np.ndarray] = []
+
+    @property
+    def propagated(self) -> np.ndarray | None:
+        """(N, 2) frame id, track id of the MOT rows written without a detection; None if there were none."""
+        return np.concatenate(self._propagated) if self._propagated else None
 
     def write(self, frame_id: int, image: np.ndarray, shown: np.ndarray) -> bool:
         """Write one frame's tracks everywhere; False once the user closed the window."""
         if self.results is not None:
             self.results.write(frame_id, shown)
+            if shown.shape[1] >= 8 and (guessed := shown[:, 7] < 0).any():
+                ids = shown[guessed, 4].astype(np.int64)
+                self._propagated.append(np.column_stack((np.full(ids.size, frame_id, np.int64), ids)))
         if self.tracks is not None:
             self.tracks.write(frame_id, shown)
         self._fps_meter.tick()
@@ -235,7 +247,8 @@ def run_tracking(
     return RunResult(report=profiler.report(run_info), frames=profiler.num_frames, dropped=reader.dropped,
                      error=error, results_path=results_path if outputs.results is not None else None,
                      video_path=written_video, interrupted_at=stop.interrupted_at,
-                     tracks_path=tracks_path if outputs.tracks is not None else None)
+                     tracks_path=tracks_path if outputs.tracks is not None else None,
+                     propagated=outputs.propagated)
 
 
 def _write_frames(frames: Iterator[tuple[int, np.ndarray, np.ndarray]], outputs: _FrameOutputs,

@@ -20,21 +20,22 @@ def test_interval_one_writes_what_the_mot17_benchmark_writes(tmp_path: Path) -> 
     sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
     config = TrackerConfig.from_track_thresh(0.6)
     mot17.run_sequence(sequence, config, tmp_path / "mot17.txt")
-    calls, step_ms = detect_interval.track_with_interval(sequence, sequence.detections(), 1, config,
-                                                         tmp_path / "k1.txt")
-    assert calls == 48 and np.isnan(step_ms)
+    run = detect_interval.track_with_interval(sequence, sequence.detections(), 1, config, tmp_path / "k1.txt")
+    assert run.calls == 48 and np.isnan(run.step_ms) and run.propagated.shape == (0, 2)
     assert (tmp_path / "k1.txt").read_text() == (tmp_path / "mot17.txt").read_text()
 
 
 def test_every_frame_gets_tracks_and_only_every_kth_a_detector_call(tmp_path: Path) -> None:
     sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
     detections = sequence.detections()
-    calls, step_ms = detect_interval.track_with_interval(sequence, detections, 3, TrackerConfig(),
-                                                         tmp_path / "k3.txt")
-    assert calls == 16 and step_ms >= 0  # frames 1, 4, ..., 46
+    run = detect_interval.track_with_interval(sequence, detections, 3, TrackerConfig(), tmp_path / "k3.txt")
+    assert run.calls == 16 and run.step_ms >= 0  # frames 1, 4, ..., 46
     results = read_results(tmp_path / "k3.txt")
     shown = set(results.frames.tolist())
     assert shown >= {2, 3, 5, 6}  # frames without a detector call still have tracks
+    # every row of a frame without a detector call is propagated, and the propagated rows are all written
+    between = {(f, i) for f, i in zip(results.frames.tolist(), results.ids.tolist()) if (f - 1) % 3}
+    assert between and between <= {tuple(pair) for pair in run.propagated.tolist()}
     with pytest.raises(ValueError, match="frames of detections"):
         detect_interval.track_with_interval(sequence, detections[:10], 2, TrackerConfig(), tmp_path / "x.txt")
 

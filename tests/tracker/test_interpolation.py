@@ -212,3 +212,36 @@ def test_gsi_keeps_parabolas_and_fills_gaps() -> None:
                                                 np.full(frames.size, 100.0))))
     out = interpolate_results(rows, InterpolationConfig(method="gsi", max_error=None))
     assert out[:, 0].tolist() == list(range(1, 60))
+
+
+def test_propagated_rows_are_redrawn_between_detections_and_kept_elsewhere() -> None:
+    """``track --detect-every 2 --interpolate``: a box no detection placed is redrawn from the detected boxes on
+    both sides; where there is no later detection (the track's end) or the gap is too long, it stays."""
+    truth = walker(4, range(1, 12))  # detector frames 1, 3, 5, 7, 9, 11: the truth there
+    rows = truth.copy()
+    between = (rows[:, 0] - 1) % 2 == 1
+    rows[between, 2] += 7.0  # flow boxes 7 px off on the frames between detector calls
+    tail = walker(4, [12])
+    tail[:, 2] += 7.0  # after the last detection: nothing to redraw it from
+    rows = np.concatenate((rows, tail))
+    propagated = np.concatenate((between, [True]))
+    out = interpolate_results(rows, InterpolationConfig(), propagated)
+    np.testing.assert_allclose(out[:11], truth, rtol=0, atol=1e-9)  # redrawn onto the straight walk
+    np.testing.assert_array_equal(out[11], tail[0])  # kept as it was
+    # a gap longer than max_gap keeps its propagated boxes as they were
+    only_ends = np.ones(len(rows), bool)
+    only_ends[[0, 10]] = False  # detections on frames 1 and 11 only: 9 frames between
+    np.testing.assert_array_equal(interpolate_results(rows, InterpolationConfig(max_gap=5), only_ends), rows)
+    with pytest.raises(ValueError, match="propagated"):
+        interpolate_results(rows, InterpolationConfig(), propagated[:-1])
+
+
+def test_a_redrawn_box_on_another_tracks_box_keeps_the_propagated_one() -> None:
+    """The duplicate rule holds for redrawn boxes: landing on another track, the propagated box stays."""
+    a = walker(1, [1, 2, 3])
+    b = walker(2, [2], x0=104.0)  # another track's detected box where a's line passes on frame 2
+    a_prop = a.copy()
+    a_prop[1, 2] += 30.0  # the flow box off to the side
+    rows = np.concatenate((a_prop, b))
+    out = interpolate_results(rows, InterpolationConfig(), np.array([False, True, False, False]))
+    np.testing.assert_array_equal(out[out[:, 1] == 1], a_prop)

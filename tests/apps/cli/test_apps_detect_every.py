@@ -101,6 +101,32 @@ def test_interpolate_fills_gaps_of_the_mot_file_only(plain, tmp_path, capsys):
     assert len(read_tracks_json(out / "vtest_tracks.jsonl")) == FRAMES  # the live outputs stay causal
 
 
+def test_interpolate_redraws_the_boxes_between_detector_calls(tmp_path, capsys):
+    """``--detect-every 2 --interpolate``: in the MOT file, a box between two detector calls that found the track
+    on both sides is redrawn halfway between them; detected boxes, the tracks file and the rest stay."""
+    code, flow = _run(tmp_path, "flow", "--no-video", "--detect-every", "2")
+    assert code == 0
+    code, redrawn = _run(tmp_path, "redrawn", "--no-video", "--detect-every", "2", "--interpolate", "5")
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "boxes between detector calls redrawn" in err
+    before = {(int(r[0]), int(r[1])): r[2:6] for r in np.loadtxt(flow / "vtest.txt", delimiter=",", ndmin=2)}
+    after = {(int(r[0]), int(r[1])): r[2:6] for r in np.loadtxt(redrawn / "vtest.txt", delimiter=",", ndmin=2)}
+    assert after.keys() >= before.keys()
+    changed = 0
+    for (frame, track), box in before.items():
+        if frame % 2 == 1:  # detector frames 1, 3, 5, ...: as tracked
+            np.testing.assert_array_equal(after[frame, track], box)
+            continue
+        sides = [before.get((frame + step, track)) for step in (-1, 1)]
+        if not np.array_equal(after[frame, track], box):
+            assert all(side is not None for side in sides)
+            np.testing.assert_allclose(after[frame, track], (sides[0] + sides[1]) / 2, atol=0.011)
+            changed += 1
+    assert changed >= 5
+    assert (redrawn / "vtest_tracks.jsonl").read_bytes() == (flow / "vtest_tracks.jsonl").read_bytes()
+
+
 def test_a_fleet_reports_each_streams_detection_rate_and_propagated_share(tmp_path):
     video = require_data("videos/vtest.avi")
     sequence = require_data("MOT17-mini/train/MOT17-05-FRCNN")
