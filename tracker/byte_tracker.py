@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from int8track.tracker import kalman
-from int8track.tracker.config import TrackerConfig
+from int8track.tracker.config import SHARED_SHIFT_MIN_MATCHES, TrackerConfig
 from int8track.tracker.gap import gap_matches
 from int8track.tracker.iou import buffered
 from int8track.tracker.matching import (
@@ -135,7 +135,7 @@ class ByteTracker:
                  "_last_rows", "_timer", "_tracks", "_lost_start", "_created", "_shown", "_last_timestamp",
                  "_predicted_rows", "_unconfirmed_rows", "_update_frames",
                  "_buffer_ratio", "_second_buffer_ratio", "_velocity_noise", "_freeze_size", "_gap_frames",
-                 "_gap_from", "_gap_until", "gap_pair_cost")
+                 "_gap_from", "_gap_until", "gap_pair_cost", "_shared_shift")
 
     def __init__(self, config: TrackerConfig | None = None, **settings: Any) -> None:
         """``ByteTracker(config)``, ``ByteTracker(frame_rate=30, match_thresh=0.8, ...)`` (``TrackerConfig``
@@ -151,6 +151,7 @@ class ByteTracker:
         self._buffer_ratio = float(self._config.buffer_ratio)
         self._second_buffer_ratio = float(self._config.second_buffer_ratio)
         self._freeze_size = self._config.effective_freeze_size_on_low_score
+        self._shared_shift = self._config.effective_shared_shift
         gap_s = self._config.effective_gap_reacquire_s
         # Frames between two updates that make a gap (at least 2: one frame apart is no gap); 0 s: never.
         self._gap_frames = max(2, math.ceil(gap_s * self._config.frame_rate)) if gap_s > 0 else sys.maxsize
@@ -295,9 +296,8 @@ class ByteTracker:
         match_rows, match_cols, free_rows, free_high = self._associate(
             frame_data, pool, high, config.fuse_score, config.match_thresh, timer)
         first = (_join(across[0], pool[match_rows]), _join(across[1], high[match_cols]))
-        if not after_gap and self.frame_id <= self._gap_until and lost_start < count:
-            first, free_high = self._match_after_gap(first, (pool[free_rows], high, free_high), lost_start,
-                                                     (det_xyah, det_boxes), timer)
+        first, free_rows, free_high = self._match_leftovers(first, (pool, free_rows, high, free_high), after_gap,
+                                                            (det_xyah, det_boxes, dets, boxes), timer)
         # Rows from lost_start on are the lost list: the only tracks not in the TRACKED state.
         refound = first[0][first[0] >= lost_start] if lost_start < count else EMPTY_INDEX
 
@@ -326,6 +326,54 @@ class ByteTracker:
                 self._gap_from, self._gap_until = previous, now + self._gap_frames
             return True
         return False
+
+    def _match_leftovers(self, first: tuple[np.ndarray, np.ndarray],
+                         free: tuple[np.ndarray, np.ndarray | slice, np.ndarray, np.ndarray | slice], after_gap: bool,
+                         measured: tuple[np.ndarray, np.ndarray, CleanDetections, np.ndarray], timer: _StageTimer,
+                         ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | slice, np.ndarray | slice]:
+        """The first stage's own second chances for the tracks and high detections IoU left: the window after an
+        outage (``_match_after_gap``), then the shared shift (``_match_shifted``). ``free``: the pool, the
+        positions in it left, ``high`` and the positions in it left. Returns the first stage's (rows,
+        detections) and the positions still left."""
+        pool, free_rows, high, free_high = free
+        det_xyah, det_boxes, dets, boxes = measured
+        lost_start, count = self._lost_start, len(self._tracks)
+        if not after_gap and self.frame_id <= self._gap_until and lost_start < count:
+            first, free_high = self._match_after_gap(first, (pool[free_rows], high, free_high), lost_start,
+                                                     (det_xyah, det_boxes), timer)
+        if self._shared_shift > 0 and not after_gap and first[0].size >= SHARED_SHIFT_MIN_MATCHES:
+            first, free_rows, free_high = self._match_shifted(first, free, free_high, (boxes, det_boxes, dets),
+                                                              timer)
+        return first, free_rows, free_high
+
+    def _match_shifted(self, first: tuple[np.ndarray, np.ndarray],
+                       free: tuple[np.ndarray, np.ndarray | slice, np.ndarray, np.ndarray | slice],
+                       free_high: np.ndarray | slice, measured: tuple[np.ndarray, np.ndarray, CleanDetections],
+                       timer: _StageTimer) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | slice,
+                                                    np.ndarray | slice]:
+        """``TrackerConfig.shared_shift``: the tracks and high detections the first stage left, associated by IoU
+        once more with every track box moved by the median displacement of the stage's matches, when that
+        median is at least ``shared_shift`` box heights. Same costs and limit as the first stage."""
+        pool, free_rows, high, _ = free
+        boxes, det_boxes, dets = measured
+        left_rows = np.arange(pool.size)[free_rows]
+        left = np.arange(high.size)[free_high]
+        if left_rows.size == 0 or left.size == 0:
+            return first, free_rows, free_high
+        rows, det_ids = first
+        predicted, measured_boxes = take_rows(boxes, rows), det_boxes[det_ids]
+        shift = np.median((measured_boxes[:, :2] + measured_boxes[:, 2:4] - predicted[:, :2] - predicted[:, 2:4])
+                          * 0.5, axis=0)
+        if math.hypot(*shift) < self._shared_shift * float(np.median(predicted[:, 3] - predicted[:, 1])):
+            return first, free_rows, free_high
+        track_rows, det_left = pool[left_rows], high[left]
+        frame = self._frame_data(boxes + np.tile(shift, 2), det_boxes, dets, self._buffer_ratio, track_rows, det_left)
+        match_rows, match_cols, _, _ = self._associate(frame, track_rows, det_left, self._config.fuse_score,
+                                                       self._config.match_thresh, timer)
+        if match_rows.size == 0:
+            return first, free_rows, free_high
+        return ((_join(rows, track_rows[match_rows]), _join(det_ids, det_left[match_cols])),
+                np.delete(left_rows, match_rows), np.delete(left, match_cols))
 
     def _match_across_gap(self, pool: np.ndarray, lost_start: int, high: np.ndarray,
                           measured: tuple[np.ndarray, np.ndarray],

@@ -25,6 +25,13 @@ DEFAULT_VELOCITY_NOISE_EXPONENT = 1.0
 #: ``gap_reacquire_s`` when left automatic (None) outside parity mode. Gaps up to ~1 s keep >= 92% of IDs by IoU
 #: alone when the Kalman filter steps by the elapsed time; longer ones lose most (benchmarks/README.md, gap study).
 DEFAULT_GAP_REACQUIRE_S = 1.0
+#: ``shared_shift`` when left automatic (None) outside parity mode: 5% of a box height. A shift below it moves a
+#: box's IoU with its own detection by a few hundredths at most, so it would only tip marginal pairs; the static
+#: sequences of benchmarks/identity.py never reach it (their output is unchanged), the moving ones do
+#: (benchmarks/README.md).
+DEFAULT_SHARED_SHIFT = 0.05
+#: Matches the shared shift's median needs: with fewer, one mismatched pair could set it.
+SHARED_SHIFT_MIN_MATCHES = 3
 #: A buffer ratio above this makes every box overlap its neighbours; surely a mistake.
 MAX_BUFFER_RATIO = 2.0
 #: Process noise growing faster than the cube of the frame period has no physical reading.
@@ -69,6 +76,12 @@ class TrackerConfig:
       walking person is a body width or more from the prediction, where IoU is zero. 0 turns it off; None
       (default) is automatic: ``DEFAULT_GAP_REACQUIRE_S``, off in parity mode. Updates closer together than this
       are untouched, so input without such gaps gives the same output whatever the value.
+    - ``shared_shift``: when the first stage's matched detections are displaced from their tracks' predicted
+      boxes, by their median, by at least this fraction of the median box height (the camera moved or turned
+      faster than the tracks' velocities expected: every prediction is off the same way), the tracks and high
+      detections that stage left get one more IoU association, the tracks' boxes moved by that median shift
+      (needs ``SHARED_SHIFT_MIN_MATCHES`` matches). A static camera's median stays near zero, so nothing changes
+      there. 0 turns it off; None (default) is automatic: ``DEFAULT_SHARED_SHIFT``, off in parity mode.
 
     Parity: ``iou_inclusive=True`` with ``id_mode="official"`` is the official ByteTrack (see ``parity()``);
     ``iou_inclusive=True`` alone gives its tracks (``id_mode`` only numbers them), so it is what switches the
@@ -99,6 +112,7 @@ class TrackerConfig:
     buffer_ratio: float = 0.0
     second_buffer_ratio: float = 0.0
     gap_reacquire_s: float | None = None
+    shared_shift: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("track_high_thresh", "track_low_thresh", "new_track_thresh"):
@@ -116,6 +130,8 @@ class TrackerConfig:
                              f"{self.freeze_size_on_low_score!r}")
         if self.gap_reacquire_s is not None:
             _check_number("gap_reacquire_s", self.gap_reacquire_s, low=0.0)
+        if self.shared_shift is not None:
+            _check_number("shared_shift", self.shared_shift, low=0.0, high=1.0)
         if self.velocity_noise_exponent is not None:
             _check_number("velocity_noise_exponent", self.velocity_noise_exponent, low=0.0,
                           high=MAX_VELOCITY_NOISE_EXPONENT)
@@ -212,6 +228,13 @@ class TrackerConfig:
         if self.gap_reacquire_s is not None:
             return float(self.gap_reacquire_s)
         return 0.0 if self.parity_mode else DEFAULT_GAP_REACQUIRE_S
+
+    @property
+    def effective_shared_shift(self) -> float:
+        """``shared_shift`` in force (0: off): as given, or when None off in parity mode, else the default."""
+        if self.shared_shift is not None:
+            return float(self.shared_shift)
+        return 0.0 if self.parity_mode else DEFAULT_SHARED_SHIFT
 
     @property
     def max_time_lost(self) -> int:
