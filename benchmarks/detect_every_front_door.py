@@ -1,7 +1,9 @@
 """`track --detect-every` through the product's front door: accuracy, detector calls and wall time.
 
 Runs the `track` program (a subprocess, as a user would) on vtest.avi with the detector on every frame, then
-with ``--detect-every 2``, ``3``, ``auto`` and ``auto --no-flow``, plus the every-frame run on the same frames
+with ``--detect-every 2``, ``3``, ``auto`` and ``auto --no-flow``, then every frame, ``--detect-every 2`` and
+``3`` with ``--interpolate 20`` (offline: the MOT file's boxes between detector calls redrawn), plus the every-frame
+run on the same frames
 re-encoded as JPEG quality 95: the noise floor (a change no user would notice moves MOTA by this much). Scores
 every run against PETS09-S2L1's ground truth (the same frames; MOTChallenge protocol, ``apps.evaluation``) and
 prints MOTA, IDF1, ID switches, detector calls, wall seconds and the propagation cost per frame.
@@ -35,6 +37,13 @@ MODES = {
     "--detect-every 3": ["--detect-every", "3"],
     "--detect-every auto": ["--detect-every", "auto"],
     "--detect-every auto --no-flow": ["--detect-every", "auto", "--no-flow"],
+    # offline: the MOT file's boxes between detector calls redrawn from both sides, against every frame with the
+    # same interpolation
+    "every frame --interpolate 20": ["--interpolate", "20"],
+    "--detect-every 2 --interpolate 20": ["--detect-every", "2", "--interpolate", "20"],
+    "--detect-every 3 --interpolate 20": ["--detect-every", "3", "--interpolate", "20"],
+    "every frame --interpolate 20 gsi": ["--interpolate", "20", "--interpolation", "gsi"],
+    "--detect-every 2 --interpolate 20 gsi": ["--detect-every", "2", "--interpolate", "20", "--interpolation", "gsi"],
 }
 COLUMNS = ["mode", "MOTA", "IDF1", "IDSW", "detector_calls", "frames", "wall_s", "end_to_end_fps",
            "propagate_ms_per_frame"]
@@ -70,11 +79,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                   file=sys.stderr, flush=True)
-    header = f"{'mode':<32}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'det calls':>11}{'wall s':>8}{'fps':>7}{'prop ms':>9}"
+    header = f"{'mode':<36}{'MOTA':>7}{'IDF1':>7}{'IDSW':>6}{'det calls':>11}{'wall s':>8}{'fps':>7}{'prop ms':>9}"
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['mode']:<32}{row['MOTA']:>7.1f}{row['IDF1']:>7.1f}{row['IDSW']:>6}"
+        print(f"{row['mode']:<36}{row['MOTA']:>7.1f}{row['IDF1']:>7.1f}{row['IDSW']:>6}"
               f"{row['detector_calls']:>6}/{row['frames']:<4}{row['wall_s']:>8.1f}{row['end_to_end_fps']:>7.1f}"
               f"{row['propagate_ms_per_frame']:>9.2f}")
     if args.json:

@@ -117,21 +117,38 @@ def interpolate_results(rows: object, config: InterpolationConfig | None = None,
     and put back where that gap is not filled (too long, not a straight line, or on another track's box).
     Offline only: a box between two detector calls then depends on the later one.
     """
+    return interpolate_table(rows, config, propagated).rows
+
+
+@dataclass(frozen=True)
+class Interpolated:
+    """``interpolate_table``'s result: the rows, how many were added in gaps and how many propagated rows were
+    redrawn (the others were put back as they were)."""
+
+    rows: np.ndarray
+    added: int
+    redrawn: int
+
+
+def interpolate_table(rows: object, config: InterpolationConfig | None = None,
+                      propagated: object = None) -> Interpolated:
+    """``interpolate_results`` with its counts."""
     config = InterpolationConfig() if config is None else config
     if not isinstance(config, InterpolationConfig):
         raise ValueError(f"config must be an InterpolationConfig, got {type(config).__name__}")
     table = check_rows(rows)
     if propagated is None:
-        return _fill(table, config)
+        filled = _fill(table, config)
+        return Interpolated(filled, len(filled) - len(table), 0)
     mask = np.asarray(propagated)
     if mask.dtype != np.bool_ or mask.shape != (len(table),):
         raise ValueError(f"propagated must be one bool per row ({len(table)}), got {mask.dtype} {mask.shape}")
     filled = _fill(table[~mask], config)
     spare = table[mask]
-    if len(filled) and len(spare):
-        spare = spare[_is_new(spare, filled)]
-    result = np.concatenate((filled, spare))
-    return result[np.lexsort((result[:, ID], result[:, FRAME]))]
+    kept = spare[_is_new(spare, filled)] if len(filled) and len(spare) else spare
+    result = np.concatenate((filled, kept))
+    return Interpolated(result[np.lexsort((result[:, ID], result[:, FRAME]))], len(result) - len(table),
+                        len(spare) - len(kept))
 
 
 def _fill(table: np.ndarray, config: InterpolationConfig) -> np.ndarray:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from int8track.apps.io.motchallenge import RESULT_MIN_COLUMNS, read_mot_table
 from int8track.files import AtomicTextFile
-from int8track.tracker.interpolation import InterpolationConfig, interpolate_results
+from int8track.tracker.interpolation import Interpolated, InterpolationConfig, interpolate_table
 
 
 def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
@@ -46,38 +45,24 @@ def write_results(path: str | Path, frames: Iterable[tuple[int, np.ndarray]]) ->
 
 
 def interpolate_file(source: str | Path, target: str | Path, config: InterpolationConfig,
-                     propagated: np.ndarray | None = None) -> InterpolationCounts:
+                     propagated: np.ndarray | None = None) -> Interpolated:
     """Write ``source``'s results with their gaps filled (``tracker.interpolation``) to ``target`` (may be the
     same file: it is replaced atomically). ``propagated``: (N, 2) frame, track id of the rows no detection placed
-    (``RunResult.propagated``); they are redrawn from the detections on both sides where a gap allows it."""
+    (``RunResult.propagated``); they are redrawn from the detections on both sides where a gap allows it.
+    Returns the rows written and the counts."""
     table = read_mot_table(source, RESULT_MIN_COLUMNS)
     mask = None
     if propagated is not None and len(propagated) and len(table):
         mask = _rows_in(table, np.asarray(propagated, dtype=np.int64).reshape(-1, 2))
-    rows = interpolate_results(table, config, mask)
-    frames = rows[:, 0].astype(np.int64)
+    result = interpolate_table(table, config, mask)
+    frames = result.rows[:, 0].astype(np.int64)
     starts = np.flatnonzero(np.diff(frames)) + 1
     with MotResultWriter(target) as writer:
-        for block in np.split(rows, starts) if len(rows) else []:
+        for block in np.split(result.rows, starts) if len(result.rows) else []:
             # back to tracker columns x1, y1, x2, y2, id, score, which the writer formats as MOT rows
             x, y, w, h = block[:, 2:6].T
             writer.write(int(block[0, 0]), np.column_stack((x, y, x + w, y + h, block[:, 1], block[:, 6])))
-    redrawn = 0
-    if mask is not None and mask.any():
-        before = table[mask]
-        after = rows[_rows_in(rows, before[:, :2].astype(np.int64))]
-        # both sorted by frame, then id, and holding the same (frame, id) keys: a redrawn row has a new box
-        before = before[np.lexsort((before[:, 1], before[:, 0]))]
-        redrawn = int(np.count_nonzero((after[:, 2:6] != before[:, 2:6]).any(axis=1)))
-    return InterpolationCounts(added=len(rows) - len(table), redrawn=redrawn)
-
-
-@dataclass(frozen=True)
-class InterpolationCounts:
-    """What ``interpolate_file`` changed: rows added in gaps, and rows between detector calls redrawn."""
-
-    added: int
-    redrawn: int
+    return result
 
 
 def _rows_in(table: np.ndarray, pairs: np.ndarray) -> np.ndarray:

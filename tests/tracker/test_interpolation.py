@@ -11,6 +11,7 @@ from int8track.tracker.interpolation import (
     bridge_error,
     duplicates,
     interpolate_results,
+    interpolate_table,
     smooth_track,
 )
 
@@ -228,6 +229,8 @@ def test_propagated_rows_are_redrawn_between_detections_and_kept_elsewhere() -> 
     out = interpolate_results(rows, InterpolationConfig(), propagated)
     np.testing.assert_allclose(out[:11], truth, rtol=0, atol=1e-9)  # redrawn onto the straight walk
     np.testing.assert_array_equal(out[11], tail[0])  # kept as it was
+    counts = interpolate_table(rows, InterpolationConfig(), propagated)
+    assert (counts.added, counts.redrawn) == (0, 5) and np.array_equal(counts.rows, out)  # frames 2, 4, ..., 10
     # a gap longer than max_gap keeps its propagated boxes as they were
     only_ends = np.ones(len(rows), bool)
     only_ends[[0, 10]] = False  # detections on frames 1 and 11 only: 9 frames between
