@@ -24,7 +24,7 @@ from int8track.quant.config import SPEED_MARGIN
 from int8track.quant.onnx_export import insert_qdq
 from int8track.quant.onnx_module import load_onnx_convnet
 from int8track.quant.simulate import QuantPlan, conv_layers
-from int8track.quant.speed import FP32, time_models
+from int8track.quant.speed import FP32, time_sessions
 
 INT8 = "int8"
 TIMING_BATCH = 8  # crops per timed run: a frame's re-find batch is a few crops
@@ -90,12 +90,13 @@ def quantize_embedder(path: str | Path, calibration: np.ndarray, held_out: np.nd
     plan = QuantPlan(ranges, list(conv_layers(model)))
     int8_bytes = insert_qdq(proto, model, plan).SerializeToString()
     fp32_bytes = proto.SerializeToString()
-    reference, candidate = (_unit(_embed(data, held_out, num_threads)) for data in (fp32_bytes, int8_bytes))
+    sessions = {FP32: create_session(fp32_bytes, num_threads), INT8: create_session(int8_bytes, num_threads)}
+    reference, candidate = (_unit(_embed(sessions[name], held_out)) for name in (FP32, INT8))
     cosine = np.einsum("ij,ij->i", reference, candidate)
     upper = np.triu_indices(len(held_out), k=1)
     agree = ((reference @ reference.T)[upper] >= floor.decision_threshold) == \
         ((candidate @ candidate.T)[upper] >= floor.decision_threshold)
-    timings = time_models({FP32: fp32_bytes, INT8: int8_bytes}, held_out[:TIMING_BATCH], num_threads)
+    timings = time_sessions(sessions, held_out[:TIMING_BATCH], num_threads)
     faithful = float(cosine.min()) >= floor.min_cosine and float(agree.mean()) >= floor.min_agreement
     faster = timings.clearly_faster(INT8, speed_margin)
     accepted = "int8" if faithful and faster else "fp32 (" + "; ".join(
@@ -111,6 +112,5 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
 
 
-def _embed(model: bytes, batch: np.ndarray, num_threads: int) -> np.ndarray:
-    session = create_session(model, num_threads)
+def _embed(session: Any, batch: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: batch})[0]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -125,8 +126,13 @@ def time_models(models: dict[str, bytes], blob: np.ndarray, num_threads: int = 1
     With one ORT thread the graph runs on the calling thread, so its CPU time (``thread_time``) is measured: unlike
     wall time it does not grow while other processes hold the cores. ``rounds``: ``min_rounds``/``max_rounds``.
     """
+    return time_sessions({name: create_session(data, num_threads) for name, data in models.items()}, blob,
+                         num_threads, **rounds)
+
+
+def time_sessions(sessions: dict[str, Any], blob: np.ndarray, num_threads: int = 1, **rounds: int) -> SpeedTimings:
+    """``time_models`` of ONNX Runtime sessions already made (fp32 first) with ``num_threads`` threads each."""
     clock = time.thread_time if num_threads == 1 else time.perf_counter
-    sessions = {name: create_session(data, num_threads) for name, data in models.items()}
     feeds = {name: {s.get_inputs()[0].name: blob} for name, s in sessions.items()}
     for name, session in sessions.items():
         session.run(None, feeds[name])  # warm-up
@@ -139,7 +145,7 @@ def time_models(models: dict[str, bytes], blob: np.ndarray, num_threads: int = 1
             ms[name] = (clock() - start) * 1000
         return ms
 
-    return measure_ratios(list(models), run_round, **rounds)
+    return measure_ratios(list(sessions), run_round, **rounds)
 
 
 @torch.no_grad()
