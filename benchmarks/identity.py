@@ -4,7 +4,8 @@ detections, scored under the MOTChallenge protocol (MOTA, IDF1, HOTA, ID switche
 tracker's milliseconds per frame (``update`` calls only).
 
 Sequences: our detector's cached outputs (``benchmarks/identity_data.py``: vtest.avi fitted at 10 fps, PETS09-S2L1
-native at 7 fps, the PETS09 panning-camera variant, MOT17-05 mini) and the MOT17 train public FRCNN detections.
+native at 7 fps, the PETS09 panning-camera and shaking-camera variants, MOT17-05 mini) and the MOT17 train
+public FRCNN detections.
 
     .venv/bin/python benchmarks/identity_data.py            # once: runs the detector, writes runs/identity/sequences
     /tmp/peers/bin/pip install torch==2.13.0 trackers==2.6.1 numpy opencv-python   # the peers' own venv
@@ -53,6 +54,7 @@ OURS = {"ours": TrackerConfig(),
         "ours-freeze-only": TrackerConfig(velocity_noise_exponent=0),
         "ours-exp1.5": TrackerConfig(velocity_noise_exponent=1.5),
         "ours+biou": TrackerConfig(buffer_ratio=0.3, second_buffer_ratio=0.5),
+        "ours-no-shared-shift": TrackerConfig(shared_shift=0.0),
         # roboflow's thresholds (high 0.6, new tracks 0.7) in ours: the thresholds study of benchmarks/README.md
         "ours@0.6": TrackerConfig.from_track_thresh(0.6)}
 #: Our tracker with what ``track --cmc`` / ``--reid`` / both add (``tracker.reid.wrap_tracker``: OSNet x0.25 MSMT17

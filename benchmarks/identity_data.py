@@ -14,6 +14,9 @@ Variants (the detector is ``bytetrack_nano_mot17.onnx`` in ONNX Runtime, its own
   across the 128 free pixels (a panning camera), top edge fixed at 48; the detector runs on the crops (fitted
   input); ground truth shifted into the window and clipped to it (boxes with less than half of their area inside
   are dropped: the gt of a person cut in half by the frame edge is not a fair target); 7 fps.
+- ``PETS09-shake``: the same 640x480 window held by a shaking hand: a slow sway and a fast tremor in both
+  directions (``shake_offsets``: up to about 20 px a frame, changing direction every few frames, which a
+  constant-velocity model cannot follow); gt shifted and clipped as for the pan; 7 fps.
 - ``MOT17-05-mini``: the 48 frames of MOT17-05 with images (moving camera), fitted input, 14 fps.
 
 And, without a detector, the MOT17 train public detections at a third of their frame rate (``MOT17-XX-FRCNN-s3``:
@@ -77,6 +80,33 @@ def pan_offsets(num_frames: int, free_width: int, step: int = PAN_STEP) -> np.nd
     return np.where(travel <= free_width, travel, 2 * free_width - travel)
 
 
+def shake_offsets(num_frames: int, free: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Left and top edges of a hand-held window on each frame, inside the free margins ``free`` (x, y): a slow
+    sway (periods of 37 and 53 frames) plus a fast tremor (5.3 and 3.7 frames), the periods chosen not to be
+    multiples of each other so that the motion does not repeat within a sequence."""
+    free_x, free_y = free
+    if free_x <= 0 or free_y <= 0:
+        raise ValueError(f"shake needs free margins > 0, got {free}")
+    t = np.arange(num_frames, dtype=np.float64)
+    x = free_x * (0.5 + 0.39 * np.sin(2 * np.pi * t / 37) + 0.09 * np.sin(2 * np.pi * t / 5.3))
+    y = free_y * (0.5 + 0.375 * np.sin(2 * np.pi * t / 53 + 1.0) + 0.08 * np.sin(2 * np.pi * t / 3.7))
+    return (np.clip(np.rint(x), 0, free_x).astype(np.int64), np.clip(np.rint(y), 0, free_y).astype(np.int64))
+
+
+#: PETS09-S2L1's frame size (width, height): the windows' free margins follow from it.
+PETS09_SIZE = (768, 576)
+
+
+def window_offsets(name: str, num_frames: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(left edges, top edges) of a window variant's crop on each frame; None for a variant without a window."""
+    free = (PETS09_SIZE[0] - PAN_SIZE[1], PETS09_SIZE[1] - PAN_SIZE[0])
+    if name == "PETS09-pan":
+        return pan_offsets(num_frames, free[0]), np.full(num_frames, PAN_TOP, dtype=np.int64)
+    if name == "PETS09-shake":
+        return shake_offsets(num_frames, free)
+    return None
+
+
 def _image_frames(sequence_dir: Path) -> Iterator[np.ndarray]:
     from int8track.apps.io.motchallenge import load_sequence
     from int8track.frames import read_image
@@ -99,17 +129,22 @@ def _video_frames(path: Path) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def _pan_frames() -> Iterator[np.ndarray]:
+def _window_frames(name: str) -> Iterator[np.ndarray]:
+    """The PETS09 frames cropped to a window variant's window."""
     height, width = PAN_SIZE
+    paths_count = len(list((PETS09 / "img1").glob("*.jpg")))
+    offsets = window_offsets(name, paths_count)
+    assert offsets is not None
     for index, frame in enumerate(_image_frames(PETS09)):
-        left = int(pan_offsets(index + 1, frame.shape[1] - width)[-1])
-        yield frame[PAN_TOP:PAN_TOP + height, left:left + width]
+        left, top = int(offsets[0][index]), int(offsets[1][index])
+        yield frame[top:top + height, left:left + width]
 
 
 VARIANTS = {
     "vtest-fitted": Variant("vtest-fitted", 10.0, "fitted", lambda: _video_frames(VTEST), PETS09),
     "PETS09-native": Variant("PETS09-native", 7.0, "native", lambda: _image_frames(PETS09), PETS09),
-    "PETS09-pan": Variant("PETS09-pan", 7.0, "fitted", _pan_frames, PETS09),
+    "PETS09-pan": Variant("PETS09-pan", 7.0, "fitted", lambda: _window_frames("PETS09-pan"), PETS09),
+    "PETS09-shake": Variant("PETS09-shake", 7.0, "fitted", lambda: _window_frames("PETS09-shake"), PETS09),
     "MOT17-05-mini": Variant("MOT17-05-mini", 14.0, "fitted", lambda: _image_frames(MOT17_MINI), MOT17_MINI),
 }
 
@@ -120,25 +155,28 @@ def frame_source(name: str) -> dict[str, object]:
     w, h] per frame] or None}``, the same frames, crops included, that the variant's ``frames`` yield."""
     if name == "vtest-fitted":
         return {"video": str(VTEST)}
-    folders = {"PETS09-native": PETS09, "PETS09-pan": PETS09, "MOT17-05-mini": MOT17_MINI}
+    folders = {"PETS09-native": PETS09, "PETS09-pan": PETS09, "PETS09-shake": PETS09, "MOT17-05-mini": MOT17_MINI}
     if name not in folders:
         raise ValueError(f"{name!r} has no frames; expected one of {sorted(folders)} or vtest-fitted")
     paths = sorted(str(path) for path in (folders[name] / "img1").glob("*.jpg"))
     crops = None
-    if name == "PETS09-pan":
+    offsets = window_offsets(name, len(paths))
+    if offsets is not None:
         height, width = PAN_SIZE
-        lefts = pan_offsets(len(paths), 768 - width)  # PETS09-S2L1 is 768 px wide (``_pan_frames``)
-        crops = [[int(left), PAN_TOP, width, height] for left in lefts.tolist()]
+        crops = [[left, top, width, height] for left, top in zip(offsets[0].tolist(), offsets[1].tolist())]
     return {"images": paths, "crops": crops}
 
 
-def shift_ground_truth(gt_rows: np.ndarray, offsets_x: np.ndarray, top: int, size: tuple[int, int],
+def shift_ground_truth(gt_rows: np.ndarray, offsets_x: np.ndarray, top: int | np.ndarray, size: tuple[int, int],
                        min_visible: float = PAN_MIN_VISIBLE) -> np.ndarray:
     """MOT gt rows (frame, id, x, y, w, h, ...) moved into a window at (offsets_x[frame - 1], top) of ``size``
-    (h, w), clipped to it; rows with less than ``min_visible`` of their area inside are dropped."""
+    (h, w), clipped to it (``top``: one edge for all frames, or one per frame like ``offsets_x``); rows with
+    less than ``min_visible`` of their area inside are dropped."""
     rows = gt_rows.copy()
-    left = offsets_x[rows[:, 0].astype(np.int64) - 1]
-    x1, y1 = rows[:, 2] - left, rows[:, 3] - top
+    frame_index = rows[:, 0].astype(np.int64) - 1
+    left = offsets_x[frame_index]
+    top_edge = np.asarray(top)[frame_index] if np.ndim(top) else top
+    x1, y1 = rows[:, 2] - left, rows[:, 3] - top_edge
     x2, y2 = x1 + rows[:, 4], y1 + rows[:, 5]
     cx1, cy1 = np.clip(x1, 0, size[1]), np.clip(y1, 0, size[0])
     cx2, cy2 = np.clip(x2, 0, size[1]), np.clip(y2, 0, size[0])
@@ -181,10 +219,10 @@ def build_variant(variant: Variant, threads: int = 2, root: Path = CACHE_ROOT) -
     (staging / "gt").mkdir()
     (staging / "det" / "det.txt").write_text("".join(lines))
     gt_text = (variant.gt_source / "gt" / "gt.txt").read_text()
-    if variant.name == "PETS09-pan":
+    offsets = window_offsets(variant.name, count)
+    if offsets is not None:
         gt = np.loadtxt(variant.gt_source / "gt" / "gt.txt", delimiter=",", ndmin=2)
-        offsets = pan_offsets(count, 768 - PAN_SIZE[1])
-        gt = shift_ground_truth(gt[gt[:, 0] <= count], offsets, PAN_TOP, PAN_SIZE)
+        gt = shift_ground_truth(gt[gt[:, 0] <= count], offsets[0], offsets[1], PAN_SIZE)
         gt_text = "".join(",".join(f"{v:g}" if k < 2 else f"{v:.3f}" for k, v in enumerate(row)) + "\n"
                           for row in gt.tolist())
     (staging / "gt" / "gt.txt").write_text(gt_text)

@@ -35,6 +35,25 @@ def test_shift_ground_truth_moves_clips_and_drops() -> None:
     np.testing.assert_allclose(shifted[1, 2:6], [0, 12, 35, 100])
 
 
+def test_shake_offsets_stay_inside_and_turn_often() -> None:
+    left, top = identity_data.shake_offsets(200, (128, 96))
+    assert left.min() >= 0 and left.max() <= 128 and top.min() >= 0 and top.max() <= 96
+    step = np.hypot(np.diff(left), np.diff(top))
+    assert 8 < step.mean() < 20  # a shaking hand: pixels per frame at 7 fps
+    turns = np.count_nonzero(np.diff(np.sign(np.diff(left))))
+    assert turns > 40  # changes direction every few frames: no constant velocity to learn
+    again = identity_data.shake_offsets(200, (128, 96))
+    assert np.array_equal(again[0], left) and np.array_equal(again[1], top)  # deterministic
+    with pytest.raises(ValueError, match="free margins"):
+        identity_data.shake_offsets(5, (0, 96))
+
+
+def test_shift_ground_truth_takes_a_top_edge_per_frame() -> None:
+    gt = np.array([[1, 1, 50, 60, 40, 100, 1, -1, -1, -1], [2, 1, 50, 60, 40, 100, 1, -1, -1, -1]])
+    shifted = identity_data.shift_ground_truth(gt, np.array([10, 20]), top=np.array([30, 50]), size=(480, 640))
+    np.testing.assert_allclose(shifted[:, 2:4], [[40, 30], [30, 10]])
+
+
 def test_keep_every_renumbers_the_kept_frames() -> None:
     lines = [f"{frame},{frame * 10},x\n" for frame in range(1, 8)]
     assert identity_data.keep_every(lines, 3) == "1,10,x\n2,40,x\n3,70,x\n"

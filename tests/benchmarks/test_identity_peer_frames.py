@@ -40,11 +40,12 @@ def test_peer_options_reach_the_constructor() -> None:
         identity_peers.make_tracker("sort", 30.0, lost_track_buffer=10)
 
 
-def test_pan_frame_source_names_the_variants_own_crops() -> None:
+@pytest.mark.parametrize("name", ["PETS09-pan", "PETS09-shake"])
+def test_window_frame_source_names_the_variants_own_crops(name: str) -> None:
     require_data("MOT15/train/PETS09-S2L1/img1/000003.jpg")
-    spec = identity_data.frame_source("PETS09-pan")
+    spec = identity_data.frame_source(name)
     assert len(spec["images"]) == len(spec["crops"]) == 795
-    variant = list(islice(identity_data.VARIANTS["PETS09-pan"].frames(), 3))
+    variant = list(islice(identity_data.VARIANTS[name].frames(), 3))
     for index, frame in enumerate(variant):
         x, y, w, h = spec["crops"][index]
         full = cv2.imread(spec["images"][index])
