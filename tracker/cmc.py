@@ -10,6 +10,7 @@ blank frame or a cut) is not applied: a wrong warp would cost more than none.
 """
 from __future__ import annotations
 
+import io
 from time import perf_counter_ns
 from typing import Any
 
@@ -26,6 +27,8 @@ from int8track.tracker.camera_motion import (
     follow_points,
 )
 
+#: Format of ``CmcTracker.motion_state`` bytes.
+MOTION_STATE_VERSION = 1
 #: CMC's default: frames shrunk 4 times (1920x1080 -> 480x270) and one pyramid level above that, which keeps the
 #: cost near 1 ms a frame on one core (benchmarks/README.md); camera motion is a whole-image property, RANSAC's fit
 #: over ~100 points recovers it to a fraction of a pixel, and one level still follows ~35 px a frame at 1080p.
@@ -51,6 +54,18 @@ class CameraMotionCompensator:
     def reset(self) -> None:
         self._previous = None
         self.last_motion = CameraMotion(min_inliers=self.config.min_inliers)
+
+    @property
+    def previous_frame(self) -> np.ndarray | None:
+        """The last frame seen, downscaled grey (what the next estimate starts from), or None."""
+        return self._previous
+
+    def restore(self, previous: np.ndarray | None) -> None:
+        """Continue from ``previous_frame`` as another compensator saved it."""
+        if previous is not None and (not isinstance(previous, np.ndarray) or previous.ndim != 2
+                                     or previous.dtype != np.uint8):
+            raise ValueError("a compensator's previous frame is a 2-D uint8 array (previous_frame)")
+        self._previous = previous
 
     def estimate(self, frame: np.ndarray, exclude_boxes: np.ndarray | None = None) -> CameraMotion:
         """Motion from the previous frame to ``frame`` (BGR or grey uint8); ``frame`` becomes the previous one."""
@@ -107,6 +122,30 @@ class CmcTracker:
         self.tracker.reset()
         self.compensator.reset()
         self._last_boxes = None
+
+    def motion_state(self) -> bytes:
+        """What the next update needs besides the tracker's state (``ByteTracker.state_dict``): the previous frame,
+        downscaled grey, and the last output boxes. With ``load_motion_state`` on a new ``CmcTracker`` around the
+        restored tracker, a stream resumed after a frame gives the same tracks as one never interrupted."""
+        buffer = io.BytesIO()
+        previous = self.compensator.previous_frame
+        np.savez(buffer, version=np.int64(MOTION_STATE_VERSION),
+                 previous=previous if previous is not None else np.zeros((0, 0), np.uint8),
+                 boxes=self._last_boxes if self._last_boxes is not None else np.zeros((0, 4)))
+        return buffer.getvalue()
+
+    def load_motion_state(self, data: bytes) -> None:
+        """Continue from ``motion_state()`` bytes; ValueError when they are not such bytes."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+                version, previous, boxes = int(stored["version"]), stored["previous"], stored["boxes"]
+        except (OSError, KeyError, ValueError, EOFError) as exc:
+            raise ValueError(f"not a camera motion state: {exc}") from None
+        if version != MOTION_STATE_VERSION or boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"camera motion state of version {version} with boxes {boxes.shape}: expected version "
+                             f"{MOTION_STATE_VERSION} and (N, 4) boxes")
+        self.compensator.restore(previous if previous.size else None)
+        self._last_boxes = boxes.astype(np.float64) if previous.size else None
 
     def update(self, detections: object, frame: np.ndarray, **kwargs: Any) -> np.ndarray:
         """``tracker.update(detections, **kwargs)`` after compensating the camera motion into ``frame``."""

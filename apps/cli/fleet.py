@@ -61,13 +61,13 @@ def fleet_main(args: argparse.Namespace) -> int:
         locations = expand_sources(args.source, args.sources)
         if not locations:
             raise FleetError("no source given (name sources, a folder, a glob, @FILE or --sources FILE)")
-        if args.reid is not None or args.cmc:
-            raise FleetError("--reid and --cmc track one source at a time for now; run track once per source")
+        if args.reid is not None:
+            raise FleetError("--reid tracks one source at a time for now; run track once per source")
         tracker = tracker_config_from_args(args).replace(class_aware=args.class_aware)
         config = FleetConfig(workers=args.workers, threads=args.threads, max_frames=args.max_frames, fps=args.fps,
                              write_video=not args.no_video, tracker=tracker,
                              output_filter=OutputFilter(args.min_box_area, args.aspect_ratio_thresh),
-                             batch=args.batch, spare_worker=args.spare_worker,
+                             batch=args.batch, spare_worker=args.spare_worker, cmc=args.cmc,
                              actor_start_timeout_s=args.ray_start_timeout,
                              schedule=None if args.detect_every is None else schedule_from_args(args, live=False))
         output_dir = prepare_output_dir(args.output_dir or Path("runs") / "track" / "fleet")

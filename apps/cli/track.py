@@ -22,6 +22,7 @@ from int8track.apps.cli.track_options import (
     add_ecosystem_arguments,
     add_identity_arguments,
     add_schedule_arguments,
+    cmc_wanted,
     interpolation_from_args,
     range_problem,
     reid_weights,
@@ -209,12 +210,13 @@ def _tracker(args: argparse.Namespace, config: TrackerConfig, fps: float, schedu
     ``reid``: the embedder weights to run instead of ``--reid``'s (its int8 model)."""
     tracker = ByteTracker(config, frame_rate=fps)
     weights = reid or reid_weights(args, cache_root().parent)
-    if weights is None and not args.cmc:
+    cmc = cmc_wanted(args.cmc, schedule)
+    if weights is None and not cmc:
         return tracker
     if not schedule.every_frame:
         raise UserError("--reid and --cmc run with the detector on every frame; drop --detect-every (its optical "
                         "flow already follows the camera's motion between detector calls)")
-    return wrap_tracker(tracker, reid=weights, cmc=args.cmc, num_threads=args.threads or 1)
+    return wrap_tracker(tracker, reid=weights, cmc=cmc, num_threads=args.threads or 1)
 
 
 def _interpolate(result: RunResult, config: InterpolationConfig | None) -> None:

@@ -143,9 +143,18 @@ def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
     """``--reid [WEIGHTS]`` and ``--cmc``: appearance and camera motion compensation in the tracker."""
     group = parser.add_argument_group("identities")
     group.add_argument("--reid", nargs="?", const="default", metavar="WEIGHTS", help=REID_HELP)
-    group.add_argument("--cmc", action="store_true",
+    group.add_argument("--cmc", action=argparse.BooleanOptionalAction, default=None,
                        help="camera motion compensation: the frame's global motion (sparse flow, RANSAC) moves "
-                            "every track before association (for moving cameras)")
+                            "every track before association. Default: on when the detector runs on every frame "
+                            "(between detector calls --detect-every's optical flow follows the camera instead); "
+                            "--no-cmc turns it off")
+
+
+def cmc_wanted(cmc: bool | None, schedule: DetectionSchedule) -> bool:
+    """Whether the tracker compensates camera motion: ``--cmc``/``--no-cmc`` as given, by default wherever the
+    detector runs on every frame (a moving camera otherwise breaks tracks; a static one gives the same tracks,
+    benchmarks/README.md)."""
+    return schedule.every_frame if cmc is None else cmc
 
 
 def reid_weights(args: argparse.Namespace, home: Path) -> Path | None:

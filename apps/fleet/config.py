@@ -56,6 +56,8 @@ class FleetConfig:
     batch: bool = False  # a worker runs its streams' frames through the detector as one batch
     # when the detector runs (``--detect-every``); None: every frame for files, auto for live sources
     schedule: DetectionSchedule | None = None
+    # camera motion compensation (``--cmc``/``--no-cmc``); None: on for the streams detected on every frame
+    cmc: bool | None = None
     # each stream sends its tracker state this often, so a stream whose worker dies resumes where it was
     snapshot_every_s: float = 5.0
     # the pool keeps one more worker started, its model loaded, to take over the streams of a worker that dies
@@ -73,6 +75,8 @@ class FleetConfig:
             raise ValueError(f"fps must be positive, not {self.fps}")
         if self.snapshot_every_s < 0:
             raise ValueError(f"snapshot_every_s must be >= 0, not {self.snapshot_every_s}")
+        if self.cmc is not None and not isinstance(self.cmc, bool):
+            raise ValueError(f"cmc must be true, false or None, not {self.cmc!r}")
         if self.actor_start_timeout_s <= 0:
             raise ValueError(f"actor_start_timeout_s must be positive, not {self.actor_start_timeout_s}")
 
@@ -82,6 +86,11 @@ class FleetConfig:
         if self.schedule is not None:
             return self.schedule
         return DetectionSchedule.parse(AUTO) if live else DetectionSchedule()
+
+    def cmc_for(self, live: bool) -> bool:
+        """Whether a stream's tracker compensates camera motion: as configured (None: yes), and only where its
+        detector runs on every frame; between detector calls the schedule's optical flow follows the camera."""
+        return self.schedule_for(live).every_frame and self.cmc is not False
 
     def with_batching(self) -> FleetConfig:
         return replace(self, batch=True)
@@ -101,6 +110,7 @@ class ResumePoint:
     frame_id: int
     tracker_state: bytes
     mot_text: str
+    motion_state: bytes = b""  # ``CmcTracker.motion_state`` where the stream compensates camera motion
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,19 @@ class _Spool:
         self._length = 0
         self.frame_id = 0
         self.tracker_state = b""
+        self.motion_state = b""
 
     def add(self, snapshot: Snapshot) -> None:
         self._file.seek(self._length)
         self._length += self._file.write(snapshot.mot_lines.encode())
         self.frame_id, self.tracker_state = snapshot.frame_id, snapshot.tracker_state
+        self.motion_state = snapshot.motion_state
 
     def resume_point(self) -> ResumePoint:
         """The snapshot with every MOT line up to it (read back now, for the job that resumes from it)."""
         self._file.seek(0)
-        return ResumePoint(self.frame_id, self.tracker_state, self._file.read(self._length).decode())
+        return ResumePoint(self.frame_id, self.tracker_state, self._file.read(self._length).decode(),
+                           self.motion_state)
 
     def close(self) -> None:
         self._file.close()

@@ -80,6 +80,7 @@ class Snapshot:
     frame_id: int
     tracker_state: bytes
     mot_lines: str
+    motion_state: bytes = b""  # ``CmcTracker.motion_state`` where the stream compensates camera motion
 
 
 @dataclass(frozen=True)

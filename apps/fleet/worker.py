@@ -26,6 +26,7 @@ from int8track.apps.pipeline.run import Resume, run_tracking, track_frames
 from int8track.detectors.runtime import OrtRunner, create_session
 from int8track.frames import FALLBACK_FRAME_RATE
 from int8track.tracker import ByteTracker, TrackerState
+from int8track.tracker.cmc import DEFAULT_CMC_CONFIG, CmcTracker
 
 Emit = Callable[[FleetMessage], None]
 
@@ -78,18 +79,22 @@ def run_stream(job: StreamJob, detector, config: FleetConfig, emit: Emit, emit_t
             tracker = ByteTracker.from_state(TrackerState.from_bytes(job.resume.tracker_state))
         else:
             tracker = ByteTracker(config.tracker, frame_rate=source.info.fps or FALLBACK_FRAME_RATE)
+        compensated = CmcTracker(tracker, DEFAULT_CMC_CONFIG) if config.cmc_for(source.info.is_live) else None
+        if compensated is not None and job.resume is not None and job.resume.motion_state:
+            compensated.load_motion_state(job.resume.motion_state)  # the previous frame, as when snapshotted
         if emit_tracks:
-            return _emit_stream(job, source, detector, tracker, config, emit, base)
-        return _write_stream(job, source, detector, tracker, config, base, emit)
+            return _emit_stream(job, source, detector, compensated or tracker, config, emit, base)
+        return _write_stream(job, source, detector, compensated or tracker, config, base, emit)
     except Exception as exc:  # one stream's failure must not take the worker's other streams down
         source.close()
         return replace(base, error=f"{source.info.display}: {type(exc).__name__}: {exc}")
 
 
 class _Snapshots:
-    """Sends the stream's tracker state and the MOT lines written since the last one every ``every_s`` seconds."""
+    """Sends the stream's tracker state (with a ``CmcTracker``, its camera motion state too) and the MOT lines
+    written since the last one every ``every_s`` seconds."""
 
-    def __init__(self, job: StreamJob, tracker: ByteTracker, every_s: float, emit: Emit) -> None:
+    def __init__(self, job: StreamJob, tracker: ByteTracker | CmcTracker, every_s: float, emit: Emit) -> None:
         self._job, self._tracker, self._every_s, self._emit = job, tracker, every_s, emit
         self._lines: list[str] = []
         self._last = time.perf_counter()
@@ -98,8 +103,12 @@ class _Snapshots:
         self._lines.append(format_tracks(frame_id, tracks))
         if time.perf_counter() - self._last < self._every_s:
             return
-        state = self._tracker.state_dict().to_bytes()
-        self._emit(Snapshot(self._job.source_id, frame_id, state, "".join(self._lines)))
+        tracker = self._tracker
+        if isinstance(tracker, CmcTracker):
+            state, motion = tracker.tracker.state_dict().to_bytes(), tracker.motion_state()
+        else:
+            state, motion = tracker.state_dict().to_bytes(), b""
+        self._emit(Snapshot(self._job.source_id, frame_id, state, "".join(self._lines), motion))
         self._lines.clear()
         self._last = time.perf_counter()
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from int8track.tracker import ByteTracker
+from int8track.tracker import ByteTracker, TrackerState
 from int8track.tracker.appearance import IMAGENET_MEAN, IMAGENET_STD, BoxEmbedder, OnnxEmbedder, crop_boxes
 from int8track.tracker.cmc import CameraMotionCompensator, CmcTracker
 from int8track.tracker.reid import ReidConfig, ReidTracker
@@ -297,6 +297,32 @@ def test_cmc_on_a_static_camera_changes_nothing() -> None:
         expected, got = plain.update(dets), cmc.update(dets, frame)
         np.testing.assert_allclose(got, expected, atol=1e-3)
     assert "cmc" in cmc.last_stage_ns
+
+
+def test_cmc_tracker_resumes_from_its_motion_state_as_if_never_stopped() -> None:
+    """A fleet stream's failover: the tracker's state plus ``motion_state`` (the previous frame and boxes) on a
+    new ``CmcTracker`` continue the pan exactly as the uninterrupted tracker does."""
+    world = textured(600, 1400)
+
+    def frame_and_dets(i: int) -> tuple[np.ndarray, np.ndarray]:
+        x = 17 * i
+        return world[60:540, x:x + 640], np.array([box(600 - x, 300, w=30, h=80), box(400 - x, 250)])
+
+    whole = CmcTracker(ByteTracker(frame_rate=10))
+    expected = [whole.update(dets, frame) for frame, dets in map(frame_and_dets, range(12))]
+    first = CmcTracker(ByteTracker(frame_rate=10))
+    for frame, dets in map(frame_and_dets, range(6)):
+        first.update(dets, frame)
+    resumed = CmcTracker(ByteTracker.from_state(TrackerState.from_bytes(first.tracker.state_dict().to_bytes())))
+    resumed.load_motion_state(first.motion_state())
+    for i in range(6, 12):
+        frame, dets = frame_and_dets(i)
+        np.testing.assert_array_equal(resumed.update(dets, frame), expected[i])
+    fresh = CmcTracker(ByteTracker.from_state(TrackerState.from_bytes(first.tracker.state_dict().to_bytes())))
+    fresh.load_motion_state(CmcTracker(ByteTracker()).motion_state())  # a state before any frame: nothing kept
+    assert fresh.compensator.previous_frame is None
+    with pytest.raises(ValueError, match="camera motion state"):
+        fresh.load_motion_state(b"not a state")
 
 
 def test_wrap_tracker_builds_what_the_flags_ask_for(tmp_path: Path) -> None:

@@ -141,6 +141,20 @@ def test_a_fleet_reports_each_streams_detection_rate_and_propagated_share(tmp_pa
         assert stream["frames"] == 6 and stream["detector_calls"] == 3 and stream["propagated_share"] == 0.5
 
 
+def test_cmc_is_on_for_every_frame_tracking_and_off_between_detector_calls(plain, tmp_path):
+    """Default ``track``: camera motion compensation wherever the detector runs on every frame; ``--no-cmc`` and
+    ``--detect-every`` (its optical flow follows the camera) run without it."""
+    stages = {name: json.loads((out / "vtest_timing.json").read_text())["stages"]
+              for name, out in (("plain", plain), ("off", _run(tmp_path, "off", "--no-video", "--no-cmc")[1]),
+                                ("k2", _run(tmp_path, "k2", "--no-video", "--detect-every", "2")[1]))}
+    assert "cmc" in stages["plain"] and "cmc" not in stages["off"] and "cmc" not in stages["k2"]
+    # on this static camera the compensated tracks are the uncompensated ones, to a fraction of a pixel
+    with_cmc = np.loadtxt(plain / "vtest.txt", delimiter=",", ndmin=2)
+    without = np.loadtxt(tmp_path / "off" / "vtest.txt", delimiter=",", ndmin=2)
+    assert with_cmc.shape == without.shape and np.array_equal(with_cmc[:, :2], without[:, :2])
+    assert np.abs(with_cmc[:, 2:6] - without[:, 2:6]).max() < 1.0
+
+
 def test_cmc_and_reid_through_the_front_door(plain, tmp_path, capsys):
     weights = require_data("weights/osnet_x0_25_msmt17.onnx")
     code, out = _run(tmp_path, "reid", "--no-video", "--cmc", "--reid", str(weights))

@@ -30,8 +30,9 @@ def test_track_writes_parseable_outputs(tmp_path, capsys):
     capture = cv2.VideoCapture(str(out / "vtest.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
     timing = json.loads((out / "vtest_timing.json").read_text())
-    # the detector ran on every frame (nothing propagated), with no --cmc or --reid
-    ran = [s for s in STAGES if s not in ("propagate", "cmc", "reid")]
+    # the detector ran on every frame (nothing propagated), with camera motion compensation (the default there)
+    # and no --reid
+    ran = [s for s in STAGES if s not in ("propagate", "reid")]
     assert timing["stages"] == ran
     assert all(len(timing["samples_ns"][s]) == FRAMES for s in ran)
     assert timing["info"]["frames"] == FRAMES

@@ -63,7 +63,7 @@ def test_track_runs_the_tracker_with_the_file_settings_at_the_source_rate(tmp_pa
     real_run = track.run_tracking
 
     def spy(source, detector, tracker, **options):  # type: ignore[no-untyped-def]
-        used.append(tracker.config)
+        used.append(getattr(tracker, "tracker", tracker).config)  # inside the camera motion wrapper (default)
         return real_run(source, detector, tracker, **options)
 
     monkeypatch.setattr(track, "run_tracking", spy)
