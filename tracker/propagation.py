@@ -116,6 +116,19 @@ class FlowPropagator:
         """The grey, downscaled image the flow runs on."""
         return downscaled_gray(frame, self.config.downscale)
 
+    def camera_motion(self, previous: np.ndarray, current: np.ndarray, boxes: np.ndarray) -> CameraMotion | None:
+        """The camera's motion between two ``prepare``d images, from the background grid outside ``boxes`` (N, 4)
+        of the previous frame (what ``propagate`` reports, without following any box); None when
+        ``config.camera_motion`` is off."""
+        config = self.config
+        if not config.camera_motion:
+            return None
+        factor = config.downscale
+        small_boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / factor
+        points = background_points(previous.shape, config.camera.grid, small_boxes)
+        moved, followed = follow_points(previous, current, points, config.win_size, config.levels)
+        return fit_camera_motion(points[followed] * factor, moved[followed] * factor, config.camera)
+
     def propagate(self, previous: np.ndarray, current: np.ndarray, boxes: np.ndarray) -> FlowResult:
         """Boxes (N, 4) x1, y1, x2, y2 of the previous frame moved into the current one (images from ``prepare``);
         rows with NaN/inf or no area come back NaN.
@@ -287,13 +300,24 @@ class IntervalTracker:
 
     def update(self, frame: np.ndarray | None, detections: object) -> np.ndarray:
         """A detection frame: ``tracker.update(detections)``; the frame (None: not needed without a propagator)
-        and each track's box on it (its matched detection's box) seed the next ``step``."""
-        tracks = self.tracker.update(detections)
-        self.last_report = None
+        and each track's box on it (its matched detection's box) seed the next ``step``.
+
+        With a propagator that estimates camera motion, the tracks are first moved by the camera's motion since
+        the previous frame, as ``step`` moves them: a moving camera otherwise puts every track one frame of
+        camera motion off its detection on exactly the frames that decide the identities."""
+        current = None
         if self.propagator is not None:
             if frame is None:
                 raise ValueError("IntervalTracker.update needs the frame when it has a propagator")
-            self._previous = self.propagator.prepare(frame)
+            current = self.propagator.prepare(frame)
+            if self._previous is not None and self._previous.shape == current.shape:
+                camera = self.propagator.camera_motion(self._previous, current, self._previous_boxes)
+                if camera is not None and camera.reliable:
+                    self.tracker.apply_motion(camera.affine)
+        tracks = self.tracker.update(detections)
+        self.last_report = None
+        if current is not None:
+            self._previous = current
             boxes = tracks[:, :4].copy()
             matched = tracks[:, 7] >= 0
             if matched.any():  # the detector's box is where the points are; the filtered box lags it a little

@@ -284,3 +284,24 @@ def test_a_track_the_last_detector_call_missed_is_followed_but_not_shown_or_corr
         stepper.update(images[t], boxes[t])
     stepper.update(images[4], np.empty((0, 5)))
     np.testing.assert_allclose(stepper.step(images[5])[:, :4], lost[True][:, :4])  # shown on request, as predicted
+
+
+@pytest.mark.parametrize("camera_motion", [True, False])
+def test_detector_frames_are_compensated_for_the_camera_too(camera_motion: bool) -> None:
+    """A still person under a camera panning 24 px a frame (their box is 30 px wide), detected every other
+    frame: the detector frames must move the tracks by the camera's motion as the frames between do, or the
+    person's detection lands a camera step off their track and a new id starts."""
+    world = textured(600, 1600)
+    stepper = IntervalTracker(ByteTracker(frame_rate=30),
+                              FlowPropagator(PropagationConfig(camera_motion=camera_motion)))
+    ids = []
+    for i in range(16):
+        x = 24 * i
+        frame = world[60:540, x:x + 640]
+        person = np.array([[600.0 - x, 260.0, 630.0 - x, 340.0, 0.9]])
+        tracks = stepper.update(frame, person) if i % 2 == 0 else stepper.step(frame)
+        ids.append(tuple(tracks[:, 4].astype(int).tolist()))
+    if camera_motion:
+        assert ids[1:] == [(1,)] * 15  # confirmed on the second frame, the same id to the end
+    else:
+        assert ids[-1] != (1,)  # without the camera's motion the id breaks
