@@ -342,19 +342,18 @@ class ByteTracker:
             first, free_high = self._match_after_gap(first, (pool[free_rows], high, free_high), lost_start,
                                                      (det_xyah, det_boxes), timer)
         if self._shared_shift > 0 and not after_gap and first[0].size >= SHARED_SHIFT_MIN_MATCHES:
-            first, free_rows, free_high = self._match_shifted(first, free, free_high, (boxes, det_boxes, dets),
-                                                              timer)
+            first, free_rows, free_high = self._match_shifted(first, (pool, free_rows, high, free_high),
+                                                              (boxes, det_boxes, dets), timer)
         return first, free_rows, free_high
 
     def _match_shifted(self, first: tuple[np.ndarray, np.ndarray],
                        free: tuple[np.ndarray, np.ndarray | slice, np.ndarray, np.ndarray | slice],
-                       free_high: np.ndarray | slice, measured: tuple[np.ndarray, np.ndarray, CleanDetections],
-                       timer: _StageTimer) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | slice,
-                                                    np.ndarray | slice]:
+                       measured: tuple[np.ndarray, np.ndarray, CleanDetections], timer: _StageTimer,
+                       ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | slice, np.ndarray | slice]:
         """``TrackerConfig.shared_shift``: the tracks and high detections the first stage left, associated by IoU
         once more with every track box moved by the median displacement of the stage's matches, when that
         median is at least ``shared_shift`` box heights. Same costs and limit as the first stage."""
-        pool, free_rows, high, _ = free
+        pool, free_rows, high, free_high = free
         boxes, det_boxes, dets = measured
         left_rows = np.arange(pool.size)[free_rows]
         left = np.arange(high.size)[free_high]
@@ -424,9 +423,12 @@ class ByteTracker:
         """``gap_pair_cost`` of the tracks at table ``rows`` (by their output ids) and the boxes; None without it."""
         if self.gap_pair_cost is None or rows.size == 0:
             return None
+        return self.gap_pair_cost(self._shown_ids()[rows], det_boxes)
+
+    def _shown_ids(self) -> np.ndarray:
+        """Every table row's id as ``update`` outputs it (``id_mode``)."""
         tracks = self._tracks
-        shown = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
-        return self.gap_pair_cost(shown[rows], det_boxes)
+        return tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
 
     def _begin_frame(self, detections: object, frame_gap: int | None,
                      timestamp: float | None) -> tuple[CleanDetections, int]:
@@ -711,8 +713,7 @@ class ByteTracker:
         det_ids = position[det_rows]
         tracks = self._tracks
         count, lost_start = len(tracks), self._lost_start
-        shown_ids = tracks.display_id if self._config.id_mode == "compact" else tracks.track_id
-        lost_ids = shown_ids[lost_start:count]
+        lost_ids = self._shown_ids()[lost_start:count]
         order = np.argsort(lost_ids, kind="stable")
         where = np.searchsorted(lost_ids[order], ids).clip(0, max(lost_ids.size - 1, 0))
         found = lost_ids.size > 0

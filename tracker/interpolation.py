@@ -170,10 +170,15 @@ def _fill(table: np.ndarray, config: InterpolationConfig) -> np.ndarray:
 
 def _is_new(result: np.ndarray, original: np.ndarray) -> np.ndarray:
     """Rows of ``result`` whose (frame, id) is not in ``original`` (both hold integer frames and ids)."""
-    span = int(max(result[:, FRAME].max(), original[:, FRAME].max())) + 1
-    def key(rows: np.ndarray) -> np.ndarray:
-        return rows[:, ID].astype(np.int64) * span + rows[:, FRAME].astype(np.int64)
-    return ~np.isin(key(result), key(original))
+    return ~rows_in(result, original[:, [FRAME, ID]])
+
+
+def rows_in(rows: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Bool per MOT row: whether its (frame, id) is one of ``pairs`` ((N, 2) integer frame, id)."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    frames, ids = rows[:, FRAME].astype(np.int64), rows[:, ID].astype(np.int64)
+    span = int(max(frames.max(initial=0), pairs[:, 0].max(initial=0))) + 1
+    return np.isin(ids * span + frames, pairs[:, 1] * span + pairs[:, 0])
 
 
 def duplicates(rows: np.ndarray, is_new: np.ndarray, max_overlap: float) -> np.ndarray:

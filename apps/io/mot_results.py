@@ -8,7 +8,7 @@ import numpy as np
 
 from int8track.apps.io.motchallenge import RESULT_MIN_COLUMNS, read_mot_table
 from int8track.files import AtomicTextFile
-from int8track.tracker.interpolation import Interpolated, InterpolationConfig, interpolate_table
+from int8track.tracker.interpolation import Interpolated, InterpolationConfig, interpolate_table, rows_in
 
 
 def format_tracks(frame_id: int, tracks: np.ndarray) -> str:
@@ -53,7 +53,7 @@ def interpolate_file(source: str | Path, target: str | Path, config: Interpolati
     table = read_mot_table(source, RESULT_MIN_COLUMNS)
     mask = None
     if propagated is not None and len(propagated) and len(table):
-        mask = _rows_in(table, np.asarray(propagated, dtype=np.int64).reshape(-1, 2))
+        mask = rows_in(table, propagated)
     result = interpolate_table(table, config, mask)
     frames = result.rows[:, 0].astype(np.int64)
     starts = np.flatnonzero(np.diff(frames)) + 1
@@ -63,10 +63,3 @@ def interpolate_file(source: str | Path, target: str | Path, config: Interpolati
             x, y, w, h = block[:, 2:6].T
             writer.write(int(block[0, 0]), np.column_stack((x, y, x + w, y + h, block[:, 1], block[:, 6])))
     return result
-
-
-def _rows_in(table: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Bool per row of a MOT ``table``: whether its (frame, id) is one of ``pairs`` ((N, 2) int)."""
-    frames, ids = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
-    span = int(max(ids.max(initial=0), pairs[:, 1].max(initial=0))) + 1
-    return np.isin(frames * span + ids, pairs[:, 0] * span + pairs[:, 1])
