@@ -2,8 +2,11 @@
 
 Each camera is vtest.avi's first ``--frames`` frames delivered in real time at ``--fps`` (a paced source marked
 live: the reader drops the oldest frame when the pipeline falls behind, as with a real camera). ``N`` cameras run
-at once in one process, one thread each, sharing one detector (ONNX Runtime, ``--threads`` threads) as a fleet
-worker does: one call at a time, the stream whose detection is most overdue first (``apps.fleet.sharing``). A
+at once, one thread each, split between ``--workers`` processes as ``track SRC... --workers`` splits them (default:
+the fleet's, one worker per core, at most one per stream; ``--threads`` divided between them). The streams of one
+worker share its detector (ONNX Runtime) as a fleet worker does: one call at a time, the stream whose detection
+is most overdue first (``apps.fleet.sharing``). ``--workers 1`` runs them all in this process (one session with
+all the threads: the layout of the runs before 2026-12-08). A
 camera counts as served when at most 1% of its frames were dropped and its MOTA (PETS09-S2L1 gt, the same frames)
 is at most ``--max-loss`` below the every-frame detector run offline (no frame dropped). The largest N with every
 camera served is the machine's capacity; 100 cameras need ceil(100 / capacity) machines. ``--costs`` adds the
@@ -19,20 +22,26 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 
 # Run as a plain script (python benchmarks/X.py), the repository root is not on sys.path: add it for `benchmarks`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import require_path, write_json_and_csv  # noqa: E402
 from benchmarks.int8_front_door import DEFAULT_SEQUENCE, DEFAULT_VIDEO, DEFAULT_WEIGHTS, score  # noqa: E402
+from int8track.apps.fleet.config import FleetConfig  # noqa: E402
+from int8track.apps.fleet.pool import partition  # noqa: E402
 from int8track.apps.fleet.sharing import DeadlineGate, shared_by_deadline  # noqa: E402
 from int8track.apps.io.sources import FrameSource, SourceInfo, open_source  # noqa: E402
 from int8track.apps.models.input_fit import PeekedSource  # noqa: E402
@@ -43,8 +52,8 @@ from int8track.tracker import ByteTracker  # noqa: E402
 from int8track.tracker.schedule import DetectionSchedule  # noqa: E402
 
 MODES = {"every frame": DetectionSchedule(), "auto": DetectionSchedule.parse("auto")}
-COLUMNS = ["mode", "streams", "served", "min_MOTA", "mean_MOTA", "max_drop_pct", "mean_detector_calls_per_frame",
-           "load", "load_after"]
+COLUMNS = ["mode", "streams", "workers", "threads_per_worker", "served", "min_MOTA", "mean_MOTA", "max_drop_pct",
+           "mean_detector_calls_per_frame", "load", "load_after"]
 
 
 class PacedSource(FrameSource):
@@ -70,23 +79,83 @@ class PacedSource(FrameSource):
         pass
 
 
-def run_streams(count: int, frames: list[np.ndarray], fps: float, detector, schedule: DetectionSchedule,
-                out: Path) -> list[dict]:
-    """``count`` paced cameras tracked at once; per camera its results file, drops and detector calls."""
-    results: list[dict] = [{} for _ in range(count)]
-    gate = DeadlineGate() if count > 1 else None  # as apps.fleet.worker.serve_streams shares it
+@dataclass(frozen=True)
+class WorkerGroup:
+    """The cameras one worker process serves (their numbers) and how."""
 
-    def serve(index: int) -> None:
+    cameras: tuple[int, ...]
+    video: Path
+    frames: int
+    weights: Path
+    threads: int
+    fps: float
+    schedule: DetectionSchedule
+    out: Path
+
+
+def load_detector_for(video: Path, weights: Path, threads: int):
+    """The detector as ``track`` prepares it for ``video`` (fitted input size), with ``threads`` threads."""
+    with open_source(str(video)) as opened:
+        return prepare_detector(ModelRequest(weights=weights, threads=threads), PeekedSource(opened)).detector
+
+
+def serve_group(group: WorkerGroup, ready: Any, start: Any, results: Any) -> None:
+    """A worker process: load the detector, report ready, wait for the common start, serve the group's cameras
+    (one thread each, sharing the detector by deadline) and put ``(camera, row)`` pairs on ``results``."""
+    try:
+        cv2.setNumThreads(group.threads)  # as apps.fleet.worker.serve_streams
+        frames = video_frames(group.video, num=group.frames, step=1)
+        detector = load_detector_for(group.video, group.weights, group.threads)
+    except Exception as exc:  # noqa: BLE001 - the driver reports it instead of waiting forever
+        ready.put(f"worker for cameras {list(group.cameras)}: {exc}")
+        return
+    ready.put(None)
+    start.wait()
+    rows = run_streams(group.cameras, frames, group.fps, detector, group.schedule, group.out)
+    results.put(list(zip(group.cameras, rows)))
+
+
+def run_workers(groups: list[WorkerGroup]) -> list[dict]:
+    """Each group in its own spawned process (as the fleet's pool), all started together once every one has
+    loaded its detector; the streams' rows in camera order."""
+    context = multiprocessing.get_context("spawn")
+    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    processes = [context.Process(target=serve_group, args=(group, ready, start, results)) for group in groups]
+    for process in processes:
+        process.start()
+    try:
+        errors = [error for error in (ready.get() for _ in processes) if error]
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        start.set()
+        rows = dict(pair for _ in processes for pair in results.get())
+    finally:
+        for process in processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+    return [rows[camera] for camera in sorted(rows)]
+
+
+def run_streams(cameras: Sequence[int], frames: list[np.ndarray], fps: float, detector,
+                schedule: DetectionSchedule, out: Path) -> list[dict]:
+    """The paced ``cameras`` tracked at once in this process; per camera its results file, drops and detector
+    calls."""
+    results: list[dict] = [{} for _ in cameras]
+    gate = DeadlineGate() if len(cameras) > 1 else None  # as apps.fleet.worker.serve_streams shares it
+
+    def serve(offset: int) -> None:
+        index = cameras[offset]
         source = PacedSource(frames, fps, f"cam{index}")
         tracker = ByteTracker(frame_rate=fps)
         path = out / f"cam{index}.txt"
         stream_detector = detector if gate is None else shared_by_deadline(detector, gate)
         run = run_tracking(source, stream_detector, tracker, results_path=path, progress=False, schedule=schedule)
         info = run.report.info
-        results[index] = {"results": path, "frames": run.frames, "dropped": run.dropped,
-                          "detector_calls": info["detector_calls"]}
+        results[offset] = {"results": path, "frames": run.frames, "dropped": run.dropped,
+                           "detector_calls": info["detector_calls"]}
 
-    threads = [threading.Thread(target=serve, args=(i,)) for i in range(count)]
+    threads = [threading.Thread(target=serve, args=(offset,)) for offset in range(len(cameras))]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -126,7 +195,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="inference threads of all the workers together (default: one per core)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: the fleet's, one per core, at "
+                        "most one per stream); 1: every stream in this process")
     parser.add_argument("--max-streams", type=int, default=10)
     parser.add_argument("--modes", default=",".join(MODES), help=f"some of {', '.join(MODES)}")
     parser.add_argument("--first-streams", type=int, default=1, help="start each mode at this many streams")
@@ -135,10 +207,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     frames = video_frames(require_path(args.video, "video"), num=args.frames, step=1)
-    with open_source(str(args.video)) as opened:
-        prepared = prepare_detector(ModelRequest(weights=require_path(args.weights, "weights"), threads=args.threads),
-                                    PeekedSource(opened))
-    detector = prepared.detector
+    weights = require_path(args.weights, "weights")
+    detector = load_detector_for(args.video, weights, args.threads)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -157,15 +227,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 out = work / f"{mode.replace(' ', '_')}_{count}"
                 out.mkdir()
                 load = os.getloadavg()[0]  # the 1-minute average before the run; load_after below
-                streams = run_streams(count, frames, args.fps, detector, schedule, out)
+                fleet = FleetConfig(workers=args.workers, threads=args.threads)
+                workers, threads = fleet.num_workers(count), fleet.threads_per_worker(count)
+                groups = partition(list(range(count)), workers)  # as the fleet's pool shares out its streams
+                if len(groups) == 1:
+                    streams = run_streams(groups[0], frames, args.fps, detector, schedule, out)
+                else:
+                    streams = run_workers([WorkerGroup(tuple(cameras), args.video, args.frames, weights, threads,
+                                                       args.fps, schedule, out) for cameras in groups])
                 motas = [score(s["results"], args.sequence, len(frames))["MOTA"] for s in streams]
                 drops = [100 * s["dropped"] / len(frames) for s in streams]
                 served = all(d <= 1.0 for d in drops) and min(motas) >= reference - args.max_loss
-                row = {"mode": mode, "streams": count, "served": served, "min_MOTA": min(motas),
-                       "mean_MOTA": float(np.mean(motas)), "max_drop_pct": max(drops),
-                       "mean_detector_calls_per_frame": float(np.mean([s["detector_calls"] / max(1, s["frames"])
-                                                                       for s in streams])), "load": load,
-                       "load_after": os.getloadavg()[0]}
+                calls = [s["detector_calls"] / max(1, s["frames"]) for s in streams]
+                row = {"mode": mode, "streams": count, "workers": workers, "threads_per_worker": threads,
+                       "served": served, "min_MOTA": min(motas), "mean_MOTA": float(np.mean(motas)),
+                       "max_drop_pct": max(drops), "mean_detector_calls_per_frame": float(np.mean(calls)),
+                       "load": load, "load_after": os.getloadavg()[0],
+                       # each camera's own: a clip's MOTA moves with which frames went without a detector call
+                       "stream_MOTA": [round(m, 2) for m in motas],
+                       "stream_calls_per_frame": [round(c, 2) for c in calls]}
                 rows.append(row)
                 print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ import multiprocessing.connection
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from int8track.detectors.zoo import cache_dir
 #: How long the driver waits for a message before it looks at the workers' health.
 POLL_S = 0.2
 
+Job = TypeVar("Job")  # what ``partition`` shares out: stream jobs, or camera numbers in a benchmark
+
 
 @dataclass
 class _Spare:
@@ -50,9 +52,9 @@ class _Worker:
     jobs: dict[str, StreamJob]  # the streams it has not finished
 
 
-def partition(jobs: Sequence[StreamJob], num_workers: int) -> list[list[StreamJob]]:
+def partition(jobs: Sequence[Job], num_workers: int) -> list[list[Job]]:
     """Round-robin shares, so each worker gets an equal count of streams (within one)."""
-    groups: list[list[StreamJob]] = [[] for _ in range(max(1, min(num_workers, len(jobs))))]
+    groups: list[list[Job]] = [[] for _ in range(max(1, min(num_workers, len(jobs))))]
     for index, job in enumerate(jobs):
         groups[index % len(groups)].append(job)
     return groups

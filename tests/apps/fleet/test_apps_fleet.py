@@ -16,7 +16,7 @@ from int8track.apps.fleet.batching import BatchingRunner
 from int8track.apps.fleet.config import FleetConfig, FleetError, ModelRef
 from int8track.apps.fleet.jobs import expand_sources, plan_jobs
 from int8track.apps.fleet.messages import FleetMessage, Progress, Snapshot, Started
-from int8track.apps.fleet.pool import run_fleet, track_many
+from int8track.apps.fleet.pool import partition, run_fleet, track_many
 from int8track.apps.fleet.report import REPORT_CSV, REPORT_JSON, FleetReport
 from int8track.apps.io.mot_results import format_tracks
 
@@ -235,6 +235,14 @@ def test_track_many_yields_what_the_fleet_writes(one_worker_run, fleet_inputs):
     for name, written in lines.items():
         assert order[name] == list(range(1, FRAMES + 1))
         assert "".join(written) == (reference / name / f"{name}.txt").read_text()
+
+
+def test_partition_shares_streams_round_robin_within_one():
+    assert partition(list(range(5)), 2) == [[0, 2, 4], [1, 3]]
+    assert partition(["a", "b"], 4) == [["a"], ["b"]]  # never an idle worker
+    assert partition([], 3) == [[]]
+    sizes = [len(group) for group in partition(list(range(23)), 4)]
+    assert sum(sizes) == 23 and max(sizes) - min(sizes) <= 1
 
 
 def test_expand_sources(tmp_path):
