@@ -73,6 +73,13 @@ class DetectionSchedule:
     def label(self) -> str:
         return AUTO if self.every is None else str(self.every)
 
+    def tracker_cmc(self, cmc: bool | None) -> bool:
+        """Whether the tracker compensates camera motion itself (``CmcTracker``; ``cmc``: ``--cmc``/``--no-cmc``,
+        None: by default). Only where the detector runs on every frame: between detector calls the optical flow
+        fits the camera's motion and moves every track by it, detector frames included (``IntervalTracker``), so
+        there the camera is followed without it (and without the flow, not at all: ``--no-flow``)."""
+        return self.every_frame and cmc is not False
+
     def max_interval(self, fps: float | None) -> int:
         """The most frames between detector calls (fixed: ``every``; auto: ``max_gap_s`` at ``fps``)."""
         if self.every is not None:

@@ -22,7 +22,7 @@ from int8track.apps.cli.track_options import (
     add_ecosystem_arguments,
     add_identity_arguments,
     add_schedule_arguments,
-    cmc_wanted,
+    identity_problem,
     interpolation_from_args,
     range_problem,
     reid_weights,
@@ -210,12 +210,11 @@ def _tracker(args: argparse.Namespace, config: TrackerConfig, fps: float, schedu
     ``reid``: the embedder weights to run instead of ``--reid``'s (its int8 model)."""
     tracker = ByteTracker(config, frame_rate=fps)
     weights = reid or reid_weights(args, cache_root().parent)
-    cmc = cmc_wanted(args.cmc, schedule)
+    if (problem := identity_problem(weights is not None, args.cmc, schedule)) is not None:
+        raise UserError(problem)  # a live source's default auto (an explicit --detect-every failed earlier)
+    cmc = schedule.tracker_cmc(args.cmc)
     if weights is None and not cmc:
         return tracker
-    if not schedule.every_frame:
-        raise UserError("--reid and --cmc run with the detector on every frame; drop --detect-every (its optical "
-                        "flow already follows the camera's motion between detector calls)")
     return wrap_tracker(tracker, reid=weights, cmc=cmc, num_threads=args.threads or 1)
 
 

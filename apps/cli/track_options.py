@@ -109,12 +109,24 @@ def schedule_problem(args: argparse.Namespace) -> str | None:
     if args.detect_every is None:
         return None
     try:
-        schedule = DetectionSchedule.parse(args.detect_every)
+        schedule = DetectionSchedule.parse(args.detect_every, args.flow)
     except ValueError as exc:
         return f"--detect-every: {exc}"
-    if not schedule.every_frame and (args.reid is not None or args.cmc):
-        return ("--reid and --cmc run with the detector on every frame; drop --detect-every (its optical flow "
-                "already follows the camera's motion between detector calls)")
+    return identity_problem(args.reid is not None, args.cmc, schedule)
+
+
+def identity_problem(reid: bool, cmc: bool | None, schedule: DetectionSchedule) -> str | None:
+    """What ``--reid`` or ``--cmc`` cannot do with ``schedule`` (the one given, or a live source's default auto),
+    as one line, or None. Appearance needs a detection on every frame; between detector calls the camera's motion
+    is the optical flow's to follow (``DetectionSchedule.tracker_cmc``), so ``--cmc`` there needs the flow."""
+    if schedule.every_frame:
+        return None
+    if reid:
+        return (f"--reid runs with the detector on every frame, not with --detect-every {schedule.label} (the "
+                f"default for a live source is auto): give --detect-every 1")
+    if cmc and not schedule.flow:
+        return (f"--cmc with --detect-every {schedule.label}: between detector calls the optical flow follows the "
+                f"camera; drop --no-flow, or give --detect-every 1")
     return None
 
 
@@ -148,13 +160,6 @@ def add_identity_arguments(parser: argparse.ArgumentParser) -> None:
                             "every track before association. Default: on when the detector runs on every frame "
                             "(between detector calls --detect-every's optical flow follows the camera instead); "
                             "--no-cmc turns it off")
-
-
-def cmc_wanted(cmc: bool | None, schedule: DetectionSchedule) -> bool:
-    """Whether the tracker compensates camera motion: ``--cmc``/``--no-cmc`` as given, by default wherever the
-    detector runs on every frame (a moving camera otherwise breaks tracks; a static one gives the same tracks,
-    benchmarks/README.md)."""
-    return schedule.every_frame if cmc is None else cmc
 
 
 def reid_weights(args: argparse.Namespace, home: Path) -> Path | None:

@@ -90,7 +90,7 @@ class FleetConfig:
     def cmc_for(self, live: bool) -> bool:
         """Whether a stream's tracker compensates camera motion: as configured (None: yes), and only where its
         detector runs on every frame; between detector calls the schedule's optical flow follows the camera."""
-        return self.schedule_for(live).every_frame and self.cmc is not False
+        return self.schedule_for(live).tracker_cmc(self.cmc)
 
     def with_batching(self) -> FleetConfig:
         return replace(self, batch=True)

@@ -104,3 +104,11 @@ def test_on_a_live_source_auto_detects_every_frame_the_machine_affords():
             detected.append(due)
         patterns[live] = detected
     assert sum(patterns[False]) == 10 and all(patterns[True])
+
+
+@pytest.mark.parametrize(("text", "cmc", "expected"), [
+    ("1", None, True), ("1", True, True), ("1", False, False),
+    # between detector calls the flow follows the camera: the tracker's own compensation never runs there
+    ("2", None, False), ("2", True, False), ("auto", True, False)])
+def test_the_tracker_compensates_the_camera_only_where_the_detector_runs_on_every_frame(text, cmc, expected):
+    assert DetectionSchedule.parse(text).tracker_cmc(cmc) is expected

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from int8track.apps.cli.track import main
+from int8track.apps.cli.track_options import identity_problem
 from int8track.apps.io.writers import read_tracks_json
+from int8track.tracker.schedule import DetectionSchedule
 
 from conftest import require_data
 
@@ -166,5 +168,18 @@ def test_cmc_and_reid_through_the_front_door(plain, tmp_path, capsys):
     code, _ = _run(tmp_path, "missing", "--reid", str(tmp_path / "nope.onnx"))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "nope.onnx" in err[-1] and "not found" in err[-1]
-    code, _ = _run(tmp_path, "both", "--cmc", "--detect-every", "2")
-    assert code == 2 and "--detect-every" in capsys.readouterr().err
+    code, _ = _run(tmp_path, "reid-k2", "--reid", str(weights), "--detect-every", "2")
+    assert code == 2 and "--detect-every 1" in capsys.readouterr().err.strip().splitlines()[-1]
+    code, _ = _run(tmp_path, "cmc-kalman", "--cmc", "--detect-every", "2", "--no-flow")
+    assert code == 2 and "--no-flow" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_live_default_schedule_problems_name_what_the_user_can_change():
+    """A live source runs auto unless told otherwise: the line says what to add, not an option never given."""
+    auto = DetectionSchedule.parse("auto")
+    assert identity_problem(False, True, auto) is None  # --cmc: the flow follows the camera between calls
+    assert identity_problem(False, None, DetectionSchedule.parse("3", flow=False)) is None
+    reid = identity_problem(True, None, auto)
+    assert reid is not None and "--detect-every 1" in reid and "auto" in reid
+    kalman = identity_problem(False, True, DetectionSchedule.parse("auto", flow=False))
+    assert kalman is not None and "--no-flow" in kalman
