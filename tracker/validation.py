@@ -4,8 +4,9 @@ Policy (documented in ``ByteTracker``):
 - structural problems raise ``ValueError`` naming the problem: not numeric,
   wrong number of dimensions, not 5 or 6 columns;
 - an empty array of shape (0,), (0, 5) or (0, 6) means "no detections";
-- rows with a non-finite value, or a box with non-positive width or height,
-  are dropped (they cannot be tracked); their row numbers are skipped, so
+- rows with a non-finite value, or a box whose width or height is not above
+  ``MIN_BOX_SIDE`` (a degenerate box: its aspect ratio would overflow the
+  Kalman filter's state), are dropped (they cannot be tracked); their row numbers are skipped, so
   ``det_index`` in the output always refers to the caller's original rows;
 - scores are clipped into [0, 1].
 """
@@ -16,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 
 NO_CLASS = -1.0
+#: Boxes this narrow or short (in the caller's units, pixels or normalised) are degenerate and dropped.
+MIN_BOX_SIDE = 1e-6
 
 
 class CleanDetections(NamedTuple):
@@ -50,7 +53,7 @@ def clean_detections(detections: object) -> CleanDetections:
         raise ValueError(
             f"detections must have 5 columns (x1, y1, x2, y2, score) or 6 (..., class), got {array.shape[1]}"
         )
-    positive = array[:, 2:4] > array[:, :2]  # width and height > 0 (False for NaN)
+    positive = array[:, 2:4] > array[:, :2] + MIN_BOX_SIDE  # width and height above it (False for NaN)
     finite = np.isfinite(array)
     # count_nonzero is a plain C call, several times cheaper than all() on a few dozen values
     if np.count_nonzero(positive) == positive.size and np.count_nonzero(finite) == finite.size:

@@ -221,6 +221,18 @@ def test_invalid_rows_are_dropped_and_scores_clipped() -> None:
     assert len(out) == 1
 
 
+def test_degenerate_boxes_are_dropped_without_overflow() -> None:
+    """A box a denormal high or wide would give an infinite aspect ratio, and NaN in the Kalman state."""
+    tracker = ByteTracker()
+    dets = np.array([[0, 0, 10, 5e-324, 0.9], [0, 0, 5e-324, 30, 0.9], [100, 0, 100 + 1e-7, 30, 0.9],
+                     [200, 0, 240, 100, 0.9]])
+    with np.errstate(all="raise"):
+        for _ in range(3):
+            out = tracker.update(dets)
+    assert tracker.last_dropped == 3 and out[:, 7].tolist() == [3]
+    assert np.isfinite(tracker.state_dict().tracks["mean"]).all()
+
+
 def test_constructor_rejects_bad_options() -> None:
     with pytest.raises(ValueError, match="id_mode"):
         ByteTracker(id_mode="global")
