@@ -8,8 +8,10 @@ worker share its detector (ONNX Runtime) as a fleet worker does: one call at a t
 is most overdue first (``apps.fleet.sharing``). ``--workers 1`` runs them all in this process (one session with
 all the threads: the layout of the runs before 2026-12-08). A
 camera counts as served when at most 1% of its frames were dropped and its MOTA (PETS09-S2L1 gt, the same frames)
-is at most ``--max-loss`` below the every-frame detector run offline (no frame dropped). The largest N with every
-camera served is the machine's capacity; 100 cameras need ceil(100 / capacity) machines. ``--costs`` adds the
+is at most ``--max-loss`` below the every-frame detector run offline (no frame dropped); ``--rule mean`` asks
+that of the cameras' mean MOTA instead (a camera's MOTA on a short clip moves with which of its frames went
+without a detector call, so the worst of N cameras falls with N even where the mean holds). The largest N with
+every camera served is the machine's capacity; 100 cameras need ceil(100 / capacity) machines. ``--costs`` adds the
 load-independent side: unpaced runs with the detector every K-th frame, their MOTA and CPU time per frame.
 
     python benchmarks/live_capacity.py [--max-streams 10] [--frames 400] [--json runs/live_capacity/report.json]
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--modes", default=",".join(MODES), help=f"some of {', '.join(MODES)}")
     parser.add_argument("--first-streams", type=int, default=1, help="start each mode at this many streams")
     parser.add_argument("--max-loss", type=float, default=1.0, help="MOTA points a served camera may lose")
+    parser.add_argument("--rule", choices=("worst", "mean"), default="worst",
+                        help="--max-loss holds for every camera (default) or for the cameras' mean MOTA")
     parser.add_argument("--costs", action="store_true", help="also K=1,2,3 unpaced: MOTA and CPU per frame")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
@@ -237,7 +241,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                                        args.fps, schedule, out) for cameras in groups])
                 motas = [score(s["results"], args.sequence, len(frames))["MOTA"] for s in streams]
                 drops = [100 * s["dropped"] / len(frames) for s in streams]
-                served = all(d <= 1.0 for d in drops) and min(motas) >= reference - args.max_loss
+                judged = min(motas) if args.rule == "worst" else float(np.mean(motas))
+                served = all(d <= 1.0 for d in drops) and judged >= reference - args.max_loss
                 calls = [s["detector_calls"] / max(1, s["frames"]) for s in streams]
                 row = {"mode": mode, "streams": count, "workers": workers, "threads_per_worker": threads,
                        "served": served, "min_MOTA": min(motas), "mean_MOTA": float(np.mean(motas)),
