@@ -122,15 +122,20 @@ class IntervalRun:
 def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray], interval: int,
                         tracker_config: TrackerConfig, results_path: Path, propagator: FlowPropagator | None = None,
                         output_filter: OutputFilter | None = None, clip_to_frame: bool = False,
-                        frames: Iterable[np.ndarray] | None = None) -> IntervalTracking:
+                        frames: Iterable[np.ndarray] | None = None, phase: int = 0) -> IntervalTracking:
     """Track ``sequence`` with ``detections[f]`` given on every ``interval``-th frame (the first included; 0: when
     ``auto`` asks, as ``track --detect-every auto`` on a file), write tracks for every frame; returns (detector
     calls, median ms per step frame). With ``propagator`` the images are read and the frames between go through
     ``FlowPropagator``. ``clip_to_frame`` clips the boxes between detector calls, as ``track`` does (its detector
     clips its own boxes; the public detections are not clipped, and neither is their gt). ``frames``: the images
-    in order, for sequences without image files (``benchmarks.identity_data`` variants); default: read them."""
+    in order, for sequences without image files (``benchmarks.identity_data`` variants); default: read them.
+    ``phase`` (fixed intervals): the detector frames after the first are ``phase``, ``phase + interval``, ... (0:
+    every ``interval``-th frame from the first, as ``track`` does); which frames go without a detection moves the
+    score, so the loss of an interval is best read over its phases."""
     if interval < 0:
         raise ValueError(f"interval must be >= 0 (0: auto), got {interval}")
+    if phase and not 0 < phase < max(interval, 1):
+        raise ValueError(f"phase must be in 0..{max(interval, 1) - 1} for interval {interval}, got {phase}")
     schedule = DetectionSchedule(every=interval or None, flow=propagator is not None)
     scheduler = DetectionScheduler(schedule, sequence.frame_rate)
     if len(detections) != sequence.length:
@@ -148,7 +153,7 @@ def track_with_interval(sequence: MotSequence, detections: Sequence[np.ndarray],
     with MotResultWriter(results_path) as writer:
         for index, dets in enumerate(detections):
             frame = next(images)
-            detect = scheduler.due(stepper.last_report)
+            detect = scheduler.due(stepper.last_report) if not phase else index == 0 or (index - phase) % interval == 0
             scheduler.record(detect, 0.0)
             if detect:
                 tracks = stepper.update(frame, dets)
@@ -173,7 +178,7 @@ def score(sequence: MotSequence, results_path: Path) -> tuple[object, object]:
 def run_workload(workload: str, sequences: list[MotSequence], detections: dict[str, list[np.ndarray]],
                  modes: Sequence[str], intervals: Sequence[int], tracker_config: TrackerConfig, out_dir: Path,
                  output_filter: OutputFilter | None = None, propagation: PropagationConfig | None = None,
-                 frames: Callable[[MotSequence], Iterable[np.ndarray]] | None = None,
+                 frames: Callable[[MotSequence], Iterable[np.ndarray]] | None = None, phase: int = 0,
                  ) -> tuple[list[IntervalRun], dict[tuple[str, int], MotMetrics]]:
     """Every sequence x mode x interval; K=1 runs once for ``kalman`` and ``flow`` (no frame is stepped, so they
     are the same run) and once for ``redraw`` (interpolated as its other K are: the like-for-like baseline).
@@ -191,7 +196,8 @@ def run_workload(workload: str, sequences: list[MotSequence], detections: dict[s
                 propagator = FlowPropagator(propagation) if mode != "kalman" else None
                 tracking = track_with_interval(sequence, detections[sequence.name], interval, tracker_config,
                                                path, propagator, output_filter, clip_to_frame=workload != "public",
-                                               frames=frames(sequence) if frames and propagator else None)
+                                               frames=frames(sequence) if frames and propagator else None,
+                                               phase=phase % interval if interval > 1 else 0)
                 if mode == "redraw":
                     interpolate_file(path, path, REDRAW, tracking.propagated)
                 calls, step_ms = tracking.calls, tracking.step_ms
@@ -330,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", type=Path, default=PROJECT_ROOT / "runs" / "detect_interval" / "detections")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "runs" / "detect_interval")
     parser.add_argument("--json", type=Path, help="write the report as JSON here")
+    parser.add_argument("--phase", type=int, default=0,
+                        help="detector frames after the first at phase, phase + K, ... (taken modulo each K; 0: "
+                             "frames 1, 1 + K, ... as track runs it); which frames go without a detection moves "
+                             "the score")
     return parser
 
 
@@ -339,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if set(modes) - set(MODES):
         sys.exit(f"error: unknown mode(s) {sorted(set(modes) - set(MODES))}; choose from {MODES}")
-    report: dict = {"intervals": list(args.intervals), "workloads": {}}
+    report: dict = {"intervals": list(args.intervals), "phase": args.phase, "workloads": {}}
     all_runs: list[IntervalRun] = []
     tables = []
     if not args.skip_public:
@@ -347,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrackerConfig.from_track_thresh(DEFAULT_TRACK_THRESH)
         detections = {s.name: s.detections() for s in sequences}
         runs, pooled = run_workload("public", sequences, detections, ["kalman"], args.intervals, config,
-                                    args.out_dir / "public")
+                                    args.out_dir / "public", phase=args.phase)
         tables.append(format_table("MOT17 public detections, tracker only (Kalman prediction between)", runs, pooled))
         report["workloads"]["public"] = {"tracker": asdict(config), "runs": [r.as_row() for r in runs],
                                          "overall": {f"{m}_k{k}": v.to_dict() for (m, k), v in pooled.items()}}
@@ -359,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrackerConfig.from_track_thresh(BENCHMARK_TRACK_THRESH)
         detections = {s.name: detector_detections(s, weights, args.threads, args.cache_dir) for s in sequences}
         runs, _ = run_workload("detector", sequences, detections, modes, args.intervals, config,
-                               args.out_dir / "detector", output_filter=OutputFilter())
+                               args.out_dir / "detector", output_filter=OutputFilter(), phase=args.phase)
         tables.append(format_table("Detector (ByteTrack nano fp32, ONNX Runtime): PETS09-S2L1 and MOT17-05 mini",
                                    runs, {}))
         report["workloads"]["detector"] = {"tracker": asdict(config), "weights": str(weights),
@@ -375,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrackerConfig.from_track_thresh(BENCHMARK_TRACK_THRESH)
         runs, _ = run_workload("variants", sequences, {s.name: s.detections() for s in sequences}, modes,
                                args.intervals, config, args.out_dir / "variants", output_filter=OutputFilter(),
-                               frames=lambda sequence: VARIANTS[sequence.name].frames())
+                               frames=lambda sequence: VARIANTS[sequence.name].frames(), phase=args.phase)
         tables.append(format_table("identity_data variants (cached detector outputs, images re-made)", runs, {}))
         report["workloads"]["variants"] = {"tracker": asdict(config), "runs": [r.as_row() for r in runs]}
         all_runs += runs

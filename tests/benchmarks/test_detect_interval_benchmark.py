@@ -40,6 +40,18 @@ def test_every_frame_gets_tracks_and_only_every_kth_a_detector_call(tmp_path: Pa
         detect_interval.track_with_interval(sequence, detections[:10], 2, TrackerConfig(), tmp_path / "x.txt")
 
 
+def test_a_phase_moves_the_detector_frames_after_the_first(tmp_path: Path) -> None:
+    sequence = load_sequence(require_data("MOT17-mini/train/MOT17-05-FRCNN"))
+    run = detect_interval.track_with_interval(sequence, sequence.detections(), 3, TrackerConfig(),
+                                              tmp_path / "k3p2.txt", phase=2)
+    assert run.calls == 1 + 16  # frame 1, then frames 3, 6, ..., 48
+    stepped = set(run.propagated[:, 0].tolist())
+    assert stepped and not stepped & {1, 3, 6, 48} and {2, 4, 5} <= stepped
+    with pytest.raises(ValueError, match="phase"):
+        detect_interval.track_with_interval(sequence, sequence.detections(), 3, TrackerConfig(), tmp_path / "x.txt",
+                                            phase=3)
+
+
 def test_main_prints_the_table_and_writes_json_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = require_data("MOT17-mini/train")
     report_path = tmp_path / "report.json"
