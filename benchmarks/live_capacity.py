@@ -1,24 +1,25 @@
 """How many real-time cameras one machine serves with every frame tracked, detector on every frame vs auto.
 
-Each camera is vtest.avi's first ``--frames`` frames delivered in real time at ``--fps`` (a paced source marked
-live: the reader drops the oldest frame when the pipeline falls behind, as with a real camera). ``N`` cameras run
-at once, one thread each, split between ``--workers`` processes as ``track SRC... --workers`` splits them (default:
-the fleet's, one worker per core, at most one per stream; ``--threads`` divided between them). The streams of one
-worker share its detector (ONNX Runtime) as a fleet worker does: one call at a time, the stream whose detection
-is most overdue first (``apps.fleet.sharing``). ``--workers 1`` runs them all in this process (one session with
-all the threads: the layout of the runs before 2026-12-08). A
-camera counts as served when at most 1% of its frames were dropped and its MOTA (PETS09-S2L1 gt, the same frames)
-is at most ``--max-loss`` below the every-frame detector run offline (no frame dropped); ``--rule mean`` asks
-that of the cameras' mean MOTA instead (a camera's MOTA on a short clip moves with which of its frames went
-without a detector call, so the worst of N cameras falls with N even where the mean holds). The largest N with
-every camera served is the machine's capacity; 100 cameras need ceil(100 / capacity) machines. ``--costs`` adds the
-load-independent side: unpaced runs with the detector every K-th frame, their MOTA and CPU time per frame.
+Each camera is vtest.avi (its first ``--frames`` frames; default all 795) delivered in real time at ``--fps`` (a
+paced source marked live: the reader drops the oldest frame when the pipeline falls behind, as with a real camera).
+``N`` cameras run at once, one thread each, split between ``--workers`` processes as ``track SRC... --workers``
+splits them (default: the fleet's, one worker per core, at most one per stream; ``--threads`` divided between them).
+The streams of one worker share its detector (ONNX Runtime) as a fleet worker does: one call at a time, the stream
+whose detection is most overdue first (``apps.fleet.sharing``). ``--workers 1`` runs them all in this process (one
+session with all the threads: the layout of the runs before 2026-12-08). A camera counts as served when at most 1%
+of its frames were dropped and its MOTA (PETS09-S2L1 gt, the same frames) is at most ``--max-loss`` below the
+every-frame detector run offline (no frame dropped); ``--rule mean`` asks that of the cameras' mean MOTA instead (a
+camera's MOTA on a short clip moves with which of its frames went without a detector call, so the worst of N cameras
+falls with N even where the mean holds). The largest N with every camera served is the machine's capacity; 100
+cameras need ceil(100 / capacity) machines. ``--costs`` adds the load-independent side: unpaced runs with the
+detector every K-th frame, their MOTA and CPU time per frame.
 
-    python benchmarks/live_capacity.py [--max-streams 10] [--frames 400] [--json runs/live_capacity/report.json]
+    python benchmarks/live_capacity.py [--max-streams 12] [--frames N] [--json runs/live_capacity/report.json]
 
 Each (mode, N) takes ``frames / fps`` seconds; a busy machine gives a pessimistic capacity (load is printed).
 Short clips are noisy: on vtest.avi the MOTA of the detector every other frame against every frame moves from
--1.4 (first 200 frames) to -0.1 (300) and -0.7 (400) (benchmarks/README.md), so the default is 400 frames.
+-1.4 (first 200 frames) to -0.1 (300) and -0.7 (400), and the cameras' spread at one load is 1.7 points on 400
+frames against 1.2-1.4 on all 795 (benchmarks/README.md), so the default is the whole video.
 """
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ class WorkerGroup:
 
     cameras: tuple[int, ...]
     video: Path
-    frames: int
+    frames: int | None  # the first this many of the video (None: all)
     weights: Path
     threads: int
     fps: float
@@ -195,13 +196,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
     parser.add_argument("--sequence", type=Path, default=DEFAULT_SEQUENCE)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
-    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--frames", type=int, help="the video's first N frames (default: all)")
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="inference threads of all the workers together (default: one per core)")
     parser.add_argument("--workers", type=int, help="worker processes (default: the fleet's, one per core, at "
                         "most one per stream); 1: every stream in this process")
-    parser.add_argument("--max-streams", type=int, default=10)
+    parser.add_argument("--max-streams", type=int, default=12)
     parser.add_argument("--modes", default=",".join(MODES), help=f"some of {', '.join(MODES)}")
     parser.add_argument("--first-streams", type=int, default=1, help="start each mode at this many streams")
     parser.add_argument("--max-loss", type=float, default=1.0, help="MOTA points a served camera may lose")
