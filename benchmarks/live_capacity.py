@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import cv2
@@ -104,18 +105,38 @@ def load_detector_for(video: Path, weights: Path, threads: int):
 
 def serve_group(group: WorkerGroup, ready: Any, start: Any, results: Any) -> None:
     """A worker process: load the detector, report ready, wait for the common start, serve the group's cameras
-    (one thread each, sharing the detector by deadline) and put ``(camera, row)`` pairs on ``results``."""
+    (one thread each, sharing the detector by deadline) and put ``(camera, row)`` pairs on ``results``. A failure
+    is put on the queue it would have answered, as a one-line message (the driver raises it)."""
+    where = f"worker for cameras {list(group.cameras)}"
     try:
         cv2.setNumThreads(group.threads)  # as apps.fleet.worker.serve_streams
         frames = video_frames(group.video, num=group.frames, step=1)
         detector = load_detector_for(group.video, group.weights, group.threads)
     except Exception as exc:  # noqa: BLE001 - the driver reports it instead of waiting forever
-        ready.put(f"worker for cameras {list(group.cameras)}: {exc}")
+        ready.put(f"{where}: {exc}")
         return
     ready.put(None)
     start.wait()
-    rows = run_streams(group.cameras, frames, group.fps, detector, group.schedule, group.out)
+    try:
+        rows = run_streams(group.cameras, frames, group.fps, detector, group.schedule, group.out)
+    except Exception as exc:  # noqa: BLE001 - as above
+        results.put(f"{where}: {type(exc).__name__}: {exc}")
+        return
     results.put(list(zip(group.cameras, rows)))
+
+
+def collect(queue: Any, processes: list[Any]) -> list[Any]:
+    """One item per process from ``queue``; RuntimeError when a process died without putting its item (killed, or
+    crashed in the interpreter), instead of waiting for it forever."""
+    items: list[Any] = []
+    while len(items) < len(processes):
+        try:
+            items.append(queue.get(timeout=1.0))
+        except Empty:
+            dead = [p.exitcode for p in processes if p.exitcode is not None and p.exitcode != 0]
+            if dead:
+                raise RuntimeError(f"a worker process exited with code {dead[0]} before it answered") from None
+    return items
 
 
 def run_workers(groups: list[WorkerGroup]) -> list[dict]:
@@ -127,11 +148,15 @@ def run_workers(groups: list[WorkerGroup]) -> list[dict]:
     for process in processes:
         process.start()
     try:
-        errors = [error for error in (ready.get() for _ in processes) if error]
+        errors = [error for error in collect(ready, processes) if error]
         if errors:
             raise RuntimeError("; ".join(errors))
         start.set()
-        rows = dict(pair for _ in processes for pair in results.get())
+        answers = collect(results, processes)
+        errors = [answer for answer in answers if isinstance(answer, str)]
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        rows = dict(pair for answer in answers for pair in answer)
     finally:
         for process in processes:
             process.join(timeout=60)
